@@ -1,0 +1,72 @@
+"""GraphBuilder: add float nodes one at a time, with types inferred by the registry."""
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from ir.graph import Graph, IRError, Node, Op
+from ir.registry import opdef
+from ir.types import DType, TensorType
+
+
+def _pair(v: Any) -> tuple[int, int]:
+    return (int(v), int(v)) if np.isscalar(v) else (int(v[0]), int(v[1]))
+
+
+def _pad4(v: Any) -> tuple[int, int, int, int]:
+    """pad as one int, (h, w), or (top, left, bottom, right)."""
+    if np.isscalar(v):
+        return (int(v),) * 4
+    v = tuple(int(x) for x in v)
+    return v * 2 if len(v) == 2 else v
+
+
+def normalize_attrs(op: Op, attrs: dict[str, Any]) -> dict[str, Any]:
+    """Fill defaults and canonical tuple forms of spatial attributes."""
+    a = dict(attrs)
+    if op in (Op.CONV2D, Op.MAXPOOL):
+        a["kernel"] = _pair(a["kernel"])
+        a["stride"] = _pair(a.get("stride", 1 if op is Op.CONV2D else a["kernel"]))
+        a["pad"] = _pad4(a.get("pad", 0))
+    if op is Op.CONV2D:
+        a["dilation"] = _pair(a.get("dilation", 1))
+    if op in (Op.CONV2D, Op.DENSE, Op.ADD):
+        a.setdefault("act", "none")
+        if a["act"] not in ("none", "relu"):
+            raise IRError(f"unknown activation '{a['act']}' (supported: none, relu)")
+    return a
+
+
+class GraphBuilder:
+    def __init__(self, name: str = "model"):
+        self.name = name
+        self.nodes: dict[str, Node] = {}
+
+    def input(self, name: str, shape: tuple[int, ...]) -> str:
+        self._add(Node(name, Op.INPUT, (), TensorType(tuple(shape), DType.FLOAT32)))
+        return name
+
+    def add(self, name: str, op: Op, inputs: list[str], attrs: dict[str, Any] | None = None,
+            params: dict[str, np.ndarray] | None = None) -> str:
+        for src in inputs:
+            if src not in self.nodes:
+                raise IRError(f"input '{src}' is not defined", name)
+        d = opdef(op)
+        if len(inputs) != d.arity:
+            raise IRError(f"{op.value} takes {d.arity} input(s), got {len(inputs)}", name)
+        params = {k: np.asarray(v, dtype=np.float32) for k, v in (params or {}).items()}
+        if op in (Op.CONV2D, Op.DENSE) and "b" not in params:
+            params["b"] = np.zeros(params["w"].shape[0], np.float32)
+        proto = Node(name, op, tuple(inputs), TensorType((0,)), normalize_attrs(op, attrs or {}), params)
+        shape = d.infer(proto, [self.nodes[i].out for i in inputs])
+        return self._add(proto.evolve(out=TensorType(shape, DType.FLOAT32)))
+
+    def _add(self, node: Node) -> str:
+        if node.name in self.nodes:
+            raise IRError("duplicate node name", node.name)
+        self.nodes[node.name] = node
+        return node.name
+
+    def build(self, outputs: list[str]) -> Graph:
+        return Graph(self.nodes.values(), outputs, self.name)

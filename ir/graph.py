@@ -1,0 +1,152 @@
+"""The IR: a graph of frozen nodes over networkx.
+
+A node produces exactly one tensor, named after the node. Weights are node
+parameters (numpy arrays), not separate graph nodes. The graph is immutable in
+practice: passes build new graphs with ``Graph.from_nodes``.
+"""
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass, field, replace
+from types import MappingProxyType
+from typing import Any, Iterable, Iterator, Mapping
+
+import networkx as nx
+import numpy as np
+
+from ir.types import TensorType
+
+
+class IRError(Exception):
+    """An invalid graph: names the node and shows its neighbourhood."""
+
+    def __init__(self, message: str, node: str | None = None, context: str = "", hint: str = ""):
+        self.node = node
+        self.hint = hint
+        text = message if node is None else f"node '{node}': {message}"
+        if context:
+            text += "\n" + context
+        if hint:
+            text += f"\nhint: {hint}"
+        super().__init__(text)
+
+
+class Op(enum.Enum):
+    INPUT = "input"
+    CONV2D = "conv2d"
+    DENSE = "dense"
+    ADD = "add"
+    RELU = "relu"
+    MAXPOOL = "maxpool"
+    FLATTEN = "flatten"
+
+
+def _freeze(value: Any) -> Any:
+    if isinstance(value, list):
+        return tuple(_freeze(v) for v in value)
+    return value
+
+
+@dataclass(frozen=True, eq=False)
+class Node:
+    """One operation. ``attrs`` are hashable scalars/tuples; ``params`` are arrays."""
+
+    name: str
+    op: Op
+    inputs: tuple[str, ...]
+    out: TensorType
+    attrs: Mapping[str, Any] = field(default_factory=dict)
+    params: Mapping[str, np.ndarray] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "inputs", tuple(self.inputs))
+        object.__setattr__(self, "attrs", MappingProxyType({k: _freeze(v) for k, v in self.attrs.items()}))
+        frozen = {}
+        for key, arr in self.params.items():
+            arr = np.array(arr, copy=True)
+            arr.flags.writeable = False
+            frozen[key] = arr
+        object.__setattr__(self, "params", MappingProxyType(frozen))
+
+    def evolve(self, **changes: Any) -> "Node":
+        """A copy with some fields replaced (attrs/params replaced whole)."""
+        return replace(self, **changes)
+
+    def with_attrs(self, **attrs: Any) -> "Node":
+        return replace(self, attrs={**self.attrs, **attrs})
+
+    def __repr__(self) -> str:
+        return f"Node({self.name}: {self.op.value}({', '.join(self.inputs)}) -> {self.out})"
+
+
+class Graph:
+    """A DAG of nodes kept in topological order, with named graph outputs."""
+
+    def __init__(self, nodes: Iterable[Node], outputs: Iterable[str], name: str = "model"):
+        self.name = name
+        self._nodes: dict[str, Node] = {}
+        g = nx.DiGraph()
+        for node in nodes:
+            if node.name in self._nodes:
+                raise IRError("duplicate node name", node.name)
+            self._nodes[node.name] = node
+            g.add_node(node.name)
+        for node in self._nodes.values():
+            for src in node.inputs:
+                if src not in self._nodes:
+                    raise IRError(f"input '{src}' is not produced by any node", node.name,
+                                  hint="define the producer before using it")
+                g.add_edge(src, node.name)
+        if not nx.is_directed_acyclic_graph(g):
+            cycle = nx.find_cycle(g)
+            raise IRError(f"graph has a cycle: {' -> '.join(a for a, _ in cycle)}")
+        self._g = g
+        index = {name: i for i, name in enumerate(self._nodes)}
+        self._order = list(nx.lexicographical_topological_sort(g, key=index.__getitem__))
+        self.outputs = tuple(outputs)
+        for out in self.outputs:
+            if out not in self._nodes:
+                raise IRError(f"graph output '{out}' is not a node")
+
+    @classmethod
+    def from_nodes(cls, nodes: Iterable[Node], outputs: Iterable[str], name: str = "model") -> "Graph":
+        return cls(nodes, outputs, name)
+
+    def __iter__(self) -> Iterator[Node]:
+        return (self._nodes[n] for n in self._order)
+
+    def __len__(self) -> int:
+        return len(self._nodes)
+
+    def __getitem__(self, name: str) -> Node:
+        try:
+            return self._nodes[name]
+        except KeyError:
+            raise IRError(f"no node named '{name}'") from None
+
+    def __contains__(self, name: str) -> bool:
+        return name in self._nodes
+
+    @property
+    def inputs(self) -> tuple[Node, ...]:
+        return tuple(n for n in self if n.op is Op.INPUT)
+
+    def consumers(self, name: str) -> list[Node]:
+        return [self._nodes[s] for s in self._g.successors(name)]
+
+    def replace_nodes(self, nodes: Iterable[Node], outputs: Iterable[str] | None = None) -> "Graph":
+        return Graph(nodes, self.outputs if outputs is None else outputs, self.name)
+
+    def neighbourhood(self, name: str) -> str:
+        """A few lines of the graph around one node, for error messages."""
+        lines = []
+        for pred in self._g.predecessors(name):
+            lines.append(f"    {self._nodes[pred]!r}")
+        lines.append(f"  > {self._nodes[name]!r}")
+        for succ in self._g.successors(name):
+            lines.append(f"    {self._nodes[succ]!r}")
+        return "\n".join(lines)
+
+    def __repr__(self) -> str:
+        body = "\n".join(f"  {n!r}" for n in self)
+        return f"Graph {self.name} (outputs: {', '.join(self.outputs)})\n{body}"

@@ -1,0 +1,63 @@
+"""Reference interpreters. The integer one is the golden model of the accelerator."""
+from __future__ import annotations
+
+from typing import Mapping
+
+import numpy as np
+
+from ir.graph import Graph, IRError, Op
+from ir.kernels import dequantize, quantize
+from ir.registry import opdef
+from ir.types import DType
+
+
+def _feed(graph: Graph, inputs: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+    env = {}
+    for node in graph.inputs:
+        if node.name not in inputs:
+            raise IRError(f"no value given for graph input '{node.name}'")
+        x = np.asarray(inputs[node.name])
+        if x.shape[1:] != node.out.shape[1:]:
+            raise IRError(f"input has shape {list(x.shape)}, expected {list(node.out.shape)}", node.name)
+        env[node.name] = x
+    return env
+
+
+def run_float(graph: Graph, inputs: Mapping[str, np.ndarray], keep_all: bool = False) -> dict[str, np.ndarray]:
+    """Run a float graph; returns the graph outputs (or every tensor with keep_all)."""
+    env = {k: v.astype(np.float32) for k, v in _feed(graph, inputs).items()}
+    for node in graph:
+        if node.op is not Op.INPUT:
+            env[node.name] = opdef(node.op).ref_float(node, [env[i] for i in node.inputs])
+    return env if keep_all else {o: env[o] for o in graph.outputs}
+
+
+def run_int(graph: Graph, inputs: Mapping[str, np.ndarray], keep_all: bool = False) -> dict[str, np.ndarray]:
+    """Run a quantized graph on int8 inputs; returns int8 outputs (or every tensor)."""
+    env = _feed(graph, inputs)
+    for name, x in env.items():
+        if x.dtype != np.int8:
+            raise IRError(f"integer interpreter needs int8 input, got {x.dtype}", name,
+                          hint="use quantize_inputs() on float data first")
+    for node in graph:
+        if node.op is Op.INPUT:
+            continue
+        ins = [graph[i].out for i in node.inputs]
+        env[node.name] = opdef(node.op).ref_int(node, [env[i] for i in node.inputs], ins)
+    return env if keep_all else {o: env[o] for o in graph.outputs}
+
+
+def quantize_inputs(graph: Graph, inputs: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """Float inputs -> int8 with each input node's quantization (what the host does)."""
+    out = {}
+    for node in graph.inputs:
+        x = np.asarray(inputs[node.name], dtype=np.float32)
+        if node.out.dtype is not DType.INT8:
+            raise IRError("graph is not quantized", node.name)
+        out[node.name] = quantize(x, node.out.quant.scale[0], node.out.quant.zp)
+    return out
+
+
+def dequantize_outputs(graph: Graph, outputs: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+    return {name: dequantize(q, graph[name].out.quant.scale[0], graph[name].out.quant.zp)
+            for name, q in outputs.items()}

@@ -1,0 +1,65 @@
+"""Numpy kernels shared by the float and integer reference of each op.
+
+Integer products are computed with float64 matrix multiplies: an int8 x int8
+product is below 2**14 and any realistic reduction sum stays far below 2**53,
+so float64 BLAS gives the exact integer result.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+
+def pad_nchw(x: np.ndarray, pad: tuple[int, int, int, int], value: float) -> np.ndarray:
+    top, left, bottom, right = pad
+    return np.pad(x, ((0, 0), (0, 0), (top, bottom), (left, right)), constant_values=value)
+
+
+def out_size(size: int, kernel: int, stride: int, pad_lo: int, pad_hi: int, dilation: int = 1) -> int:
+    return (size + pad_lo + pad_hi - dilation * (kernel - 1) - 1) // stride + 1
+
+
+def windows(x: np.ndarray, kernel: tuple[int, int], stride: tuple[int, int],
+            dilation: tuple[int, int] = (1, 1)) -> np.ndarray:
+    """[N, C, H, W] (already padded) -> [N, C, OH, OW, KH, KW] strided view."""
+    kh, kw = kernel
+    dh, dw = dilation
+    span = (dh * (kh - 1) + 1, dw * (kw - 1) + 1)
+    view = np.lib.stride_tricks.sliding_window_view(x, span, axis=(2, 3))
+    return view[:, :, ::stride[0], ::stride[1], ::dh, ::dw]
+
+
+def conv2d_exact(x: np.ndarray, w: np.ndarray, stride, dilation) -> np.ndarray:
+    """Convolution of padded x [N,C,H,W] with w [K,C,KH,KW] via float64 GEMM -> [N,K,OH,OW]."""
+    k, c, kh, kw = w.shape
+    win = windows(x.astype(np.float64), (kh, kw), stride, dilation)  # N C OH OW KH KW
+    n, _, oh, ow = win.shape[:4]
+    cols = win.transpose(0, 2, 3, 1, 4, 5).reshape(n * oh * ow, c * kh * kw)
+    out = cols @ w.reshape(k, -1).astype(np.float64).T
+    return out.reshape(n, oh, ow, k).transpose(0, 3, 1, 2)
+
+
+def requantize(acc: np.ndarray, scale: np.ndarray, zero_point: int, relu: bool) -> np.ndarray:
+    """y = saturate(round_half_even(float32(acc) * float32(scale)) + zp), then ReLU as y >= zp."""
+    prod = acc.astype(np.float32) * scale.astype(np.float32)
+    y = np.rint(prod).astype(np.float64) + zero_point
+    lo = zero_point if relu else -128
+    return np.clip(y, lo, 127).astype(np.int8)
+
+
+def quantize(x: np.ndarray, scale: float, zero_point: int) -> np.ndarray:
+    """Host-side quantization of a float tensor: saturate(round_half_even(x / s) + zp)."""
+    q = np.rint(x.astype(np.float32) / np.float32(scale)).astype(np.float64) + zero_point
+    return np.clip(q, -128, 127).astype(np.int8)
+
+
+def dequantize(q: np.ndarray, scale: float, zero_point: int) -> np.ndarray:
+    return ((q.astype(np.float32) - np.float32(zero_point)) * np.float32(scale)).astype(np.float32)
+
+
+def add_requantize(a: np.ndarray, b: np.ndarray, za: int, zb: int, ma: np.float32, mb: np.float32,
+                   zc: int, relu: bool) -> np.ndarray:
+    """Integer Add: saturate(round_half_even(f32(a-za)*ma + f32(b-zb)*mb) + zc), ma = sa/sc."""
+    t = (a.astype(np.float32) - np.float32(za)) * np.float32(ma)
+    u = (b.astype(np.float32) - np.float32(zb)) * np.float32(mb)
+    y = np.rint(t + u).astype(np.float64) + zc
+    return np.clip(y, zc if relu else -128, 127).astype(np.int8)

@@ -1,0 +1,77 @@
+"""Calibration (min-max) and INT8 quantization with DESIGN.md's integer semantics.
+
+- weights: int8, symmetric per output channel, range [-127, 127];
+- activations: int8, asymmetric per tensor, ranges widened to include 0;
+- bias: int32 at scale s_in * s_w[c];
+- requantization multiplier: float32(float32(s_in) * float32(s_w[c])) / float32(s_out).
+"""
+from __future__ import annotations
+
+from typing import Mapping
+
+import numpy as np
+
+from ir.graph import Graph, IRError, Node, Op
+from ir.interpret import run_float
+from ir.registry import add_multipliers
+from ir.types import DType, QuantParams, TensorType
+
+Ranges = dict[str, tuple[float, float]]
+
+
+def calibrate_minmax(graph: Graph, samples: Mapping[str, np.ndarray], batch: int = 64) -> Ranges:
+    """Observed (min, max) of every tensor over the calibration samples."""
+    n = len(next(iter(samples.values())))
+    ranges: Ranges = {}
+    for start in range(0, n, batch):
+        chunk = {k: v[start:start + batch] for k, v in samples.items()}
+        for name, value in run_float(graph, chunk, keep_all=True).items():
+            lo, hi = float(value.min()), float(value.max())
+            if name in ranges:
+                lo, hi = min(lo, ranges[name][0]), max(hi, ranges[name][1])
+            ranges[name] = (lo, hi)
+    return ranges
+
+
+def activation_qparams(lo: float, hi: float) -> QuantParams:
+    lo, hi = min(lo, 0.0), max(hi, 0.0)
+    scale = np.float32((hi - lo) / 255.0) if hi > lo else np.float32(1.0)
+    zp = int(np.clip(np.rint(-128.0 - lo / float(scale)), -128, 127))
+    return QuantParams.per_tensor(float(scale), zp)
+
+
+def _quantize_weights(node: Node, s_in: np.float32, s_out: np.float32) -> dict[str, np.ndarray]:
+    w = node.params["w"].astype(np.float64)
+    k = w.shape[0]
+    amax = np.abs(w.reshape(k, -1)).max(axis=1)
+    s_w = np.where(amax > 0, amax / 127.0, 1.0).astype(np.float32)
+    bshape = (k,) + (1,) * (w.ndim - 1)
+    wq = np.clip(np.rint(w / s_w.reshape(bshape)), -127, 127).astype(np.int8)
+    s_acc = (np.float32(s_in) * s_w).astype(np.float32)
+    bias = np.rint(node.params["b"].astype(np.float64) / s_acc.astype(np.float64))
+    bias = np.clip(bias, -2**31, 2**31 - 1).astype(np.int32)
+    requant = (s_acc / np.float32(s_out)).astype(np.float32)
+    return {"w": wq, "b": bias, "requant": requant, "w_scale": s_w}
+
+
+def quantize_graph(graph: Graph, ranges: Ranges) -> Graph:
+    """Float graph + calibrated ranges -> int8 graph (same names, same structure)."""
+    qtypes: dict[str, TensorType] = {}
+    nodes = []
+    for node in graph:
+        if node.name not in ranges:
+            raise IRError("no calibration range for this tensor", node.name)
+        if node.op in (Op.MAXPOOL, Op.RELU, Op.FLATTEN):
+            quant = qtypes[node.inputs[0]].quant          # these ops keep their input's scale
+        else:
+            quant = activation_qparams(*ranges[node.name])
+        out = TensorType(node.out.shape, DType.INT8, quant)
+        params = dict(node.params)
+        if node.op in (Op.CONV2D, Op.DENSE):
+            s_in = np.float32(qtypes[node.inputs[0]].quant.scale[0])
+            params = _quantize_weights(node, s_in, np.float32(quant.scale[0]))
+        elif node.op is Op.ADD:
+            add_multipliers([qtypes[i] for i in node.inputs], out)   # validates the scales
+        qtypes[node.name] = out
+        nodes.append(node.evolve(out=out, params=params))
+    return graph.replace_nodes(nodes)

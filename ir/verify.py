@@ -1,0 +1,57 @@
+"""verify(graph): structural and type checks, run between passes in tests."""
+from __future__ import annotations
+
+import numpy as np
+
+from ir.graph import Graph, IRError, Op
+from ir.registry import opdef
+from ir.types import DType
+
+_INT_PARAMS = {"w": np.int8, "b": np.int32, "requant": np.float32}
+
+
+def verify(graph: Graph) -> Graph:
+    """Raise IRError naming the first bad node (with its neighbourhood); return the graph."""
+    if not graph.inputs:
+        raise IRError("graph has no inputs")
+    for node in graph:
+        try:
+            _check_node(graph, node)
+        except IRError as err:
+            if err.node is None or "\n" in str(err):
+                raise
+            raise IRError(str(err).split(": ", 1)[-1], node.name, graph.neighbourhood(node.name),
+                          err.hint) from None
+    return graph
+
+
+def _check_node(graph: Graph, node) -> None:
+    d = opdef(node.op)
+    if len(node.inputs) != d.arity:
+        raise IRError(f"{node.op.value} takes {d.arity} inputs, has {len(node.inputs)}", node.name)
+    ins = [graph[i].out for i in node.inputs]
+    shape = d.infer(node, ins)
+    if tuple(shape) != node.out.shape:
+        raise IRError(f"declared shape {list(node.out.shape)} but inference gives {list(shape)}", node.name)
+    quantized = node.out.dtype is DType.INT8
+    for t in ins:
+        if (t.dtype is DType.INT8) != quantized:
+            raise IRError("mixes float and int8 tensors", node.name)
+    if not quantized:
+        return
+    if node.out.quant is None or len(node.out.quant.scale) != 1:
+        raise IRError("int8 tensor needs per-tensor quantization", node.name)
+    if not -128 <= node.out.quant.zp <= 127:
+        raise IRError(f"zero point {node.out.quant.zp} out of int8 range", node.name)
+    if node.op in (Op.CONV2D, Op.DENSE):
+        k = node.params["w"].shape[0]
+        for key, dt in _INT_PARAMS.items():
+            arr = node.params.get(key)
+            if arr is None or arr.dtype != dt:
+                raise IRError(f"parameter '{key}' must be {np.dtype(dt).name}", node.name)
+            if key != "w" and arr.shape != (k,):
+                raise IRError(f"parameter '{key}' must have shape [{k}]", node.name)
+        if np.any(node.params["w"] == -128):
+            raise IRError("weights must be symmetric int8 in [-127, 127]", node.name)
+    if node.op in (Op.MAXPOOL, Op.RELU, Op.FLATTEN) and node.out.quant != ins[0].quant:
+        raise IRError(f"{node.op.value} must keep its input's quantization", node.name)
