@@ -1,0 +1,214 @@
+"""The accelerator description: frozen dataclasses, loaded from TOML and validated.
+
+Field names carry their units. Unknown keys, wrong types and impossible values
+raise one ``ArchError`` that names the key and the file.
+"""
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import hashlib
+import json
+import math
+import tomllib
+from dataclasses import dataclass, fields
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+
+class ArchError(Exception):
+    def __init__(self, message: str, source: str = "", hint: str = ""):
+        self.hint = hint
+        text = f"{source}: {message}" if source else message
+        if hint:
+            text += f" (hint: {hint})"
+        super().__init__(text)
+
+
+@dataclass(frozen=True)
+class CoreConfig:
+    pe_rows: int = 16                 # PE rows: output channels computed in parallel
+    simd_lanes: int = 16              # lanes per PE row: reduction values per cycle
+    scratchpad_bytes: int = 262144    # software-managed scratchpad per core
+    scratchpad_banks: int = 8
+    accumulator_bytes: int = 65536    # int32 accumulator buffer per core
+    vector_lanes: int = 16            # elements per cycle in the vector/post-processing unit
+    matmul_fill_cycles: int = 8       # MAC-array pipeline fill per MATMUL instruction
+    vector_fill_cycles: int = 4       # vector-unit pipeline fill per vector instruction
+
+
+@dataclass(frozen=True)
+class MemoryConfig:
+    l2_bytes: int = 0                 # shared L2; 0 = none (modelled in a later revision)
+    l2_ways: int = 8
+    l2_line_bytes: int = 64
+    l2_banks: int = 4
+    l2_latency_cycles: int = 12
+    dram_bytes_per_cycle: float = 16.0
+    dram_latency_cycles: int = 100
+
+
+@dataclass(frozen=True)
+class EnergyConfig:
+    """pJ per event. Zero/absent SRAM figures are derived from capacity (see docs/arch.md)."""
+    mac_pj: float = 0.23              # 8-bit multiply 0.2 + 8-bit add 0.03 (Horowitz 2014)
+    acc_add_pj: float = 0.1           # 32-bit integer add (Horowitz 2014)
+    spad_pj_per_byte: float = 0.0     # derived: 64-bit read 10 pJ * sqrt(bytes / 8 KiB), / 8
+    acc_pj_per_byte: float = 0.0      # derived the same way from accumulator_bytes
+    l2_pj_per_byte: float = 0.0       # derived the same way from l2_bytes
+    dram_pj_per_byte: float = 243.75  # 1.95 nJ per 64 bits, middle of 1.3-2.6 nJ (Horowitz 2014)
+    metadata_pj_per_byte: float = 0.0 # derived: equal to a scratchpad byte
+    vector_op_pj: float = 3.9         # fp32 multiply 3.7 + int32 add 0.1 + 8-bit clamp 0.1
+    leakage_pj_per_cycle: float = 10.0  # per core; an assumption, not a Horowitz figure
+
+
+@dataclass(frozen=True)
+class ArchConfig:
+    name: str = "default"
+    cores: int = 1
+    clock_mhz: float = 1000.0
+    core: CoreConfig = CoreConfig()
+    memory: MemoryConfig = MemoryConfig()
+    energy: EnergyConfig = EnergyConfig()
+
+    @property
+    def acc_entries(self) -> int:
+        return self.core.accumulator_bytes // 4
+
+    def fingerprint(self) -> str:
+        """sha256 of what the instruction stream can see: core count and core shape."""
+        visible = {"cores": self.cores, "core": dataclasses.asdict(self.core)}
+        return hashlib.sha256(json.dumps(visible, sort_keys=True).encode()).hexdigest()
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), sort_keys=True, separators=(",", ":"))
+
+
+def sram_pj_per_byte(capacity_bytes: int) -> float:
+    """Horowitz 2014: 64-bit read 10/20/100 pJ at 8 KB/32 KB/1 MB ~ 10 pJ * sqrt(size / 8 KiB)."""
+    if capacity_bytes <= 0:
+        return 0.0
+    return 10.0 * math.sqrt(capacity_bytes / 8192) / 8
+
+
+_SECTIONS = {"core": CoreConfig, "memory": MemoryConfig, "energy": EnergyConfig}
+_TOP = {"name": str, "cores": int, "clock_mhz": float}
+
+
+def _typed(value: Any, want: type, key: str, source: str) -> Any:
+    if want is float and isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    if not isinstance(value, want) or isinstance(value, bool):
+        raise ArchError(f"key '{key}' must be {want.__name__}, got {value!r} ({type(value).__name__})", source)
+    return value
+
+
+def _unknown(key: str, known: list[str], source: str) -> ArchError:
+    close = difflib.get_close_matches(key.split(".")[-1], known, n=1)
+    hint = f"did you mean '{close[0]}'?" if close else f"known keys: {', '.join(known)}"
+    return ArchError(f"unknown key '{key}'", source, hint)
+
+
+def _section(cls: type, table: Any, prefix: str, source: str):
+    if not isinstance(table, dict):
+        raise ArchError(f"'{prefix}' must be a table", source)
+    known = {f.name: f for f in fields(cls)}
+    values = {}
+    for key, value in table.items():
+        if key not in known:
+            raise _unknown(f"{prefix}.{key}", list(known), source)
+        values[key] = _typed(value, type(known[key].default), f"{prefix}.{key}", source)
+    return cls(**values)
+
+
+def _check(cond: bool, key: str, message: str, source: str) -> None:
+    if not cond:
+        raise ArchError(f"key '{key}' {message}", source)
+
+
+def validate(arch: ArchConfig, source: str = "") -> ArchConfig:
+    c, m = arch.core, arch.memory
+    _check(1 <= arch.cores <= 64, "cores", f"must be 1..64, got {arch.cores}", source)
+    _check(arch.clock_mhz > 0, "clock_mhz", "must be positive", source)
+    _check(1 <= c.pe_rows <= 256, "core.pe_rows", f"must be 1..256, got {c.pe_rows}", source)
+    _check(1 <= c.simd_lanes <= 256, "core.simd_lanes", f"must be 1..256, got {c.simd_lanes}", source)
+    _check(4096 <= c.scratchpad_bytes <= 1 << 24, "core.scratchpad_bytes",
+           f"must be 4 KiB..16 MiB, got {c.scratchpad_bytes}", source)
+    _check(c.scratchpad_banks >= 1, "core.scratchpad_banks", "must be at least 1", source)
+    _check(1024 <= c.accumulator_bytes <= 1 << 22 and c.accumulator_bytes % 4 == 0,
+           "core.accumulator_bytes", f"must be a multiple of 4 in 1 KiB..4 MiB, got {c.accumulator_bytes}", source)
+    _check(c.vector_lanes >= 1, "core.vector_lanes", "must be at least 1", source)
+    _check(c.matmul_fill_cycles >= 0 and c.vector_fill_cycles >= 0, "core.*_fill_cycles",
+           "must not be negative", source)
+    _check(m.l2_bytes >= 0, "memory.l2_bytes", "must not be negative", source)
+    _check(m.l2_line_bytes > 0 and m.l2_line_bytes & (m.l2_line_bytes - 1) == 0, "memory.l2_line_bytes",
+           f"must be a power of two, got {m.l2_line_bytes}", source)
+    _check(m.l2_ways >= 1, "memory.l2_ways", "must be at least 1", source)
+    _check(m.l2_bytes % (m.l2_ways * m.l2_line_bytes) == 0, "memory.l2_bytes",
+           "must be a multiple of l2_ways * l2_line_bytes", source)
+    _check(m.dram_bytes_per_cycle > 0, "memory.dram_bytes_per_cycle", "must be positive", source)
+    _check(m.dram_latency_cycles >= 0, "memory.dram_latency_cycles", "must not be negative", source)
+    for f in fields(EnergyConfig):
+        _check(getattr(arch.energy, f.name) >= 0, f"energy.{f.name}", "must not be negative", source)
+    return arch
+
+
+def _derive_energy(arch: ArchConfig) -> ArchConfig:
+    e = arch.energy
+    spad = e.spad_pj_per_byte or sram_pj_per_byte(arch.core.scratchpad_bytes)
+    energy = dataclasses.replace(
+        e, spad_pj_per_byte=spad,
+        acc_pj_per_byte=e.acc_pj_per_byte or sram_pj_per_byte(arch.core.accumulator_bytes),
+        l2_pj_per_byte=e.l2_pj_per_byte or sram_pj_per_byte(arch.memory.l2_bytes),
+        metadata_pj_per_byte=e.metadata_pj_per_byte or spad)
+    return dataclasses.replace(arch, energy=energy)
+
+
+def arch_from_dict(data: dict[str, Any], source: str = "<dict>") -> ArchConfig:
+    top: dict[str, Any] = {}
+    for key, value in data.items():
+        if key in _SECTIONS:
+            top[key] = _section(_SECTIONS[key], value, key, source)
+        elif key in _TOP:
+            top[key] = _typed(value, _TOP[key], key, source)
+        else:
+            raise _unknown(key, list(_TOP) + list(_SECTIONS), source)
+    return validate(_derive_energy(ArchConfig(**top)), source)
+
+
+def preset_names() -> list[str]:
+    return sorted(p.name[:-5] for p in resources.files("arch.presets").iterdir() if p.name.endswith(".toml"))
+
+
+def load_arch(name_or_path: str | Path) -> ArchConfig:
+    """A preset name (``edge``, ``default``) or the path of a TOML file."""
+    path = Path(name_or_path)
+    if path.suffix != ".toml" and str(name_or_path) in preset_names():
+        text = resources.files("arch.presets").joinpath(f"{name_or_path}.toml").read_text()
+        source = f"preset '{name_or_path}'"
+    elif path.is_file():
+        text, source = path.read_text(), str(path)
+    else:
+        raise ArchError(f"no arch file or preset named '{name_or_path}'",
+                        hint=f"presets: {', '.join(preset_names())}")
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as err:
+        raise ArchError(f"malformed TOML: {err}", source) from None
+    return arch_from_dict(data, source)
+
+
+def with_overrides(arch: ArchConfig, overrides: dict[str, Any]) -> ArchConfig:
+    """Replace dotted keys (``core.pe_rows``) and re-validate."""
+    data = arch.to_dict()
+    for key, value in overrides.items():
+        *parents, leaf = key.split(".")
+        table = data
+        for p in parents:
+            table = table.setdefault(p, {})
+        table[leaf] = value
+    return arch_from_dict(data, "overrides")

@@ -1,0 +1,177 @@
+"""The instruction set: one field table drives encoding, decoding, disassembly and assembly.
+
+Every instruction is a 32-byte little-endian word:
+
+    bits 0-7    opcode
+    bits 8-11   wait   : semaphore to take one token from before starting (0 = none)
+    bits 12-15  signal : semaphore to give one token to on completion (0 = none)
+    bits 16-    the opcode's own fields, in table order, packed LSB first
+
+Field kinds: 'u' unsigned, 's' two's-complement signed, 'f' IEEE float32 (32 bits).
+Each opcode runs on one of a core's three in-order queues (load, compute, store).
+"""
+from __future__ import annotations
+
+import enum
+import struct
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+WORD_BYTES = 32
+HEADER_BITS = 16
+NUM_SEMAPHORES = 15          # semaphore ids 1..15; 0 means "none"
+
+
+class ISAError(Exception):
+    pass
+
+
+class Opcode(enum.IntEnum):
+    HALT = 0
+    LOAD = 1        # 2-D strided DMA: DRAM -> scratchpad
+    STORE = 2       # 2-D strided DMA: scratchpad -> DRAM
+    MATMUL = 3      # weight tile x activation tile (implicit im2col) -> accumulator
+    REQUANT = 4     # accumulator + bias, * scale, + zp, saturate -> int8 scratchpad
+    ADD = 5         # int8 + int8 with two multipliers -> int8
+    MAXPOOL = 6     # int8 max over windows
+    RELU = 7        # int8 max(x, zp)
+
+
+class Queue(enum.IntEnum):
+    LOAD = 0
+    COMPUTE = 1
+    STORE = 2
+
+
+QUEUE_OF = {Opcode.HALT: Queue.COMPUTE, Opcode.LOAD: Queue.LOAD, Opcode.STORE: Queue.STORE,
+            Opcode.MATMUL: Queue.COMPUTE, Opcode.REQUANT: Queue.COMPUTE, Opcode.ADD: Queue.COMPUTE,
+            Opcode.MAXPOOL: Queue.COMPUTE, Opcode.RELU: Queue.COMPUTE}
+
+_DMA = [("dram_addr", "u", 32), ("spad_addr", "u", 24), ("rows", "u", 16), ("row_bytes", "u", 24),
+        ("dram_stride", "u", 32), ("spad_stride", "u", 24)]
+
+# The one table. MATMUL: the weight tile is [k][kernel_h][kernel_w][in_c] int8 at w_addr
+# (fmt 0 = dense); the activation tile is [in_h][in_w][in_c] int8 at x_addr; outputs
+# [out_h*out_w][k] int32 at acc_addr (accumulate=1 adds to what is there). Input positions
+# outside the tile (after pad_top/pad_left offsets) read as the zero point, i.e. real zero.
+FIELDS: dict[Opcode, list[tuple[str, str, int]]] = {
+    Opcode.HALT: [],
+    Opcode.LOAD: _DMA,
+    Opcode.STORE: _DMA,
+    Opcode.MATMUL: [("w_addr", "u", 24), ("x_addr", "u", 24), ("acc_addr", "u", 20), ("k", "u", 12),
+                    ("out_h", "u", 12), ("out_w", "u", 12), ("in_h", "u", 12), ("in_w", "u", 12),
+                    ("in_c", "u", 16), ("kernel_h", "u", 4), ("kernel_w", "u", 4), ("stride_h", "u", 4),
+                    ("stride_w", "u", 4), ("dil_h", "u", 4), ("dil_w", "u", 4), ("pad_top", "u", 4),
+                    ("pad_left", "u", 4), ("x_zp", "s", 8), ("accumulate", "u", 1), ("fmt", "u", 2)],
+    Opcode.REQUANT: [("acc_addr", "u", 20), ("dst_addr", "u", 24), ("cols", "u", 16), ("k", "u", 12),
+                     ("bias_addr", "u", 24), ("scale_addr", "u", 24), ("zp", "s", 8), ("relu", "u", 1)],
+    Opcode.ADD: [("a_addr", "u", 24), ("b_addr", "u", 24), ("dst_addr", "u", 24), ("count", "u", 24),
+                 ("za", "s", 8), ("zb", "s", 8), ("zc", "s", 8), ("ma", "f", 32), ("mb", "f", 32),
+                 ("relu", "u", 1)],
+    Opcode.MAXPOOL: [("src_addr", "u", 24), ("dst_addr", "u", 24), ("c", "u", 16), ("in_h", "u", 12),
+                     ("in_w", "u", 12), ("out_h", "u", 12), ("out_w", "u", 12), ("kernel_h", "u", 4),
+                     ("kernel_w", "u", 4), ("stride_h", "u", 4), ("stride_w", "u", 4),
+                     ("pad_top", "u", 4), ("pad_left", "u", 4)],
+    Opcode.RELU: [("src_addr", "u", 24), ("dst_addr", "u", 24), ("count", "u", 24), ("zp", "s", 8)],
+}
+
+for _op, _fields in FIELDS.items():
+    assert HEADER_BITS + sum(b for _, _, b in _fields) <= WORD_BYTES * 8, _op
+FIELD_NAMES = {op: tuple(name for name, _, _ in fs) for op, fs in FIELDS.items()}
+
+
+def _f32(x: float) -> float:
+    return float(np.float32(x))
+
+
+@dataclass(frozen=True)
+class Instruction:
+    opcode: Opcode
+    args: tuple
+    wait: int = 0
+    signal: int = 0
+
+    @classmethod
+    def make(cls, opcode: Opcode, wait: int = 0, signal: int = 0, **fields: Any) -> "Instruction":
+        names = FIELD_NAMES[opcode]
+        missing = [n for n in names if n not in fields]
+        extra = [n for n in fields if n not in names]
+        if missing or extra:
+            raise ISAError(f"{opcode.name}: missing fields {missing}, unknown fields {extra}")
+        args = tuple(_f32(fields[n]) if kind == "f" else int(fields[n]) for n, kind, _ in FIELDS[opcode])
+        return cls(opcode, args, wait, signal)
+
+    def __getattr__(self, name: str) -> Any:
+        try:
+            return self.args[FIELD_NAMES[object.__getattribute__(self, "opcode")].index(name)]
+        except ValueError:
+            raise AttributeError(name) from None
+
+    @property
+    def queue(self) -> Queue:
+        return QUEUE_OF[self.opcode]
+
+    def fields(self) -> dict[str, Any]:
+        return dict(zip(FIELD_NAMES[self.opcode], self.args))
+
+
+def _check_range(value: int, kind: str, bits: int, what: str) -> None:
+    lo, hi = (-(1 << (bits - 1)), (1 << (bits - 1)) - 1) if kind == "s" else (0, (1 << bits) - 1)
+    if not lo <= value <= hi:
+        raise ISAError(f"field '{what}' = {value} does not fit {bits} bits ({lo}..{hi})")
+
+
+def encode(ins: Instruction) -> bytes:
+    for name, value in (("wait", ins.wait), ("signal", ins.signal)):
+        _check_range(value, "u", 4, f"{ins.opcode.name}.{name}")
+    word, pos = int(ins.opcode) | ins.wait << 8 | ins.signal << 12, HEADER_BITS
+    for (name, kind, bits), value in zip(FIELDS[ins.opcode], ins.args):
+        if kind == "f":
+            raw = struct.unpack("<I", struct.pack("<f", value))[0]
+        else:
+            _check_range(value, kind, bits, f"{ins.opcode.name}.{name}")
+            raw = value & ((1 << bits) - 1)
+        word |= raw << pos
+        pos += bits
+    return word.to_bytes(WORD_BYTES, "little")
+
+
+def decode(raw: bytes, index: int = 0) -> Instruction:
+    if len(raw) != WORD_BYTES:
+        raise ISAError(f"instruction {index}: {len(raw)} bytes, expected {WORD_BYTES}")
+    word = int.from_bytes(raw, "little")
+    try:
+        opcode = Opcode(word & 0xFF)
+    except ValueError:
+        raise ISAError(f"instruction {index}: unknown opcode {word & 0xFF}") from None
+    pos, args = HEADER_BITS, []
+    for _, kind, bits in FIELDS[opcode]:
+        raw_val = (word >> pos) & ((1 << bits) - 1)
+        if kind == "f":
+            args.append(struct.unpack("<f", struct.pack("<I", raw_val))[0])
+        elif kind == "s" and raw_val >> (bits - 1):
+            args.append(raw_val - (1 << bits))
+        else:
+            args.append(raw_val)
+        pos += bits
+    if word >> pos:
+        raise ISAError(f"instruction {index}: {opcode.name} has nonzero reserved bits")
+    return Instruction(opcode, tuple(args), (word >> 8) & 0xF, (word >> 12) & 0xF)
+
+
+def encode_stream(stream: list[Instruction]) -> bytes:
+    out = []
+    for i, ins in enumerate(stream):
+        try:
+            out.append(encode(ins))
+        except ISAError as err:
+            raise ISAError(f"instruction {i}: {err}") from None
+    return b"".join(out)
+
+
+def decode_stream(raw: bytes) -> list[Instruction]:
+    if len(raw) % WORD_BYTES:
+        raise ISAError(f"code section is {len(raw)} bytes, not a multiple of {WORD_BYTES}")
+    return [decode(raw[i:i + WORD_BYTES], i // WORD_BYTES) for i in range(0, len(raw), WORD_BYTES)]
