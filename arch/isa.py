@@ -3,9 +3,14 @@
 Every instruction is a 32-byte little-endian word:
 
     bits 0-7    opcode
-    bits 8-11   wait   : semaphore to take one token from before starting (0 = none)
-    bits 12-15  signal : semaphore to give one token to on completion (0 = none)
-    bits 16-    the opcode's own fields, in table order, packed LSB first
+    bits 8-11   signal : counter to increment when the instruction completes (0 = none)
+    bits 12-15  wait1  : counter to wait on (0 = none)
+    bits 16-35  value1 : start only once counter wait1 >= value1
+    bits 36-39  wait2, bits 40-59 value2 : a second condition
+    bits 60-    the opcode's own fields, in table order, packed LSB first
+
+Counters are per core, start at 0 and only grow (timeline semaphores): each queue
+signals its own progress and the others wait for the progress they need.
 
 Field kinds: 'u' unsigned, 's' two's-complement signed, 'f' IEEE float32 (32 bits).
 Each opcode runs on one of a core's three in-order queues (load, compute, store).
@@ -20,8 +25,9 @@ from typing import Any
 import numpy as np
 
 WORD_BYTES = 32
-HEADER_BITS = 16
-NUM_SEMAPHORES = 15          # semaphore ids 1..15; 0 means "none"
+HEADER_BITS = 60
+NUM_COUNTERS = 15            # counter ids 1..15; 0 means "none"
+VALUE_BITS = 20
 
 
 class ISAError(Exception):
@@ -90,18 +96,21 @@ def _f32(x: float) -> float:
 class Instruction:
     opcode: Opcode
     args: tuple
-    wait: int = 0
     signal: int = 0
+    waits: tuple[tuple[int, int], ...] = ()     # up to two (counter, value) conditions
 
     @classmethod
-    def make(cls, opcode: Opcode, wait: int = 0, signal: int = 0, **fields: Any) -> "Instruction":
+    def make(cls, opcode: Opcode, signal: int = 0, waits: tuple = (), **fields: Any) -> "Instruction":
         names = FIELD_NAMES[opcode]
         missing = [n for n in names if n not in fields]
         extra = [n for n in fields if n not in names]
         if missing or extra:
             raise ISAError(f"{opcode.name}: missing fields {missing}, unknown fields {extra}")
         args = tuple(_f32(fields[n]) if kind == "f" else int(fields[n]) for n, kind, _ in FIELDS[opcode])
-        return cls(opcode, args, wait, signal)
+        waits = tuple((int(c), int(v)) for c, v in waits if c)
+        if len(waits) > 2:
+            raise ISAError(f"{opcode.name}: at most two wait conditions, got {len(waits)}")
+        return cls(opcode, args, signal, waits)
 
     def __getattr__(self, name: str) -> Any:
         try:
@@ -124,9 +133,13 @@ def _check_range(value: int, kind: str, bits: int, what: str) -> None:
 
 
 def encode(ins: Instruction) -> bytes:
-    for name, value in (("wait", ins.wait), ("signal", ins.signal)):
-        _check_range(value, "u", 4, f"{ins.opcode.name}.{name}")
-    word, pos = int(ins.opcode) | ins.wait << 8 | ins.signal << 12, HEADER_BITS
+    _check_range(ins.signal, "u", 4, f"{ins.opcode.name}.signal")
+    word = int(ins.opcode) | ins.signal << 8
+    for i, (counter, value) in enumerate(ins.waits):
+        _check_range(counter, "u", 4, f"{ins.opcode.name}.wait{i + 1}")
+        _check_range(value, "u", VALUE_BITS, f"{ins.opcode.name}.value{i + 1}")
+        word |= (counter | value << 4) << (12 + 24 * i)
+    pos = HEADER_BITS
     for (name, kind, bits), value in zip(FIELDS[ins.opcode], ins.args):
         if kind == "f":
             raw = struct.unpack("<I", struct.pack("<f", value))[0]
@@ -158,7 +171,12 @@ def decode(raw: bytes, index: int = 0) -> Instruction:
         pos += bits
     if word >> pos:
         raise ISAError(f"instruction {index}: {opcode.name} has nonzero reserved bits")
-    return Instruction(opcode, tuple(args), (word >> 8) & 0xF, (word >> 12) & 0xF)
+    waits = []
+    for i in range(2):
+        cond = (word >> (12 + 24 * i)) & 0xFFFFFF
+        if cond & 0xF:
+            waits.append((cond & 0xF, cond >> 4))
+    return Instruction(opcode, tuple(args), (word >> 8) & 0xF, tuple(waits))
 
 
 def encode_stream(stream: list[Instruction]) -> bytes:

@@ -1,0 +1,84 @@
+"""Per-op lowering to a LayerPlan: one entry per op in LOWER."""
+from __future__ import annotations
+
+from typing import Callable
+
+from arch.config import ArchConfig
+from ir.graph import Graph, Node, Op
+from scheduler.plan import (ConvGeom, LayerPlan, ScheduleError, SpadLayout, align, ceil_div, dma_cycles)
+from scheduler.tiling import matmul_spad, search
+
+
+def conv_geom(graph: Graph, node: Node) -> ConvGeom:
+    x = graph[node.inputs[0]].out.shape
+    if node.op is Op.DENSE:
+        return ConvGeom(n=1, h=1, w=x[0], c=x[1], k=node.out.shape[1], oh=1, ow=x[0])
+    n, c, h, w = x
+    (kh, kw), (sh, sw), (pt, pl, _, _), (dh, dw) = (node.attrs["kernel"], node.attrs["stride"],
+                                                    node.attrs["pad"], node.attrs["dilation"])
+    return ConvGeom(n, h, w, c, node.out.shape[1], node.out.shape[2], node.out.shape[3],
+                    kh, kw, sh, sw, dh, dw, pt, pl)
+
+
+def _lower_matmul(graph: Graph, node: Node, arch: ArchConfig) -> LayerPlan:
+    g = conv_geom(graph, node)
+    if max(g.kh, g.kw, g.sh, g.sw, g.dh, g.dw) > 15 or max(g.pt, g.pl) > 15:
+        raise ScheduleError("kernel, stride, dilation and padding must each be at most 15", node.name)
+    found = search(g, arch)
+    if found is None:
+        raise ScheduleError(
+            f"no tile fits: even one output channel group and one pixel needs more than the "
+            f"{arch.core.scratchpad_bytes}-byte scratchpad or {arch.acc_entries}-entry accumulator",
+            node.name, "use an arch with a larger scratchpad")
+    tiling, est, reason = found
+    return LayerPlan(node.name, "matmul", matmul_spad(g, tiling), tiling, g, est_cycles=est.cycles,
+                     reason=reason)
+
+
+def _lower_pool(graph: Graph, node: Node, arch: ArchConfig) -> LayerPlan:
+    n, c, h, w = graph[node.inputs[0]].out.shape
+    _, _, oh, ow = node.out.shape
+    (kh, _), (sh, _) = node.attrs["kernel"], node.attrs["stride"]
+    budget = arch.core.scratchpad_bytes
+    c_t = c
+    while True:
+        for rows in range(oh, 0, -1):
+            ih = min(h, (rows - 1) * sh + kh)
+            layout = SpadLayout((("x", ih * w * c_t), ("out", rows * ow * c_t)))
+            if layout.total <= budget:
+                steps = n * ceil_div(oh, rows) * ceil_div(c, c_t)
+                est = dma_cycles(n * (h * w + oh * ow) * c, arch) + steps * arch.memory.dram_latency_cycles
+                reason = (f"rows={rows} channels={c_t}: the largest tile that fits (pooling is DMA-bound, "
+                          f"so fewer, larger transfers win); {steps} steps")
+                return LayerPlan(node.name, "pool", layout, pool_rows=rows, pool_c=c_t, est_cycles=est,
+                                 reason=reason)
+        if c_t == 1:
+            raise ScheduleError("one row of the pooling window does not fit the scratchpad", node.name)
+        c_t = ceil_div(c_t, 2)
+
+
+def _lower_eltwise(graph: Graph, node: Node, arch: ArchConfig) -> LayerPlan:
+    names = ("a", "b", "out") if len(node.inputs) == 2 else ("a", "out")
+    total = node.out.size
+    per = (arch.core.scratchpad_bytes // (2 * len(names))) // 16 * 16
+    tile = max(16, min(align(total), per, (1 << 24) - 16))
+    layout = SpadLayout(tuple((name, tile) for name in names))
+    steps = ceil_div(total, tile)
+    est = dma_cycles(total * len(names), arch) + steps * arch.memory.dram_latency_cycles
+    return LayerPlan(node.name, "eltwise", layout, tile_elems=tile, est_cycles=est,
+                     reason=f"{tile} elements per tile: the largest that fits; {steps} steps")
+
+
+def _lower_alias(graph: Graph, node: Node, arch: ArchConfig) -> LayerPlan:
+    return LayerPlan(node.name, "alias", reason="a view of its input: no data moves")
+
+
+LOWER: dict[Op, Callable[[Graph, Node, ArchConfig], LayerPlan]] = {
+    Op.CONV2D: _lower_matmul,
+    Op.DENSE: _lower_matmul,
+    Op.MAXPOOL: _lower_pool,
+    Op.ADD: _lower_eltwise,
+    Op.RELU: _lower_eltwise,
+    Op.FLATTEN: _lower_alias,
+    Op.INPUT: _lower_alias,
+}

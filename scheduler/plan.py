@@ -1,0 +1,118 @@
+"""What the scheduler hands to codegen: one plan per graph node."""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+from arch.config import ArchConfig
+from ir.graph import Graph
+
+ALIGN = 16
+
+
+class ScheduleError(Exception):
+    def __init__(self, message: str, node: str | None = None, hint: str = ""):
+        self.node, self.hint = node, hint
+        text = f"layer '{node}': {message}" if node else message
+        super().__init__(text + (f" (hint: {hint})" if hint else ""))
+
+
+def align(n: int, a: int = ALIGN) -> int:
+    return (n + a - 1) // a * a
+
+
+def split(total: int, tile: int) -> list[tuple[int, int]]:
+    """[(start, size)] of the tiles covering range(total)."""
+    return [(s, min(tile, total - s)) for s in range(0, total, tile)]
+
+
+@dataclass(frozen=True)
+class ConvGeom:
+    """A conv or dense layer on NHWC memory (dense: N=1, H=1, W=batch, 1x1 kernel)."""
+    n: int
+    h: int
+    w: int
+    c: int
+    k: int
+    oh: int
+    ow: int
+    kh: int = 1
+    kw: int = 1
+    sh: int = 1
+    sw: int = 1
+    dh: int = 1
+    dw: int = 1
+    pt: int = 0
+    pl: int = 0
+
+    def in_rows(self, o0: int, size: int, stride: int, dil: int, kern: int, pad: int, extent: int):
+        """Input rows [lo, hi) a run of ``size`` outputs from ``o0`` reads, and its top padding."""
+        lo = o0 * stride - pad
+        hi = (o0 + size - 1) * stride - pad + dil * (kern - 1) + 1
+        return max(lo, 0), min(hi, extent), max(lo, 0) - lo
+
+    def max_in(self, size: int, stride: int, dil: int, kern: int, extent: int) -> int:
+        return min(extent, (size - 1) * stride + dil * (kern - 1) + 1)
+
+
+@dataclass(frozen=True)
+class MatmulTiling:
+    k_t: int
+    oh_t: int
+    ow_t: int
+    c_t: int
+    order: str          # "k_outer": weights stay while pixels stream; "pixels_outer": the reverse
+
+
+@dataclass(frozen=True)
+class SpadLayout:
+    """Byte sizes of one slot of each double-buffered region; codegen places them in order."""
+    regions: tuple[tuple[str, int], ...]
+
+    def offsets(self) -> dict[str, tuple[int, int]]:
+        """region name -> (slot 0 address, slot 1 address)."""
+        out, addr = {}, 0
+        for name, size in self.regions:
+            size = align(size)
+            out[name] = (addr, addr + size)
+            addr += 2 * size
+        return out
+
+    @property
+    def total(self) -> int:
+        return sum(2 * align(size) for _, size in self.regions)
+
+
+@dataclass(frozen=True)
+class LayerPlan:
+    node: str
+    kind: str                          # "matmul", "pool", "eltwise", "alias"
+    spad: SpadLayout | None = None
+    tiling: MatmulTiling | None = None
+    geom: ConvGeom | None = None
+    tile_elems: int = 0                # eltwise: elements per tile
+    pool_rows: int = 0                 # pool: output rows per tile
+    pool_c: int = 0                    # pool: channels per tile
+    est_cycles: int = 0
+    reason: str = ""
+
+
+@dataclass(frozen=True)
+class Schedule:
+    graph: Graph
+    arch: ArchConfig
+    layers: tuple[LayerPlan, ...]
+
+    def plan(self, node: str) -> LayerPlan:
+        for p in self.layers:
+            if p.node == node:
+                return p
+        raise KeyError(node)
+
+
+def ceil_div(a: int, b: int) -> int:
+    return -(-a // b)
+
+
+def dma_cycles(nbytes: int, arch: ArchConfig) -> int:
+    return math.ceil(nbytes / arch.memory.dram_bytes_per_cycle)

@@ -1,0 +1,109 @@
+"""Tiling search for conv/dense layers with an analytical cost model.
+
+Every candidate tile (output channels x output rows x output columns x input
+channels, and a loop order) that fits the double-buffered scratchpad and the
+accumulator is priced; the cheapest wins. The model: compute cycles from the
+MAC-array shape (a group of ``simd_lanes`` reduction values costs one cycle per
+output column, ``pe_rows`` output channels at a time), DMA cycles from the bytes
+each loop order re-fetches divided by DRAM bandwidth, overlapped by double
+buffering, plus the first load and the last store that cannot overlap.
+"""
+from __future__ import annotations
+
+import itertools
+from dataclasses import dataclass
+
+from arch.config import ArchConfig
+from scheduler.plan import (ConvGeom, MatmulTiling, SpadLayout, ceil_div, dma_cycles, split)
+
+ORDERS = ("k_outer", "pixels_outer")
+
+
+def _choices(total: int, quantum: int = 1) -> list[int]:
+    """Tile sizes to try: total, and halvings rounded up to the quantum."""
+    out, t = set(), total
+    while t >= 1:
+        out.add(min(total, ceil_div(t, quantum) * quantum))
+        if t == 1:
+            break
+        t = ceil_div(t, 2)
+    return sorted(out, reverse=True)
+
+
+def matmul_spad(g: ConvGeom, t: MatmulTiling) -> SpadLayout:
+    ih = g.max_in(t.oh_t, g.sh, g.dh, g.kh, g.h)
+    iw = g.max_in(t.ow_t, g.sw, g.dw, g.kw, g.w)
+    return SpadLayout((("w", t.k_t * g.kh * g.kw * t.c_t), ("bias", 4 * t.k_t), ("scale", 4 * t.k_t),
+                       ("x", ih * iw * t.c_t), ("out", t.oh_t * t.ow_t * t.k_t)))
+
+
+@dataclass(frozen=True)
+class Estimate:
+    cycles: int
+    compute: int
+    dma: int
+    w_loads: int
+    x_loads: int
+
+
+def estimate(g: ConvGeom, t: MatmulTiling, arch: ArchConfig) -> Estimate:
+    c = arch.core
+    ks, cs = split(g.k, t.k_t), split(g.c, t.c_t)
+    ys, xs = split(g.oh, t.oh_t), split(g.ow, t.ow_t)
+    pixels = [(ny * nx, ny, nx) for _, ny in ys for _, nx in xs]
+    # compute: every (k, c, pixel) tile once per image
+    mm = sum(ceil_div(nk, c.pe_rows) * ceil_div(g.kh * g.kw * nc, c.simd_lanes) * cols + c.matmul_fill_cycles
+             for _, nk in ks for _, nc in cs for cols, _, _ in pixels)
+    rq = sum(ceil_div(nk * cols, c.vector_lanes) + c.vector_fill_cycles for _, nk in ks for cols, _, _ in pixels)
+    compute = g.n * (mm + rq)
+    # DMA: bytes re-fetched under the loop order
+    n_sp, n_k, n_c = len(pixels), len(ks), len(cs)
+    w_bytes = g.k * g.kh * g.kw * g.c + 8 * g.k
+    x_bytes = sum(g.max_in(ny, g.sh, g.dh, g.kh, g.h) * g.max_in(nx, g.sw, g.dw, g.kw, g.w)
+                  for _, ny, nx in pixels) * g.c
+    if t.order == "k_outer":
+        w_loads = 1 if n_c == 1 else n_sp * g.n
+        x_loads = n_k if n_sp * n_c * g.n > 1 else 1
+    else:
+        w_loads = g.n * n_sp if n_k * n_c > 1 else 1
+        x_loads = 1
+    moved = w_bytes * w_loads + x_bytes * x_loads * g.n + g.n * g.oh * g.ow * g.k
+    dma = dma_cycles(moved, arch)
+    first = dma_cycles(t.k_t * g.kh * g.kw * t.c_t + matmul_spad(g, t).regions[3][1], arch)
+    last = dma_cycles(t.oh_t * t.ow_t * t.k_t, arch)
+    total = max(compute, dma) + first + last + 2 * arch.memory.dram_latency_cycles
+    return Estimate(total, compute, dma, w_loads, x_loads)
+
+
+def fits(g: ConvGeom, t: MatmulTiling, arch: ArchConfig) -> bool:
+    return (matmul_spad(g, t).total <= arch.core.scratchpad_bytes
+            and t.k_t * t.oh_t * t.ow_t <= arch.acc_entries)
+
+
+def search(g: ConvGeom, arch: ArchConfig) -> tuple[MatmulTiling, Estimate, str] | None:
+    c = arch.core
+    k_opts = _choices(g.k, c.pe_rows)
+    c_opts = _choices(g.c, c.simd_lanes) if g.kh * g.kw == 1 else _choices(g.c)
+    best: list[tuple[int, MatmulTiling, Estimate]] = []
+    tried = 0
+    for k_t, c_t, oh_t, ow_t, order in itertools.product(
+            k_opts, c_opts, _choices(g.oh), _choices(g.ow), ORDERS):
+        t = MatmulTiling(min(k_t, 4095), oh_t, ow_t, c_t, order)
+        if not fits(g, t, arch):
+            continue
+        tried += 1
+        e = estimate(g, t, arch)
+        best.append((e.cycles, t, e))
+    if not best:
+        return None
+    best.sort(key=lambda r: (r[0], -r[1].k_t * r[1].oh_t * r[1].ow_t))
+    _, t, e = best[0]
+    bound = "compute-bound" if e.compute >= e.dma else "DMA-bound"
+    reason = (f"k_t={t.k_t} oh_t={t.oh_t} ow_t={t.ow_t} c_t={t.c_t} {t.order}: est {e.cycles} cycles "
+              f"(compute {e.compute}, DMA {e.dma}, {bound}; weights fetched {e.w_loads}x, inputs "
+              f"{e.x_loads}x), cheapest of {tried} fitting candidates")
+    if len(best) > 1:
+        _, t2, e2 = best[1]
+        reason += (f"; runner-up k_t={t2.k_t} oh_t={t2.oh_t} ow_t={t2.ow_t} c_t={t2.c_t} "
+                   f"{t2.order} at {e2.cycles}")
+    return t, e, reason
