@@ -107,7 +107,7 @@ class Instruction:
         if missing or extra:
             raise ISAError(f"{opcode.name}: missing fields {missing}, unknown fields {extra}")
         args = tuple(_f32(fields[n]) if kind == "f" else int(fields[n]) for n, kind, _ in FIELDS[opcode])
-        waits = tuple((int(c), int(v)) for c, v in waits if c)
+        waits = tuple((int(c), int(v)) for c, v in waits if c and v)
         if len(waits) > 2:
             raise ISAError(f"{opcode.name}: at most two wait conditions, got {len(waits)}")
         return cls(opcode, args, signal, waits)

@@ -14,7 +14,7 @@ import itertools
 from dataclasses import dataclass
 
 from arch.config import ArchConfig
-from scheduler.plan import (ConvGeom, MatmulTiling, SpadLayout, ceil_div, dma_cycles, split)
+from scheduler.plan import (ConvGeom, MatmulTiling, SpadLayout, align, ceil_div, dma_cycles, split)
 
 ORDERS = ("k_outer", "pixels_outer")
 
@@ -33,7 +33,8 @@ def _choices(total: int, quantum: int = 1) -> list[int]:
 def matmul_spad(g: ConvGeom, t: MatmulTiling) -> SpadLayout:
     ih = g.max_in(t.oh_t, g.sh, g.dh, g.kh, g.h)
     iw = g.max_in(t.ow_t, g.sw, g.dw, g.kw, g.w)
-    return SpadLayout((("w", t.k_t * g.kh * g.kw * t.c_t), ("bias", 4 * t.k_t), ("scale", 4 * t.k_t),
+    # "w" holds a weight bundle: the weight tile, then int32 bias and float32 scales
+    return SpadLayout((("w", align(t.k_t * g.kh * g.kw * t.c_t) + 8 * t.k_t),
                        ("x", ih * iw * t.c_t), ("out", t.oh_t * t.ow_t * t.k_t)))
 
 
@@ -69,7 +70,7 @@ def estimate(g: ConvGeom, t: MatmulTiling, arch: ArchConfig) -> Estimate:
         x_loads = 1
     moved = w_bytes * w_loads + x_bytes * x_loads * g.n + g.n * g.oh * g.ow * g.k
     dma = dma_cycles(moved, arch)
-    first = dma_cycles(t.k_t * g.kh * g.kw * t.c_t + matmul_spad(g, t).regions[3][1], arch)
+    first = dma_cycles(t.k_t * g.kh * g.kw * t.c_t + matmul_spad(g, t).regions[1][1], arch)
     last = dma_cycles(t.oh_t * t.ow_t * t.k_t, arch)
     total = max(compute, dma) + first + last + 2 * arch.memory.dram_latency_cycles
     return Estimate(total, compute, dma, w_loads, x_loads)
@@ -93,17 +94,18 @@ def search(g: ConvGeom, arch: ArchConfig) -> tuple[MatmulTiling, Estimate, str] 
             continue
         tried += 1
         e = estimate(g, t, arch)
-        best.append((e.cycles, t, e))
+        steps = ceil_div(g.k, t.k_t) * ceil_div(g.c, t.c_t) * ceil_div(g.oh, t.oh_t) * ceil_div(g.ow, t.ow_t)
+        best.append((e.cycles, steps, t, e))
     if not best:
         return None
-    best.sort(key=lambda r: (r[0], -r[1].k_t * r[1].oh_t * r[1].ow_t))
-    _, t, e = best[0]
+    best.sort(key=lambda r: (r[0], r[1], r[2].order))      # ties: fewer steps, then k_outer
+    _, _, t, e = best[0]
     bound = "compute-bound" if e.compute >= e.dma else "DMA-bound"
     reason = (f"k_t={t.k_t} oh_t={t.oh_t} ow_t={t.ow_t} c_t={t.c_t} {t.order}: est {e.cycles} cycles "
               f"(compute {e.compute}, DMA {e.dma}, {bound}; weights fetched {e.w_loads}x, inputs "
               f"{e.x_loads}x), cheapest of {tried} fitting candidates")
     if len(best) > 1:
-        _, t2, e2 = best[1]
+        _, _, t2, e2 = best[1]
         reason += (f"; runner-up k_t={t2.k_t} oh_t={t2.oh_t} ow_t={t2.ow_t} c_t={t2.c_t} "
                    f"{t2.order} at {e2.cycles}")
     return t, e, reason

@@ -1,0 +1,46 @@
+"""Codegen: allocate memory, emit the instruction stream, build the Program."""
+from __future__ import annotations
+
+from arch.binary import LayerSymbol, Program, TensorDesc
+from arch.isa import Instruction, Opcode
+from codegen.emit import Emitter
+from codegen.layout import CodegenError, DataImage, TensorLayout, plan_tensors
+from codegen.lower import EMIT, pack_weights
+from ir.graph import Graph
+from ir.registry import opdef
+from scheduler.plan import Schedule
+
+
+def _desc(graph: Graph, name: str, lay: TensorLayout) -> TensorDesc:
+    q = graph[name].out.quant
+    return TensorDesc(name, lay.addr, lay.shape, lay.view_shape, lay.perm, q.scale[0], q.zp)
+
+
+def generate(sched: Schedule) -> Program:
+    """Schedule -> Program: constants from DRAM address 0, activations after them,
+    one instruction stream (core 0; further cores halt at once), IO descriptors, symbols."""
+    graph = sched.graph
+    orientation, _ = plan_tensors(graph, 0)          # memory orders only, to lay weights out
+    data = DataImage()
+    bundles = {p.node: pack_weights(graph, graph[p.node], p, orientation, data)
+               for p in sched.layers if p.kind == "matmul"}
+    layouts, dram_end = plan_tensors(graph, len(data.buf))
+    em, symbols = Emitter(), []
+    for plan in sched.layers:
+        if plan.kind == "alias":
+            continue
+        node = graph[plan.node]
+        start = len(em.code)
+        em.begin_layer()
+        EMIT[plan.kind](em, graph, node, plan, layouts, bundles.get(plan.node))
+        n_macs = opdef(node.op).macs(node, [graph[i].out for i in node.inputs])
+        symbols.append(LayerSymbol(node.name, node.op.value, 0, start, len(em.code), n_macs, plan.reason))
+    em.halt()
+    idle = (Instruction.make(Opcode.HALT),)
+    streams = (tuple(em.code),) + tuple(idle for _ in range(sched.arch.cores - 1))
+    inputs = tuple(_desc(graph, n.name, layouts[n.name]) for n in graph.inputs)
+    outputs = tuple(_desc(graph, o, layouts[o]) for o in graph.outputs)
+    return Program(sched.arch, streams, bytes(data.buf), dram_end, inputs, outputs, tuple(symbols))
+
+
+__all__ = ["generate", "CodegenError"]

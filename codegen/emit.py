@@ -1,0 +1,132 @@
+"""The instruction emitter and the synchronization protocol between the three queues.
+
+Counters (timeline semaphores, per core):
+  LOADED  - the load queue signals once per step whose operands it fetched;
+  STEPPED - the compute queue signals once per step (after its last instruction);
+  STORED  - the store queue signals once per output tile written back.
+A compute step waits LOADED >= its loads; a load into a buffer slot waits
+STEPPED >= the last step that read that slot; a REQUANT/vector op into an
+output slot waits STORED >= the store that drained it; a store waits STEPPED
+>= the step that produced its tile. The first load of a layer waits until every
+earlier store has landed, which orders layers through DRAM.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from arch.isa import Instruction, Opcode
+
+LOADED, STEPPED, STORED = 1, 2, 3
+
+
+@dataclass
+class Box:
+    """A 3-D byte box [n0][n1][n2] inside a DRAM array of row pitch p1 (bytes per dim-1 step)
+    and p0 (bytes per dim-0 step), stored densely in the scratchpad."""
+    dram: int
+    n0: int
+    n1: int
+    n2: int
+    p0: int
+    p1: int
+
+    def transfers(self, spad: int):
+        """(dram, spad, rows, row_bytes, dram_stride, spad_stride) covering the box."""
+        plane = self.n1 * self.n2
+        if self.n2 == self.p1:                              # each dim-0 slice is contiguous
+            if plane == self.p0 or self.n0 == 1:            # ... and so is the whole box
+                return [(self.dram, spad, 1, self.n0 * plane, 0, 0)]
+            return [(self.dram, spad, self.n0, plane, self.p0, plane)]
+        return [(self.dram + i * self.p0, spad + i * plane, self.n1, self.n2, self.p1, self.n2)
+                for i in range(self.n0)]
+
+
+@dataclass
+class Slots:
+    """A double-buffered scratchpad region: which tile each slot holds and its last reader."""
+    addrs: tuple[int, int]
+    keys: list = field(default_factory=lambda: [None, None])
+    last_step: list = field(default_factory=lambda: [0, 0])
+    cur: int = 1
+
+    def acquire(self, key) -> tuple[int, bool, int]:
+        """(address, needs_load, STEPPED value to wait for before overwriting)."""
+        if self.keys[self.cur] == key:
+            return self.addrs[self.cur], False, 0
+        self.cur ^= 1
+        self.keys[self.cur] = key
+        return self.addrs[self.cur], True, self.last_step[self.cur]
+
+    def used(self, step_value: int) -> None:
+        self.last_step[self.cur] = step_value
+
+
+class Emitter:
+    def __init__(self) -> None:
+        self.code: list[Instruction] = []
+        self.loaded = self.stepped = self.stored = 0
+        self._layer_fence: int | None = None
+        self._pending_loads: list[Instruction] = []
+        self._step_compute: list[Instruction] = []
+
+    # ---------------------------------------------------------------- layers
+    def begin_layer(self) -> None:
+        self._layer_fence = self.stored
+
+    # ---------------------------------------------------------------- loads
+    def load(self, transfers, free_wait: int = 0) -> None:
+        for i, (dram, spad, rows, rb, ds, ss) in enumerate(transfers):
+            waits = []
+            if self._layer_fence is not None:
+                waits.append((STORED, self._layer_fence))
+                self._layer_fence = None
+            if i == 0 and free_wait:
+                waits.append((STEPPED, free_wait))
+            self._pending_loads.append(Instruction.make(
+                Opcode.LOAD, waits=tuple(waits), dram_addr=dram, spad_addr=spad, rows=rows, row_bytes=rb,
+                dram_stride=ds, spad_stride=ss))
+
+    def _flush_loads(self) -> bool:
+        if not self._pending_loads:
+            return False
+        last = self._pending_loads[-1]
+        self._pending_loads[-1] = Instruction(last.opcode, last.args, LOADED, last.waits)
+        self.code.extend(self._pending_loads)
+        self._pending_loads = []
+        self.loaded += 1
+        return True
+
+    # ---------------------------------------------------------------- compute
+    def compute(self, opcode: Opcode, out_free_wait: int = 0, **fields) -> None:
+        """Queue a compute instruction of the current step (loads before it are flushed first)."""
+        waits = []
+        if self._flush_loads():
+            waits.append((LOADED, self.loaded))
+        if out_free_wait:
+            waits.append((STORED, out_free_wait))
+        ins = Instruction.make(opcode, waits=tuple(waits), **fields)
+        self._step_compute.append(ins)
+        self.code.append(ins)
+
+    def end_step(self) -> int:
+        """Mark the step's last compute instruction as signalling STEPPED; return its value."""
+        idx = len(self.code) - 1 - self.code[::-1].index(self._step_compute[-1])
+        last = self.code[idx]
+        self.code[idx] = Instruction(last.opcode, last.args, STEPPED, last.waits)
+        self._step_compute = []
+        self.stepped += 1
+        return self.stepped
+
+    # ---------------------------------------------------------------- stores
+    def store(self, transfers, step_value: int) -> int:
+        """Write an output tile back; returns the STORED value that marks its slot free."""
+        for i, (dram, spad, rows, rb, ds, ss) in enumerate(transfers):
+            waits = ((STEPPED, step_value),) if i == 0 else ()
+            self.code.append(Instruction.make(
+                Opcode.STORE, signal=STORED if i == len(transfers) - 1 else 0, waits=waits,
+                dram_addr=dram, spad_addr=spad, rows=rows, row_bytes=rb, dram_stride=ds, spad_stride=ss))
+        self.stored += 1
+        return self.stored
+
+    def halt(self) -> None:
+        self.code.append(Instruction.make(Opcode.HALT, waits=((STORED, self.stored),)))

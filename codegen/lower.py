@@ -1,0 +1,129 @@
+"""Emission of each layer kind: steps of (load operands, compute, store results)."""
+from __future__ import annotations
+
+import numpy as np
+
+from arch.isa import Opcode
+from codegen.emit import Box, Emitter, Slots
+from codegen.layout import DataImage, TensorLayout, weight_matrix
+from ir.graph import Graph, Node, Op
+from ir.registry import add_multipliers
+from scheduler.plan import LayerPlan, align, split
+
+
+def pack_weights(graph: Graph, node: Node, plan: LayerPlan, layouts, data: DataImage) -> dict:
+    """Constant bundles per (k tile, c tile): [weights][pad to 16][int32 bias][float32 scale]."""
+    w = weight_matrix(graph, node, layouts)           # [K][KH][KW][C]
+    bias, scale = node.params["b"].astype("<i4"), node.params["requant"].astype("<f4")
+    t = plan.tiling
+    bundles = {}
+    for ki, (k0, nk) in enumerate(split(w.shape[0], t.k_t)):
+        for ci, (c0, nc) in enumerate(split(w.shape[3], t.c_t)):
+            tile = np.ascontiguousarray(w[k0:k0 + nk, :, :, c0:c0 + nc]).astype(np.int8).tobytes()
+            blob = tile + bytes(align(len(tile)) - len(tile)) + bias[k0:k0 + nk].tobytes() \
+                + scale[k0:k0 + nk].tobytes()
+            bundles[ki, ci] = (data.put(blob), len(blob), align(len(tile)))
+    return bundles
+
+
+def emit_matmul(em: Emitter, graph: Graph, node: Node, plan: LayerPlan, layouts, bundles) -> None:
+    g, t = plan.geom, plan.tiling
+    src, dst = layouts[node.inputs[0]], layouts[node.name]
+    offs = plan.spad.offsets()
+    wslots, xslots, oslots = Slots(offs["w"]), Slots(offs["x"]), Slots(offs["out"])
+    out_free = [0, 0]
+    x_zp = graph[node.inputs[0]].out.quant.zp
+    ks, cs = list(enumerate(split(g.k, t.k_t))), list(enumerate(split(g.c, t.c_t)))
+    pix = [(n, y, x) for n in range(g.n) for y in split(g.oh, t.oh_t) for x in split(g.ow, t.ow_t)]
+    if t.order == "k_outer":
+        steps = [(k, p, c) for k in ks for p in pix for c in cs]
+    else:
+        steps = [(k, p, c) for p in pix for k in ks for c in cs]
+    relu = node.attrs.get("act") == "relu"
+    for (ki, (k0, nk)), (n, (y0, ny), (x0, nx)), (ci, (c0, nc)) in steps:
+        b_addr, b_len, b_off = bundles[ki, ci]
+        w_addr, fresh, free = wslots.acquire((ki, ci))
+        if fresh:
+            em.load([(b_addr, w_addr, 1, b_len, 0, 0)], free)
+        iy0, iy1, py = g.in_rows(y0, ny, g.sh, g.dh, g.kh, g.pt, g.h)
+        ix0, ix1, px = g.in_rows(x0, nx, g.sw, g.dw, g.kw, g.pl, g.w)
+        x_addr, fresh, free = xslots.acquire((n, iy0, ix0, iy1, ix1, ci))
+        if fresh:
+            box = Box(src.addr + ((n * g.h + iy0) * g.w + ix0) * g.c + c0, iy1 - iy0, ix1 - ix0, nc,
+                      g.w * g.c, g.c)
+            em.load(box.transfers(x_addr), free)
+        em.compute(Opcode.MATMUL, w_addr=w_addr, x_addr=x_addr, acc_addr=0, k=nk, out_h=ny, out_w=nx,
+                   in_h=iy1 - iy0, in_w=ix1 - ix0, in_c=nc, kernel_h=g.kh, kernel_w=g.kw,
+                   stride_h=g.sh, stride_w=g.sw, dil_h=g.dh, dil_w=g.dw, pad_top=py, pad_left=px,
+                   x_zp=x_zp, accumulate=int(ci > 0), fmt=0)
+        last_c = ci == len(cs) - 1
+        if last_c:
+            o_addr, _, _ = oslots.acquire(object())
+            em.compute(Opcode.REQUANT, out_free_wait=out_free[oslots.cur], acc_addr=0, dst_addr=o_addr,
+                       cols=ny * nx, k=nk, bias_addr=w_addr + b_off, scale_addr=w_addr + b_off + 4 * nk,
+                       zp=node.out.quant.zp, relu=int(relu))
+        step = em.end_step()
+        wslots.used(step)
+        xslots.used(step)
+        if last_c:
+            box = Box(dst.addr + ((n * g.oh + y0) * g.ow + x0) * g.k + k0, ny, nx, nk, g.ow * g.k, g.k)
+            out_free[oslots.cur] = em.store(box.transfers(o_addr), step)
+
+
+def emit_pool(em: Emitter, graph: Graph, node: Node, plan: LayerPlan, layouts, bundles) -> None:
+    n, c, h, w = graph[node.inputs[0]].out.shape
+    _, _, oh, ow = node.out.shape
+    (kh, kw), (sh, sw), (pt, pl, _, _) = node.attrs["kernel"], node.attrs["stride"], node.attrs["pad"]
+    src, dst = layouts[node.inputs[0]], layouts[node.name]
+    offs = plan.spad.offsets()
+    xslots, oslots = Slots(offs["x"]), Slots(offs["out"])
+    out_free = [0, 0]
+    for b in range(n):
+        for y0, ny in split(oh, plan.pool_rows):
+            for c0, nc in split(c, plan.pool_c):
+                lo = y0 * sh - pt
+                iy0, iy1 = max(lo, 0), min(h, (y0 + ny - 1) * sh - pt + kh)
+                x_addr, _, free = xslots.acquire(object())
+                em.load(Box(src.addr + (b * h + iy0) * w * c + c0, iy1 - iy0, w, nc, w * c, c)
+                        .transfers(x_addr), free)
+                o_addr, _, _ = oslots.acquire(object())
+                em.compute(Opcode.MAXPOOL, out_free_wait=out_free[oslots.cur], src_addr=x_addr,
+                           dst_addr=o_addr, c=nc, in_h=iy1 - iy0, in_w=w, out_h=ny, out_w=ow,
+                           kernel_h=kh, kernel_w=kw, stride_h=sh, stride_w=sw, pad_top=iy0 - lo,
+                           pad_left=pl)
+                step = em.end_step()
+                xslots.used(step)
+                box = Box(dst.addr + (b * oh + y0) * ow * c + c0, ny, ow, nc, ow * c, c)
+                out_free[oslots.cur] = em.store(box.transfers(o_addr), step)
+
+
+def emit_eltwise(em: Emitter, graph: Graph, node: Node, plan: LayerPlan, layouts, bundles) -> None:
+    offs = plan.spad.offsets()
+    names = [nm for nm, _ in plan.spad.regions]
+    in_slots = [Slots(offs[nm]) for nm in names[:-1]]
+    oslots, out_free = Slots(offs["out"]), [0, 0]
+    ins = [graph[i].out for i in node.inputs]
+    relu = int(node.attrs.get("act", "none") == "relu")
+    for e0, ne in split(node.out.size, plan.tile_elems):
+        addrs = []
+        for slots, name in zip(in_slots, node.inputs):
+            addr, _, free = slots.acquire(object())
+            em.load([(layouts[name].addr + e0, addr, 1, ne, 0, 0)], free)
+            addrs.append(addr)
+        o_addr, _, _ = oslots.acquire(object())
+        wait = out_free[oslots.cur]
+        if node.op is Op.ADD:
+            ma, mb = add_multipliers(ins, node.out)
+            em.compute(Opcode.ADD, out_free_wait=wait, a_addr=addrs[0], b_addr=addrs[1], dst_addr=o_addr,
+                       count=ne, za=ins[0].quant.zp, zb=ins[1].quant.zp, zc=node.out.quant.zp,
+                       ma=float(ma), mb=float(mb), relu=relu)
+        else:
+            em.compute(Opcode.RELU, out_free_wait=wait, src_addr=addrs[0], dst_addr=o_addr, count=ne,
+                       zp=ins[0].quant.zp)
+        step = em.end_step()
+        for slots in in_slots:
+            slots.used(step)
+        out_free[oslots.cur] = em.store([(layouts[node.name].addr + e0, o_addr, 1, ne, 0, 0)], step)
+
+
+EMIT = {"matmul": emit_matmul, "pool": emit_pool, "eltwise": emit_eltwise}

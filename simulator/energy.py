@@ -1,0 +1,23 @@
+"""Energy: event counts priced by the arch's energy table (pJ)."""
+from __future__ import annotations
+
+import numpy as np
+
+from arch.config import ArchConfig
+from simulator.events import E
+
+COMPONENTS = ("mac", "accumulator", "scratchpad", "dram", "vector", "leakage")
+
+
+def energy_pj(counts: np.ndarray, cycles: int, arch: ArchConfig) -> dict[str, float]:
+    """counts: summed event vector; cycles: span for leakage. Returns pJ per component."""
+    e = arch.energy
+    c = counts
+    return {
+        "mac": float(c[E["macs"]] * e.mac_pj),
+        "accumulator": float(c[E["acc_adds"]] * e.acc_add_pj + c[E["acc_bytes"]] * e.acc_pj_per_byte),
+        "scratchpad": float((c[E["spad_read_bytes"]] + c[E["spad_write_bytes"]]) * e.spad_pj_per_byte),
+        "dram": float((c[E["dram_read_bytes"]] + c[E["dram_write_bytes"]]) * e.dram_pj_per_byte),
+        "vector": float(c[E["vector_ops"]] * e.vector_op_pj),
+        "leakage": float(cycles * e.leakage_pj_per_cycle * arch.cores),
+    }

@@ -1,0 +1,70 @@
+"""What each instruction costs: unit cycles and event counts, from its fields and the arch.
+
+These counts are data-independent, so timing-only simulation needs no data, and
+every cycle and picojoule the simulator reports is a sum of these numbers.
+"""
+from __future__ import annotations
+
+import math
+
+from arch.config import ArchConfig
+from arch.isa import Instruction, Opcode
+
+# event counters, in the order of the ``counts`` vector
+EVENTS = ("macs", "mac_slots", "acc_adds", "acc_bytes", "spad_read_bytes", "spad_write_bytes",
+          "dram_read_bytes", "dram_write_bytes", "vector_ops")
+E = {name: i for i, name in enumerate(EVENTS)}
+
+
+def _cdiv(a: int, b: int) -> int:
+    return -(-a // b)
+
+
+def matmul_shape(ins: Instruction) -> tuple[int, int, int]:
+    """(k, reduction length, output columns) of a MATMUL."""
+    return ins.k, ins.kernel_h * ins.kernel_w * ins.in_c, ins.out_h * ins.out_w
+
+
+def cost(ins: Instruction, arch: ArchConfig) -> tuple[int, list[int]]:
+    """(busy cycles of the instruction's unit, event counts). DMA cycles are the transfer only;
+    the DRAM channel model in timing adds contention and latency."""
+    c = arch.core
+    n = [0] * len(EVENTS)
+    op = ins.opcode
+    if op is Opcode.LOAD or op is Opcode.STORE:
+        nbytes = ins.rows * ins.row_bytes
+        if op is Opcode.LOAD:
+            n[E["dram_read_bytes"]] = n[E["spad_write_bytes"]] = nbytes
+        else:
+            n[E["dram_write_bytes"]] = n[E["spad_read_bytes"]] = nbytes
+        return math.ceil(nbytes / arch.memory.dram_bytes_per_cycle), n
+    if op is Opcode.MATMUL:
+        k, r, cols = matmul_shape(ins)
+        groups, batches = _cdiv(r, c.simd_lanes), _cdiv(k, c.pe_rows)
+        n[E["macs"]] = k * r * cols
+        n[E["mac_slots"]] = batches * c.pe_rows * groups * c.simd_lanes * cols
+        n[E["acc_adds"]] = k * groups * cols
+        n[E["acc_bytes"]] = 4 * k * cols * (2 if ins.accumulate else 1)
+        n[E["spad_read_bytes"]] = k * r + batches * r * cols
+        return batches * groups * cols + c.matmul_fill_cycles, n
+    if op is Opcode.REQUANT:
+        elems = ins.k * ins.cols
+        n[E["acc_bytes"]] = 4 * elems
+        n[E["spad_read_bytes"]] = 8 * ins.k
+        n[E["spad_write_bytes"]] = elems
+        n[E["vector_ops"]] = elems
+        return _cdiv(elems, c.vector_lanes) + c.vector_fill_cycles, n
+    if op is Opcode.ADD or op is Opcode.RELU:
+        ops = 2 * ins.count if op is Opcode.ADD else ins.count
+        n[E["spad_read_bytes"]] = ops
+        n[E["spad_write_bytes"]] = ins.count
+        n[E["vector_ops"]] = ops
+        return _cdiv(ops, c.vector_lanes) + c.vector_fill_cycles, n
+    if op is Opcode.MAXPOOL:
+        outs = ins.out_h * ins.out_w * ins.c
+        ops = outs * ins.kernel_h * ins.kernel_w
+        n[E["spad_read_bytes"]] = ops
+        n[E["spad_write_bytes"]] = outs
+        n[E["vector_ops"]] = ops
+        return _cdiv(ops, c.vector_lanes) + c.vector_fill_cycles, n
+    return 0, n      # HALT

@@ -1,0 +1,91 @@
+"""Load a binary and run it: timing always, functional execution unless timing-only."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Mapping
+
+import numpy as np
+
+from arch.binary import BinaryFormatError, Program, TensorDesc, check_compatible, decode_program
+from arch.config import ArchConfig
+from simulator.errors import SimulatorError, Trap
+from simulator.functional import Machine, OutOfBounds, execute
+from simulator.stats import RunStats, collect
+from simulator.timing import Timeline, simulate_timing
+
+
+def load_binary(source: str | Path | bytes, arch: ArchConfig | None = None) -> Program:
+    """Read and check a `.sieve` file; optionally retarget it to ``arch`` (same core shape)."""
+    if isinstance(source, (bytes, bytearray)):
+        raw, name = bytes(source), "<bytes>"
+    else:
+        name = str(source)
+        try:
+            raw = Path(source).read_bytes()
+        except OSError as err:
+            raise BinaryFormatError(f"{name}: cannot read: {err.strerror}") from None
+    program = decode_program(raw, name)
+    if arch is not None:
+        check_compatible(program, arch, name)
+        program = Program(arch, program.streams, program.data, program.dram_bytes, program.inputs,
+                          program.outputs, program.layers)
+    return program
+
+
+def quantize(x: np.ndarray, d: TensorDesc) -> np.ndarray:
+    """Host-side input quantization: saturate(round_half_even(x / scale) + zero_point)."""
+    q = np.rint(x.astype(np.float32) / np.float32(d.scale)).astype(np.float64) + d.zero_point
+    return np.clip(q, -128, 127).astype(np.int8)
+
+
+def dequantize(q: np.ndarray, d: TensorDesc) -> np.ndarray:
+    return ((q.astype(np.float32) - np.float32(d.zero_point)) * np.float32(d.scale)).astype(np.float32)
+
+
+@dataclass(frozen=True)
+class RunResult:
+    outputs: dict[str, np.ndarray]       # int8, logical shape
+    floats: dict[str, np.ndarray]        # dequantized
+    stats: RunStats                      # one inference
+    inferences: int
+
+
+def _execute(p: Program, t: Timeline, inputs: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+    m = Machine.for_program(p)
+    for d in p.inputs:
+        mem = d.to_memory(inputs[d.name]).view(np.uint8).ravel()
+        m.dram[d.dram_addr:d.dram_addr + mem.size] = mem
+    for core, idx in t.order:
+        try:
+            execute(m, core, p.streams[core][idx])
+        except OutOfBounds as err:
+            raise Trap(str(err), core, idx, p.layer_of(core, idx)) from None
+    return {d.name: d.from_memory(m.dram[d.dram_addr:d.dram_addr + d.nbytes].view(np.int8)).copy()
+            for d in p.outputs}
+
+
+def run(p: Program, inputs: Mapping[str, np.ndarray] | None = None, functional: bool = True) -> RunResult:
+    """Run ``p``. Inputs may be float (quantized here with the binary's scales) or int8; a batch
+    larger than the compiled one runs as consecutive inferences with the same timing."""
+    timeline = simulate_timing(p)
+    stats = collect(p, timeline)
+    if not functional:
+        return RunResult({}, {}, stats, 0)
+    inputs = dict(inputs or {})
+    batch = None
+    q_inputs = {}
+    for d in p.inputs:
+        if d.name not in inputs:
+            raise SimulatorError(f"no value for input '{d.name}' (shape {list(d.shape)})")
+        x = np.asarray(inputs[d.name])
+        if x.shape[1:] != d.shape[1:] or x.shape[0] % d.shape[0]:
+            raise SimulatorError(f"input '{d.name}' has shape {list(x.shape)}, the binary expects "
+                                 f"{list(d.shape)} (or a multiple of its batch)")
+        q_inputs[d.name] = x if x.dtype == np.int8 else quantize(x, d)
+        batch = x.shape[0] // d.shape[0]
+    parts = [_execute(p, timeline, {d.name: q_inputs[d.name][i * d.shape[0]:(i + 1) * d.shape[0]]
+                                    for d in p.inputs}) for i in range(batch or 1)]
+    outputs = {d.name: np.concatenate([part[d.name] for part in parts]) for d in p.outputs}
+    floats = {d.name: dequantize(outputs[d.name], d) for d in p.outputs}
+    return RunResult(outputs, floats, stats, batch or 1)

@@ -1,0 +1,89 @@
+"""Per-layer and total statistics, every figure a sum of per-instruction event counts."""
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+import numpy as np
+
+from arch.binary import Program
+from arch.isa import Queue
+from simulator.energy import energy_pj
+from simulator.events import EVENTS, E
+from simulator.timing import Timeline
+
+# The JSON schema of `sieve run --stats`, documented in docs/stats.md.
+STATS_VERSION = 1
+
+
+@dataclass(frozen=True)
+class LayerStats:
+    name: str
+    op: str
+    start_cycle: int
+    end_cycle: int
+    cycles: int               # end_cycle - start_cycle
+    instructions: int
+    macs: int                 # useful multiply-accumulates
+    utilization: float        # macs / (cycles * pe_rows * simd_lanes)
+    busy_cycles: dict         # per queue: cycles its unit was occupied
+    events: dict              # event name -> count
+    energy_pj: dict           # component -> pJ
+
+    @property
+    def energy_total_pj(self) -> float:
+        return sum(self.energy_pj.values())
+
+
+@dataclass(frozen=True)
+class RunStats:
+    arch: str
+    clock_mhz: float
+    cycles: int
+    macs: int
+    utilization: float
+    events: dict
+    energy_pj: dict
+    layers: tuple[LayerStats, ...]
+
+    @property
+    def time_us(self) -> float:
+        return self.cycles / self.clock_mhz
+
+    @property
+    def energy_total_pj(self) -> float:
+        return sum(self.energy_pj.values())
+
+    def to_dict(self) -> dict:
+        d = asdict(self)
+        d["stats_version"] = STATS_VERSION
+        d["time_us"] = self.time_us
+        d["energy_total_pj"] = self.energy_total_pj
+        for layer, obj in zip(d["layers"], self.layers):
+            layer["energy_total_pj"] = obj.energy_total_pj
+        return d
+
+
+def _events(v: np.ndarray) -> dict:
+    return {name: int(v[i]) for i, name in enumerate(EVENTS)}
+
+
+def collect(p: Program, t: Timeline) -> RunStats:
+    arch = p.arch
+    peak = arch.core.pe_rows * arch.core.simd_lanes
+    layers = []
+    for sym in p.layers:
+        sl = slice(sym.start, sym.end)
+        s, e = int(t.start[sym.core][sl].min()), int(t.end[sym.core][sl].max())
+        counts = t.counts[sym.core][sl].sum(axis=0)
+        busy = {q.name.lower(): int(sum(t.busy[sym.core][i] for i in range(sym.start, sym.end)
+                                        if p.streams[sym.core][i].queue is q)) for q in Queue}
+        cycles = e - s
+        macs = int(counts[E["macs"]])
+        layers.append(LayerStats(sym.name, sym.op, s, e, cycles, sym.end - sym.start, macs,
+                                 macs / (cycles * peak) if cycles else 0.0, busy, _events(counts),
+                                 energy_pj(counts, cycles, arch)))
+    total = sum(c.sum(axis=0) for c in t.counts)
+    macs = int(total[E["macs"]])
+    util = macs / (t.cycles * peak * arch.cores) if t.cycles else 0.0
+    return RunStats(arch.name, arch.clock_mhz, t.cycles, macs, util, _events(total),
+                    energy_pj(total, t.cycles, arch), tuple(layers))
