@@ -44,3 +44,7 @@ def generate(sched: Schedule) -> Program:
 
 
 __all__ = ["generate", "CodegenError"]
+
+from codegen.asm import AsmError, assemble, assemble_file, disassemble  # noqa: E402
+
+__all__ += ["AsmError", "assemble", "assemble_file", "disassemble"]

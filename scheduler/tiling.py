@@ -6,7 +6,9 @@ accumulator is priced; the cheapest wins. The model: compute cycles from the
 MAC-array shape (a group of ``simd_lanes`` reduction values costs one cycle per
 output column, ``pe_rows`` output channels at a time), DMA cycles from the bytes
 each loop order re-fetches divided by DRAM bandwidth, overlapped by double
-buffering, plus the first load and the last store that cannot overlap.
+buffering. With two buffer slots a step's period is at least half of (DRAM
+latency + one step's transfer + one step's compute), so tiles too small to hide
+the latency are priced as latency-bound.
 """
 from __future__ import annotations
 
@@ -70,9 +72,12 @@ def estimate(g: ConvGeom, t: MatmulTiling, arch: ArchConfig) -> Estimate:
         x_loads = 1
     moved = w_bytes * w_loads + x_bytes * x_loads * g.n + g.n * g.oh * g.ow * g.k
     dma = dma_cycles(moved, arch)
-    first = dma_cycles(t.k_t * g.kh * g.kw * t.c_t + matmul_spad(g, t).regions[1][1], arch)
-    last = dma_cycles(t.oh_t * t.ow_t * t.k_t, arch)
-    total = max(compute, dma) + first + last + 2 * arch.memory.dram_latency_cycles
+    # double-buffered steady state: a step's period is bounded by compute, by the DRAM channel,
+    # and by the two-slot loop (load, its latency and compute of two steps in flight)
+    steps = g.n * n_sp * n_k * n_c
+    lat = arch.memory.dram_latency_cycles
+    period = max(compute / steps, dma / steps, (lat + (dma + compute) / steps) / 2)
+    total = int(steps * period + dma / steps + 2 * lat)
     return Estimate(total, compute, dma, w_loads, x_loads)
 
 

@@ -1,0 +1,258 @@
+"""Disassembler and assembler: the text form of a Program, round-tripping byte for byte.
+
+Both sides are driven by the ISA field table (``arch.isa.FIELDS``), so an
+instruction added there is disassembled and assembled with no change here.
+"""
+from __future__ import annotations
+
+import json
+from importlib import resources
+from pathlib import Path
+
+import lark
+import numpy as np
+
+from arch.binary import LayerSymbol, Program, TensorDesc
+from arch.config import ArchConfig, ArchError, arch_from_dict, load_arch
+from arch.isa import FIELDS, Instruction, ISAError, Opcode
+
+_PARSER = lark.Lark(resources.files("codegen").joinpath("asm.lark").read_text(), parser="lalr",
+                    propagate_positions=True, maybe_placeholders=False)
+_HEX_FIELDS = {"dram_addr", "spad_addr", "w_addr", "x_addr", "acc_addr", "dst_addr", "bias_addr",
+               "scale_addr", "a_addr", "b_addr", "src_addr"}
+DATA_LINE = 64
+
+
+class AsmError(Exception):
+    def __init__(self, message: str, source: str = "", line: int | None = None, column: int | None = None):
+        where = f"{source}:{line}:{column}: " if line is not None else (f"{source}: " if source else "")
+        super().__init__(where + message)
+
+
+# ---------------------------------------------------------------- disassembler
+
+def _v(value) -> str:
+    if isinstance(value, str):
+        return json.dumps(value)
+    if isinstance(value, (list, tuple)):
+        return "[" + ",".join(_v(x) for x in value) + "]"
+    return repr(value)
+
+
+def _flatten(d: dict, prefix: str = "") -> list[tuple[str, object]]:
+    out = []
+    for k in sorted(d):
+        if isinstance(d[k], dict):
+            out += _flatten(d[k], f"{prefix}{k}.")
+        else:
+            out.append((prefix + k, d[k]))
+    return out
+
+
+def format_instruction(ins: Instruction) -> str:
+    parts = [ins.opcode.name.lower()]
+    for (name, kind, _), value in zip(FIELDS[ins.opcode], ins.args):
+        parts.append(f"{name}={value:#x}" if name in _HEX_FIELDS else f"{name}={value!r}")
+    if ins.signal:
+        parts.append(f"signal={ins.signal}")
+    parts += [f"wait={c}:{v}" for c, v in ins.waits]
+    return " ".join(parts)
+
+
+def _desc_line(kind: str, d: TensorDesc) -> str:
+    return (f".{kind} {d.name} addr={d.dram_addr:#x} shape={_v(d.shape)} view={_v(d.view_shape)} "
+            f"perm={_v(d.perm)} scale={d.scale!r} zp={d.zero_point}")
+
+
+def disassemble(p: Program) -> str:
+    lines = [f"; Sieve assembly: {len(p.streams)} core(s), arch '{p.arch.name}'",
+             ".arch " + " ".join(f"{k}={_v(v)}" for k, v in _flatten(p.arch.to_dict())),
+             f".dram {p.dram_bytes}", f".data_size {len(p.data)}"]
+    lines += [_desc_line("input", d) for d in p.inputs] + [_desc_line("output", d) for d in p.outputs]
+    data = np.frombuffer(p.data, np.uint8)
+    for off in range(0, len(data), DATA_LINE):
+        chunk = data[off:off + DATA_LINE]
+        if chunk.any():
+            lines.append(f'.data {off:#x} "{chunk.tobytes().hex()}"')
+    for core, stream in enumerate(p.streams):
+        lines.append(f".core {core}")
+        starts = {s.start: s for s in p.layers if s.core == core}
+        ends = {s.end for s in p.layers if s.core == core}
+        for i, ins in enumerate(stream):
+            if i in ends:
+                lines.append(".endlayer")
+            if i in starts:
+                s = starts[i]
+                lines.append(f".layer {s.name} op={_v(s.op)} macs={s.macs} info={_v(s.info)}")
+            lines.append(f"    {format_instruction(ins)}    ; {i}")
+        if len(stream) in ends:
+            lines.append(".endlayer")
+    return "\n".join(lines) + "\n"
+
+
+# ---------------------------------------------------------------- assembler
+
+class _Values(lark.Transformer):
+    def hex(self, t):
+        return int(t[0], 16)
+
+    def int(self, t):
+        return int(t[0])
+
+    def float(self, t):
+        return float(t[0])
+
+    def string(self, t):
+        return json.loads(t[0])
+
+    def pair(self, t):
+        a, b = t[0].split(":")
+        return (int(a), int(b))
+
+    def word(self, t):
+        return _Word(t[0])
+
+    def list(self, t):
+        return [x for x in t if x is not None]
+
+    def kv(self, t):
+        return (str(t[0]), t[1])
+
+
+class _Word(str):
+    pass
+
+
+def _nest(pairs: list[tuple[str, object]]) -> dict:
+    out: dict = {}
+    for key, value in pairs:
+        *parents, leaf = key.split(".")
+        table = out
+        for p in parents:
+            table = table.setdefault(p, {})
+        table[leaf] = value
+    return out
+
+
+class _Assembler:
+    def __init__(self, source: str):
+        self.source = source
+        self.arch: ArchConfig | None = None
+        self.dram = None
+        self.data_size = None
+        self.data: dict[int, bytes] = {}
+        self.inputs, self.outputs, self.layers = [], [], []
+        self.streams: list[list[Instruction]] = []
+        self.open_layer = None
+
+    def error(self, message: str, meta) -> AsmError:
+        return AsmError(message, self.source, meta.line, meta.column)
+
+    def directive(self, name: str, items: list, meta) -> None:
+        kv = dict(i for i in items if isinstance(i, tuple) and len(i) == 2 and isinstance(i[0], str))
+        pos = [i for i in items if not (isinstance(i, tuple) and len(i) == 2 and isinstance(i[0], str))]
+        if name == "arch":
+            if "preset" in kv:
+                self.arch = load_arch(str(kv.pop("preset")))
+                if kv:
+                    from arch.config import with_overrides
+                    self.arch = with_overrides(self.arch, kv)
+            else:
+                self.arch = arch_from_dict(_nest(list(kv.items())), f"{self.source} (.arch)")
+        elif name == "dram":
+            self.dram = int(pos[0])
+        elif name == "data_size":
+            self.data_size = int(pos[0])
+        elif name == "data":
+            addr, blob = int(pos[0]), bytes.fromhex(str(pos[1]) if len(pos) > 1 else "")
+            self.data[addr] = blob
+        elif name in ("input", "output"):
+            d = TensorDesc(str(pos[0]), int(kv["addr"]), tuple(kv["shape"]), tuple(kv.get("view", kv["shape"])),
+                           tuple(kv.get("perm", range(len(kv["shape"])))), float(kv.get("scale", 1.0)),
+                           int(kv.get("zp", 0)))
+            (self.inputs if name == "input" else self.outputs).append(d)
+        elif name == "core":
+            if int(pos[0]) != len(self.streams):
+                raise self.error(f".core {pos[0]} out of order (expected {len(self.streams)})", meta)
+            self.streams.append([])
+        elif name == "layer":
+            self._need_core(meta)
+            self.open_layer = (str(pos[0]), str(kv.get("op", "")), len(self.streams[-1]),
+                               int(kv.get("macs", 0)), str(kv.get("info", "")))
+        elif name == "endlayer":
+            if self.open_layer is None:
+                raise self.error(".endlayer without .layer", meta)
+            n, op, start, macs, info = self.open_layer
+            self.layers.append(LayerSymbol(n, op, len(self.streams) - 1, start, len(self.streams[-1]), macs, info))
+            self.open_layer = None
+        else:
+            raise self.error(f"unknown directive '.{name}'", meta)
+
+    def _need_core(self, meta) -> None:
+        if not self.streams:
+            self.streams.append([])
+
+    def instr(self, mnemonic: str, items: list, meta) -> None:
+        try:
+            opcode = Opcode[mnemonic.upper()]
+        except KeyError:
+            raise self.error(f"unknown instruction '{mnemonic}' (known: "
+                             f"{', '.join(o.name.lower() for o in Opcode)})", meta) from None
+        fields, waits, signal = {}, [], 0
+        for item in items:
+            if not (isinstance(item, tuple) and isinstance(item[0], str)):
+                raise self.error(f"operand {item!r} is not key=value", meta)
+            key, value = item
+            if key == "wait":
+                waits.append(value)
+            elif key == "signal":
+                signal = int(value)
+            else:
+                fields[key] = value
+        self._need_core(meta)
+        try:
+            self.streams[-1].append(Instruction.make(opcode, signal=signal, waits=tuple(waits), **fields))
+        except (ISAError, TypeError, ValueError) as err:
+            raise self.error(str(err), meta) from None
+
+    def program(self) -> Program:
+        if self.arch is None:
+            raise AsmError("no .arch directive", self.source)
+        size = max([a + len(b) for a, b in self.data.items()] + [self.data_size or 0])
+        image = bytearray(size)
+        for addr, blob in self.data.items():
+            image[addr:addr + len(blob)] = blob
+        streams = [tuple(s) for s in self.streams] or [()]
+        if len(streams) != self.arch.cores:
+            raise AsmError(f"{len(streams)} .core sections for an arch with {self.arch.cores} cores", self.source)
+        dram = self.dram if self.dram is not None else size
+        return Program(self.arch, tuple(streams), bytes(image), dram, tuple(self.inputs), tuple(self.outputs),
+                       tuple(self.layers))
+
+
+def assemble(text: str, source: str = "<asm>") -> Program:
+    try:
+        tree = _PARSER.parse(text if text.endswith("\n") else text + "\n")
+    except lark.exceptions.UnexpectedInput as err:
+        raise AsmError("syntax error\n" + err.get_context(text).rstrip(), source, err.line, err.column) from None
+    values = _Values()
+    asm = _Assembler(source)
+    for line in tree.children:
+        items = [values.transform(c) if isinstance(c, lark.Tree) else c for c in line.children[1:]]
+        items = [_Word(i) if isinstance(i, lark.Token) else i for i in items]
+        try:
+            getattr(asm, line.data)(str(line.children[0]), items, line.meta)
+        except ArchError as err:
+            raise AsmError(str(err), source, line.meta.line, line.meta.column) from None
+        except (KeyError, IndexError, ValueError) as err:
+            raise AsmError(f"malformed .{line.children[0]}: {err}", source, line.meta.line,
+                           line.meta.column) from None
+    return asm.program()
+
+
+def assemble_file(path: str | Path) -> Program:
+    path = Path(path)
+    try:
+        return assemble(path.read_text(), str(path))
+    except OSError as err:
+        raise AsmError(f"cannot read: {err.strerror}", str(path)) from None

@@ -1,0 +1,16 @@
+"""Frontend errors carry the file, line and column."""
+
+
+class FrontendError(Exception):
+    def __init__(self, message: str, source: str = "", line: int | None = None, column: int | None = None,
+                 context: str = "", hint: str = ""):
+        self.source, self.line, self.column, self.hint = source, line, column, hint
+        where = source
+        if line is not None:
+            where += f":{line}:{column}"
+        text = f"{where}: {message}" if where else message
+        if context:
+            text += "\n" + context
+        if hint:
+            text += f"\nhint: {hint}"
+        super().__init__(text)

@@ -1,0 +1,187 @@
+"""Read and write the Sieve text format (.sv); the grammar is in sieve.lark."""
+from __future__ import annotations
+
+import json
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import lark
+import numpy as np
+
+from frontend.errors import FrontendError
+from ir.build import GraphBuilder
+from ir.graph import Graph, IRError, Op
+
+_PARSER = lark.Lark(resources.files("frontend").joinpath("sieve.lark").read_text(), parser="lalr",
+                    propagate_positions=True, maybe_placeholders=True)
+OPS = {op.value: op for op in Op if op is not Op.INPUT}
+
+
+class _Values(lark.Transformer):
+    def number(self, items):
+        text = str(items[0])
+        return float(text) if any(ch in text for ch in ".eE") else int(text)
+
+    def string(self, items):
+        return json.loads(items[0])
+
+    def ref(self, items):
+        return _Ref(str(items[0]))
+
+    def list(self, items):
+        return [] if items == [None] else list(items)
+
+    def shape(self, items):
+        return tuple(int(i) for i in items)
+
+
+class _Ref(str):
+    """A bare name in an argument list: an input tensor."""
+
+
+def _where(source: str, meta) -> dict:
+    return {"source": source, "line": getattr(meta, "line", None), "column": getattr(meta, "column", None)}
+
+
+def parse_sv(text: str, source: str = "<text>", base_dir: Path | None = None) -> Graph:
+    """Parse .sv text into a float Graph; every error names file, line and column."""
+    try:
+        tree = _PARSER.parse(text)
+    except lark.exceptions.UnexpectedInput as err:
+        expected = sorted(getattr(err, "expected", None) or getattr(err, "allowed", None) or [])
+        hint = f"expected one of: {', '.join(expected[:8])}" if expected else ""
+        raise FrontendError("syntax error", source, err.line, err.column, err.get_context(text).rstrip(),
+                            hint) from None
+    values = _Values()
+    name, side, outputs = Path(source).stem, None, []
+    b: GraphBuilder | None = None
+    for stmt in tree.children:
+        where = _where(source, stmt.meta)
+        kind = stmt.data
+        if kind == "model":
+            name = str(stmt.children[0])
+        elif kind == "weights":
+            path = Path(json.loads(stmt.children[0]))
+            path = (base_dir or Path(".")) / path if not path.is_absolute() else path
+            try:
+                side = dict(np.load(path))
+            except (OSError, ValueError) as err:
+                raise FrontendError(f"cannot read weights file '{path}': {err}", **where) from None
+        else:
+            b = b or GraphBuilder(name)
+            try:
+                if kind == "input":
+                    b.input(str(stmt.children[0]), values.transform(stmt.children[1]))
+                elif kind == "layer":
+                    _layer(b, stmt, values, side, where)
+                elif kind == "output":
+                    outputs += [str(c) for c in stmt.children]
+            except IRError as err:
+                raise FrontendError(str(err), hint=err.hint, **where) from None
+    if b is None or not outputs:
+        raise FrontendError("a model needs at least one input and one output statement", source)
+    try:
+        return b.build(outputs)
+    except IRError as err:
+        raise FrontendError(str(err), source) from None
+
+
+def _layer(b: GraphBuilder, stmt, values: _Values, side: dict | None, where: dict) -> None:
+    lname, opname, *rest = stmt.children
+    lname, opname = str(lname), str(opname)
+    args, shape, block = rest[:-2], rest[-2], rest[-1]
+    if opname not in OPS:
+        raise FrontendError(f"unknown op '{opname}'", hint=f"supported: {', '.join(OPS)}", **where)
+    op = OPS[opname]
+    inputs, attrs = [], {}
+    for arg in (a for a in args if a is not None):
+        if arg.data == "positional":
+            v = values.transform(arg.children[0])
+            if not isinstance(v, _Ref):
+                raise FrontendError(f"positional arguments are input names, got {v!r}", **where)
+            inputs.append(str(v))
+        else:
+            attrs[str(arg.children[0])] = values.transform(arg.children[1])
+    params = {}
+    if side is not None:
+        params = {k.split(".", 1)[1]: v for k, v in side.items() if k.split(".", 1)[0] == lname}
+    if block is not None:
+        for p in block.children:
+            params[str(p.children[0])] = np.asarray(values.transform(p.children[1]), dtype=np.float32)
+    if op in (Op.CONV2D, Op.DENSE):
+        if "w" not in params:
+            raise FrontendError(f"layer '{lname}' has no weights", hint="give a { w = [...] } block or a "
+                                "weights side file with an array '" + lname + ".w'", **where)
+        params = _shape_params(op, attrs, params, b, inputs, lname, where)
+    b.add(lname, op, inputs, attrs, params)
+    if shape is not None:
+        got = b.nodes[lname].out.shape
+        want = values.transform(shape)
+        if got != want:
+            raise FrontendError(f"layer '{lname}' is declared {list(want)} but computes {list(got)}", **where)
+
+
+def _shape_params(op: Op, attrs: dict, params: dict, b: GraphBuilder, inputs: list, lname: str,
+                  where: dict) -> dict:
+    """Inline weights may be flat: reshape them to what the layer needs."""
+    if not inputs or inputs[0] not in b.nodes:
+        return params
+    in_shape = b.nodes[inputs[0]].out.shape
+    if op is Op.CONV2D:
+        k = attrs.get("kernel", 1)
+        kh, kw = (k, k) if isinstance(k, int) else k
+        want = (attrs.get("out_channels", 0), in_shape[1], kh, kw)
+    else:
+        want = (attrs.get("out_features", 0), in_shape[-1])
+    w = params["w"]
+    if w.shape != want:
+        if w.size != int(np.prod(want)):
+            raise FrontendError(f"layer '{lname}': weights have {w.size} values, expected "
+                                f"{int(np.prod(want))} for shape {list(want)}", **where)
+        params = {**params, "w": w.reshape(want)}
+    return params
+
+
+def load_sv(path: str | Path) -> Graph:
+    path = Path(path)
+    try:
+        text = path.read_text()
+    except OSError as err:
+        raise FrontendError(f"cannot read: {err.strerror}", str(path)) from None
+    return parse_sv(text, str(path), path.parent)
+
+
+def _fmt(v: Any) -> str:
+    if isinstance(v, str):
+        return json.dumps(v)
+    if isinstance(v, tuple):
+        return "[" + ", ".join(_fmt(x) for x in v) + "]"
+    return repr(v)
+
+
+def dump_sv(graph: Graph, path: str | Path, inline: bool = False) -> list[Path]:
+    """Write a float graph as .sv (+ a side .npz of weights unless inline). Returns files written."""
+    path = Path(path)
+    lines = [f"# {graph.name}: written by sieve", f"model {graph.name}"]
+    arrays: dict[str, np.ndarray] = {}
+    if not inline:
+        lines.append(f'weights "{path.with_suffix(".npz").name}"')
+    for node in graph:
+        if node.op is Op.INPUT:
+            lines.append(f"input {node.name} {_fmt(node.out.shape)}")
+            continue
+        args = list(node.inputs) + [f"{k}={_fmt(v)}" for k, v in node.attrs.items()]
+        line = f"{node.name} = {node.op.value}({', '.join(args)}) -> {_fmt(node.out.shape)}"
+        if node.params and inline:
+            body = " ".join(f"{k} = {json.dumps(np.asarray(v).tolist())}" for k, v in node.params.items())
+            line += " { " + body + " }"
+        arrays.update({f"{node.name}.{k}": np.asarray(v) for k, v in node.params.items()})
+        lines.append(line)
+    lines.append(f"output {', '.join(graph.outputs)}")
+    path.write_text("\n".join(lines) + "\n")
+    written = [path]
+    if not inline:
+        np.savez(path.with_suffix(".npz"), **arrays)
+        written.append(path.with_suffix(".npz"))
+    return written

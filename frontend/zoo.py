@@ -1,0 +1,78 @@
+"""Model zoo: small reference networks built in code with seeded weights."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable
+
+import numpy as np
+
+from frontend.errors import FrontendError
+from ir.build import GraphBuilder
+from ir.graph import Graph, Op
+
+
+def _he(rng: np.random.Generator, shape: tuple[int, ...]) -> np.ndarray:
+    fan_in = int(np.prod(shape[1:]))
+    return (rng.standard_normal(shape) * np.sqrt(2.0 / fan_in)).astype(np.float32)
+
+
+def _bias(rng: np.random.Generator, n: int) -> np.ndarray:
+    return (rng.standard_normal(n) * 0.05).astype(np.float32)
+
+
+def mlp(seed: int = 0, batch: int = 1, features: int = 64, hidden: tuple[int, ...] = (128, 64),
+        classes: int = 10) -> Graph:
+    """A multi-layer perceptron (defaults fit sklearn's 8x8 digits: 64 -> 128 -> 64 -> 10)."""
+    rng = np.random.default_rng(seed)
+    b = GraphBuilder("mlp")
+    x = b.input("x", (batch, features))
+    prev = features
+    for i, width in enumerate(hidden, 1):
+        x = b.add(f"fc{i}", Op.DENSE, [x], {"out_features": width, "act": "relu"},
+                  {"w": _he(rng, (width, prev)), "b": _bias(rng, width)})
+        prev = width
+    out = b.add("logits", Op.DENSE, [x], {"out_features": classes},
+                {"w": _he(rng, (classes, prev)), "b": _bias(rng, classes)})
+    return b.build([out])
+
+
+def lenet5(seed: int = 0, batch: int = 1, classes: int = 10) -> Graph:
+    """LeNet-5 on 1x32x32 inputs: conv5-relu-pool, conv5-relu-pool, fc120, fc84, fc10."""
+    rng = np.random.default_rng(seed)
+    b = GraphBuilder("lenet5")
+    x = b.input("x", (batch, 1, 32, 32))
+    x = b.add("conv1", Op.CONV2D, [x], {"out_channels": 6, "kernel": 5},
+              {"w": _he(rng, (6, 1, 5, 5)), "b": _bias(rng, 6)})
+    x = b.add("relu1", Op.RELU, [x])
+    x = b.add("pool1", Op.MAXPOOL, [x], {"kernel": 2, "stride": 2})
+    x = b.add("conv2", Op.CONV2D, [x], {"out_channels": 16, "kernel": 5},
+              {"w": _he(rng, (16, 6, 5, 5)), "b": _bias(rng, 16)})
+    x = b.add("relu2", Op.RELU, [x])
+    x = b.add("pool2", Op.MAXPOOL, [x], {"kernel": 2, "stride": 2})
+    x = b.add("flatten", Op.FLATTEN, [x])
+    for i, (width, fan) in enumerate(((120, 400), (84, 120)), 3):
+        x = b.add(f"fc{i}", Op.DENSE, [x], {"out_features": width},
+                  {"w": _he(rng, (width, fan)), "b": _bias(rng, width)})
+        x = b.add(f"relu{i}", Op.RELU, [x])
+    out = b.add("logits", Op.DENSE, [x], {"out_features": classes},
+                {"w": _he(rng, (classes, 84)), "b": _bias(rng, classes)})
+    return b.build([out])
+
+
+@dataclass(frozen=True)
+class ZooEntry:
+    name: str
+    build: Callable[..., Graph]
+    description: str
+
+
+ZOO = {e.name: e for e in (
+    ZooEntry("mlp", mlp, "MLP 64-128-64-10 (sklearn digits sized), 17 K weights"),
+    ZooEntry("lenet5", lenet5, "LeNet-5 on 1x32x32, 62 K weights, 0.42 MMAC"),
+)}
+
+
+def build(name: str, **kwargs) -> Graph:
+    if name not in ZOO:
+        raise FrontendError(f"no zoo model named '{name}'", hint=f"available: {', '.join(ZOO)}")
+    return ZOO[name].build(**kwargs)
