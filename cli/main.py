@@ -1,0 +1,247 @@
+"""The `sieve` command: zoo, compile, run, interpret, disasm, asm, arch."""
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+from rich.console import Console
+from rich.table import Table
+
+from arch import ArchError, BinaryFormatError, ISAError, encode_program, load_arch, preset_names
+from cli.pipeline import (UsageError, calibration_inputs, compile_graph, load_model, quantize_model,
+                          read_array_file)
+from cli.report import print_run_summary
+from codegen import AsmError, CodegenError, assemble_file, disassemble
+from frontend import ZOO, FrontendError, build, dump_sv
+from ir import IRError, dequantize_outputs, quantize_inputs, run_float, run_int
+from scheduler import ScheduleError
+from simulator import SimulatorError, load_binary, run
+
+log = logging.getLogger("sieve")
+USER_ERRORS = (UsageError, FrontendError, IRError, ArchError, ISAError, BinaryFormatError, ScheduleError,
+               CodegenError, AsmError, SimulatorError)
+
+
+def _console() -> Console:
+    con = Console(highlight=False)
+    return con if con.is_terminal else Console(highlight=False, width=140)
+
+
+# ---------------------------------------------------------------- zoo
+
+def cmd_zoo_list(args) -> None:
+    t = Table(title="model zoo", title_justify="left")
+    t.add_column("name")
+    t.add_column("description")
+    for e in ZOO.values():
+        t.add_row(e.name, e.description)
+    _console().print(t)
+
+
+def cmd_zoo_export(args) -> None:
+    out = Path(args.output)
+    if out.suffix != ".sv":
+        raise UsageError(f"{out}: zoo export writes the Sieve text format; use a .sv file name")
+    files = dump_sv(build(args.name, seed=args.seed), out, inline=args.inline)
+    print(f"wrote {', '.join(str(f) for f in files)}")
+
+
+# ---------------------------------------------------------------- compile
+
+def cmd_compile(args) -> None:
+    arch = load_arch(args.arch)
+    t0 = time.perf_counter()
+    graph = load_model(args.model)
+    qgraph = quantize_model(graph, calibration_inputs(graph, args.calibrate, args.seed))
+    t1 = time.perf_counter()
+    sched, program = compile_graph(qgraph, arch)
+    raw = encode_program(program)
+    t2 = time.perf_counter()
+    out = Path(args.output or Path(args.model).with_suffix(".sieve").name)
+    out.write_bytes(raw)
+    con = _console()
+    t = Table(title=f"{graph.name} on arch '{arch.name}'", title_justify="left")
+    for col in ("layer", "op", "instructions", "MACs", "est. cycles", "plan"):
+        t.add_column(col, justify="right" if col in ("instructions", "MACs", "est. cycles") else "left")
+    for sym in program.layers:
+        plan = sched.plan(sym.name)
+        t.add_row(sym.name, sym.op, str(sym.end - sym.start), f"{sym.macs:,}", f"{plan.est_cycles:,}",
+                  plan.reason if args.verbose else plan.reason.split(":")[0])
+    con.print(t)
+    n_params = sum(n.params["w"].size for n in qgraph if "w" in n.params)
+    con.print(f"weights: {n_params:,} ({4 * n_params:,} bytes float32, {n_params:,} bytes int8); "
+              f"constant image {len(program.data):,} bytes; DRAM {program.dram_bytes:,} bytes")
+    con.print(f"wrote {out} ({len(raw):,} bytes, {sum(len(s) for s in program.streams):,} instructions) "
+              f"in {t2 - t0:.2f} s (quantize {t1 - t0:.2f} s, schedule+codegen {t2 - t1:.2f} s)")
+
+
+# ---------------------------------------------------------------- run / interpret
+
+def _save_outputs(path: str, ints: dict, floats: dict) -> None:
+    arrays = {name: floats[name] for name in floats}
+    arrays.update({f"{name}.int8": ints[name] for name in ints})
+    np.savez(path, **arrays)
+
+
+def cmd_run(args) -> None:
+    arch = load_arch(args.arch) if args.arch else None
+    program = load_binary(args.binary, arch)
+    inputs = None
+    if not args.timing_only:
+        if args.input is None:
+            raise UsageError("--input is required (or use --timing-only)")
+        inputs = read_array_file(args.input, {d.name: d.shape for d in program.inputs})
+    t0 = time.perf_counter()
+    result = run(program, inputs, functional=not args.timing_only)
+    elapsed = time.perf_counter() - t0
+    if args.output:
+        _save_outputs(args.output, result.outputs, result.floats)
+    if args.stats:
+        d = result.stats.to_dict()
+        d["inferences"] = result.inferences
+        Path(args.stats).write_text(json.dumps(d, indent=1))
+    con = _console()
+    if not args.quiet:
+        print_run_summary(con, result.stats, result.inferences)
+        for name, y in result.floats.items():
+            if y.ndim == 2:
+                con.print(f"{name}: top-1 per inference {np.argmax(y, axis=1).tolist()}")
+    con.print(f"simulated in {elapsed:.3f} s" + (" (timing only)" if args.timing_only else ""))
+
+
+def cmd_interpret(args) -> None:
+    graph = load_model(args.model)
+    shapes = {n.name: n.out.shape for n in graph.inputs}
+    inputs = read_array_file(args.input, shapes)
+    if args.float:
+        outs = run_float(graph, {k: v.astype(np.float32) for k, v in inputs.items()})
+        np.savez(args.output, **outs)
+        print(f"wrote {args.output} (float reference)")
+        return
+    qgraph = quantize_model(graph, calibration_inputs(graph, args.calibrate, args.seed))
+    q_in = {k: v if v.dtype == np.int8 else None for k, v in inputs.items()}
+    q_in.update(quantize_inputs(qgraph, {k: v for k, v in inputs.items() if q_in[k] is None}))
+    ints = {k: np.concatenate([run_int(qgraph, {n: q_in[n][i:i + 1] for n in q_in})[k]
+                               for i in range(len(next(iter(q_in.values()))))]) for k in qgraph.outputs}
+    _save_outputs(args.output, ints, dequantize_outputs(qgraph, ints))
+    for name, y in ints.items():
+        if y.ndim == 2:
+            print(f"{name}: top-1 per inference {np.argmax(y, axis=1).tolist()}")
+    print(f"wrote {args.output} (integer reference)")
+
+
+# ---------------------------------------------------------------- disasm / asm / arch
+
+def cmd_disasm(args) -> None:
+    text = disassemble(load_binary(args.binary))
+    if args.output:
+        Path(args.output).write_text(text)
+    else:
+        sys.stdout.write(text)
+
+
+def cmd_asm(args) -> None:
+    raw = encode_program(assemble_file(args.source))
+    Path(args.output).write_bytes(raw)
+    print(f"wrote {args.output} ({len(raw):,} bytes)")
+
+
+def cmd_arch(args) -> None:
+    if args.name is None:
+        print("presets: " + ", ".join(preset_names()))
+        return
+    arch = load_arch(args.name)
+    print(json.dumps(arch.to_dict(), indent=1))
+    print(f"fingerprint {arch.fingerprint()}")
+
+
+# ---------------------------------------------------------------- parser
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="sieve", description="Compile models for sparse INT8 accelerators and "
+                                "simulate the binaries cycle by cycle, bit-exact.")
+    p.add_argument("-v", "--verbose", action="store_true", help="log progress and show full plans")
+    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    z = sub.add_parser("zoo", help="list or export the bundled models")
+    zs = z.add_subparsers(dest="zoo_command", required=True, metavar="ZOO_COMMAND")
+    zs.add_parser("list", help="list zoo models").set_defaults(func=cmd_zoo_list)
+    ze = zs.add_parser("export", help="write a zoo model as a .sv text model (+ .npz weights)")
+    ze.add_argument("name", help="zoo model name (see `sieve zoo list`)")
+    ze.add_argument("-o", "--output", required=True, help="output .sv file")
+    ze.add_argument("--seed", type=int, default=0, help="weight seed (default 0)")
+    ze.add_argument("--inline", action="store_true", help="write weights inline instead of a side .npz")
+    ze.set_defaults(func=cmd_zoo_export)
+
+    c = sub.add_parser("compile", help="compile a model to a .sieve binary")
+    c.add_argument("model", help="model file (.sv)")
+    c.add_argument("--arch", default="default", help="preset name (%(default)s, edge) or TOML file")
+    c.add_argument("-o", "--output", help="output binary (default: MODEL.sieve in the current folder)")
+    c.add_argument("--calibrate", metavar="NPY", help="calibration inputs (.npy, or .npz by input name); "
+                   "default: 16 seeded standard-normal samples, with a warning")
+    c.add_argument("--seed", type=int, default=0, help="seed of the default calibration data")
+    c.set_defaults(func=cmd_compile)
+
+    r = sub.add_parser("run", help="simulate a binary: outputs, per-layer cycles and energy")
+    r.add_argument("binary", help=".sieve file")
+    r.add_argument("--input", help="input .npy (or .npz by input name); float data is quantized with "
+                   "the binary's input scale, int8 data is used as is; a leading batch runs one "
+                   "inference per item")
+    r.add_argument("--output", help="write outputs to this .npz: NAME (dequantized float32) and NAME.int8")
+    r.add_argument("--stats", help="write every figure of the report as JSON (schema: docs/stats.md)")
+    r.add_argument("--arch", help="run on this arch instead of the embedded one (may differ only in "
+                   "memory, clock and energy)")
+    r.add_argument("--timing-only", action="store_true", help="skip functional execution (same cycles)")
+    r.add_argument("-q", "--quiet", action="store_true", help="no tables")
+    r.set_defaults(func=cmd_run)
+
+    i = sub.add_parser("interpret", help="run the reference interpreter (integer by default)")
+    i.add_argument("model", help="model file (.sv)")
+    i.add_argument("--input", required=True, help="input .npy or .npz")
+    i.add_argument("--output", required=True, help="output .npz (same keys as `sieve run --output`)")
+    i.add_argument("--calibrate", metavar="NPY", help="calibration inputs, as for compile (use the same!)")
+    i.add_argument("--seed", type=int, default=0, help="seed of the default calibration data")
+    i.add_argument("--float", action="store_true", help="run the float model instead")
+    i.set_defaults(func=cmd_interpret)
+
+    d = sub.add_parser("disasm", help="print a binary as assembly text")
+    d.add_argument("binary", help=".sieve file")
+    d.add_argument("-o", "--output", help="write to a file instead of stdout")
+    d.set_defaults(func=cmd_disasm)
+
+    a = sub.add_parser("asm", help="assemble text into a binary (byte-identical round trip with disasm)")
+    a.add_argument("source", help="assembly file (.s)")
+    a.add_argument("-o", "--output", required=True, help="output .sieve file")
+    a.set_defaults(func=cmd_asm)
+
+    ar = sub.add_parser("arch", help="list presets or show one resolved arch")
+    ar.add_argument("name", nargs="?", help="preset name or TOML file")
+    ar.set_defaults(func=cmd_arch)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
+                        format="sieve: %(levelname)s: %(message)s", stream=sys.stderr)
+    try:
+        args.func(args)
+    except USER_ERRORS as err:
+        print(f"sieve: error: {err}", file=sys.stderr)
+        return 1
+    except FileNotFoundError as err:
+        print(f"sieve: error: {err.filename}: no such file", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("sieve: interrupted", file=sys.stderr)
+        return 130
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
