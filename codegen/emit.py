@@ -33,6 +33,8 @@ class Box:
     def transfers(self, spad: int):
         """(dram, spad, rows, row_bytes, dram_stride, spad_stride) covering the box."""
         plane = self.n1 * self.n2
+        if plane * self.n0 == 0:
+            return []
         if self.n2 == self.p1:                              # each dim-0 slice is contiguous
             if plane == self.p0 or self.n0 == 1:            # ... and so is the whole box
                 return [(self.dram, spad, 1, self.n0 * plane, 0, 0)]

@@ -49,7 +49,10 @@ class ConvGeom:
         """Input rows [lo, hi) a run of ``size`` outputs from ``o0`` reads, and its top padding."""
         lo = o0 * stride - pad
         hi = (o0 + size - 1) * stride - pad + dil * (kern - 1) + 1
-        return max(lo, 0), min(hi, extent), max(lo, 0) - lo
+        start, stop = max(lo, 0), min(hi, extent)
+        if start >= stop:                  # the whole window is padding: an empty tile
+            return 0, 0, 0
+        return start, stop, start - lo
 
     def max_in(self, size: int, stride: int, dil: int, kern: int, extent: int) -> int:
         return min(extent, (size - 1) * stride + dil * (kern - 1) + 1)

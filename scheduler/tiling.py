@@ -49,21 +49,29 @@ class Estimate:
     x_loads: int
 
 
+def _sizes(total: int, tile: int) -> list[tuple[int, int]]:
+    """The tile sizes of a split and how often each occurs (at most two entries)."""
+    full, rest = divmod(total, tile)
+    return [(tile, full)] * bool(full) + [(rest, 1)] * bool(rest)
+
+
 def estimate(g: ConvGeom, t: MatmulTiling, arch: ArchConfig) -> Estimate:
     c = arch.core
-    ks, cs = split(g.k, t.k_t), split(g.c, t.c_t)
-    ys, xs = split(g.oh, t.oh_t), split(g.ow, t.ow_t)
-    pixels = [(ny * nx, ny, nx) for _, ny in ys for _, nx in xs]
+    ks, cs = _sizes(g.k, t.k_t), _sizes(g.c, t.c_t)
+    pixels = [(ny * nx, ny, nx, my * mx) for ny, my in _sizes(g.oh, t.oh_t) for nx, mx in _sizes(g.ow, t.ow_t)]
     # compute: every (k, c, pixel) tile once per image
-    mm = sum(ceil_div(nk, c.pe_rows) * ceil_div(g.kh * g.kw * nc, c.simd_lanes) * cols + c.matmul_fill_cycles
-             for _, nk in ks for _, nc in cs for cols, _, _ in pixels)
-    rq = sum(ceil_div(nk * cols, c.vector_lanes) + c.vector_fill_cycles for _, nk in ks for cols, _, _ in pixels)
+    mm = sum(mk * mc * mp * (ceil_div(nk, c.pe_rows) * ceil_div(g.kh * g.kw * nc, c.simd_lanes) * cols
+                             + c.matmul_fill_cycles)
+             for nk, mk in ks for nc, mc in cs for cols, _, _, mp in pixels)
+    rq = sum(mk * mp * (ceil_div(nk * cols, c.vector_lanes) + c.vector_fill_cycles)
+             for nk, mk in ks for cols, _, _, mp in pixels)
     compute = g.n * (mm + rq)
     # DMA: bytes re-fetched under the loop order
-    n_sp, n_k, n_c = len(pixels), len(ks), len(cs)
+    n_sp = sum(mp for *_, mp in pixels)
+    n_k, n_c = ceil_div(g.k, t.k_t), ceil_div(g.c, t.c_t)
     w_bytes = g.k * g.kh * g.kw * g.c + 8 * g.k
-    x_bytes = sum(g.max_in(ny, g.sh, g.dh, g.kh, g.h) * g.max_in(nx, g.sw, g.dw, g.kw, g.w)
-                  for _, ny, nx in pixels) * g.c
+    x_bytes = sum(mp * g.max_in(ny, g.sh, g.dh, g.kh, g.h) * g.max_in(nx, g.sw, g.dw, g.kw, g.w)
+                  for _, ny, nx, mp in pixels) * g.c
     if t.order == "k_outer":
         w_loads = 1 if n_c == 1 else n_sp * g.n
         x_loads = n_k if n_sp * n_c * g.n > 1 else 1
