@@ -2,9 +2,9 @@
 
 Layout (all integers little-endian):
 
-    header  64 bytes : magic "SIEVEBIN", u16 major, u16 minor, 32-byte arch fingerprint,
+    header  60 bytes : magic "SIEVEBIN", u16 major, u16 minor, 32-byte arch fingerprint,
                        u32 section count, u32 crc32 of (header[0:48] + section table),
-                       8 reserved zero bytes
+                       8 reserved bytes that must be zero
     table   32 bytes per section : u32 kind, u32 core, u64 offset, u64 size, u32 crc32, u32 0
     payload the sections, in table order
 
@@ -138,7 +138,7 @@ def _sections(raw: bytes, source: str) -> tuple[bytes, list[tuple[int, int, byte
     end_table = HEADER.size + ENTRY.size * count
     if count > 4096 or len(raw) < end_table:
         raise BinaryFormatError(f"{source}: truncated section table")
-    if zlib.crc32(raw[:48] + raw[HEADER.size:end_table]) != crc:
+    if zlib.crc32(raw[:48] + raw[HEADER.size:end_table]) != crc or any(raw[52:HEADER.size]):
         raise BinaryFormatError(f"{source}: header checksum mismatch (file corrupted)")
     out = []
     for i in range(count):

@@ -232,7 +232,10 @@ def main(argv: list[str] | None = None) -> int:
     try:
         args.func(args)
     except USER_ERRORS as err:
-        print(f"sieve: error: {err}", file=sys.stderr)
+        first, *rest = str(err).splitlines() or [type(err).__name__]
+        print(f"sieve: error: {first}", file=sys.stderr)
+        if rest and args.verbose:
+            print("\n".join(rest), file=sys.stderr)
         return 1
     except FileNotFoundError as err:
         print(f"sieve: error: {err.filename}: no such file", file=sys.stderr)

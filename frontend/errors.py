@@ -9,8 +9,8 @@ class FrontendError(Exception):
         if line is not None:
             where += f":{line}:{column}"
         text = f"{where}: {message}" if where else message
+        if hint:
+            text += f" (hint: {hint})"
         if context:
             text += "\n" + context
-        if hint:
-            text += f"\nhint: {hint}"
         super().__init__(text)

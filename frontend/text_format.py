@@ -78,7 +78,7 @@ def parse_sv(text: str, source: str = "<text>", base_dir: Path | None = None) ->
                 elif kind == "output":
                     outputs += [str(c) for c in stmt.children]
             except IRError as err:
-                raise FrontendError(str(err), hint=err.hint, **where) from None
+                raise FrontendError(str(err).split(" (hint: ")[0], hint=err.hint, **where) from None
     if b is None or not outputs:
         raise FrontendError("a model needs at least one input and one output statement", source)
     try:

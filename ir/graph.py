@@ -24,10 +24,10 @@ class IRError(Exception):
         self.node = node
         self.hint = hint
         text = message if node is None else f"node '{node}': {message}"
+        if hint:
+            text += f" (hint: {hint})"
         if context:
             text += "\n" + context
-        if hint:
-            text += f"\nhint: {hint}"
         super().__init__(text)
 
 

@@ -20,8 +20,8 @@ def verify(graph: Graph) -> Graph:
         except IRError as err:
             if err.node is None or "\n" in str(err):
                 raise
-            raise IRError(str(err).split(": ", 1)[-1], node.name, graph.neighbourhood(node.name),
-                          err.hint) from None
+            message = str(err).split(": ", 1)[-1].split(" (hint: ")[0]
+            raise IRError(message, node.name, graph.neighbourhood(node.name), err.hint) from None
     return graph
 
 

@@ -1,0 +1,61 @@
+from __future__ import annotations
+
+import pytest
+
+from arch import ArchError, load_arch, preset_names, with_overrides
+from arch.config import sram_pj_per_byte
+
+
+def test_presets_load_and_validate():
+    assert {"default", "edge"} <= set(preset_names())
+    d = load_arch("default")
+    assert (d.core.pe_rows, d.core.simd_lanes, d.core.scratchpad_bytes) == (16, 16, 256 * 1024)
+    assert d.acc_entries == 65536 // 4
+    e = load_arch("edge")
+    assert e.core.pe_rows * e.core.simd_lanes == 64
+
+
+def test_sram_energy_follows_horowitz_points():
+    # 64-bit read: 10 pJ at 8 KB, 20 pJ at 32 KB, ~100 pJ at 1 MB
+    assert sram_pj_per_byte(8192) * 8 == pytest.approx(10)
+    assert sram_pj_per_byte(32768) * 8 == pytest.approx(20)
+    assert 90 < sram_pj_per_byte(1 << 20) * 8 < 120
+    assert load_arch("default").energy.spad_pj_per_byte == pytest.approx(sram_pj_per_byte(256 * 1024))
+
+
+def test_fingerprint_sees_core_not_memory():
+    d = load_arch("default")
+    assert with_overrides(d, {"memory.dram_bytes_per_cycle": 2.0}).fingerprint() == d.fingerprint()
+    assert with_overrides(d, {"core.pe_rows": 8}).fingerprint() != d.fingerprint()
+
+
+def _write(tmp_path, text):
+    p = tmp_path / "bad.toml"
+    p.write_text(text)
+    return p
+
+
+@pytest.mark.parametrize("text,match", [
+    ("[core]\npe_row = 4\n", r"bad.toml: unknown key 'core.pe_row'.*did you mean 'pe_rows'"),
+    ("colors = 3\n", r"unknown key 'colors'"),
+    ("[core]\npe_rows = \"16\"\n", r"key 'core.pe_rows' must be int"),
+    ("[core]\npe_rows = 0\n", r"key 'core.pe_rows' must be 1..256"),
+    ("cores = 65\n", r"key 'cores' must be 1..64"),
+    ("[memory]\nl2_line_bytes = 48\n", r"memory.l2_line_bytes' must be a power of two"),
+    ("[memory]\ndram_bytes_per_cycle = -1\n", r"must be positive"),
+    ("[core\npe_rows = 4\n", r"bad.toml: malformed TOML"),
+    ("core = 3\n", r"'core' must be a table"),
+])
+def test_bad_toml_is_one_clear_error(tmp_path, text, match):
+    with pytest.raises(ArchError, match=match):
+        load_arch(_write(tmp_path, text))
+
+
+def test_unknown_preset_lists_presets():
+    with pytest.raises(ArchError, match="presets: default, edge"):
+        load_arch("nonesuch")
+
+
+def test_partial_file_takes_defaults(tmp_path):
+    a = load_arch(_write(tmp_path, "name = 'x'\n[core]\npe_rows = 4\n"))
+    assert a.core.pe_rows == 4 and a.core.simd_lanes == 16

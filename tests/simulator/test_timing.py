@@ -1,0 +1,105 @@
+"""Timing with answers known by hand, from programs written without the compiler."""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+from arch import Instruction, Opcode, Program, load_arch
+from simulator import run, simulate_timing
+from simulator.energy import energy_pj
+from simulator.events import E, EVENTS
+
+ARCH = load_arch("default")           # 16x16 MACs, 16 B/cycle DRAM, 100-cycle latency, fill 8
+LAT, BW = ARCH.memory.dram_latency_cycles, ARCH.memory.dram_bytes_per_cycle
+
+
+def program(*instructions: Instruction, dram: int = 1 << 16) -> Program:
+    return Program(ARCH, (tuple(instructions) + (Instruction.make(Opcode.HALT),),), b"", dram, (), ())
+
+
+def load(n: int, rows: int = 1, signal: int = 0, waits=(), spad: int = 0) -> Instruction:
+    return Instruction.make(Opcode.LOAD, signal=signal, waits=waits, dram_addr=0, spad_addr=spad, rows=rows,
+                            row_bytes=n // rows, dram_stride=n // rows, spad_stride=n // rows)
+
+
+def store(n: int, signal: int = 0, waits=()) -> Instruction:
+    return Instruction.make(Opcode.STORE, signal=signal, waits=waits, dram_addr=0, spad_addr=0, rows=1,
+                            row_bytes=n, dram_stride=0, spad_stride=0)
+
+
+def matmul(k: int, c: int, cols: int, signal: int = 0, waits=()) -> Instruction:
+    return Instruction.make(Opcode.MATMUL, signal=signal, waits=waits, w_addr=0x8000, x_addr=0, acc_addr=0,
+                            k=k, out_h=1, out_w=cols, in_h=1, in_w=cols, in_c=c, kernel_h=1, kernel_w=1,
+                            stride_h=1, stride_w=1, dil_h=1, dil_w=1, pad_top=0, pad_left=0, x_zp=0,
+                            accumulate=0, fmt=0)
+
+
+@pytest.mark.parametrize("n,rows", [(1000, 1), (1000, 10), (16, 1), (1, 1), (65536, 64)])
+def test_single_dma_is_latency_plus_bytes_over_bandwidth(n, rows):
+    t = simulate_timing(program(load(n, rows)))
+    assert t.cycles == LAT + math.ceil(n / BW)
+
+
+def test_single_dense_tile():
+    # k=32 rows -> 2 row batches of 16; reduction 64 -> 4 groups of 16 lanes; 10 columns
+    t = simulate_timing(program(matmul(32, 64, 10)))
+    assert t.cycles == 2 * 4 * 10 + ARCH.core.matmul_fill_cycles == 88
+
+
+def test_ragged_tile_costs_its_padded_groups_and_batches():
+    # k=17 -> 2 batches; reduction 17 -> 2 groups; 3 columns
+    t = simulate_timing(program(matmul(17, 17, 3)))
+    assert t.cycles == 2 * 2 * 3 + ARCH.core.matmul_fill_cycles
+
+
+def test_independent_load_and_compute_overlap():
+    dma = LAT + math.ceil(1000 / BW)                       # 163
+    t = simulate_timing(program(load(1000), matmul(32, 64, 10)))
+    assert t.cycles == max(dma, 88) == 163
+
+
+def test_token_serializes_compute_after_load():
+    t = simulate_timing(program(load(1000, signal=1), matmul(32, 64, 10, waits=((1, 1),))))
+    assert t.cycles == 163 + 88
+
+
+def test_back_to_back_loads_pipeline_behind_one_latency():
+    # the DMA engine issues the second transfer while the first is in flight
+    t = simulate_timing(program(load(1600), load(1600)))
+    assert t.cycles == 100 + 100 + LAT
+
+
+def test_load_and_store_share_the_dram_channel():
+    # different queues, one DRAM channel: the store's transfer waits for the load's
+    t = simulate_timing(program(load(1600), store(800)))
+    assert t.cycles == 100 + 50 + LAT
+
+
+def test_deadlock_is_reported_not_hung():
+    from simulator import SimulatorError
+    with pytest.raises(SimulatorError, match="deadlock"):
+        simulate_timing(program(matmul(16, 16, 1, waits=((1, 1),))))
+
+
+def test_energy_is_counts_times_table():
+    p = program(load(1000, signal=1), matmul(32, 64, 10, waits=((1, 1),)))
+    stats = run(p, functional=False).stats
+    e = ARCH.energy
+    assert stats.events["macs"] == 32 * 64 * 10
+    assert stats.events["dram_read_bytes"] == 1000
+    assert stats.energy_pj["mac"] == pytest.approx(32 * 64 * 10 * e.mac_pj)
+    assert stats.energy_pj["dram"] == pytest.approx(1000 * e.dram_pj_per_byte)
+    assert stats.energy_pj["leakage"] == pytest.approx(stats.cycles * e.leakage_pj_per_cycle)
+    counts = np.array([stats.events[k] for k in EVENTS])
+    assert energy_pj(counts, stats.cycles, ARCH) == stats.energy_pj
+    assert counts[E["spad_write_bytes"]] == 1000
+
+
+def test_out_of_bounds_traps_with_instruction_index():
+    from simulator import Trap
+    bad = Instruction.make(Opcode.LOAD, dram_addr=0xFF00, spad_addr=0, rows=1, row_bytes=512,
+                           dram_stride=0, spad_stride=0)
+    with pytest.raises(Trap, match=r"instruction 1\b.*DRAM"):
+        run(program(load(16), bad, dram=0x10000), {})
