@@ -227,8 +227,10 @@ def parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
-    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
-                        format="sieve: %(levelname)s: %(message)s", stream=sys.stderr)
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("sieve: %(levelname)s: %(message)s"))
+    log.handlers, log.propagate = [handler], False
+    log.setLevel(logging.INFO if args.verbose else logging.WARNING)
     try:
         args.func(args)
     except USER_ERRORS as err:

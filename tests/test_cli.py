@@ -1,0 +1,106 @@
+"""The CLI as a user drives it: every command of the walking skeleton, and bad inputs."""
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from cli.main import main
+
+
+def sieve(*args: str, expect: int = 0, capsys=None) -> tuple[str, str]:
+    code = main(list(args))
+    out, err = capsys.readouterr()
+    assert code == expect, (code, out, err)
+    return out, err
+
+
+@pytest.fixture()
+def workdir(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    return tmp_path
+
+
+def test_walking_skeleton_commands(workdir, capsys):
+    out, _ = sieve("zoo", "list", capsys=capsys)
+    assert "lenet5" in out and "mlp" in out
+    sieve("zoo", "export", "lenet5", "-o", "lenet5.sv", capsys=capsys)
+    assert Path("lenet5.sv").exists() and Path("lenet5.npz").exists()
+    x = np.random.default_rng(0).random((3, 1, 32, 32)).astype(np.float32)
+    np.save("digit.npy", x)
+    out, err = sieve("compile", "lenet5.sv", "--arch", "default", "-o", "lenet5.sieve", capsys=capsys)
+    assert "wrote lenet5.sieve" in out and "no calibration data" in err
+    out, _ = sieve("run", "lenet5.sieve", "--input", "digit.npy", "--output", "out.npz", "--stats",
+                   "stats.json", capsys=capsys)
+    assert "conv1" in out and "total" in out and "energy by component" in out
+    sieve("interpret", "lenet5.sv", "--input", "digit.npy", "--output", "ref.npz", capsys=capsys)
+    got, ref = np.load("out.npz"), np.load("ref.npz")
+    assert set(got.files) == set(ref.files) == {"logits", "logits.int8"}
+    assert got["logits.int8"].shape == (3, 10)
+    for k in ref.files:
+        np.testing.assert_array_equal(got[k], ref[k])
+    stats = json.loads(Path("stats.json").read_text())
+    assert stats["stats_version"] == 1 and stats["inferences"] == 3
+    assert stats["cycles"] >= max(l["end_cycle"] for l in stats["layers"])
+    assert stats["macs"] == 416520
+    assert stats["energy_total_pj"] == pytest.approx(sum(stats["energy_pj"].values()))
+    layer = stats["layers"][0]
+    assert {"cycles", "utilization", "macs", "events", "energy_pj", "busy_cycles"} <= set(layer)
+    out, _ = sieve("disasm", "lenet5.sieve", capsys=capsys)
+    Path("lenet5.s").write_text(out)
+    sieve("asm", "lenet5.s", "-o", "again.sieve", capsys=capsys)
+    assert Path("again.sieve").read_bytes() == Path("lenet5.sieve").read_bytes()
+    out, _ = sieve("run", "lenet5.sieve", "--timing-only", "-q", capsys=capsys)
+    assert "timing only" in out
+
+
+def _one_line_error(err: str, pattern: str) -> None:
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("sieve: error: "), err
+    import re
+    assert re.search(pattern, lines[0]), lines[0]
+
+
+def test_bad_inputs_give_one_line_and_nonzero_exit(workdir, capsys):
+    Path("bad.sv").write_text("model a\ninput x [1, 4]\nd = dense(x, out_features=2 { w = [1] }\noutput d\n")
+    _, err = sieve("compile", "bad.sv", expect=1, capsys=capsys)
+    _one_line_error(err, r"bad.sv:3:29: syntax error")
+    Path("bad.toml").write_text("[core]\npe_rows = 'many'\n")
+    sieve("zoo", "export", "mlp", "-o", "mlp.sv", capsys=capsys)
+    _, err = sieve("compile", "mlp.sv", "--arch", "bad.toml", expect=1, capsys=capsys)
+    _one_line_error(err, r"bad.toml: key 'core.pe_rows' must be int")
+    sieve("compile", "mlp.sv", "-o", "mlp.sieve", capsys=capsys)
+    raw = bytearray(Path("mlp.sieve").read_bytes())
+    raw[len(raw) // 2] ^= 0xFF
+    Path("corrupt.sieve").write_bytes(raw)
+    _, err = sieve("run", "corrupt.sieve", "--timing-only", expect=1, capsys=capsys)
+    _one_line_error(err, r"corrupt.sieve: section \d .* checksum mismatch")
+    Path("short.sieve").write_bytes(Path("mlp.sieve").read_bytes()[:100])
+    _, err = sieve("disasm", "short.sieve", expect=1, capsys=capsys)
+    _one_line_error(err, r"short.sieve: truncated")
+    _, err = sieve("run", "mlp.sieve", "--arch", "edge", "--timing-only", expect=1, capsys=capsys)
+    _one_line_error(err, r"compiled for arch 'default'.*recompile for this arch")
+    np.save("wrong.npy", np.zeros((1, 63), np.float32))
+    _, err = sieve("run", "mlp.sieve", "--input", "wrong.npy", expect=1, capsys=capsys)
+    _one_line_error(err, r"wrong.npy: 'x' has shape \[1, 63\], the model expects \[1, 64\]")
+    _, err = sieve("run", "missing.sieve", "--timing-only", expect=1, capsys=capsys)
+    _one_line_error(err, r"missing.sieve: cannot read")
+    _, err = sieve("compile", "nope.sv", expect=1, capsys=capsys)
+    _one_line_error(err, r"nope.sv: cannot read")
+    _, err = sieve("zoo", "export", "alexnet", "-o", "a.sv", expect=1, capsys=capsys)
+    _one_line_error(err, r"no zoo model named 'alexnet'")
+
+
+def test_installed_command_and_help():
+    exe = Path(sys.executable).with_name("sieve")
+    done = subprocess.run([str(exe), "--help"], capture_output=True, text=True, check=True)
+    for cmd in ("zoo", "compile", "run", "interpret", "disasm", "asm"):
+        assert cmd in done.stdout
+    done = subprocess.run([str(exe), "run", "--help"], capture_output=True, text=True, check=True)
+    assert "--timing-only" in done.stdout and "--stats" in done.stdout
+    bad = subprocess.run([str(exe), "frobnicate"], capture_output=True, text=True)
+    assert bad.returncode == 2 and "invalid choice" in bad.stderr
