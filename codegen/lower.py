@@ -12,17 +12,20 @@ from scheduler.plan import LayerPlan, align, split
 
 
 def pack_weights(graph: Graph, node: Node, plan: LayerPlan, layouts, data: DataImage) -> dict:
-    """Constant bundles per (k tile, c tile): [weights][pad to 16][int32 bias][float32 scale]."""
+    """Constant bundles per (k tile, c tile): the weight tile; the last c tile of each k tile
+    also carries what REQUANT reads: [pad to 16][int32 bias][float32 scale]."""
     w = weight_matrix(graph, node, layouts)           # [K][KH][KW][C]
     bias, scale = node.params["b"].astype("<i4"), node.params["requant"].astype("<f4")
     t = plan.tiling
     bundles = {}
+    c_tiles = split(w.shape[3], t.c_t)
     for ki, (k0, nk) in enumerate(split(w.shape[0], t.k_t)):
-        for ci, (c0, nc) in enumerate(split(w.shape[3], t.c_t)):
-            tile = np.ascontiguousarray(w[k0:k0 + nk, :, :, c0:c0 + nc]).astype(np.int8).tobytes()
-            blob = tile + bytes(align(len(tile)) - len(tile)) + bias[k0:k0 + nk].tobytes() \
-                + scale[k0:k0 + nk].tobytes()
-            bundles[ki, ci] = (data.put(blob), len(blob), align(len(tile)))
+        for ci, (c0, nc) in enumerate(c_tiles):
+            blob = np.ascontiguousarray(w[k0:k0 + nk, :, :, c0:c0 + nc]).astype(np.int8).tobytes()
+            tail = align(len(blob))
+            if ci == len(c_tiles) - 1:
+                blob += bytes(tail - len(blob)) + bias[k0:k0 + nk].tobytes() + scale[k0:k0 + nk].tobytes()
+            bundles[ki, ci] = (data.put(blob), len(blob), tail)
     return bundles
 
 

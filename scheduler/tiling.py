@@ -75,9 +75,9 @@ def estimate(g: ConvGeom, t: MatmulTiling, arch: ArchConfig) -> Estimate:
     if t.order == "k_outer":
         w_loads = 1 if n_c == 1 else n_sp * g.n
         x_loads = n_k if n_sp * n_c * g.n > 1 else 1
-    else:
+    else:                         # (k, c) inner: a c split re-fetches the input per k tile
         w_loads = g.n * n_sp if n_k * n_c > 1 else 1
-        x_loads = 1
+        x_loads = n_k if n_c > 1 else 1
     moved = w_bytes * w_loads + x_bytes * x_loads * g.n + g.n * g.oh * g.ow * g.k
     dma = dma_cycles(moved, arch)
     # double-buffered steady state: a step's period is bounded by compute, by the DRAM channel,

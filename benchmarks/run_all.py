@@ -1,0 +1,10 @@
+"""Run every benchmark; results land in benchmarks/results/ (JSON and Markdown)."""
+import runpy
+import sys
+from pathlib import Path
+
+here = Path(__file__).parent
+sys.path.insert(0, str(here.parent))
+for script in sorted(here.glob("bench_*.py")):
+    print(f"== {script.name}", flush=True)
+    runpy.run_path(str(script), run_name="__main__")
