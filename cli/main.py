@@ -106,7 +106,11 @@ def cmd_run(args) -> None:
         d["inferences"] = result.inferences
         Path(args.stats).write_text(json.dumps(d, indent=1))
     con = _console()
-    if not args.quiet:
+    if args.quiet:
+        s = result.stats
+        con.print(f"{s.cycles:,} cycles ({s.time_us:,.2f} us at {s.clock_mhz:g} MHz on '{s.arch}'), "
+                  f"{s.energy_total_pj / 1e6:,.3f} uJ per inference")
+    else:
         print_run_summary(con, result.stats, result.inferences)
         for name, y in result.floats.items():
             if y.ndim == 2:
@@ -124,10 +128,11 @@ def cmd_interpret(args) -> None:
         print(f"wrote {args.output} (float reference)")
         return
     qgraph = quantize_model(graph, calibration_inputs(graph, args.calibrate, args.seed))
-    q_in = {k: v if v.dtype == np.int8 else None for k, v in inputs.items()}
-    q_in.update(quantize_inputs(qgraph, {k: v for k, v in inputs.items() if q_in[k] is None}))
-    ints = {k: np.concatenate([run_int(qgraph, {n: q_in[n][i:i + 1] for n in q_in})[k]
-                               for i in range(len(next(iter(q_in.values()))))]) for k in qgraph.outputs}
+    q_in = {name: x if x.dtype == np.int8 else quantize_inputs(qgraph, {name: x})[name]
+            for name, x in inputs.items()}
+    batch = len(next(iter(q_in.values())))
+    per_item = [run_int(qgraph, {n: x[i:i + 1] for n, x in q_in.items()}) for i in range(batch)]
+    ints = {k: np.concatenate([r[k] for r in per_item]) for k in qgraph.outputs}
     _save_outputs(args.output, ints, dequantize_outputs(qgraph, ints))
     for name, y in ints.items():
         if y.ndim == 2:

@@ -45,22 +45,24 @@ class Box:
 
 @dataclass
 class Slots:
-    """A double-buffered scratchpad region: which tile each slot holds and its last reader."""
+    """A double-buffered scratchpad region: which tile each slot holds, and the counter value
+    after which its last user is done with it (STEPPED for inputs, STORED for outputs)."""
     addrs: tuple[int, int]
     keys: list = field(default_factory=lambda: [None, None])
-    last_step: list = field(default_factory=lambda: [0, 0])
+    free_at: list = field(default_factory=lambda: [0, 0])
     cur: int = 1
 
-    def acquire(self, key) -> tuple[int, bool, int]:
-        """(address, needs_load, STEPPED value to wait for before overwriting)."""
-        if self.keys[self.cur] == key:
+    def acquire(self, key=None) -> tuple[int, bool, int]:
+        """(address, needs_load, counter value to wait for before overwriting). The current slot
+        is reused when it already holds ``key``; ``None`` always takes the other slot."""
+        if key is not None and self.keys[self.cur] == key:
             return self.addrs[self.cur], False, 0
         self.cur ^= 1
         self.keys[self.cur] = key
-        return self.addrs[self.cur], True, self.last_step[self.cur]
+        return self.addrs[self.cur], True, self.free_at[self.cur]
 
-    def used(self, step_value: int) -> None:
-        self.last_step[self.cur] = step_value
+    def release(self, value: int) -> None:
+        self.free_at[self.cur] = value
 
 
 class Emitter:

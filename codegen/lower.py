@@ -34,7 +34,6 @@ def emit_matmul(em: Emitter, graph: Graph, node: Node, plan: LayerPlan, layouts,
     src, dst = layouts[node.inputs[0]], layouts[node.name]
     offs = plan.spad.offsets()
     wslots, xslots, oslots = Slots(offs["w"]), Slots(offs["x"]), Slots(offs["out"])
-    out_free = [0, 0]
     x_zp = graph[node.inputs[0]].out.quant.zp
     ks, cs = list(enumerate(split(g.k, t.k_t))), list(enumerate(split(g.c, t.c_t)))
     pix = [(n, y, x) for n in range(g.n) for y in split(g.oh, t.oh_t) for x in split(g.ow, t.ow_t)]
@@ -61,16 +60,16 @@ def emit_matmul(em: Emitter, graph: Graph, node: Node, plan: LayerPlan, layouts,
                    x_zp=x_zp, accumulate=int(ci > 0), fmt=0)
         last_c = ci == len(cs) - 1
         if last_c:
-            o_addr, _, _ = oslots.acquire(object())
-            em.compute(Opcode.REQUANT, out_free_wait=out_free[oslots.cur], acc_addr=0, dst_addr=o_addr,
+            o_addr, _, o_free = oslots.acquire()
+            em.compute(Opcode.REQUANT, out_free_wait=o_free, acc_addr=0, dst_addr=o_addr,
                        cols=ny * nx, k=nk, bias_addr=w_addr + b_off, scale_addr=w_addr + b_off + 4 * nk,
                        zp=node.out.quant.zp, relu=int(relu))
         step = em.end_step()
-        wslots.used(step)
-        xslots.used(step)
+        wslots.release(step)
+        xslots.release(step)
         if last_c:
             box = Box(dst.addr + ((n * g.oh + y0) * g.ow + x0) * g.k + k0, ny, nx, nk, g.ow * g.k, g.k)
-            out_free[oslots.cur] = em.store(box.transfers(o_addr), step)
+            oslots.release(em.store(box.transfers(o_addr), step))
 
 
 def emit_pool(em: Emitter, graph: Graph, node: Node, plan: LayerPlan, layouts, bundles) -> None:
@@ -80,41 +79,39 @@ def emit_pool(em: Emitter, graph: Graph, node: Node, plan: LayerPlan, layouts, b
     src, dst = layouts[node.inputs[0]], layouts[node.name]
     offs = plan.spad.offsets()
     xslots, oslots = Slots(offs["x"]), Slots(offs["out"])
-    out_free = [0, 0]
     for b in range(n):
         for y0, ny in split(oh, plan.pool_rows):
             for c0, nc in split(c, plan.pool_c):
                 lo = y0 * sh - pt
                 iy0, iy1 = max(lo, 0), min(h, (y0 + ny - 1) * sh - pt + kh)
-                x_addr, _, free = xslots.acquire(object())
+                x_addr, _, free = xslots.acquire()
                 em.load(Box(src.addr + (b * h + iy0) * w * c + c0, iy1 - iy0, w, nc, w * c, c)
                         .transfers(x_addr), free)
-                o_addr, _, _ = oslots.acquire(object())
-                em.compute(Opcode.MAXPOOL, out_free_wait=out_free[oslots.cur], src_addr=x_addr,
+                o_addr, _, o_free = oslots.acquire()
+                em.compute(Opcode.MAXPOOL, out_free_wait=o_free, src_addr=x_addr,
                            dst_addr=o_addr, c=nc, in_h=iy1 - iy0, in_w=w, out_h=ny, out_w=ow,
                            kernel_h=kh, kernel_w=kw, stride_h=sh, stride_w=sw, pad_top=iy0 - lo,
                            pad_left=pl)
                 step = em.end_step()
-                xslots.used(step)
+                xslots.release(step)
                 box = Box(dst.addr + (b * oh + y0) * ow * c + c0, ny, ow, nc, ow * c, c)
-                out_free[oslots.cur] = em.store(box.transfers(o_addr), step)
+                oslots.release(em.store(box.transfers(o_addr), step))
 
 
 def emit_eltwise(em: Emitter, graph: Graph, node: Node, plan: LayerPlan, layouts, bundles) -> None:
     offs = plan.spad.offsets()
     names = [nm for nm, _ in plan.spad.regions]
     in_slots = [Slots(offs[nm]) for nm in names[:-1]]
-    oslots, out_free = Slots(offs["out"]), [0, 0]
+    oslots = Slots(offs["out"])
     ins = [graph[i].out for i in node.inputs]
     relu = int(node.attrs.get("act", "none") == "relu")
     for e0, ne in split(node.out.size, plan.tile_elems):
         addrs = []
         for slots, name in zip(in_slots, node.inputs):
-            addr, _, free = slots.acquire(object())
+            addr, _, free = slots.acquire()
             em.load([(layouts[name].addr + e0, addr, 1, ne, 0, 0)], free)
             addrs.append(addr)
-        o_addr, _, _ = oslots.acquire(object())
-        wait = out_free[oslots.cur]
+        o_addr, _, wait = oslots.acquire()
         if node.op is Op.ADD:
             ma, mb = add_multipliers(ins, node.out)
             em.compute(Opcode.ADD, out_free_wait=wait, a_addr=addrs[0], b_addr=addrs[1], dst_addr=o_addr,
@@ -125,8 +122,8 @@ def emit_eltwise(em: Emitter, graph: Graph, node: Node, plan: LayerPlan, layouts
                        zp=ins[0].quant.zp)
         step = em.end_step()
         for slots in in_slots:
-            slots.used(step)
-        out_free[oslots.cur] = em.store([(layouts[node.name].addr + e0, o_addr, 1, ne, 0, 0)], step)
+            slots.release(step)
+        oslots.release(em.store([(layouts[node.name].addr + e0, o_addr, 1, ne, 0, 0)], step))
 
 
 EMIT = {"matmul": emit_matmul, "pool": emit_pool, "eltwise": emit_eltwise}

@@ -56,6 +56,8 @@ def _execute(p: Program, t: Timeline, inputs: Mapping[str, np.ndarray]) -> dict[
     for d in p.inputs:
         mem = d.to_memory(inputs[d.name]).view(np.uint8).ravel()
         m.dram[d.dram_addr:d.dram_addr + mem.size] = mem
+    # execute in simulated-time order, not program order: an instruction that starts before the
+    # data it needs has landed (a missing wait in the binary) then computes a wrong answer
     for core, idx in t.order:
         try:
             execute(m, core, p.streams[core][idx])
