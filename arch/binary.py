@@ -148,8 +148,8 @@ def _sections(raw: bytes, source: str) -> tuple[bytes, list[tuple[int, int, byte
                                     f"file has {len(raw)}")
         payload = raw[off:off + size]
         if zlib.crc32(payload) != scrc:
-            raise BinaryFormatError(f"{source}: section {i} ({SectionKind(kind).name if kind in SectionKind._value2member_map_ else kind}) "
-                                    f"checksum mismatch (file corrupted)")
+            name = SectionKind(kind).name if kind in set(SectionKind) else f"kind {kind}"
+            raise BinaryFormatError(f"{source}: section {i} ({name}) checksum mismatch (file corrupted)")
         out.append((kind, core, payload))
     return fp, out
 

@@ -71,7 +71,7 @@ class Emitter:
         self.loaded = self.stepped = self.stored = 0
         self._layer_fence: int | None = None
         self._pending_loads: list[Instruction] = []
-        self._step_compute: list[Instruction] = []
+        self._last_compute: int | None = None      # index of the current step's last compute
 
     # ---------------------------------------------------------------- layers
     def begin_layer(self) -> None:
@@ -108,16 +108,14 @@ class Emitter:
             waits.append((LOADED, self.loaded))
         if out_free_wait:
             waits.append((STORED, out_free_wait))
-        ins = Instruction.make(opcode, waits=tuple(waits), **fields)
-        self._step_compute.append(ins)
-        self.code.append(ins)
+        self._last_compute = len(self.code)
+        self.code.append(Instruction.make(opcode, waits=tuple(waits), **fields))
 
     def end_step(self) -> int:
         """Mark the step's last compute instruction as signalling STEPPED; return its value."""
-        idx = len(self.code) - 1 - self.code[::-1].index(self._step_compute[-1])
-        last = self.code[idx]
-        self.code[idx] = Instruction(last.opcode, last.args, STEPPED, last.waits)
-        self._step_compute = []
+        last = self.code[self._last_compute]
+        self.code[self._last_compute] = Instruction(last.opcode, last.args, STEPPED, last.waits)
+        self._last_compute = None
         self.stepped += 1
         return self.stepped
 
