@@ -52,10 +52,15 @@ class TensorDesc:
     perm: tuple[int, ...]         # view -> memory axis order (NCHW -> NHWC is (0, 2, 3, 1))
     scale: float
     zero_point: int
+    dtype: str = "int8"           # "int8"; "uint8" (stored as int8 = uint8 - 128); "int32"
+
+    @property
+    def itemsize(self) -> int:
+        return 4 if self.dtype == "int32" else 1
 
     @property
     def nbytes(self) -> int:
-        return int(np.prod(self.shape))
+        return int(np.prod(self.shape)) * self.itemsize
 
     def to_memory(self, x: np.ndarray) -> np.ndarray:
         return np.ascontiguousarray(x.reshape(self.view_shape).transpose(self.perm))
@@ -63,6 +68,20 @@ class TensorDesc:
     def from_memory(self, mem: np.ndarray) -> np.ndarray:
         view = mem.reshape(tuple(self.view_shape[p] for p in self.perm))
         return view.transpose(np.argsort(self.perm)).reshape(self.shape)
+
+    def stored_dtype(self) -> np.dtype:
+        return np.dtype(np.int32 if self.dtype == "int32" else np.int8)
+
+    def to_model(self, stored: np.ndarray) -> np.ndarray:
+        """Stored integers as the model's own type (uint8 tensors are shifted back by 128)."""
+        if self.dtype == "uint8":
+            return (stored.astype(np.int16) + 128).astype(np.uint8)
+        return stored
+
+    def from_model(self, x: np.ndarray) -> np.ndarray:
+        if x.dtype == np.uint8:
+            return (x.astype(np.int16) - 128).astype(np.int8)
+        return x
 
 
 @dataclass(frozen=True)
@@ -123,7 +142,7 @@ def encode_program(p: Program) -> bytes:
 
 def _desc(d: dict) -> TensorDesc:
     return TensorDesc(d["name"], d["dram_addr"], tuple(d["shape"]), tuple(d["view_shape"]),
-                      tuple(d["perm"]), d["scale"], d["zero_point"])
+                      tuple(d["perm"]), d["scale"], d["zero_point"], d.get("dtype", "int8"))
 
 
 def _sections(raw: bytes, source: str) -> tuple[bytes, list[tuple[int, int, bytes]]]:

@@ -58,24 +58,23 @@ QUEUE_OF = {Opcode.HALT: Queue.COMPUTE, Opcode.LOAD: Queue.LOAD, Opcode.STORE: Q
 _DMA = [("dram_addr", "u", 32), ("spad_addr", "u", 24), ("rows", "u", 16), ("row_bytes", "u", 24),
         ("dram_stride", "u", 32), ("spad_stride", "u", 24)]
 
-# The one table. MATMUL: the weight tile is [k][kernel_h][kernel_w][in_c] int8 at w_addr
-# (fmt 0 = dense); the activation tile is [in_h][in_w][in_c] int8 at x_addr; outputs
-# [out_h*out_w][k] int32 at acc_addr (accumulate=1 adds to what is there). Input positions
-# outside the tile (after pad_top/pad_left offsets) read as the zero point, i.e. real zero.
+# The one table; docs/isa.md gives the semantics of every field.
 FIELDS: dict[Opcode, list[tuple[str, str, int]]] = {
     Opcode.HALT: [],
     Opcode.LOAD: _DMA,
     Opcode.STORE: _DMA,
     Opcode.MATMUL: [("w_addr", "u", 24), ("x_addr", "u", 24), ("acc_addr", "u", 20), ("k", "u", 12),
                     ("out_h", "u", 12), ("out_w", "u", 12), ("in_h", "u", 12), ("in_w", "u", 12),
-                    ("in_c", "u", 16), ("kernel_h", "u", 4), ("kernel_w", "u", 4), ("stride_h", "u", 4),
+                    ("in_c", "u", 16), ("kernel_h", "u", 5), ("kernel_w", "u", 5), ("stride_h", "u", 4),
                     ("stride_w", "u", 4), ("dil_h", "u", 4), ("dil_w", "u", 4), ("pad_top", "u", 4),
-                    ("pad_left", "u", 4), ("x_zp", "s", 8), ("accumulate", "u", 1), ("fmt", "u", 2)],
+                    ("pad_left", "u", 4), ("x_zp", "s", 8), ("accumulate", "u", 1), ("fmt", "u", 2),
+                    ("depthwise", "u", 1)],
     Opcode.REQUANT: [("acc_addr", "u", 20), ("dst_addr", "u", 24), ("cols", "u", 16), ("k", "u", 12),
-                     ("bias_addr", "u", 24), ("scale_addr", "u", 24), ("zp", "s", 8), ("relu", "u", 1)],
+                     ("bias_addr", "u", 24), ("scale_addr", "u", 24), ("zp", "s", 8), ("lo", "s", 8),
+                     ("hi", "s", 8), ("out32", "u", 1)],
     Opcode.ADD: [("a_addr", "u", 24), ("b_addr", "u", 24), ("dst_addr", "u", 24), ("count", "u", 24),
                  ("za", "s", 8), ("zb", "s", 8), ("zc", "s", 8), ("ma", "f", 32), ("mb", "f", 32),
-                 ("relu", "u", 1)],
+                 ("relu", "u", 1), ("hi", "s", 8), ("u8", "u", 1)],
     Opcode.MAXPOOL: [("src_addr", "u", 24), ("dst_addr", "u", 24), ("c", "u", 16), ("in_h", "u", 12),
                      ("in_w", "u", 12), ("out_h", "u", 12), ("out_w", "u", 12), ("kernel_h", "u", 4),
                      ("kernel_w", "u", 4), ("stride_h", "u", 4), ("stride_w", "u", 4),

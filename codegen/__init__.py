@@ -7,13 +7,17 @@ from codegen.emit import Emitter
 from codegen.layout import CodegenError, DataImage, TensorLayout, plan_tensors
 from codegen.lower import EMIT, pack_weights
 from ir.graph import Graph
+from ir.types import DType
 from ir.registry import opdef
 from scheduler.plan import Schedule
 
 
 def _desc(graph: Graph, name: str, lay: TensorLayout) -> TensorDesc:
-    q = graph[name].out.quant
-    return TensorDesc(name, lay.addr, lay.shape, lay.view_shape, lay.perm, q.scale[0], q.zp)
+    t = graph[name].out
+    if t.dtype is DType.INT32:
+        return TensorDesc(name, lay.addr, lay.shape, lay.view_shape, lay.perm, 1.0, 0, "int32")
+    return TensorDesc(name, lay.addr, lay.shape, lay.view_shape, lay.perm, t.quant.scale[0], t.quant.zp,
+                      "uint8" if t.quant.unsigned else "int8")
 
 
 def generate(sched: Schedule) -> Program:

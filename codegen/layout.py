@@ -71,7 +71,7 @@ def plan_tensors(graph: Graph, start: int) -> tuple[dict[str, TensorLayout], int
         else:
             view, perm = shape, _natural(shape)
         layouts[node.name] = TensorLayout(addr, shape, view, perm)
-        addr += -(-node.out.size // DRAM_ALIGN) * DRAM_ALIGN
+        addr += -(-node.out.size * node.out.dtype.np.itemsize // DRAM_ALIGN) * DRAM_ALIGN
     return layouts, addr
 
 

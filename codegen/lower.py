@@ -5,71 +5,90 @@ import numpy as np
 
 from arch.isa import Opcode
 from codegen.emit import Box, Emitter, Slots
-from codegen.layout import DataImage, TensorLayout, weight_matrix
+from codegen.layout import CodegenError, DataImage, TensorLayout, weight_matrix
 from ir.graph import Graph, Node, Op
-from ir.registry import add_multipliers
+from ir.registry import act_bounds, add_multipliers
 from scheduler.plan import LayerPlan, align, split
 
 
+def _constants(graph: Graph, node: Node, layouts) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(weights [K][KH][KW][C per group], int32 bias [K], float32 scale [K]) of a matmul layer."""
+    if node.op is Op.GLOBALAVGPOOL:              # a window sum: weights of one, no bias
+        n, c, h, w = graph[node.inputs[0]].out.shape
+        return np.ones((c, h, w, 1), np.int8), np.zeros(c, "<i4"), node.params["requant"].astype("<f4")
+    k = node.params["w"].shape[0]
+    scale = node.params.get("requant", np.ones(k, np.float32)).astype("<f4")
+    return weight_matrix(graph, node, layouts), node.params["b"].astype("<i4"), scale
+
+
 def pack_weights(graph: Graph, node: Node, plan: LayerPlan, layouts, data: DataImage) -> dict:
-    """Constant bundles per (k tile, c tile): the weight tile; the last c tile of each k tile
+    """Constant bundles per (group, k tile, c tile): the weight tile; the last c tile of each k tile
     also carries what REQUANT reads: [pad to 16][int32 bias][float32 scale]."""
-    w = weight_matrix(graph, node, layouts)           # [K][KH][KW][C]
-    bias, scale = node.params["b"].astype("<i4"), node.params["requant"].astype("<f4")
-    t = plan.tiling
+    w, bias, scale = _constants(graph, node, layouts)
+    g, t = plan.geom, plan.tiling
     bundles = {}
-    c_tiles = split(w.shape[3], t.c_t)
-    for ki, (k0, nk) in enumerate(split(w.shape[0], t.k_t)):
-        for ci, (c0, nc) in enumerate(c_tiles):
-            blob = np.ascontiguousarray(w[k0:k0 + nk, :, :, c0:c0 + nc]).astype(np.int8).tobytes()
-            tail = align(len(blob))
-            if ci == len(c_tiles) - 1:
-                blob += bytes(tail - len(blob)) + bias[k0:k0 + nk].tobytes() + scale[k0:k0 + nk].tobytes()
-            bundles[ki, ci] = (data.put(blob), len(blob), tail)
+    c_tiles = [(0, 1)] if g.depthwise else split(g.c, t.c_t)
+    for gi in range(g.groups):
+        for ki, (k0, nk) in enumerate(split(g.k, t.k_t)):
+            k0 += gi * g.k
+            for ci, (c0, nc) in enumerate(c_tiles):
+                blob = np.ascontiguousarray(w[k0:k0 + nk, :, :, c0:c0 + nc]).astype(np.int8).tobytes()
+                tail = align(len(blob))
+                if ci == len(c_tiles) - 1:
+                    blob += bytes(tail - len(blob)) + bias[k0:k0 + nk].tobytes() + scale[k0:k0 + nk].tobytes()
+                bundles[gi, ki, ci] = (data.put(blob), len(blob), tail)
     return bundles
 
 
 def emit_matmul(em: Emitter, graph: Graph, node: Node, plan: LayerPlan, layouts, bundles) -> None:
     g, t = plan.geom, plan.tiling
     src, dst = layouts[node.inputs[0]], layouts[node.name]
+    c_total, k_total = g.c * g.groups, g.k * g.groups          # channels as stored in DRAM
     offs = plan.spad.offsets()
     wslots, xslots, oslots = Slots(offs["w"]), Slots(offs["x"]), Slots(offs["out"])
     x_zp = graph[node.inputs[0]].out.quant.zp
-    ks, cs = list(enumerate(split(g.k, t.k_t))), list(enumerate(split(g.c, t.c_t)))
+    lo, hi = act_bounds(node) if g.out_bytes == 1 else (-128, 127)
+    ks = list(enumerate(split(g.k, t.k_t)))
+    cs = [(0, (0, 0))] if g.depthwise else list(enumerate(split(g.c, t.c_t)))
     pix = [(n, y, x) for n in range(g.n) for y in split(g.oh, t.oh_t) for x in split(g.ow, t.ow_t)]
     if t.order == "k_outer":
         steps = [(k, p, c) for k in ks for p in pix for c in cs]
     else:
         steps = [(k, p, c) for p in pix for k in ks for c in cs]
-    relu = node.attrs.get("act") == "relu"
-    for (ki, (k0, nk)), (n, (y0, ny), (x0, nx)), (ci, (c0, nc)) in steps:
-        b_addr, b_len, b_off = bundles[ki, ci]
-        w_addr, fresh, free = wslots.acquire((ki, ci))
-        if fresh:
-            em.load([(b_addr, w_addr, 1, b_len, 0, 0)], free)
-        iy0, iy1, py = g.in_rows(y0, ny, g.sh, g.dh, g.kh, g.pt, g.h)
-        ix0, ix1, px = g.in_rows(x0, nx, g.sw, g.dw, g.kw, g.pl, g.w)
-        x_addr, fresh, free = xslots.acquire((n, iy0, ix0, iy1, ix1, ci))
-        if fresh:
-            box = Box(src.addr + ((n * g.h + iy0) * g.w + ix0) * g.c + c0, iy1 - iy0, ix1 - ix0, nc,
-                      g.w * g.c, g.c)
-            em.load(box.transfers(x_addr), free)
-        em.compute(Opcode.MATMUL, w_addr=w_addr, x_addr=x_addr, acc_addr=0, k=nk, out_h=ny, out_w=nx,
-                   in_h=iy1 - iy0, in_w=ix1 - ix0, in_c=nc, kernel_h=g.kh, kernel_w=g.kw,
-                   stride_h=g.sh, stride_w=g.sw, dil_h=g.dh, dil_w=g.dw, pad_top=py, pad_left=px,
-                   x_zp=x_zp, accumulate=int(ci > 0), fmt=0)
-        last_c = ci == len(cs) - 1
-        if last_c:
-            o_addr, _, o_free = oslots.acquire()
-            em.compute(Opcode.REQUANT, out_free_wait=o_free, acc_addr=0, dst_addr=o_addr,
-                       cols=ny * nx, k=nk, bias_addr=w_addr + b_off, scale_addr=w_addr + b_off + 4 * nk,
-                       zp=node.out.quant.zp, relu=int(relu))
-        step = em.end_step()
-        wslots.release(step)
-        xslots.release(step)
-        if last_c:
-            box = Box(dst.addr + ((n * g.oh + y0) * g.ow + x0) * g.k + k0, ny, nx, nk, g.ow * g.k, g.k)
-            oslots.release(em.store(box.transfers(o_addr), step))
+    ob = g.out_bytes
+    for gi in range(g.groups):
+        for (ki, (k0, nk)), (n, (y0, ny), (x0, nx)), (ci, (c0, nc)) in steps:
+            if g.depthwise:
+                c0, nc = k0, nk                                  # the channels of this k tile
+            cg0, kg0 = gi * g.c + c0, gi * g.k + k0              # offsets in the stored tensors
+            b_addr, b_len, b_off = bundles[gi, ki, ci]
+            w_addr, fresh, free = wslots.acquire((gi, ki, ci))
+            if fresh:
+                em.load([(b_addr, w_addr, 1, b_len, 0, 0)], free)
+            iy0, iy1, py = g.in_rows(y0, ny, g.sh, g.dh, g.kh, g.pt, g.h)
+            ix0, ix1, px = g.in_rows(x0, nx, g.sw, g.dw, g.kw, g.pl, g.w)
+            x_addr, fresh, free = xslots.acquire((gi, n, iy0, ix0, iy1, ix1, ci, c0))
+            if fresh:
+                box = Box(src.addr + ((n * g.h + iy0) * g.w + ix0) * c_total + cg0, iy1 - iy0, ix1 - ix0, nc,
+                          g.w * c_total, c_total)
+                em.load(box.transfers(x_addr), free)
+            em.compute(Opcode.MATMUL, w_addr=w_addr, x_addr=x_addr, acc_addr=0, k=nk, out_h=ny, out_w=nx,
+                       in_h=iy1 - iy0, in_w=ix1 - ix0, in_c=nc, kernel_h=g.kh, kernel_w=g.kw,
+                       stride_h=g.sh, stride_w=g.sw, dil_h=g.dh, dil_w=g.dw, pad_top=py, pad_left=px,
+                       x_zp=x_zp, accumulate=int(ci > 0), fmt=0, depthwise=int(g.depthwise))
+            last_c = ci == len(cs) - 1
+            if last_c:
+                o_addr, _, o_free = oslots.acquire()
+                em.compute(Opcode.REQUANT, out_free_wait=o_free, acc_addr=0, dst_addr=o_addr, cols=ny * nx,
+                           k=nk, bias_addr=w_addr + b_off, scale_addr=w_addr + b_off + 4 * nk,
+                           zp=node.out.quant.zp if ob == 1 else 0, lo=lo, hi=hi, out32=int(ob == 4))
+            step = em.end_step()
+            wslots.release(step)
+            xslots.release(step)
+            if last_c:
+                box = Box(dst.addr + (((n * g.oh + y0) * g.ow + x0) * k_total + kg0) * ob, ny, nx, nk * ob,
+                          g.ow * k_total * ob, k_total * ob)
+                oslots.release(em.store(box.transfers(o_addr), step))
 
 
 def emit_pool(em: Emitter, graph: Graph, node: Node, plan: LayerPlan, layouts, bundles) -> None:
@@ -104,7 +123,7 @@ def emit_eltwise(em: Emitter, graph: Graph, node: Node, plan: LayerPlan, layouts
     in_slots = [Slots(offs[nm]) for nm in names[:-1]]
     oslots = Slots(offs["out"])
     ins = [graph[i].out for i in node.inputs]
-    relu = int(node.attrs.get("act", "none") == "relu")
+    lo, hi = act_bounds(node) if node.op is Op.ADD else (-128, 127)
     for e0, ne in split(node.out.size, plan.tile_elems):
         addrs = []
         for slots, name in zip(in_slots, node.inputs):
@@ -113,10 +132,14 @@ def emit_eltwise(em: Emitter, graph: Graph, node: Node, plan: LayerPlan, layouts
             addrs.append(addr)
         o_addr, _, wait = oslots.acquire()
         if node.op is Op.ADD:
+            if lo not in (-128, node.out.quant.zp):
+                raise CodegenError(f"the vector unit's add clamps below at the zero point or not at all; "
+                                   f"a lower bound of {lo} is not supported", node.name)
             ma, mb = add_multipliers(ins, node.out)
             em.compute(Opcode.ADD, out_free_wait=wait, a_addr=addrs[0], b_addr=addrs[1], dst_addr=o_addr,
                        count=ne, za=ins[0].quant.zp, zb=ins[1].quant.zp, zc=node.out.quant.zp,
-                       ma=float(ma), mb=float(mb), relu=relu)
+                       ma=float(ma), mb=float(mb), relu=int(lo != -128), hi=hi,
+                       u8=int(node.out.quant.unsigned))
         else:
             em.compute(Opcode.RELU, out_free_wait=wait, src_addr=addrs[0], dst_addr=o_addr, count=ne,
                        zp=ins[0].quant.zp)

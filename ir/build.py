@@ -31,10 +31,13 @@ def normalize_attrs(op: Op, attrs: dict[str, Any]) -> dict[str, Any]:
         a["pad"] = _pad4(a.get("pad", 0))
     if op is Op.CONV2D:
         a["dilation"] = _pair(a.get("dilation", 1))
+        a["groups"] = int(a.get("groups", 1))
     if op in (Op.CONV2D, Op.DENSE, Op.ADD):
         a.setdefault("act", "none")
-        if a["act"] not in ("none", "relu"):
-            raise IRError(f"unknown activation '{a['act']}' (supported: none, relu)")
+        if a["act"] not in ("none", "relu", "clip"):
+            raise IRError(f"unknown activation '{a['act']}' (supported: none, relu, clip)")
+        if a["act"] == "clip":
+            a["clip_min"], a["clip_max"] = float(a["clip_min"]), float(a["clip_max"])
     return a
 
 

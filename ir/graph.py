@@ -38,6 +38,7 @@ class Op(enum.Enum):
     ADD = "add"
     RELU = "relu"
     MAXPOOL = "maxpool"
+    GLOBALAVGPOOL = "globalavgpool"
     FLATTEN = "flatten"
 
 

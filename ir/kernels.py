@@ -38,12 +38,12 @@ def conv2d_exact(x: np.ndarray, w: np.ndarray, stride, dilation) -> np.ndarray:
     return out.reshape(n, oh, ow, k).transpose(0, 3, 1, 2)
 
 
-def requantize(acc: np.ndarray, scale: np.ndarray, zero_point: int, relu: bool) -> np.ndarray:
-    """y = saturate(round_half_even(float32(acc) * float32(scale)) + zp), then ReLU as y >= zp."""
+def requantize(acc: np.ndarray, scale: np.ndarray, zero_point: int, lo: int = -128, hi: int = 127) -> np.ndarray:
+    """y = clamp(round_half_even(float32(acc) * float32(scale)) + zp, lo, hi); lo/hi carry fused
+    activations (ReLU: lo = zp) and are within the int8 range."""
     prod = acc.astype(np.float32) * scale.astype(np.float32)
     y = np.rint(prod).astype(np.float64) + zero_point
-    lo = zero_point if relu else -128
-    return np.clip(y, lo, 127).astype(np.int8)
+    return np.clip(y, lo, hi).astype(np.int8)
 
 
 def quantize(x: np.ndarray, scale: float, zero_point: int) -> np.ndarray:
@@ -56,10 +56,21 @@ def dequantize(q: np.ndarray, scale: float, zero_point: int) -> np.ndarray:
     return ((q.astype(np.float32) - np.float32(zero_point)) * np.float32(scale)).astype(np.float32)
 
 
+def fma32(x: np.ndarray, y, z) -> np.ndarray:
+    """float32 fused multiply-add (one rounding), for int8-valued x: x*y is exact in float64."""
+    return (x.astype(np.float64) * np.float64(np.float32(y)) + np.asarray(z, np.float64)).astype(np.float32)
+
+
 def add_requantize(a: np.ndarray, b: np.ndarray, za: int, zb: int, ma: np.float32, mb: np.float32,
-                   zc: int, relu: bool) -> np.ndarray:
-    """Integer Add: saturate(round_half_even(f32(a-za)*ma + f32(b-zb)*mb) + zc), ma = sa/sc."""
-    t = (a.astype(np.float32) - np.float32(za)) * np.float32(ma)
-    u = (b.astype(np.float32) - np.float32(zb)) * np.float32(mb)
-    y = np.rint(t + u).astype(np.float64) + zc
-    return np.clip(y, zc if relu else -128, 127).astype(np.int8)
+                   zc: int, lo: int = -128, hi: int = 127, u8: bool = False) -> np.ndarray:
+    """Integer Add, as onnxruntime's QLinearAdd computes it on x86 (ma = sa/sc, mb = sb/sc):
+    k = f32(zc) - (f32(ma*za) + f32(mb*zb)); y = clamp(rhe(fma(a, ma, fma(b, mb, k))), lo, hi).
+    With u8 the arithmetic runs on the uint8 values (stored shifted by -128), as in the model."""
+    off = 128 if u8 else 0
+    ma, mb = np.float32(ma), np.float32(mb)
+    k = np.float32(np.float32(zc + off) - np.float32(np.float32(ma * np.float32(za + off))
+                                                     + np.float32(mb * np.float32(zb + off))))
+    t = fma32(b.astype(np.int16) + off, mb, k)
+    c = fma32(a.astype(np.int16) + off, ma, t)
+    y = np.rint(c).astype(np.float64) - off
+    return np.clip(y, lo, hi).astype(np.int8)

@@ -12,7 +12,7 @@ import numpy as np
 
 from ir import kernels as K
 from ir.graph import IRError, Node, Op
-from ir.types import TensorType
+from ir.types import DType, TensorType
 
 Arrays = Sequence[np.ndarray]
 Types = Sequence[TensorType]
@@ -29,8 +29,34 @@ class OpDef:
 
 # ---------------------------------------------------------------- helpers
 
-def _relu(node: Node) -> bool:
-    return node.attrs.get("act", "none") == "relu"
+def act_float(node: Node, y: np.ndarray) -> np.ndarray:
+    """The fused activation on float values: none, relu, or clip(clip_min, clip_max)."""
+    act = node.attrs.get("act", "none")
+    if act == "relu":
+        return np.maximum(y, 0).astype(np.float32)
+    if act == "clip":
+        return np.clip(y, node.attrs["clip_min"], node.attrs["clip_max"]).astype(np.float32)
+    return y
+
+
+def act_bounds(node: Node) -> tuple[int, int]:
+    """The fused activation as int8 bounds on the output: relu clamps at the zero point."""
+    act, q = node.attrs.get("act", "none"), node.out.quant
+    if act == "relu":
+        return max(-128, q.zp), 127
+    if act == "clip":
+        s = np.float32(q.scale[0])
+        lo = np.rint(np.float32(node.attrs["clip_min"]) / s) + q.zp
+        hi = np.rint(np.float32(node.attrs["clip_max"]) / s) + q.zp
+        return int(np.clip(lo, -128, 127)), int(np.clip(hi, -128, 127))
+    return -128, 127
+
+
+def _finish_int(node: Node, acc: np.ndarray, scale: np.ndarray) -> np.ndarray:
+    """int32 outputs (ConvInteger-style) keep the accumulator; int8 outputs are requantized."""
+    if node.out.dtype is DType.INT32:
+        return acc.astype(np.int32)
+    return K.requantize(acc.astype(np.int32), scale, node.out.quant.zp, *act_bounds(node))
 
 
 def _need_rank(node: Node, t: TensorType, rank: int) -> None:
@@ -56,37 +82,45 @@ def _conv_infer(node: Node, ins: Types) -> tuple[int, ...]:
     _need_rank(node, ins[0], 4)
     n, c, h, w = ins[0].shape
     (kh, kw), (sh, sw), (pt, pl, pb, pr), (dh, dw) = _conv_geometry(node)
+    groups = node.attrs.get("groups", 1)
+    k = node.attrs["out_channels"]
+    if c % groups or k % groups:
+        raise IRError(f"groups={groups} must divide input channels {c} and output channels {k}", node.name)
     wshape = node.params["w"].shape
-    if wshape != (node.attrs["out_channels"], c, kh, kw):
-        raise IRError(f"weight shape {list(wshape)} does not match "
-                      f"[{node.attrs['out_channels']}, {c}, {kh}, {kw}]", node.name)
+    if wshape != (k, c // groups, kh, kw):
+        raise IRError(f"weight shape {list(wshape)} does not match [{k}, {c // groups}, {kh}, {kw}]", node.name)
     oh, ow = K.out_size(h, kh, sh, pt, pb, dh), K.out_size(w, kw, sw, pl, pr, dw)
     if oh < 1 or ow < 1:
         raise IRError(f"kernel {kh}x{kw} does not fit input {h}x{w} with padding", node.name)
-    return (n, node.attrs["out_channels"], oh, ow)
+    return (n, k, oh, ow)
 
 
 def _conv_macs(node: Node, ins: Types) -> int:
     n, k, oh, ow = node.out.shape
     kh, kw = node.attrs["kernel"]
-    return n * k * oh * ow * ins[0].shape[1] * kh * kw
+    return n * k * oh * ow * node.params["w"].shape[1] * kh * kw
+
+
+def _grouped(node: Node, x: np.ndarray, pad_value) -> np.ndarray:
+    """Convolution of x (already shifted to real zero) with groups, float64-exact -> [N,K,OH,OW]."""
+    _, stride, pad, dil = _conv_geometry(node)
+    w = node.params["w"]
+    g = node.attrs.get("groups", 1)
+    xp = K.pad_nchw(x, pad, pad_value)
+    cg, kg = x.shape[1] // g, w.shape[0] // g
+    return np.concatenate([K.conv2d_exact(xp[:, i * cg:(i + 1) * cg], w[i * kg:(i + 1) * kg], stride, dil)
+                           for i in range(g)], axis=1)
 
 
 def _conv_float(node: Node, xs: Arrays) -> np.ndarray:
-    _, stride, pad, dil = _conv_geometry(node)
-    y = K.conv2d_exact(K.pad_nchw(xs[0], pad, 0.0), node.params["w"], stride, dil)
-    y = y + node.params["b"].astype(np.float64)[None, :, None, None]
-    y = y.astype(np.float32)
-    return np.maximum(y, 0) if _relu(node) else y
+    y = _grouped(node, xs[0], 0.0) + node.params["b"].astype(np.float64)[None, :, None, None]
+    return act_float(node, y.astype(np.float32))
 
 
 def _conv_int(node: Node, xs: Arrays, ins: Types) -> np.ndarray:
-    _, stride, pad, dil = _conv_geometry(node)
     x = xs[0].astype(np.int32) - ins[0].quant.zp          # padding is a real zero
-    acc = K.conv2d_exact(K.pad_nchw(x, pad, 0), node.params["w"], stride, dil)
-    acc = acc.astype(np.int64) + node.params["b"].astype(np.int64)[None, :, None, None]
-    scale = node.params["requant"][None, :, None, None]
-    return K.requantize(acc.astype(np.int32), scale, node.out.quant.zp, _relu(node))
+    acc = _grouped(node, x, 0).astype(np.int64) + node.params["b"].astype(np.int64)[None, :, None, None]
+    return _finish_int(node, acc, node.params.get("requant", np.ones(1, np.float32))[None, :, None, None])
 
 
 # ---------------------------------------------------------------- dense
@@ -106,15 +140,13 @@ def _dense_macs(node: Node, ins: Types) -> int:
 
 def _dense_float(node: Node, xs: Arrays) -> np.ndarray:
     y = xs[0].astype(np.float64) @ node.params["w"].astype(np.float64).T + node.params["b"]
-    y = y.astype(np.float32)
-    return np.maximum(y, 0) if _relu(node) else y
+    return act_float(node, y.astype(np.float32))
 
 
 def _dense_int(node: Node, xs: Arrays, ins: Types) -> np.ndarray:
     x = (xs[0].astype(np.int32) - ins[0].quant.zp).astype(np.float64)
     acc = (x @ node.params["w"].astype(np.float64).T).astype(np.int64) + node.params["b"]
-    return K.requantize(acc.astype(np.int32), node.params["requant"][None, :],
-                        node.out.quant.zp, _relu(node))
+    return _finish_int(node, acc, node.params.get("requant", np.ones(1, np.float32))[None, :])
 
 
 # ---------------------------------------------------------------- elementwise and pooling
@@ -132,14 +164,13 @@ def _no_macs(node: Node, ins: Types) -> int:
 
 
 def _add_float(node: Node, xs: Arrays) -> np.ndarray:
-    y = (xs[0] + xs[1]).astype(np.float32)
-    return np.maximum(y, 0) if _relu(node) else y
+    return act_float(node, (xs[0] + xs[1]).astype(np.float32))
 
 
 def _add_int(node: Node, xs: Arrays, ins: Types) -> np.ndarray:
     ma, mb = add_multipliers(ins, node.out)
-    return K.add_requantize(xs[0], xs[1], ins[0].quant.zp, ins[1].quant.zp, ma, mb,
-                            node.out.quant.zp, _relu(node))
+    return K.add_requantize(xs[0], xs[1], ins[0].quant.zp, ins[1].quant.zp, ma, mb, node.out.quant.zp,
+                            *act_bounds(node), u8=node.out.quant.unsigned)
 
 
 def _relu_float(node: Node, xs: Arrays) -> np.ndarray:
@@ -173,6 +204,29 @@ def _pool_int(node: Node, xs: Arrays, ins: Types) -> np.ndarray:
     return _pool(node, xs[0], -128).astype(np.int8)
 
 
+def _gap_infer(node: Node, ins: Types) -> tuple[int, ...]:
+    _need_rank(node, ins[0], 4)
+    return ins[0].shape[:2] + (1, 1)
+
+
+def _gap_macs(node: Node, ins: Types) -> int:
+    return int(np.prod(ins[0].shape))          # one accumulation per input element
+
+
+def _gap_float(node: Node, xs: Arrays) -> np.ndarray:
+    return xs[0].astype(np.float64).mean(axis=(2, 3), keepdims=True).astype(np.float32)
+
+
+def gap_scale(s_in: float, s_out: float, count: int) -> np.float32:
+    """onnxruntime's QLinearGlobalAveragePool multiplier: s_in / (s_out * count) in float32."""
+    return np.float32(np.float32(s_in) / np.float32(np.float32(s_out) * np.float32(count)))
+
+
+def _gap_int(node: Node, xs: Arrays, ins: Types) -> np.ndarray:
+    acc = (xs[0].astype(np.int64) - ins[0].quant.zp).sum(axis=(2, 3), keepdims=True)
+    return _finish_int(node, acc, node.params["requant"][None, :, None, None])
+
+
 def _flatten_infer(node: Node, ins: Types) -> tuple[int, ...]:
     return (ins[0].shape[0], int(np.prod(ins[0].shape[1:])))
 
@@ -196,6 +250,7 @@ REGISTRY: dict[Op, OpDef] = {
     Op.ADD: OpDef(2, _same_shape_infer, _no_macs, _add_float, _add_int),
     Op.RELU: OpDef(1, _same_shape_infer, _no_macs, _relu_float, _relu_int),
     Op.MAXPOOL: OpDef(1, _pool_infer, _no_macs, _pool_float, _pool_int),
+    Op.GLOBALAVGPOOL: OpDef(1, _gap_infer, _gap_macs, _gap_float, _gap_int),
     Op.FLATTEN: OpDef(1, _flatten_infer, _no_macs, _flatten, _flatten),
 }
 

@@ -28,10 +28,11 @@ class QuantParams:
     scale: tuple[float, ...]
     zero_point: tuple[int, ...]
     axis: int | None = None
+    unsigned: bool = False     # the model's tensor is uint8; stored here as int8 = uint8 - 128
 
     @staticmethod
-    def per_tensor(scale: float, zero_point: int) -> "QuantParams":
-        return QuantParams((float(np.float32(scale)),), (int(zero_point),))
+    def per_tensor(scale: float, zero_point: int, unsigned: bool = False) -> "QuantParams":
+        return QuantParams((float(np.float32(scale)),), (int(zero_point),), None, unsigned)
 
     @property
     def scale_f32(self) -> np.ndarray:

@@ -33,16 +33,24 @@ def _check_node(graph: Graph, node) -> None:
     shape = d.infer(node, ins)
     if tuple(shape) != node.out.shape:
         raise IRError(f"declared shape {list(node.out.shape)} but inference gives {list(shape)}", node.name)
-    quantized = node.out.dtype is DType.INT8
+    quantized = node.out.dtype is not DType.FLOAT32
     for t in ins:
-        if (t.dtype is DType.INT8) != quantized:
-            raise IRError("mixes float and int8 tensors", node.name)
+        if (t.dtype is not DType.FLOAT32) != quantized:
+            raise IRError("mixes float and integer tensors", node.name)
     if not quantized:
+        return
+    if node.out.dtype is DType.INT32:
+        if node.op not in (Op.CONV2D, Op.DENSE) or node.name not in graph.outputs:
+            raise IRError("only a conv or dense graph output may be int32 (no requantization)", node.name)
         return
     if node.out.quant is None or len(node.out.quant.scale) != 1:
         raise IRError("int8 tensor needs per-tensor quantization", node.name)
     if not -128 <= node.out.quant.zp <= 127:
         raise IRError(f"zero point {node.out.quant.zp} out of int8 range", node.name)
+    if node.op is Op.GLOBALAVGPOOL:
+        r = node.params.get("requant")
+        if r is None or r.dtype != np.float32 or r.shape != (node.out.shape[1],):
+            raise IRError("parameter 'requant' must be float32 per channel", node.name)
     if node.op in (Op.CONV2D, Op.DENSE):
         k = node.params["w"].shape[0]
         for key, dt in _INT_PARAMS.items():
@@ -51,7 +59,5 @@ def _check_node(graph: Graph, node) -> None:
                 raise IRError(f"parameter '{key}' must be {np.dtype(dt).name}", node.name)
             if key != "w" and arr.shape != (k,):
                 raise IRError(f"parameter '{key}' must have shape [{k}]", node.name)
-        if np.any(node.params["w"] == -128):
-            raise IRError("weights must be symmetric int8 in [-127, 127]", node.name)
     if node.op in (Op.MAXPOOL, Op.RELU, Op.FLATTEN) and node.out.quant != ins[0].quant:
         raise IRError(f"{node.op.value} must keep its input's quantization", node.name)

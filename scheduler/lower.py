@@ -5,25 +5,36 @@ from typing import Callable
 
 from arch.config import ArchConfig
 from ir.graph import Graph, Node, Op
+from ir.types import DType
 from scheduler.plan import (ConvGeom, LayerPlan, ScheduleError, SpadLayout, align, ceil_div, dma_cycles)
 from scheduler.tiling import matmul_spad, search
 
 
 def conv_geom(graph: Graph, node: Node) -> ConvGeom:
     x = graph[node.inputs[0]].out.shape
+    out_bytes = 4 if node.out.dtype is DType.INT32 else 1
     if node.op is Op.DENSE:
-        return ConvGeom(n=1, h=1, w=x[0], c=x[1], k=node.out.shape[1], oh=1, ow=x[0])
+        return ConvGeom(n=1, h=1, w=x[0], c=x[1], k=node.out.shape[1], oh=1, ow=x[0], out_bytes=out_bytes)
     n, c, h, w = x
+    if node.op is Op.GLOBALAVGPOOL:          # a depthwise window sum over the whole image
+        return ConvGeom(n, h, w, c, c, 1, 1, h, w, depthwise=True)
     (kh, kw), (sh, sw), (pt, pl, _, _), (dh, dw) = (node.attrs["kernel"], node.attrs["stride"],
                                                     node.attrs["pad"], node.attrs["dilation"])
-    return ConvGeom(n, h, w, c, node.out.shape[1], node.out.shape[2], node.out.shape[3],
-                    kh, kw, sh, sw, dh, dw, pt, pl)
+    groups, k = node.attrs.get("groups", 1), node.out.shape[1]
+    depthwise = groups > 1 and groups == c == k
+    if depthwise or groups == 1:
+        groups = 1
+    else:
+        c, k = c // groups, k // groups
+    return ConvGeom(n, h, w, c, k, node.out.shape[2], node.out.shape[3], kh, kw, sh, sw, dh, dw, pt, pl,
+                    groups, depthwise, out_bytes)
 
 
 def _lower_matmul(graph: Graph, node: Node, arch: ArchConfig) -> LayerPlan:
     g = conv_geom(graph, node)
-    if max(g.kh, g.kw, g.sh, g.sw, g.dh, g.dw) > 15 or max(g.pt, g.pl) > 15:
-        raise ScheduleError("kernel, stride, dilation and padding must each be at most 15", node.name)
+    if max(g.kh, g.kw) > 31 or max(g.sh, g.sw, g.dh, g.dw, g.pt, g.pl) > 15:
+        raise ScheduleError(f"kernel {g.kh}x{g.kw} (at most 31), stride, dilation and padding (at most 15) "
+                            "exceed the MATMUL instruction's fields", node.name)
     found = search(g, arch)
     if found is None:
         raise ScheduleError(
@@ -77,6 +88,7 @@ LOWER: dict[Op, Callable[[Graph, Node, ArchConfig], LayerPlan]] = {
     Op.CONV2D: _lower_matmul,
     Op.DENSE: _lower_matmul,
     Op.MAXPOOL: _lower_pool,
+    Op.GLOBALAVGPOOL: _lower_matmul,
     Op.ADD: _lower_eltwise,
     Op.RELU: _lower_eltwise,
     Op.FLATTEN: _lower_alias,

@@ -44,6 +44,17 @@ class ConvGeom:
     dw: int = 1
     pt: int = 0
     pl: int = 0
+    groups: int = 1           # c and k above are per group; a group is tiled on its own
+    depthwise: bool = False   # output channel j reads input channel j only (c == k)
+    out_bytes: int = 1        # 1: requantized int8; 4: raw int32 (ConvInteger-style)
+
+    @property
+    def taps(self) -> int:
+        return self.kh * self.kw
+
+    def reduction(self, c_t: int) -> int:
+        """Values reduced per output: the kernel window, times the channel tile unless depthwise."""
+        return self.taps if self.depthwise else self.taps * c_t
 
     def in_rows(self, o0: int, size: int, stride: int, dil: int, kern: int, pad: int, extent: int):
         """Input rows [lo, hi) a run of ``size`` outputs from ``o0`` reads, and its top padding."""

@@ -36,8 +36,8 @@ def matmul_spad(g: ConvGeom, t: MatmulTiling) -> SpadLayout:
     ih = g.max_in(t.oh_t, g.sh, g.dh, g.kh, g.h)
     iw = g.max_in(t.ow_t, g.sw, g.dw, g.kw, g.w)
     # "w" holds a weight bundle: the weight tile, then int32 bias and float32 scales
-    return SpadLayout((("w", align(t.k_t * g.kh * g.kw * t.c_t) + 8 * t.k_t),
-                       ("x", ih * iw * t.c_t), ("out", t.oh_t * t.ow_t * t.k_t)))
+    return SpadLayout((("w", align(t.k_t * g.reduction(t.c_t)) + 8 * t.k_t),
+                       ("x", ih * iw * t.c_t), ("out", t.oh_t * t.ow_t * t.k_t * g.out_bytes)))
 
 
 @dataclass(frozen=True)
@@ -60,16 +60,18 @@ def estimate(g: ConvGeom, t: MatmulTiling, arch: ArchConfig) -> Estimate:
     ks, cs = _sizes(g.k, t.k_t), _sizes(g.c, t.c_t)
     pixels = [(ny * nx, ny, nx, my * mx) for ny, my in _sizes(g.oh, t.oh_t) for nx, mx in _sizes(g.ow, t.ow_t)]
     # compute: every (k, c, pixel) tile once per image
-    mm = sum(mk * mc * mp * (ceil_div(nk, c.pe_rows) * ceil_div(g.kh * g.kw * nc, c.simd_lanes) * cols
+    if g.depthwise:                 # channels are tiled once, together with the outputs
+        cs = [(1, 1)]
+    mm = sum(mk * mc * mp * (ceil_div(nk, c.pe_rows) * ceil_div(g.reduction(nc), c.simd_lanes) * cols
                              + c.matmul_fill_cycles)
              for nk, mk in ks for nc, mc in cs for cols, _, _, mp in pixels)
     rq = sum(mk * mp * (ceil_div(nk * cols, c.vector_lanes) + c.vector_fill_cycles)
              for nk, mk in ks for cols, _, _, mp in pixels)
-    compute = g.n * (mm + rq)
+    compute = g.n * g.groups * (mm + rq)
     # DMA: bytes re-fetched under the loop order
     n_sp = sum(mp for *_, mp in pixels)
-    n_k, n_c = ceil_div(g.k, t.k_t), ceil_div(g.c, t.c_t)
-    w_bytes = g.k * g.kh * g.kw * g.c + 8 * g.k
+    n_k, n_c = ceil_div(g.k, t.k_t), 1 if g.depthwise else ceil_div(g.c, t.c_t)
+    w_bytes = g.k * g.reduction(g.c) + 8 * g.k
     x_bytes = sum(mp * g.max_in(ny, g.sh, g.dh, g.kh, g.h) * g.max_in(nx, g.sw, g.dw, g.kw, g.w)
                   for _, ny, nx, mp in pixels) * g.c
     if t.order == "k_outer":
@@ -78,11 +80,13 @@ def estimate(g: ConvGeom, t: MatmulTiling, arch: ArchConfig) -> Estimate:
     else:                         # (k, c) inner: a c split re-fetches the input per k tile
         w_loads = g.n * n_sp if n_k * n_c > 1 else 1
         x_loads = n_k if n_c > 1 else 1
-    moved = w_bytes * w_loads + x_bytes * x_loads * g.n + g.n * g.oh * g.ow * g.k
+    if g.depthwise:                 # each k tile reads its own channels: no re-fetch
+        x_loads = 1
+    moved = g.groups * (w_bytes * w_loads + x_bytes * x_loads * g.n + g.n * g.oh * g.ow * g.k * g.out_bytes)
     dma = dma_cycles(moved, arch)
     # double-buffered steady state: a step's period is bounded by compute, by the DRAM channel,
     # and by the two-slot loop (load, its latency and compute of two steps in flight)
-    steps = g.n * n_sp * n_k * n_c
+    steps = g.groups * g.n * n_sp * n_k * n_c
     lat = arch.memory.dram_latency_cycles
     period = max(compute / steps, dma / steps, (lat + (dma + compute) / steps) / 2)
     total = int(steps * period + dma / steps + 2 * lat)
@@ -98,16 +102,21 @@ def search(g: ConvGeom, arch: ArchConfig) -> tuple[MatmulTiling, Estimate, str] 
     c = arch.core
     k_opts = _choices(g.k, c.pe_rows)
     c_opts = _choices(g.c, c.simd_lanes) if g.kh * g.kw == 1 else _choices(g.c)
+    if g.depthwise:
+        c_opts = [0]                # c_t follows k_t
     best: list[tuple[int, MatmulTiling, Estimate]] = []
     tried = 0
     for k_t, c_t, oh_t, ow_t, order in itertools.product(
             k_opts, c_opts, _choices(g.oh), _choices(g.ow), ORDERS):
-        t = MatmulTiling(min(k_t, 4095), oh_t, ow_t, c_t, order)
+        k_t = min(k_t, 4095)
+        t = MatmulTiling(k_t, oh_t, ow_t, k_t if g.depthwise else c_t, order)
         if not fits(g, t, arch):
             continue
         tried += 1
         e = estimate(g, t, arch)
         steps = ceil_div(g.k, t.k_t) * ceil_div(g.c, t.c_t) * ceil_div(g.oh, t.oh_t) * ceil_div(g.ow, t.ow_t)
+        if g.depthwise and order == "pixels_outer":
+            continue                # the same steps as k_outer
         best.append((e.cycles, steps, t, e))
     if not best:
         return None

@@ -21,8 +21,9 @@ def _cdiv(a: int, b: int) -> int:
 
 
 def matmul_shape(ins: Instruction) -> tuple[int, int, int]:
-    """(k, reduction length, output columns) of a MATMUL."""
-    return ins.k, ins.kernel_h * ins.kernel_w * ins.in_c, ins.out_h * ins.out_w
+    """(k, reduction length per output, output columns) of a MATMUL."""
+    taps = ins.kernel_h * ins.kernel_w
+    return ins.k, taps if ins.depthwise else taps * ins.in_c, ins.out_h * ins.out_w
 
 
 def cost(ins: Instruction, arch: ArchConfig) -> tuple[int, list[int]]:
@@ -45,13 +46,14 @@ def cost(ins: Instruction, arch: ArchConfig) -> tuple[int, list[int]]:
         n[E["mac_slots"]] = batches * c.pe_rows * groups * c.simd_lanes * cols
         n[E["acc_adds"]] = k * groups * cols
         n[E["acc_bytes"]] = 4 * k * cols * (2 if ins.accumulate else 1)
-        n[E["spad_read_bytes"]] = k * r + batches * r * cols
+        # weights once; activations once per row batch (a depthwise batch reads its own channels)
+        n[E["spad_read_bytes"]] = k * r + (k * r * cols if ins.depthwise else batches * r * cols)
         return batches * groups * cols + c.matmul_fill_cycles, n
     if op is Opcode.REQUANT:
         elems = ins.k * ins.cols
         n[E["acc_bytes"]] = 4 * elems
         n[E["spad_read_bytes"]] = 8 * ins.k
-        n[E["spad_write_bytes"]] = elems
+        n[E["spad_write_bytes"]] = elems * (4 if ins.out32 else 1)
         n[E["vector_ops"]] = elems
         return _cdiv(elems, c.vector_lanes) + c.vector_fill_cycles, n
     if op is Opcode.ADD or op is Opcode.RELU:

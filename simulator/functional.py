@@ -84,14 +84,20 @@ def _windows(x: np.ndarray, out_h: int, out_w: int, kh: int, kw: int, sh: int, s
 def _matmul(m: Machine, core: CoreState, ins: Instruction) -> None:
     if ins.fmt != 0:
         raise OutOfBounds(f"weight format {ins.fmt} is not supported by this simulator")
-    k, c = ins.k, ins.in_c
-    r = ins.kernel_h * ins.kernel_w * c
+    k, c, taps = ins.k, ins.in_c, ins.kernel_h * ins.kernel_w
+    if ins.depthwise and c != k:
+        raise OutOfBounds(f"depthwise matmul needs in_c == k, got in_c={c}, k={k}")
     x = _i8(core.spad, ins.x_addr, ins.in_h * ins.in_w * c, "scratchpad x tile").reshape(ins.in_h, ins.in_w, c)
     x = x.astype(np.float64) - ins.x_zp            # real zero is 0; padding reads as real zero
-    cols = _windows(x, ins.out_h, ins.out_w, ins.kernel_h, ins.kernel_w, ins.stride_h, ins.stride_w,
-                    ins.dil_h, ins.dil_w, ins.pad_top, ins.pad_left, 0.0).reshape(-1, r)
-    w = _i8(core.spad, ins.w_addr, k * r, "scratchpad weights").reshape(k, r).astype(np.float64)
-    part = (cols @ w.T).astype(np.int64).astype(np.int32).ravel()     # [cols][k]
+    win = _windows(x, ins.out_h, ins.out_w, ins.kernel_h, ins.kernel_w, ins.stride_h, ins.stride_w,
+                   ins.dil_h, ins.dil_w, ins.pad_top, ins.pad_left, 0.0)     # [oh][ow][kh][kw][C]
+    if ins.depthwise:                               # output channel j reads input channel j only
+        w = _i8(core.spad, ins.w_addr, k * taps, "scratchpad weights").reshape(k, taps).astype(np.float64)
+        part = np.einsum("ptc,ct->pc", win.reshape(-1, taps, c), w)
+    else:
+        w = _i8(core.spad, ins.w_addr, k * taps * c, "scratchpad weights").reshape(k, -1).astype(np.float64)
+        part = win.reshape(-1, taps * c) @ w.T                              # [cols][k]
+    part = part.astype(np.int64).astype(np.int32).ravel()
     acc = _span(core.acc, ins.acc_addr, part.size, "accumulator")
     if ins.accumulate:
         acc += part
@@ -103,18 +109,30 @@ def _requant(m: Machine, core: CoreState, ins: Instruction) -> None:
     n = ins.k * ins.cols
     acc = _span(core.acc, ins.acc_addr, n, "accumulator").reshape(ins.cols, ins.k)
     bias = _span(core.spad, ins.bias_addr, 4 * ins.k, "scratchpad bias").view("<i4")
-    scale = _span(core.spad, ins.scale_addr, 4 * ins.k, "scratchpad scale").view("<f4")
     total = (acc.astype(np.int64) + bias).astype(np.int32)
+    if ins.out32:                                   # raw int32 results, no requantization
+        _span(core.spad, ins.dst_addr, 4 * n, "scratchpad output")[:] = total.ravel().view(np.uint8)
+        return
+    scale = _span(core.spad, ins.scale_addr, 4 * ins.k, "scratchpad scale").view("<f4")
     y = np.rint(total.astype(np.float32) * scale).astype(np.float64) + ins.zp
-    y = np.clip(y, ins.zp if ins.relu else -128, 127).astype(np.int8)
+    y = np.clip(y, ins.lo, ins.hi).astype(np.int8)
     _span(core.spad, ins.dst_addr, n, "scratchpad output")[:] = y.ravel().view(np.uint8)
 
 
+def _fma32(x: np.ndarray, y: float, z) -> np.ndarray:
+    """float32 fused multiply-add of small integers x: x * y is exact in float64."""
+    return (x.astype(np.float64) * np.float64(y) + np.asarray(z, np.float64)).astype(np.float32)
+
+
 def _add(m: Machine, core: CoreState, ins: Instruction) -> None:
-    a = _i8(core.spad, ins.a_addr, ins.count, "scratchpad a").astype(np.float32) - np.float32(ins.za)
-    b = _i8(core.spad, ins.b_addr, ins.count, "scratchpad b").astype(np.float32) - np.float32(ins.zb)
-    t = a * np.float32(ins.ma) + b * np.float32(ins.mb)
-    y = np.clip(np.rint(t).astype(np.float64) + ins.zc, ins.zc if ins.relu else -128, 127).astype(np.int8)
+    off = 128 if ins.u8 else 0                      # uint8 tensors are stored as int8 - 128
+    ma, mb = np.float32(ins.ma), np.float32(ins.mb)
+    k = np.float32(np.float32(ins.zc + off) - np.float32(np.float32(ma * np.float32(ins.za + off))
+                                                         + np.float32(mb * np.float32(ins.zb + off))))
+    a = _i8(core.spad, ins.a_addr, ins.count, "scratchpad a").astype(np.int16) + off
+    b = _i8(core.spad, ins.b_addr, ins.count, "scratchpad b").astype(np.int16) + off
+    c = _fma32(a, ma, _fma32(b, mb, k))
+    y = np.clip(np.rint(c).astype(np.float64) - off, ins.zc if ins.relu else -128, ins.hi).astype(np.int8)
     _span(core.spad, ins.dst_addr, ins.count, "scratchpad output")[:] = y.view(np.uint8)
 
 

@@ -45,10 +45,15 @@ def dequantize(q: np.ndarray, d: TensorDesc) -> np.ndarray:
 
 @dataclass(frozen=True)
 class RunResult:
-    outputs: dict[str, np.ndarray]       # int8, logical shape
+    outputs: dict[str, np.ndarray]       # stored integers (int8; int32 for raw outputs), logical shape
     floats: dict[str, np.ndarray]        # dequantized
     stats: RunStats                      # one inference
     inferences: int
+    program: Program
+
+    def model_outputs(self) -> dict[str, np.ndarray]:
+        """Outputs in the model's own integer types (uint8 where the model is uint8)."""
+        return {d.name: d.to_model(self.outputs[d.name]) for d in self.program.outputs}
 
 
 def _execute(p: Program, t: Timeline, inputs: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
@@ -63,7 +68,7 @@ def _execute(p: Program, t: Timeline, inputs: Mapping[str, np.ndarray]) -> dict[
             execute(m, core, p.streams[core][idx])
         except OutOfBounds as err:
             raise Trap(str(err), core, idx, p.layer_of(core, idx)) from None
-    return {d.name: d.from_memory(m.dram[d.dram_addr:d.dram_addr + d.nbytes].view(np.int8)).copy()
+    return {d.name: d.from_memory(m.dram[d.dram_addr:d.dram_addr + d.nbytes].view(d.stored_dtype())).copy()
             for d in p.outputs}
 
 
@@ -73,7 +78,7 @@ def run(p: Program, inputs: Mapping[str, np.ndarray] | None = None, functional: 
     timeline = simulate_timing(p)
     stats = collect(p, timeline)
     if not functional:
-        return RunResult({}, {}, stats, 0)
+        return RunResult({}, {}, stats, 0, p)
     inputs = dict(inputs or {})
     batch = None
     q_inputs = {}
@@ -84,10 +89,10 @@ def run(p: Program, inputs: Mapping[str, np.ndarray] | None = None, functional: 
         if x.shape[1:] != d.shape[1:] or x.shape[0] % d.shape[0]:
             raise SimulatorError(f"input '{d.name}' has shape {list(x.shape)}, the binary expects "
                                  f"{list(d.shape)} (or a multiple of its batch)")
-        q_inputs[d.name] = x if x.dtype == np.int8 else quantize(x, d)
+        q_inputs[d.name] = d.from_model(x) if x.dtype in (np.int8, np.uint8) else quantize(x, d)
         batch = x.shape[0] // d.shape[0]
     parts = [_execute(p, timeline, {d.name: q_inputs[d.name][i * d.shape[0]:(i + 1) * d.shape[0]]
                                     for d in p.inputs}) for i in range(batch or 1)]
     outputs = {d.name: np.concatenate([part[d.name] for part in parts]) for d in p.outputs}
-    floats = {d.name: dequantize(outputs[d.name], d) for d in p.outputs}
-    return RunResult(outputs, floats, stats, batch or 1)
+    floats = {d.name: dequantize(outputs[d.name], d) for d in p.outputs if d.dtype != "int32"}
+    return RunResult(outputs, floats, stats, batch or 1, p)

@@ -13,7 +13,7 @@ import numpy as np
 
 from ir.graph import Graph, IRError, Node, Op
 from ir.interpret import run_float
-from ir.registry import add_multipliers
+from ir.registry import add_multipliers, gap_scale
 from ir.types import DType, QuantParams, TensorType
 
 Ranges = dict[str, tuple[float, float]]
@@ -72,6 +72,10 @@ def quantize_graph(graph: Graph, ranges: Ranges) -> Graph:
             params = _quantize_weights(node, s_in, np.float32(quant.scale[0]))
         elif node.op is Op.ADD:
             add_multipliers([qtypes[i] for i in node.inputs], out)   # validates the scales
+        elif node.op is Op.GLOBALAVGPOOL:
+            count = node.out.shape and int(np.prod(graph[node.inputs[0]].out.shape[2:]))
+            scale = gap_scale(qtypes[node.inputs[0]].quant.scale[0], quant.scale[0], count)
+            params = {"requant": np.full(node.out.shape[1], scale, np.float32)}
         qtypes[node.name] = out
         nodes.append(node.evolve(out=out, params=params))
     return graph.replace_nodes(nodes)

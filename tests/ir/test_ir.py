@@ -12,9 +12,10 @@ from tests.helpers import quantize as quantize_model, random_calibration
 
 def test_requantize_rounds_half_to_even_and_saturates():
     acc = np.array([1, 3, 5, -1, -3, 1000, -1000], np.int32)
-    y = requantize(acc, np.float32(0.5), 0, relu=False)
+    y = requantize(acc, np.float32(0.5), 0)
     assert y.tolist() == [0, 2, 2, 0, -2, 127, -128]
-    assert requantize(acc, np.float32(0.5), -10, relu=True).tolist() == [-10, -8, -8, -10, -10, 127, -10]
+    assert requantize(acc, np.float32(0.5), -10, lo=-10).tolist() == [-10, -8, -8, -10, -10, 127, -10]
+    assert requantize(acc, np.float32(0.5), -10, lo=-10, hi=20).tolist() == [-10, -8, -8, -10, -10, 20, -10]
 
 
 def test_fuse_activations_folds_relu_into_producer():

@@ -14,8 +14,8 @@
 .layer conv op="conv2d" macs=128 info="hand-written 1x1 conv"
     load dram_addr=0x0 spad_addr=0x1000 rows=1 row_bytes=64 dram_stride=0 spad_stride=0
     load dram_addr=0x100 spad_addr=0x0 rows=1 row_bytes=32 dram_stride=0 spad_stride=0 signal=1
-    matmul w_addr=0x1000 x_addr=0x0 acc_addr=0 k=4 out_h=2 out_w=2 in_h=2 in_w=2 in_c=8 kernel_h=1 kernel_w=1 stride_h=1 stride_w=1 dil_h=1 dil_w=1 pad_top=0 pad_left=0 x_zp=3 accumulate=0 fmt=0 wait=1:1
-    requant acc_addr=0 dst_addr=0x200 cols=4 k=4 bias_addr=0x1020 scale_addr=0x1030 zp=-1 relu=0 signal=2
+    matmul w_addr=0x1000 x_addr=0x0 acc_addr=0 k=4 out_h=2 out_w=2 in_h=2 in_w=2 in_c=8 kernel_h=1 kernel_w=1 stride_h=1 stride_w=1 dil_h=1 dil_w=1 pad_top=0 pad_left=0 x_zp=3 accumulate=0 fmt=0 depthwise=0 wait=1:1
+    requant acc_addr=0 dst_addr=0x200 cols=4 k=4 bias_addr=0x1020 scale_addr=0x1030 zp=-1 lo=-128 hi=127 out32=0 signal=2
     store dram_addr=0x140 spad_addr=0x200 rows=1 row_bytes=16 dram_stride=0 spad_stride=0 wait=2:1 signal=3
 .endlayer
     halt wait=3:1

@@ -129,3 +129,53 @@ def test_flatten_as_graph_output(arch, seed):
     b.add("p", Op.MAXPOOL, ["x"], {"kernel": 2, "stride": 1})
     b.add("f", Op.FLATTEN, ["p"])
     _run(b, "f", arch, seed)
+
+
+@SETTINGS
+@given(arch=archs(), n=st.integers(1, 2), c=st.integers(1, 24), h=st.integers(1, 10), w=st.integers(1, 10),
+       kernel=st.integers(1, 5), stride=st.integers(1, 2), pad=st.integers(0, 2), mult=st.sampled_from([1, 2]),
+       seed=st.integers(0, 2**16))
+def test_depthwise_and_grouped_conv(arch, n, c, h, w, kernel, stride, pad, mult, seed):
+    """groups == channels runs on the depthwise MATMUL; a channel multiplier of 2 runs per group."""
+    if kernel > h + 2 * pad or kernel > w + 2 * pad:
+        kernel = 1
+    rng = np.random.default_rng(seed)
+    b = GraphBuilder("dw")
+    b.input("x", (n, c, h, w))
+    b.add("y", Op.CONV2D, ["x"], {"out_channels": c * mult, "kernel": kernel, "stride": stride, "pad": pad,
+                                  "groups": c, "act": "relu"},
+          {"w": rng.standard_normal((c * mult, 1, kernel, kernel)), "b": rng.standard_normal(c * mult)})
+    _run(b, "y", arch, seed)
+
+
+@SETTINGS
+@given(arch=archs(), groups=st.sampled_from([2, 3]), cg=st.integers(1, 5), kg=st.integers(1, 6),
+       seed=st.integers(0, 2**16))
+def test_grouped_conv(arch, groups, cg, kg, seed):
+    rng = np.random.default_rng(seed)
+    b = GraphBuilder("grouped")
+    b.input("x", (1, groups * cg, 6, 7))
+    b.add("y", Op.CONV2D, ["x"], {"out_channels": groups * kg, "kernel": 3, "pad": 1, "groups": groups},
+          {"w": rng.standard_normal((groups * kg, cg, 3, 3))})
+    _run(b, "y", arch, seed)
+
+
+@SETTINGS
+@given(arch=archs(), n=st.integers(1, 2), c=st.integers(1, 40), h=st.integers(1, 12), w=st.integers(1, 12),
+       seed=st.integers(0, 2**16))
+def test_global_average_pool(arch, n, c, h, w, seed):
+    b = GraphBuilder("gap")
+    b.input("x", (n, c, h, w))
+    b.add("y", Op.GLOBALAVGPOOL, ["x"])
+    _run(b, "y", arch, seed)
+
+
+@SETTINGS
+@given(arch=archs(), lo=st.floats(-1.0, 0.0), hi=st.floats(0.5, 3.0), seed=st.integers(0, 2**16))
+def test_clip_activation(arch, lo, hi, seed):
+    rng = np.random.default_rng(seed)
+    b = GraphBuilder("clip")
+    b.input("x", (1, 3, 5, 5))
+    b.add("y", Op.CONV2D, ["x"], {"out_channels": 6, "kernel": 3, "act": "clip", "clip_min": lo, "clip_max": hi},
+          {"w": rng.standard_normal((6, 3, 3, 3))})
+    _run(b, "y", arch, seed)

@@ -33,7 +33,7 @@ def matmul(k: int, c: int, cols: int, signal: int = 0, waits=()) -> Instruction:
     return Instruction.make(Opcode.MATMUL, signal=signal, waits=waits, w_addr=0x8000, x_addr=0, acc_addr=0,
                             k=k, out_h=1, out_w=cols, in_h=1, in_w=cols, in_c=c, kernel_h=1, kernel_w=1,
                             stride_h=1, stride_w=1, dil_h=1, dil_w=1, pad_top=0, pad_left=0, x_zp=0,
-                            accumulate=0, fmt=0)
+                            accumulate=0, fmt=0, depthwise=0)
 
 
 @pytest.mark.parametrize("n,rows", [(1000, 1), (1000, 10), (16, 1), (1, 1), (65536, 64)])
