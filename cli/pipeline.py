@@ -9,8 +9,8 @@ import numpy as np
 from arch.binary import Program
 from arch.config import ArchConfig
 from codegen import generate
-from frontend import FrontendError, load_sv
-from ir import Graph, verify
+from frontend import FrontendError, load_onnx, load_sv
+from ir import DType, Graph, verify
 from ir.passes import calibrate_minmax, fuse_activations, quantize_graph
 from scheduler import Schedule, schedule
 
@@ -27,9 +27,13 @@ def load_model(path: str | Path) -> Graph:
     if path.suffix == ".sv":
         return verify(load_sv(path))
     if path.suffix == ".onnx":
-        raise UsageError(f"{path}: ONNX import is not available yet; export the model as .sv "
-                         "(sieve zoo export, or write the text format)")
-    raise FrontendError(f"unknown model format '{path.suffix}'", str(path), hint="use a .sv file")
+        return verify(load_onnx(path))
+    raise FrontendError(f"unknown model format '{path.suffix}'", str(path), hint="use a .sv or .onnx file")
+
+
+def is_quantized(graph: Graph) -> bool:
+    """A model that arrives quantized (QDQ/QOperator ONNX) keeps its own scales."""
+    return any(n.out.dtype is not DType.FLOAT32 for n in graph)
 
 
 def read_array_file(path: str | Path, graph_inputs: dict[str, tuple[int, ...]]) -> dict[str, np.ndarray]:

@@ -80,6 +80,8 @@ def weight_matrix(graph: Graph, node: Node, layouts: dict[str, TensorLayout]) ->
     w = np.asarray(node.params["w"])
     if node.op is Op.CONV2D:
         return np.ascontiguousarray(w.transpose(0, 2, 3, 1))
+    if w.ndim == 3:                                   # batched dense: [B][K][C] -> [B*K][1][1][C]
+        return np.ascontiguousarray(w.reshape(-1, 1, 1, w.shape[2]))
     src = layouts[node.inputs[0]]
     k = w.shape[0]
     inner = w.reshape((k,) + tuple(src.view_shape[1:]))

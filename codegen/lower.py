@@ -16,9 +16,9 @@ def _constants(graph: Graph, node: Node, layouts) -> tuple[np.ndarray, np.ndarra
     if node.op is Op.GLOBALAVGPOOL:              # a window sum: weights of one, no bias
         n, c, h, w = graph[node.inputs[0]].out.shape
         return np.ones((c, h, w, 1), np.int8), np.zeros(c, "<i4"), node.params["requant"].astype("<f4")
-    k = node.params["w"].shape[0]
-    scale = node.params.get("requant", np.ones(k, np.float32)).astype("<f4")
-    return weight_matrix(graph, node, layouts), node.params["b"].astype("<i4"), scale
+    b = node.params["b"].astype("<i4").ravel()
+    scale = node.params.get("requant", np.ones(b.size, np.float32)).astype("<f4").ravel()
+    return weight_matrix(graph, node, layouts), b, scale
 
 
 def pack_weights(graph: Graph, node: Node, plan: LayerPlan, layouts, data: DataImage) -> dict:
@@ -32,7 +32,8 @@ def pack_weights(graph: Graph, node: Node, plan: LayerPlan, layouts, data: DataI
         for ki, (k0, nk) in enumerate(split(g.k, t.k_t)):
             k0 += gi * g.k
             for ci, (c0, nc) in enumerate(c_tiles):
-                blob = np.ascontiguousarray(w[k0:k0 + nk, :, :, c0:c0 + nc]).astype(np.int8).tobytes()
+                tile = np.ascontiguousarray(w[k0:k0 + nk, :, :, c0:c0 + nc])
+                blob = tile.astype("<i2" if g.w_bytes == 2 else np.int8).tobytes()
                 tail = align(len(blob))
                 if ci == len(c_tiles) - 1:
                     blob += bytes(tail - len(blob)) + bias[k0:k0 + nk].tobytes() + scale[k0:k0 + nk].tobytes()
@@ -43,7 +44,8 @@ def pack_weights(graph: Graph, node: Node, plan: LayerPlan, layouts, data: DataI
 def emit_matmul(em: Emitter, graph: Graph, node: Node, plan: LayerPlan, layouts, bundles) -> None:
     g, t = plan.geom, plan.tiling
     src, dst = layouts[node.inputs[0]], layouts[node.name]
-    c_total, k_total = g.c * g.groups, g.k * g.groups          # channels as stored in DRAM
+    # channels as stored in DRAM: channel groups share a pixel; batched groups are separate images
+    c_total, k_total = (g.c, g.k) if g.batched else (g.c * g.groups, g.k * g.groups)
     offs = plan.spad.offsets()
     wslots, xslots, oslots = Slots(offs["w"]), Slots(offs["x"]), Slots(offs["out"])
     x_zp = graph[node.inputs[0]].out.quant.zp
@@ -60,7 +62,10 @@ def emit_matmul(em: Emitter, graph: Graph, node: Node, plan: LayerPlan, layouts,
         for (ki, (k0, nk)), (n, (y0, ny), (x0, nx)), (ci, (c0, nc)) in steps:
             if g.depthwise:
                 c0, nc = k0, nk                                  # the channels of this k tile
-            cg0, kg0 = gi * g.c + c0, gi * g.k + k0              # offsets in the stored tensors
+            if g.batched:                                        # offsets in the stored tensors
+                x_base, o_base, cg0, kg0 = gi * g.h * g.w * g.c, gi * g.oh * g.ow * g.k, c0, k0
+            else:
+                x_base, o_base, cg0, kg0 = 0, 0, gi * g.c + c0, gi * g.k + k0
             b_addr, b_len, b_off = bundles[gi, ki, ci]
             w_addr, fresh, free = wslots.acquire((gi, ki, ci))
             if fresh:
@@ -69,13 +74,14 @@ def emit_matmul(em: Emitter, graph: Graph, node: Node, plan: LayerPlan, layouts,
             ix0, ix1, px = g.in_rows(x0, nx, g.sw, g.dw, g.kw, g.pl, g.w)
             x_addr, fresh, free = xslots.acquire((gi, n, iy0, ix0, iy1, ix1, ci, c0))
             if fresh:
-                box = Box(src.addr + ((n * g.h + iy0) * g.w + ix0) * c_total + cg0, iy1 - iy0, ix1 - ix0, nc,
+                box = Box(src.addr + x_base + ((n * g.h + iy0) * g.w + ix0) * c_total + cg0, iy1 - iy0, ix1 - ix0, nc,
                           g.w * c_total, c_total)
                 em.load(box.transfers(x_addr), free)
             em.compute(Opcode.MATMUL, w_addr=w_addr, x_addr=x_addr, acc_addr=0, k=nk, out_h=ny, out_w=nx,
                        in_h=iy1 - iy0, in_w=ix1 - ix0, in_c=nc, kernel_h=g.kh, kernel_w=g.kw,
                        stride_h=g.sh, stride_w=g.sw, dil_h=g.dh, dil_w=g.dw, pad_top=py, pad_left=px,
-                       x_zp=x_zp, accumulate=int(ci > 0), fmt=0, depthwise=int(g.depthwise))
+                       x_zp=x_zp, accumulate=int(ci > 0), fmt=3 if g.w_bytes == 2 else 0,
+                       depthwise=int(g.depthwise))
             last_c = ci == len(cs) - 1
             if last_c:
                 o_addr, _, o_free = oslots.acquire()
@@ -86,7 +92,7 @@ def emit_matmul(em: Emitter, graph: Graph, node: Node, plan: LayerPlan, layouts,
             wslots.release(step)
             xslots.release(step)
             if last_c:
-                box = Box(dst.addr + (((n * g.oh + y0) * g.ow + x0) * k_total + kg0) * ob, ny, nx, nk * ob,
+                box = Box(dst.addr + (o_base + ((n * g.oh + y0) * g.ow + x0) * k_total + kg0) * ob, ny, nx, nk * ob,
                           g.ow * k_total * ob, k_total * ob)
                 oslots.release(em.store(box.transfers(o_addr), step))
 

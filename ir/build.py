@@ -7,7 +7,7 @@ import numpy as np
 
 from ir.graph import Graph, IRError, Node, Op
 from ir.registry import opdef
-from ir.types import DType, TensorType
+from ir.types import DType, QuantParams, TensorType
 
 
 def _pair(v: Any) -> tuple[int, int]:
@@ -46,24 +46,30 @@ class GraphBuilder:
         self.name = name
         self.nodes: dict[str, Node] = {}
 
-    def input(self, name: str, shape: tuple[int, ...]) -> str:
-        self._add(Node(name, Op.INPUT, (), TensorType(tuple(shape), DType.FLOAT32)))
+    def input(self, name: str, shape: tuple[int, ...], dtype: DType = DType.FLOAT32,
+              quant: QuantParams | None = None) -> str:
+        self._add(Node(name, Op.INPUT, (), TensorType(tuple(shape), dtype, quant)))
         return name
 
     def add(self, name: str, op: Op, inputs: list[str], attrs: dict[str, Any] | None = None,
-            params: dict[str, np.ndarray] | None = None) -> str:
+            params: dict[str, np.ndarray] | None = None, dtype: DType = DType.FLOAT32,
+            quant: QuantParams | None = None) -> str:
+        """Add a node; float nodes get float32 parameters, integer nodes keep theirs as given."""
         for src in inputs:
             if src not in self.nodes:
                 raise IRError(f"input '{src}' is not defined", name)
         d = opdef(op)
         if len(inputs) != d.arity:
             raise IRError(f"{op.value} takes {d.arity} input(s), got {len(inputs)}", name)
-        params = {k: np.asarray(v, dtype=np.float32) for k, v in (params or {}).items()}
+        if dtype is DType.FLOAT32:
+            params = {k: np.asarray(v, dtype=np.float32) for k, v in (params or {}).items()}
+        params = dict(params or {})
         if op in (Op.CONV2D, Op.DENSE) and "b" not in params:
-            params["b"] = np.zeros(params["w"].shape[0], np.float32)
+            k = params["w"].shape[0] if params["w"].ndim != 3 else params["w"].shape[:2]
+            params["b"] = np.zeros(k, np.float32 if dtype is DType.FLOAT32 else np.int32)
         proto = Node(name, op, tuple(inputs), TensorType((0,)), normalize_attrs(op, attrs or {}), params)
         shape = d.infer(proto, [self.nodes[i].out for i in inputs])
-        return self._add(proto.evolve(out=TensorType(shape, DType.FLOAT32)))
+        return self._add(proto.evolve(out=TensorType(shape, dtype, quant)))
 
     def _add(self, node: Node) -> str:
         if node.name in self.nodes:

@@ -126,27 +126,35 @@ def _conv_int(node: Node, xs: Arrays, ins: Types) -> np.ndarray:
 # ---------------------------------------------------------------- dense
 
 def _dense_infer(node: Node, ins: Types) -> tuple[int, ...]:
-    _need_rank(node, ins[0], 2)
-    wshape = node.params["w"].shape
-    if wshape != (node.attrs["out_features"], ins[0].shape[1]):
-        raise IRError(f"weight shape {list(wshape)} does not match "
-                      f"[{node.attrs['out_features']}, {ins[0].shape[1]}]", node.name)
-    return (ins[0].shape[0], node.attrs["out_features"])
+    """[N, C] x w[K, C] -> [N, K]; batched: [B, M, C] x w[B, K, C] -> [B, M, K]."""
+    x, w = ins[0].shape, node.params["w"].shape
+    k = node.attrs["out_features"]
+    if len(x) == 2 and w == (k, x[1]):
+        return (x[0], k)
+    if len(x) == 3 and w == (x[0], k, x[2]):
+        return (x[0], x[1], k)
+    raise IRError(f"weight shape {list(w)} does not fit input {list(x)} with {k} output features", node.name)
 
 
 def _dense_macs(node: Node, ins: Types) -> int:
-    return int(np.prod(node.out.shape)) * ins[0].shape[1]
+    return int(np.prod(node.out.shape)) * ins[0].shape[-1]
+
+
+def _dense_acc(node: Node, x: np.ndarray) -> np.ndarray:
+    w = node.params["w"].astype(np.float64)
+    y = np.matmul(x.astype(np.float64), np.swapaxes(w, -1, -2))
+    b = node.params["b"].astype(np.float64)
+    return y + (b[:, None, :] if b.ndim == 2 else b)
 
 
 def _dense_float(node: Node, xs: Arrays) -> np.ndarray:
-    y = xs[0].astype(np.float64) @ node.params["w"].astype(np.float64).T + node.params["b"]
-    return act_float(node, y.astype(np.float32))
+    return act_float(node, _dense_acc(node, xs[0]).astype(np.float32))
 
 
 def _dense_int(node: Node, xs: Arrays, ins: Types) -> np.ndarray:
-    x = (xs[0].astype(np.int32) - ins[0].quant.zp).astype(np.float64)
-    acc = (x @ node.params["w"].astype(np.float64).T).astype(np.int64) + node.params["b"]
-    return _finish_int(node, acc, node.params.get("requant", np.ones(1, np.float32))[None, :])
+    acc = _dense_acc(node, xs[0].astype(np.int32) - ins[0].quant.zp).astype(np.int64)
+    scale = node.params.get("requant", np.ones(1, np.float32))
+    return _finish_int(node, acc, scale[:, None, :] if scale.ndim == 2 else scale)
 
 
 # ---------------------------------------------------------------- elementwise and pooling

@@ -7,7 +7,7 @@ from ir.graph import Graph, IRError, Op
 from ir.registry import opdef
 from ir.types import DType
 
-_INT_PARAMS = {"w": np.int8, "b": np.int32, "requant": np.float32}
+_INT_PARAMS = {"b": np.int32, "requant": np.float32}
 
 
 def verify(graph: Graph) -> Graph:
@@ -52,12 +52,16 @@ def _check_node(graph: Graph, node) -> None:
         if r is None or r.dtype != np.float32 or r.shape != (node.out.shape[1],):
             raise IRError("parameter 'requant' must be float32 per channel", node.name)
     if node.op in (Op.CONV2D, Op.DENSE):
-        k = node.params["w"].shape[0]
+        w = node.params["w"]
+        # int16 weights hold imported weights with zero points that do not fit int8 (fmt 3)
+        if w.dtype not in (np.int8, np.int16) or (w.dtype == np.int16 and np.abs(w).max(initial=0) > 255):
+            raise IRError("parameter 'w' must be int8 (or int16 within +-255)", node.name)
+        per_k = w.shape[:-1] if node.op is Op.DENSE else w.shape[:1]
         for key, dt in _INT_PARAMS.items():
             arr = node.params.get(key)
             if arr is None or arr.dtype != dt:
                 raise IRError(f"parameter '{key}' must be {np.dtype(dt).name}", node.name)
-            if key != "w" and arr.shape != (k,):
-                raise IRError(f"parameter '{key}' must have shape [{k}]", node.name)
+            if arr.shape != per_k:
+                raise IRError(f"parameter '{key}' must have shape {list(per_k)}", node.name)
     if node.op in (Op.MAXPOOL, Op.RELU, Op.FLATTEN) and node.out.quant != ins[0].quant:
         raise IRError(f"{node.op.value} must keep its input's quantization", node.name)

@@ -3,6 +3,8 @@ from __future__ import annotations
 
 from typing import Callable
 
+import numpy as np
+
 from arch.config import ArchConfig
 from ir.graph import Graph, Node, Op
 from ir.types import DType
@@ -13,8 +15,14 @@ from scheduler.tiling import matmul_spad, search
 def conv_geom(graph: Graph, node: Node) -> ConvGeom:
     x = graph[node.inputs[0]].out.shape
     out_bytes = 4 if node.out.dtype is DType.INT32 else 1
+    w = node.params.get("w")
+    w_bytes = 2 if w is not None and w.dtype == np.int16 else 1
+    if node.op is Op.DENSE and len(x) == 3:          # batched: each batch its own weights
+        return ConvGeom(n=1, h=1, w=x[1], c=x[2], k=node.out.shape[2], oh=1, ow=x[1], groups=x[0],
+                        out_bytes=out_bytes, w_bytes=w_bytes, batched=True)
     if node.op is Op.DENSE:
-        return ConvGeom(n=1, h=1, w=x[0], c=x[1], k=node.out.shape[1], oh=1, ow=x[0], out_bytes=out_bytes)
+        return ConvGeom(n=1, h=1, w=x[0], c=x[1], k=node.out.shape[1], oh=1, ow=x[0], out_bytes=out_bytes,
+                        w_bytes=w_bytes)
     n, c, h, w = x
     if node.op is Op.GLOBALAVGPOOL:          # a depthwise window sum over the whole image
         return ConvGeom(n, h, w, c, c, 1, 1, h, w, depthwise=True)
@@ -27,7 +35,7 @@ def conv_geom(graph: Graph, node: Node) -> ConvGeom:
     else:
         c, k = c // groups, k // groups
     return ConvGeom(n, h, w, c, k, node.out.shape[2], node.out.shape[3], kh, kw, sh, sw, dh, dw, pt, pl,
-                    groups, depthwise, out_bytes)
+                    groups, depthwise, out_bytes, w_bytes)
 
 
 def _lower_matmul(graph: Graph, node: Node, arch: ArchConfig) -> LayerPlan:

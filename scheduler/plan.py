@@ -47,6 +47,8 @@ class ConvGeom:
     groups: int = 1           # c and k above are per group; a group is tiled on its own
     depthwise: bool = False   # output channel j reads input channel j only (c == k)
     out_bytes: int = 1        # 1: requantized int8; 4: raw int32 (ConvInteger-style)
+    w_bytes: int = 1          # 1: int8 weights; 2: int16 "wide" weights (imported zero points), 2 passes
+    batched: bool = False     # groups are separate [h][w][c] images with their own weights (batched matmul)
 
     @property
     def taps(self) -> int:

@@ -36,7 +36,7 @@ def matmul_spad(g: ConvGeom, t: MatmulTiling) -> SpadLayout:
     ih = g.max_in(t.oh_t, g.sh, g.dh, g.kh, g.h)
     iw = g.max_in(t.ow_t, g.sw, g.dw, g.kw, g.w)
     # "w" holds a weight bundle: the weight tile, then int32 bias and float32 scales
-    return SpadLayout((("w", align(t.k_t * g.reduction(t.c_t)) + 8 * t.k_t),
+    return SpadLayout((("w", align(t.k_t * g.reduction(t.c_t) * g.w_bytes) + 8 * t.k_t),
                        ("x", ih * iw * t.c_t), ("out", t.oh_t * t.ow_t * t.k_t * g.out_bytes)))
 
 
@@ -63,7 +63,7 @@ def estimate(g: ConvGeom, t: MatmulTiling, arch: ArchConfig) -> Estimate:
     if g.depthwise:                 # channels are tiled once, together with the outputs
         cs = [(1, 1)]
     mm = sum(mk * mc * mp * (ceil_div(nk, c.pe_rows) * ceil_div(g.reduction(nc), c.simd_lanes) * cols
-                             + c.matmul_fill_cycles)
+                             * g.w_bytes + c.matmul_fill_cycles)
              for nk, mk in ks for nc, mc in cs for cols, _, _, mp in pixels)
     rq = sum(mk * mp * (ceil_div(nk * cols, c.vector_lanes) + c.vector_fill_cycles)
              for nk, mk in ks for cols, _, _, mp in pixels)
@@ -71,7 +71,7 @@ def estimate(g: ConvGeom, t: MatmulTiling, arch: ArchConfig) -> Estimate:
     # DMA: bytes re-fetched under the loop order
     n_sp = sum(mp for *_, mp in pixels)
     n_k, n_c = ceil_div(g.k, t.k_t), 1 if g.depthwise else ceil_div(g.c, t.c_t)
-    w_bytes = g.k * g.reduction(g.c) + 8 * g.k
+    w_bytes = g.k * g.reduction(g.c) * g.w_bytes + 8 * g.k
     x_bytes = sum(mp * g.max_in(ny, g.sh, g.dh, g.kh, g.h) * g.max_in(nx, g.sw, g.dw, g.kw, g.w)
                   for _, ny, nx, mp in pixels) * g.c
     if t.order == "k_outer":

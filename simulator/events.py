@@ -41,13 +41,14 @@ def cost(ins: Instruction, arch: ArchConfig) -> tuple[int, list[int]]:
         return math.ceil(nbytes / arch.memory.dram_bytes_per_cycle), n
     if op is Opcode.MATMUL:
         k, r, cols = matmul_shape(ins)
-        groups, batches = _cdiv(r, c.simd_lanes), _cdiv(k, c.pe_rows)
+        passes = 2 if ins.fmt == 3 else 1           # wide (int16) weights take two passes
+        groups, batches = _cdiv(r, c.simd_lanes) * passes, _cdiv(k, c.pe_rows)
         n[E["macs"]] = k * r * cols
         n[E["mac_slots"]] = batches * c.pe_rows * groups * c.simd_lanes * cols
         n[E["acc_adds"]] = k * groups * cols
         n[E["acc_bytes"]] = 4 * k * cols * (2 if ins.accumulate else 1)
         # weights once; activations once per row batch (a depthwise batch reads its own channels)
-        n[E["spad_read_bytes"]] = k * r + (k * r * cols if ins.depthwise else batches * r * cols)
+        n[E["spad_read_bytes"]] = k * r * passes + (k * r * cols if ins.depthwise else batches * r * cols)
         return batches * groups * cols + c.matmul_fill_cycles, n
     if op is Opcode.REQUANT:
         elems = ins.k * ins.cols

@@ -82,9 +82,10 @@ def _windows(x: np.ndarray, out_h: int, out_w: int, kh: int, kw: int, sh: int, s
 
 
 def _matmul(m: Machine, core: CoreState, ins: Instruction) -> None:
-    if ins.fmt != 0:
+    if ins.fmt not in (0, 3):
         raise OutOfBounds(f"weight format {ins.fmt} is not supported by this simulator")
     k, c, taps = ins.k, ins.in_c, ins.kernel_h * ins.kernel_w
+    wide = ins.fmt == 3                             # int16 weights, two bytes each
     if ins.depthwise and c != k:
         raise OutOfBounds(f"depthwise matmul needs in_c == k, got in_c={c}, k={k}")
     x = _i8(core.spad, ins.x_addr, ins.in_h * ins.in_w * c, "scratchpad x tile").reshape(ins.in_h, ins.in_w, c)
@@ -92,10 +93,10 @@ def _matmul(m: Machine, core: CoreState, ins: Instruction) -> None:
     win = _windows(x, ins.out_h, ins.out_w, ins.kernel_h, ins.kernel_w, ins.stride_h, ins.stride_w,
                    ins.dil_h, ins.dil_w, ins.pad_top, ins.pad_left, 0.0)     # [oh][ow][kh][kw][C]
     if ins.depthwise:                               # output channel j reads input channel j only
-        w = _i8(core.spad, ins.w_addr, k * taps, "scratchpad weights").reshape(k, taps).astype(np.float64)
+        w = _weights(core, ins.w_addr, k * taps, wide).reshape(k, taps)
         part = np.einsum("ptc,ct->pc", win.reshape(-1, taps, c), w)
     else:
-        w = _i8(core.spad, ins.w_addr, k * taps * c, "scratchpad weights").reshape(k, -1).astype(np.float64)
+        w = _weights(core, ins.w_addr, k * taps * c, wide).reshape(k, -1)
         part = win.reshape(-1, taps * c) @ w.T                              # [cols][k]
     part = part.astype(np.int64).astype(np.int32).ravel()
     acc = _span(core.acc, ins.acc_addr, part.size, "accumulator")
@@ -103,6 +104,12 @@ def _matmul(m: Machine, core: CoreState, ins: Instruction) -> None:
         acc += part
     else:
         acc[:] = part
+
+
+def _weights(core: CoreState, addr: int, count: int, wide: bool) -> np.ndarray:
+    if wide:
+        return _span(core.spad, addr, 2 * count, "scratchpad weights").view("<i2").astype(np.float64)
+    return _i8(core.spad, addr, count, "scratchpad weights").astype(np.float64)
 
 
 def _requant(m: Machine, core: CoreState, ins: Instruction) -> None:

@@ -1,0 +1,97 @@
+"""Constant folding of the small shape subgraphs exporters emit (numpy, on constants only)."""
+from __future__ import annotations
+
+from typing import Callable
+
+import numpy as np
+
+
+def _axes(attrs: dict, inputs: list, index: int = 1):
+    if len(inputs) > index and inputs[index] is not None:
+        return [int(a) for a in np.asarray(inputs[index]).ravel()]
+    return list(attrs.get("axes", []))
+
+
+def _unsqueeze(x, attrs, inputs):
+    out = np.asarray(x)
+    for a in sorted(_axes(attrs, inputs)):
+        out = np.expand_dims(out, a if a >= 0 else a + out.ndim + 1)
+    return out
+
+
+def _squeeze(x, attrs, inputs):
+    axes = _axes(attrs, inputs)
+    return np.squeeze(x, axis=tuple(axes)) if axes else np.squeeze(x)
+
+
+def _slice(attrs, inputs):
+    x = inputs[0]
+    if len(inputs) > 1:
+        starts, ends = inputs[1], inputs[2]
+        axes = inputs[3] if len(inputs) > 3 and inputs[3] is not None else range(len(starts))
+        steps = inputs[4] if len(inputs) > 4 and inputs[4] is not None else [1] * len(starts)
+    else:
+        starts, ends = attrs["starts"], attrs["ends"]
+        axes, steps = attrs.get("axes", range(len(starts))), [1] * len(starts)
+    index = [slice(None)] * x.ndim
+    for s, e, a, st in zip(starts, ends, axes, steps):
+        index[int(a)] = slice(int(s), int(min(e, np.iinfo(np.int64).max)), int(st))
+    return x[tuple(index)]
+
+
+def _reshape(attrs, inputs):
+    x, shape = inputs[0], [int(s) for s in inputs[1]]
+    shape = [x.shape[i] if s == 0 and not attrs.get("allowzero", 0) else s for i, s in enumerate(shape)]
+    return x.reshape(shape)
+
+
+def _cast(attrs, inputs):
+    from onnx import helper
+    return inputs[0].astype(helper.tensor_dtype_to_np_dtype(attrs["to"]))
+
+
+def _constant(attrs, inputs):
+    from onnx import numpy_helper
+    if "value" in attrs:
+        return numpy_helper.to_array(attrs["value"])
+    for key in ("value_float", "value_int"):
+        if key in attrs:
+            return np.array(attrs[key])
+    for key in ("value_floats", "value_ints"):
+        if key in attrs:
+            return np.array(attrs[key])
+    raise ValueError("unsupported Constant attribute")
+
+
+def _constant_of_shape(attrs, inputs):
+    from onnx import numpy_helper
+    value = numpy_helper.to_array(attrs["value"]) if "value" in attrs else np.zeros(1, np.float32)
+    return np.full([int(s) for s in inputs[0]], value.ravel()[0], value.dtype)
+
+
+FOLD: dict[str, Callable[[dict, list], np.ndarray]] = {
+    "Constant": _constant,
+    "Identity": lambda a, i: i[0],
+    "Cast": _cast,
+    "Gather": lambda a, i: np.take(i[0], np.asarray(i[1]).astype(np.int64), axis=a.get("axis", 0)),
+    "Unsqueeze": lambda a, i: _unsqueeze(i[0], a, i),
+    "Squeeze": lambda a, i: _squeeze(i[0], a, i),
+    "Concat": lambda a, i: np.concatenate([np.atleast_1d(x) for x in i], axis=a["axis"]),
+    "Slice": _slice,
+    "Reshape": _reshape,
+    "Add": lambda a, i: i[0] + i[1],
+    "Sub": lambda a, i: i[0] - i[1],
+    "Mul": lambda a, i: i[0] * i[1],
+    "Div": lambda a, i: (i[0] // i[1]) if np.issubdtype(np.asarray(i[0]).dtype, np.integer) else i[0] / i[1],
+    "ConstantOfShape": _constant_of_shape,
+    "Range": lambda a, i: np.arange(i[0], i[1], i[2]),
+    "Transpose": lambda a, i: np.transpose(i[0], a.get("perm")),
+    "Flatten": lambda a, i: i[0].reshape(int(np.prod(i[0].shape[:a.get("axis", 1)])), -1),
+    "Equal": lambda a, i: np.equal(i[0], i[1]),
+    "Where": lambda a, i: np.where(i[0], i[1], i[2]),
+}
+
+
+def fold(node, inputs: list, attrs: dict) -> list[np.ndarray]:
+    """Evaluate a node whose inputs are all constants (one output)."""
+    return [np.asarray(FOLD[node.op_type](attrs, [x for x in inputs]))]

@@ -1,0 +1,247 @@
+"""ONNX import: float models, and quantized models in QDQ and QOperator form.
+
+Float models become a float Graph (Sieve quantizes them). Quantized models
+become an int8 Graph that keeps the model's own scales and zero points:
+
+- QOperator nodes (QLinearConv, QLinearMatMul, QGemm, QLinearAdd,
+  QLinearGlobalAveragePool, ConvInteger, MatMulInteger) map one to one;
+- in QDQ form, DequantizeLinear -> op [-> Relu/Clip] -> QuantizeLinear groups
+  fold into the same integer ops;
+- QuantizeLinear on a graph input and DequantizeLinear on a graph output stay
+  on the host (the binary's input/output descriptors carry the scales);
+- uint8 tensors are stored as int8 shifted by 128 (QuantParams.unsigned), an
+  exact transformation for every integer op.
+
+Shape subgraphs (Shape, Gather, Concat, Unsqueeze, ... on constants) are
+folded while importing; unsupported ops are one FrontendError naming the op,
+the node and the supported list.
+"""
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+
+from frontend.errors import FrontendError
+from frontend.onnx_fold import FOLD, fold
+from ir.build import GraphBuilder
+from ir.graph import Graph, IRError, Op
+from ir.types import DType, QuantParams
+
+MIN_OPSET = 10               # the integer ops (QLinearConv, ConvInteger, ...) date from opset 10
+MS_DOMAIN = "com.microsoft"
+
+
+def _onnx():
+    try:
+        import onnx
+        from onnx import numpy_helper
+    except ImportError:  # pragma: no cover - onnx is a core dependency
+        raise FrontendError("the onnx package is not installed") from None
+    return onnx, numpy_helper
+
+
+class _Q:
+    """Quantization of an integer tensor in the model: float scale(s), zero point(s), signedness."""
+
+    def __init__(self, scale: np.ndarray, zp: np.ndarray, unsigned: bool):
+        self.scale = np.asarray(scale, np.float32).ravel()
+        self.zp = np.asarray(zp).astype(np.int64).ravel() if zp is not None else np.zeros(1, np.int64)
+        self.unsigned = unsigned
+
+    def activation(self) -> QuantParams:
+        """Per-tensor params as stored in Sieve (uint8 values shifted into int8)."""
+        if self.scale.size != 1 or self.zp.size != 1:
+            raise ValueError("activations must be quantized per tensor")
+        return QuantParams.per_tensor(float(self.scale[0]), int(self.zp[0]) - (128 if self.unsigned else 0),
+                                      self.unsigned)
+
+
+def _sanitize(name: str, taken: set[str]) -> str:
+    clean = re.sub(r"[^A-Za-z0-9_.]", "_", name).strip("_.") or "t"
+    if not clean[0].isalpha():
+        clean = "t_" + clean
+    base, i = clean, 1
+    while clean in taken:
+        clean, i = f"{base}_{i}", i + 1
+    taken.add(clean)
+    return clean
+
+
+class _Importer:
+    def __init__(self, model, source: str, batch: int):
+        onnx, self.nh = _onnx()
+        self.source, self.batch = source, batch
+        self.graph = model.graph
+        self.opset = {o.domain or "": o.version for o in model.opset_import}
+        self.consts: dict[str, np.ndarray] = {t.name: self.nh.to_array(t) for t in self.graph.initializer}
+        self.names: dict[str, str] = {}            # onnx tensor -> IR node
+        self.taken: set[str] = set()
+        self.b = GraphBuilder(_sanitize(self.graph.name or Path(source).stem, set()))
+        self.qinfo: dict[str, _Q] = {}              # onnx tensor that is an integer activation
+        self.dq: dict[str, str] = {}                # DequantizeLinear output -> integer onnx tensor
+        self.dq_const: dict[str, tuple[np.ndarray, _Q]] = {}   # DQ of a constant: (ints, quant)
+        self.pending: dict[str, tuple] = {}         # QDQ float op waiting for its QuantizeLinear
+        self.raw_inputs: dict[str, tuple] = {}      # integer graph inputs not yet given a scale
+        self.quantized = any(n.op_type in _QUANT_OPS or n.domain == MS_DOMAIN for n in self.graph.node)
+        self.consumers: dict[str, int] = {}
+        for n in self.graph.node:
+            for i in n.input:
+                self.consumers[i] = self.consumers.get(i, 0) + 1
+        for o in self.graph.output:
+            self.consumers[o.name] = self.consumers.get(o.name, 0) + 1
+
+    # ---------------------------------------------------------------- helpers
+    def error(self, message: str, node=None, hint: str = "") -> FrontendError:
+        where = f"node '{node.name or node.output[0]}' ({node.op_type}): " if node is not None else ""
+        return FrontendError(where + message, self.source, hint=hint)
+
+    def const(self, name: str, node, what: str) -> np.ndarray:
+        if name not in self.consts:
+            raise self.error(f"{what} '{name}' must be a constant (an initializer)", node,
+                             "weights are compiled into the binary")
+        return self.consts[name]
+
+    def opt_const(self, node, i: int):
+        return self.consts.get(node.input[i]) if len(node.input) > i and node.input[i] else None
+
+    def shape(self, tensor: str) -> tuple[int, ...]:
+        return self.b.nodes[self.ir(tensor)].out.shape
+
+    def ir(self, tensor: str) -> str:
+        if tensor not in self.names:
+            raise FrontendError(f"tensor '{tensor}' is used before it is produced (or is a float value "
+                                "inside a quantized region)", self.source)
+        return self.names[tensor]
+
+    def attrs(self, node) -> dict:
+        onnx, _ = _onnx()
+        return {a.name: onnx.helper.get_attribute_value(a) for a in node.attribute}
+
+    def emit(self, onnx_out: str, op: Op, inputs: list[str], attrs=None, params=None, dtype=DType.FLOAT32,
+             quant: QuantParams | None = None) -> str:
+        name = _sanitize(onnx_out, self.taken)
+        try:
+            self.b.add(name, op, [self.ir(i) for i in inputs], attrs, params, dtype, quant)
+        except IRError as err:
+            raise FrontendError(f"tensor '{onnx_out}': {err}", self.source) from None
+        self.names[onnx_out] = name
+        return name
+
+    def alias(self, onnx_out: str, onnx_in: str) -> None:
+        self.names[onnx_out] = self.ir(onnx_in)
+        if onnx_in in self.qinfo:
+            self.qinfo[onnx_out] = self.qinfo[onnx_in]
+        if onnx_in in self.dq:
+            self.dq[onnx_out] = self.dq[onnx_in]
+
+    # ---------------------------------------------------------------- driver
+    def run(self) -> Graph:
+        self._check_opset()
+        self._inputs()
+        for node in self.graph.node:
+            self._node(node)
+        outputs = []
+        for o in self.graph.output:
+            name = o.name
+            if name in self.dq:                         # DequantizeLinear at the end: on the host
+                name = self.dq[name]
+            if name in self.pending:
+                raise FrontendError(f"output '{o.name}' is a float op in a quantized model with no "
+                                    "QuantizeLinear after it", self.source)
+            outputs.append(self.ir(name))
+        try:
+            return self.b.build(outputs)
+        except IRError as err:
+            raise FrontendError(str(err), self.source) from None
+
+    def _check_opset(self) -> None:
+        onnx, _ = _onnx()
+        newest = onnx.defs.onnx_opset_version()
+        version = self.opset.get("", self.opset.get("ai.onnx", 0))
+        if not MIN_OPSET <= version <= newest:
+            raise FrontendError(f"opset {version} is out of the supported range {MIN_OPSET}..{newest}",
+                                self.source, hint="convert the model with onnx.version_converter")
+
+    def _inputs(self) -> None:
+        for inp in self.graph.input:
+            if inp.name in self.consts:
+                continue
+            t = inp.type.tensor_type
+            dims = []
+            for i, d in enumerate(t.shape.dim):
+                if d.HasField("dim_value") and d.dim_value > 0:
+                    dims.append(d.dim_value)
+                elif i == 0:
+                    dims.append(self.batch)             # a symbolic batch takes the compile batch
+                else:
+                    raise FrontendError(f"input '{inp.name}' has a dynamic dimension {i} "
+                                        f"('{d.dim_param or '?'}') that cannot be resolved", self.source,
+                                        hint="export the model with fixed spatial sizes")
+            elem = t.elem_type
+            if elem == 1:                               # float
+                self.names[inp.name] = _sanitize(inp.name, self.taken)
+                self.b.input(self.names[inp.name], tuple(dims))
+            elif elem in (2, 3):                        # uint8 / int8 raw integer input
+                self._int_input(inp.name, tuple(dims), elem == 2)
+            else:
+                raise FrontendError(f"input '{inp.name}' has element type {elem}; float32, int8 and uint8 "
+                                    "inputs are supported", self.source)
+
+    def _int_input(self, name: str, dims, unsigned: bool) -> None:
+        """A raw integer graph input; its scale comes from the first op that consumes it."""
+        self.names[name] = _sanitize(name, self.taken)
+        self.raw_inputs[name] = (self.names[name], dims, unsigned)
+
+    def raw_unsigned(self, name: str) -> bool:
+        entry = self.raw_inputs.get(name)
+        return bool(entry and entry[2])
+
+    def _node(self, node) -> None:
+        op = node.op_type
+        domain = node.domain or ""
+        if all((i in self.consts) or not i for i in node.input) and op in FOLD and domain == "":
+            for name, value in zip(node.output, fold(node, [self.consts.get(i) for i in node.input],
+                                                     self.attrs(node))):
+                self.consts[name] = value
+            return
+        if op == "Shape" and node.input[0] in self.names:
+            self.consts[node.output[0]] = np.array(self.shape(node.input[0]), np.int64)
+            return
+        handler = HANDLERS.get(op)
+        if handler is None:
+            raise self.error(f"unsupported op type '{op}'", node,
+                             f"supported: {', '.join(sorted(set(HANDLERS) | set(FOLD)))}")
+        handler(self, node)
+
+
+_QUANT_OPS = {"QuantizeLinear", "DequantizeLinear", "QLinearConv", "QLinearMatMul", "ConvInteger",
+              "MatMulInteger"}
+
+
+def load_onnx(path: str | Path, batch: int = 1) -> Graph:
+    """Import an ONNX file (float, QDQ or QOperator) into a Graph."""
+    onnx, _ = _onnx()
+    path = Path(path)
+    try:
+        raw = path.read_bytes()
+    except OSError as err:
+        raise FrontendError(f"cannot read: {err.strerror}", str(path)) from None
+    try:
+        model = onnx.load_from_string(raw)
+    except Exception as err:                            # protobuf raises several types
+        raise FrontendError(f"not a readable ONNX model (malformed or truncated): {err}", str(path)) from None
+    if not model.graph.node:
+        raise FrontendError("the ONNX model has no nodes (malformed or truncated)", str(path))
+    return import_model(model, str(path), batch)
+
+
+def import_model(model, source: str = "<onnx>", batch: int = 1) -> Graph:
+    import frontend.onnx_ops  # noqa: F401  (registers the handlers)
+    return _Importer(model, source, batch).run()
+
+
+# the per-op handlers live in frontend/onnx_ops.py; they fill this table
+HANDLERS: dict[str, Callable[[_Importer, object], None]] = {}

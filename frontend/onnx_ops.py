@@ -1,0 +1,539 @@
+"""Per-op ONNX handlers: float ops, QOperator ops, and the QDQ groups that fold into integer ops."""
+from __future__ import annotations
+
+import numpy as np
+
+from frontend.onnx_import import HANDLERS, _Importer, _Q
+from ir.graph import Op
+from ir.registry import gap_scale
+from frontend.errors import FrontendError
+from ir.types import DType, TensorType
+
+
+def handles(*ops: str):
+    def register(fn):
+        for op in ops:
+            HANDLERS[op] = fn
+        return fn
+    return register
+
+
+# ---------------------------------------------------------------- geometry
+
+def _conv_attrs(imp: _Importer, node, x_shape, kernel) -> dict:
+    a = imp.attrs(node)
+    if len(kernel) != 2:
+        raise imp.error(f"only 2-D kernels are supported, got {list(kernel)}", node)
+    strides = list(a.get("strides", [1, 1]))
+    dil = list(a.get("dilations", [1, 1]))
+    auto = a.get("auto_pad", b"NOTSET")
+    auto = auto.decode() if isinstance(auto, bytes) else auto
+    if auto in ("SAME_UPPER", "SAME_LOWER"):
+        pads = [0, 0, 0, 0]
+        for i in range(2):
+            size = x_shape[2 + i]
+            total = max((-(-size // strides[i]) - 1) * strides[i] + (kernel[i] - 1) * dil[i] + 1 - size, 0)
+            small, big = total // 2, total - total // 2
+            pads[i], pads[i + 2] = (small, big) if auto == "SAME_UPPER" else (big, small)
+    elif auto == "VALID":
+        pads = [0, 0, 0, 0]
+    else:
+        pads = list(a.get("pads", [0, 0, 0, 0]))
+    return {"kernel": tuple(kernel), "stride": tuple(strides), "pad": tuple(pads), "dilation": tuple(dil),
+            "group": int(a.get("group", 1))}
+
+
+# ---------------------------------------------------------------- quantized building blocks
+
+def _int_input(imp: _Importer, tensor: str, q: _Q) -> None:
+    """Give a raw integer graph input its quantization when its first consumer names it."""
+    if tensor in imp.raw_inputs:
+        name, dims, unsigned = imp.raw_inputs.pop(tensor)
+        imp.b.input(name, dims, DType.INT8, q.activation())
+        imp.qinfo[tensor] = q
+
+
+def _act_attrs(act: tuple) -> dict:
+    kind, lo, hi = act
+    if kind == "clip":
+        return {"act": "clip", "clip_min": lo, "clip_max": hi}
+    return {"act": kind}
+
+
+def _int_weights(w: np.ndarray, wq: _Q, k_axis: int, imp, node) -> np.ndarray:
+    """Weights minus their zero points: int8 when they fit, else int16 (the wide weight format)."""
+    zp = wq.zp.reshape([-1 if i == k_axis else 1 for i in range(w.ndim)]) if wq.zp.size > 1 else wq.zp[0]
+    wi = w.astype(np.int32) - zp
+    if wi.min(initial=0) >= -128 and wi.max(initial=0) <= 127:
+        return wi.astype(np.int8)
+    return wi.astype(np.int16)
+
+
+def _requant(xq: _Q, wq: _Q, yq: _Q, k: int) -> np.ndarray:
+    """onnxruntime's multiplier: float32(x_scale * w_scale[k]) / y_scale, per output channel."""
+    ws = np.broadcast_to(wq.scale, (k,)) if wq.scale.size == 1 else wq.scale
+    return (np.float32(xq.scale[0]) * ws.astype(np.float32) / np.float32(yq.scale[0])).astype(np.float32)
+
+
+def emit_int_conv(imp: _Importer, node, out: str, x: str, xq: _Q, w, wq: _Q, bias, yq: _Q | None,
+                  act=("none", 0, 0)) -> None:
+    _int_input(imp, x, xq)
+    ca = _conv_attrs(imp, node, imp.shape(x), w.shape[2:])
+    k = w.shape[0]
+    params = {"w": _int_weights(w, wq, 0, imp, node),
+              "b": np.zeros(k, np.int32) if bias is None else np.asarray(bias).astype(np.int32)}
+    attrs = {"out_channels": k, "kernel": ca["kernel"], "stride": ca["stride"], "pad": ca["pad"],
+             "dilation": ca["dilation"], "groups": ca["group"]}
+    if yq is None:                                   # ConvInteger: raw int32 output
+        imp.emit(out, Op.CONV2D, [x], attrs, params, DType.INT32)
+        return
+    params["requant"] = _requant(xq, wq, yq, k)
+    imp.emit(out, Op.CONV2D, [x], {**attrs, **_act_attrs(act)}, params, DType.INT8, yq.activation())
+    imp.qinfo[out] = yq
+
+
+def emit_int_dense(imp: _Importer, node, out: str, a: str, aq: _Q, w_ck, wq: _Q, bias, yq: _Q | None,
+                   act=("none", 0, 0)) -> None:
+    """w_ck: weights as the model holds them, [C, K] (or batched [B, C, K]); zero points per K."""
+    _int_input(imp, a, aq)
+    w = np.swapaxes(w_ck, -1, -2)                    # [K, C] / [B, K, C]
+    x_shape = imp.shape(a)
+    if len(x_shape) != w.ndim:
+        raise imp.error(f"input of rank {len(x_shape)} with weights of rank {w_ck.ndim} is not supported",
+                        node)
+    k = w.shape[-2]
+    wi = _int_weights(w, wq, w.ndim - 2, imp, node)
+    per_k = w.shape[:-1]
+    params = {"w": wi, "b": np.broadcast_to(np.zeros(1, np.int32) if bias is None else
+                                            np.asarray(bias).astype(np.int32), per_k).copy()}
+    if yq is None:
+        imp.emit(out, Op.DENSE, [a], {"out_features": k}, params, DType.INT32)
+        return
+    params["requant"] = np.broadcast_to(_requant(aq, wq, yq, k), per_k).astype(np.float32).copy()
+    imp.emit(out, Op.DENSE, [a], {"out_features": k, **_act_attrs(act)}, params, DType.INT8, yq.activation())
+    imp.qinfo[out] = yq
+
+
+def emit_int_add(imp: _Importer, out: str, a: str, b: str, yq: _Q, act=("none", 0, 0)) -> None:
+    imp.emit(out, Op.ADD, [a, b], _act_attrs(act), None, DType.INT8, yq.activation())
+    imp.qinfo[out] = yq
+
+
+def emit_int_gap(imp: _Importer, out: str, x: str, xq: _Q, yq: _Q) -> None:
+    n, c, h, w = imp.shape(x)
+    scale = gap_scale(float(xq.scale[0]), float(yq.scale[0]), h * w)
+    imp.emit(out, Op.GLOBALAVGPOOL, [x], {}, {"requant": np.full(c, scale, np.float32)}, DType.INT8,
+             yq.activation())
+    imp.qinfo[out] = yq
+
+
+def _same_quant(imp: _Importer, out: str, x: str) -> tuple[DType, object]:
+    node = imp.b.nodes[imp.ir(x)]
+    if x in imp.qinfo:
+        imp.qinfo[out] = imp.qinfo[x]
+    return node.out.dtype, node.out.quant
+
+
+# ---------------------------------------------------------------- QDQ: DequantizeLinear / QuantizeLinear
+
+def _q_of(imp: _Importer, node, scale_i: int, zp_i: int) -> _Q:
+    scale = imp.const(node.input[scale_i], node, "scale")
+    zp = imp.opt_const(node, zp_i)
+    unsigned = zp is None or zp.dtype == np.uint8
+    return _Q(scale, zp, unsigned)
+
+
+@handles("DequantizeLinear")
+def _dequantize(imp: _Importer, node) -> None:
+    q = _q_of(imp, node, 1, 2)
+    src = node.input[0]
+    if src in imp.consts:                            # weights, or an int32 bias
+        imp.dq_const[node.output[0]] = (imp.consts[src], q)
+        return
+    if src not in imp.qinfo:
+        raise imp.error("DequantizeLinear of a tensor that is not quantized", node)
+    imp.dq[node.output[0]] = src
+
+
+@handles("QuantizeLinear")
+def _quantize(imp: _Importer, node) -> None:
+    x, out = node.input[0], node.output[0]
+    q = _q_of(imp, node, 1, 2)
+    node_name = imp.names.get(x)
+    if x in imp.pending:
+        kind, args = imp.pending.pop(x)
+        FINISH[kind](imp, out, q, *args)
+        return
+    if node_name is not None and imp.b.nodes[node_name].op is Op.INPUT:
+        # quantization of a float graph input happens on the host
+        shape = imp.b.nodes[node_name].out.shape
+        imp.b.nodes[node_name] = imp.b.nodes[node_name].evolve(out=TensorType(shape, DType.INT8, q.activation()))
+        imp.names[out] = node_name
+        imp.qinfo[out] = q
+        return
+    raise imp.error("QuantizeLinear of a float value that is neither a graph input nor the result of a "
+                    "DequantizeLinear -> op group", node)
+
+
+def _dq_input(imp: _Importer, tensor: str):
+    """(integer tensor, its quantization) behind a DequantizeLinear output, or None."""
+    if tensor in imp.dq:
+        src = imp.dq[tensor]
+        return src, imp.qinfo[src]
+    return None
+
+
+def _finish_conv(imp, out, yq, node, x, xq, w, wq, bias, act):
+    emit_int_conv(imp, node, out, x, xq, w, wq, bias, yq, act)
+
+
+def _finish_dense(imp, out, yq, node, a, aq, w_ck, wq, bias, act):
+    emit_int_dense(imp, node, out, a, aq, w_ck, wq, bias, yq, act)
+
+
+def _finish_add(imp, out, yq, a, b, act):
+    emit_int_add(imp, out, a, b, yq, act)
+
+
+def _finish_gap(imp, out, yq, x, xq):
+    emit_int_gap(imp, out, x, xq, yq)
+
+
+def _finish_same(imp, out, yq, op, x, attrs):
+    """MaxPool/Flatten/Relu between DQ and Q keep the scale; a different Q scale is a requantize."""
+    xq = imp.qinfo[x]
+    if not (np.array_equal(xq.scale, yq.scale) and np.array_equal(xq.zp, yq.zp)):
+        raise FrontendError(f"{op.value} changes the scale between its DequantizeLinear and QuantizeLinear; "
+                            "that requantization is not supported", imp.source)
+    imp.emit(out, op, [x], attrs, None, DType.INT8, yq.activation())
+    imp.qinfo[out] = yq
+
+
+FINISH = {"conv": _finish_conv, "dense": _finish_dense, "add": _finish_add, "gap": _finish_gap,
+          "same": _finish_same}
+
+
+def _attach_act(imp: _Importer, node, x: str, act: tuple) -> bool:
+    """Relu/Clip after a pending QDQ op joins it; returns whether it did."""
+    if x not in imp.pending:
+        return False
+    kind, args = imp.pending.pop(x)
+    if kind not in ("conv", "dense", "add"):
+        raise imp.error("an activation after this op inside a QDQ group is not supported", node)
+    args = (*args[:-1], act)
+    imp.pending[node.output[0]] = (kind, args)
+    return True
+
+
+# ---------------------------------------------------------------- conv / gemm / matmul
+
+def _const_weight(imp: _Importer, node, name: str):
+    """(values, quantization or None) of a weight: an initializer or a DequantizeLinear of one."""
+    if name in imp.dq_const:
+        return imp.dq_const[name]
+    return imp.const(name, node, "weight"), None
+
+
+@handles("Conv")
+def _conv(imp: _Importer, node) -> None:
+    x, out = node.input[0], node.output[0]
+    w, wq = _const_weight(imp, node, node.input[1])
+    bias_name = node.input[2] if len(node.input) > 2 and node.input[2] else None
+    dq = _dq_input(imp, x)
+    if dq is not None:                                            # QDQ group
+        if wq is None:
+            raise imp.error("a quantized input with float weights is not supported", node)
+        bias = imp.dq_const[bias_name][0] if bias_name else None
+        imp.pending[out] = ("conv", (node, dq[0], dq[1], w, wq, bias, ("none", 0, 0)))
+        return
+    ca = _conv_attrs(imp, node, imp.shape(x), w.shape[2:])
+    b = imp.const(bias_name, node, "bias") if bias_name else np.zeros(w.shape[0], np.float32)
+    imp.emit(out, Op.CONV2D, [x], {"out_channels": w.shape[0], "kernel": ca["kernel"], "stride": ca["stride"],
+                                   "pad": ca["pad"], "dilation": ca["dilation"], "groups": ca["group"]},
+             {"w": w, "b": b})
+
+
+@handles("QLinearConv")
+def _qlinearconv(imp: _Importer, node) -> None:
+    x = node.input[0]
+    xq, wq, yq = _q_of(imp, node, 1, 2), _q_of(imp, node, 4, 5), _q_of(imp, node, 6, 7)
+    wq.unsigned = imp.const(node.input[3], node, "weight").dtype == np.uint8
+    bias = imp.opt_const(node, 8)
+    emit_int_conv(imp, node, node.output[0], x, xq, imp.const(node.input[3], node, "weight"), wq, bias, yq)
+
+
+@handles("ConvInteger")
+def _convinteger(imp: _Importer, node) -> None:
+    x = node.input[0]
+    xz, wz = imp.opt_const(node, 2), imp.opt_const(node, 3)
+    w = imp.const(node.input[1], node, "weight")
+    xq = _Q(np.ones(1), xz, (xz.dtype == np.uint8) if xz is not None else imp.raw_unsigned(x))
+    emit_int_conv(imp, node, node.output[0], x, xq, w, _Q(np.ones(1), wz, w.dtype == np.uint8), None, None)
+
+
+def _gemm_weights(imp: _Importer, node):
+    a = imp.attrs(node)
+    if a.get("transA", 0):
+        raise imp.error("transA=1 is not supported", node)
+    w, wq = _const_weight(imp, node, node.input[1])
+    w_ck = w.T if a.get("transB", 0) else w                       # as [C, K]
+    return a, w_ck, wq
+
+
+@handles("Gemm")
+def _gemm(imp: _Importer, node) -> None:
+    a, w_ck, wq = _gemm_weights(imp, node)
+    x, out = node.input[0], node.output[0]
+    c_name = node.input[2] if len(node.input) > 2 and node.input[2] else None
+    dq = _dq_input(imp, x)
+    if dq is not None:
+        if wq is None:
+            raise imp.error("a quantized input with float weights is not supported", node)
+        bias = imp.dq_const[c_name][0] if c_name else None
+        imp.pending[out] = ("dense", (node, dq[0], dq[1], w_ck, wq, bias, ("none", 0, 0)))
+        return
+    alpha, beta = a.get("alpha", 1.0), a.get("beta", 1.0)
+    k = w_ck.shape[1]
+    bias = np.broadcast_to(imp.const(c_name, node, "bias") * beta, (k,)) if c_name else np.zeros(k)
+    imp.emit(out, Op.DENSE, [x], {"out_features": k}, {"w": (w_ck * alpha).T, "b": bias})
+
+
+@handles("MatMul")
+def _matmul(imp: _Importer, node) -> None:
+    x, out = node.input[0], node.output[0]
+    w, wq = _const_weight(imp, node, node.input[1])
+    dq = _dq_input(imp, x)
+    if dq is not None:
+        imp.pending[out] = ("dense", (node, dq[0], dq[1], w, wq, None, ("none", 0, 0)))
+        return
+    if w.ndim != 2:
+        raise imp.error("a float MatMul needs 2-D constant weights", node)
+    imp.emit(out, Op.DENSE, [x], {"out_features": w.shape[1]}, {"w": w.T})
+
+
+@handles("QLinearMatMul")
+def _qlinearmatmul(imp: _Importer, node) -> None:
+    aq, bq, yq = _q_of(imp, node, 1, 2), _q_of(imp, node, 4, 5), _q_of(imp, node, 6, 7)
+    b = imp.const(node.input[3], node, "weight")
+    emit_int_dense(imp, node, node.output[0], node.input[0], aq, b, bq, None, yq)
+
+
+@handles("MatMulInteger")
+def _matmulinteger(imp: _Importer, node) -> None:
+    az, bz = imp.opt_const(node, 2), imp.opt_const(node, 3)
+    b = imp.const(node.input[1], node, "weight")
+    aq = _Q(np.ones(1), az, (az.dtype == np.uint8) if az is not None else imp.raw_unsigned(node.input[0]))
+    emit_int_dense(imp, node, node.output[0], node.input[0], aq, b, _Q(np.ones(1), bz, b.dtype == np.uint8),
+                   None, None)
+
+
+@handles("QGemm")
+def _qgemm(imp: _Importer, node) -> None:
+    a = imp.attrs(node)
+    if a.get("transA", 0) or a.get("alpha", 1.0) != 1.0:
+        raise imp.error("QGemm with transA or alpha != 1 is not supported", node)
+    if len(node.input) < 8 or not node.input[7]:
+        raise imp.error("QGemm without y_scale (float output) is not supported", node)
+    aq, bq = _q_of(imp, node, 1, 2), _q_of(imp, node, 4, 5)
+    yq = _q_of(imp, node, 7, 8)
+    b = imp.const(node.input[3], node, "weight")
+    w_ck = b.T if a.get("transB", 0) else b
+    bias = imp.opt_const(node, 6)
+    emit_int_dense(imp, node, node.output[0], node.input[0], aq, w_ck, bq, bias, yq)
+
+
+# ---------------------------------------------------------------- elementwise
+
+@handles("Add")
+def _add(imp: _Importer, node) -> None:
+    a, b = node.input
+    out = node.output[0]
+    if a in imp.consts or b in imp.consts:
+        _fold_affine(imp, node, "add")
+        return
+    da, db = _dq_input(imp, a), _dq_input(imp, b)
+    if da is not None and db is not None:
+        imp.pending[out] = ("add", (da[0], db[0], ("none", 0, 0)))
+        return
+    imp.emit(out, Op.ADD, [a, b])
+
+
+@handles("QLinearAdd")
+def _qlinearadd(imp: _Importer, node) -> None:
+    yq = _q_of(imp, node, 6, 7)
+    emit_int_add(imp, node.output[0], node.input[0], node.input[3], yq)
+
+
+@handles("Mul", "Div", "Sub")
+def _mul(imp: _Importer, node) -> None:
+    _fold_affine(imp, node, node.op_type.lower())
+
+
+def _fold_affine(imp: _Importer, node, kind: str) -> None:
+    """x op constant, folded into the conv/dense that produces x (scale and/or shift per channel)."""
+    a, b = node.input
+    x, c = (a, imp.consts.get(b)) if b in imp.consts else (b, imp.consts.get(a))
+    if c is None or (kind in ("div", "sub") and x != a):
+        raise imp.error(f"{node.op_type} of two tensors, or of a constant by a tensor, is not supported", node)
+    prod = imp.b.nodes.get(imp.names.get(x, ""), None)
+    if prod is None or prod.op not in (Op.CONV2D, Op.DENSE) or prod.out.dtype is not DType.FLOAT32 \
+            or imp.consumers.get(x, 0) != 1 or prod.attrs.get("act", "none") != "none":
+        raise imp.error(f"{node.op_type} by a constant is supported only right after a float conv or "
+                        "dense layer (it is folded into its weights)", node)
+    k = prod.out.shape[1]
+    per_k = np.asarray(c, np.float64).reshape(-1)
+    if per_k.size not in (1, k):
+        raise imp.error(f"constant of shape {list(np.shape(c))} does not broadcast per channel", node)
+    per_k = np.broadcast_to(per_k, (k,))
+    w, bias = prod.params["w"].astype(np.float64), prod.params["b"].astype(np.float64)
+    scale = {"mul": per_k, "div": 1.0 / per_k}.get(kind, np.ones(k))
+    shift = {"add": per_k, "sub": -per_k}.get(kind, np.zeros(k))
+    w = w * scale.reshape((k,) + (1,) * (w.ndim - 1))
+    imp.b.nodes[prod.name] = prod.evolve(params={"w": w.astype(np.float32),
+                                                 "b": (bias * scale + shift).astype(np.float32)})
+    imp.names[node.output[0]] = prod.name
+
+
+@handles("BatchNormalization")
+def _batchnorm(imp: _Importer, node) -> None:
+    x = node.input[0]
+    scale, shift, mean, var = (imp.const(n, node, "batch-norm parameter") for n in node.input[1:5])
+    eps = imp.attrs(node).get("epsilon", 1e-5)
+    s = scale.astype(np.float64) / np.sqrt(var.astype(np.float64) + eps)
+    t = shift - mean * s
+    prod = imp.b.nodes.get(imp.names.get(x, ""))
+    if prod is not None and prod.op is Op.CONV2D and imp.consumers.get(x, 0) == 1 \
+            and prod.out.dtype is DType.FLOAT32:
+        w = prod.params["w"].astype(np.float64) * s[:, None, None, None]
+        b = prod.params["b"].astype(np.float64) * s + t
+        imp.b.nodes[prod.name] = prod.evolve(params={"w": w.astype(np.float32), "b": b.astype(np.float32)})
+        imp.names[node.output[0]] = prod.name
+        return
+    c = imp.shape(x)[1]                       # a standalone batch norm: a depthwise 1x1 conv
+    imp.emit(node.output[0], Op.CONV2D, [x], {"out_channels": c, "kernel": 1, "groups": c},
+             {"w": s.reshape(c, 1, 1, 1), "b": t})
+
+
+@handles("Relu")
+def _relu(imp: _Importer, node) -> None:
+    x = node.input[0]
+    if _attach_act(imp, node, x, ("relu", 0, 0)):
+        return
+    if x in imp.dq:
+        src, q = _dq_input(imp, x)
+        imp.pending[node.output[0]] = ("same", (Op.RELU, src, {}))
+        return
+    dtype, quant = _same_quant(imp, node.output[0], x)
+    imp.emit(node.output[0], Op.RELU, [x], None, None, dtype, quant)
+
+
+@handles("Clip")
+def _clip(imp: _Importer, node) -> None:
+    a = imp.attrs(node)
+    lo = imp.opt_const(node, 1)
+    hi = imp.opt_const(node, 2)
+    lo = float(lo) if lo is not None else float(a.get("min", -np.inf))
+    hi = float(hi) if hi is not None else float(a.get("max", np.inf))
+    x = node.input[0]
+    if _attach_act(imp, node, x, ("clip", lo, hi)):
+        return
+    prod = imp.b.nodes.get(imp.names.get(x, ""))
+    if prod is not None and prod.op in (Op.CONV2D, Op.DENSE, Op.ADD) and prod.out.dtype is DType.FLOAT32 \
+            and imp.consumers.get(x, 0) == 1 and prod.attrs.get("act", "none") == "none":
+        imp.b.nodes[prod.name] = prod.with_attrs(act="clip", clip_min=lo, clip_max=hi)
+        imp.names[node.output[0]] = prod.name
+        return
+    if lo == 0 and hi == np.inf:
+        _relu(imp, node)
+        return
+    raise imp.error("Clip is supported only right after a conv, dense or add layer (it is fused)", node)
+
+
+# ---------------------------------------------------------------- pooling and shapes
+
+@handles("MaxPool")
+def _maxpool(imp: _Importer, node) -> None:
+    a = imp.attrs(node)
+    x, out = node.input[0], node.output[0]
+    if a.get("ceil_mode", 0):
+        raise imp.error("ceil_mode=1 is not supported", node)
+    if any(d != 1 for d in a.get("dilations", [1, 1])):
+        raise imp.error("dilated max pooling is not supported", node)
+    ca = _conv_attrs(imp, node, imp.shape(_dq_input(imp, x)[0] if x in imp.dq else x), a["kernel_shape"])
+    attrs = {"kernel": ca["kernel"], "stride": ca["stride"], "pad": ca["pad"]}
+    if x in imp.dq:
+        imp.pending[out] = ("same", (Op.MAXPOOL, imp.dq[x], attrs))
+        return
+    dtype, quant = _same_quant(imp, out, x)
+    imp.emit(out, Op.MAXPOOL, [x], attrs, None, dtype, quant)
+
+
+@handles("GlobalAveragePool", "AveragePool")
+def _avgpool(imp: _Importer, node) -> None:
+    x, out = node.input[0], node.output[0]
+    src = imp.dq[x] if x in imp.dq else x
+    shape = imp.shape(src)
+    if node.op_type == "AveragePool":
+        a = imp.attrs(node)
+        if tuple(a["kernel_shape"]) != tuple(shape[2:]) or any(a.get("pads", [0] * 4)):
+            raise imp.error("only AveragePool over the whole image (global) is supported", node)
+    if x in imp.dq:
+        imp.pending[out] = ("gap", (src, imp.qinfo[src]))
+        return
+    imp.emit(out, Op.GLOBALAVGPOOL, [x])
+
+
+@handles("QLinearGlobalAveragePool")
+def _qlineargap(imp: _Importer, node) -> None:
+    if imp.attrs(node).get("channels_last", 0):
+        raise imp.error("channels_last=1 is not supported", node)
+    emit_int_gap(imp, node.output[0], node.input[0], _q_of(imp, node, 1, 2), _q_of(imp, node, 3, 4))
+
+
+def _flatten_like(imp: _Importer, node, out_shape) -> None:
+    x, out = node.input[0], node.output[0]
+    src = imp.dq[x] if x in imp.dq else x
+    in_shape = imp.shape(src)
+    if tuple(out_shape) == tuple(in_shape):
+        imp.alias(out, x)
+        return
+    if len(out_shape) != 2 or out_shape[0] != in_shape[0]:
+        raise imp.error(f"reshape {list(in_shape)} -> {list(out_shape)} is not supported (only flattening "
+                        "to [batch, features])", node)
+    dtype, quant = _same_quant(imp, out, src)
+    imp.emit(out, Op.FLATTEN, [src], None, None, dtype, quant)
+    if x in imp.dq:                                   # still a dequantized view, now of the flat tensor
+        imp.dq[out] = out
+
+
+@handles("Flatten")
+def _flatten(imp: _Importer, node) -> None:
+    x = node.input[0]
+    shape = imp.shape(imp.dq.get(x, x))
+    axis = imp.attrs(node).get("axis", 1)
+    _flatten_like(imp, node, (int(np.prod(shape[:axis])), int(np.prod(shape[axis:]))))
+
+
+@handles("Reshape")
+def _reshape(imp: _Importer, node) -> None:
+    x = node.input[0]
+    shape = imp.shape(imp.dq.get(x, x))
+    target = [int(s) for s in imp.const(node.input[1], node, "shape")]
+    target = [shape[i] if s == 0 else s for i, s in enumerate(target)]
+    if -1 in target:
+        known = int(np.prod([s for s in target if s != -1]))
+        target[target.index(-1)] = int(np.prod(shape)) // known
+    _flatten_like(imp, node, tuple(target))
+
+
+@handles("Identity", "Dropout")
+def _identity(imp: _Importer, node) -> None:
+    imp.alias(node.output[0], node.input[0])
+
+
+@handles("Transpose")
+def _transpose(imp: _Importer, node) -> None:
+    perm = imp.attrs(node).get("perm")
+    if perm is not None and list(perm) != list(range(len(perm))):
+        raise imp.error(f"Transpose with perm {list(perm)} is not supported (only layout no-ops)", node)
+    imp.alias(node.output[0], node.input[0])
