@@ -164,6 +164,14 @@ def _quantize(imp: _Importer, node) -> None:
         kind, args = imp.pending.pop(x)
         FINISH[kind](imp, out, q, *args)
         return
+    if x in imp.dq:                                  # DQ -> (reshape) -> Q with the same parameters
+        src = imp.dq[x]
+        sq = imp.qinfo[src]
+        if not (np.array_equal(sq.scale, q.scale) and np.array_equal(sq.zp, q.zp)):
+            raise imp.error("a DequantizeLinear -> QuantizeLinear pair that changes the scale "
+                            "(a requantization) is not supported", node)
+        imp.alias(out, src)
+        return
     if node_name is not None and imp.b.nodes[node_name].op is Op.INPUT:
         # quantization of a float graph input happens on the host
         shape = imp.b.nodes[node_name].out.shape
