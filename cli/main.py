@@ -13,11 +13,11 @@ from rich.console import Console
 from rich.table import Table
 
 from arch import ArchError, BinaryFormatError, ISAError, encode_program, load_arch, preset_names
-from cli.pipeline import (UsageError, calibration_inputs, compile_graph, load_model, quantize_model,
+from cli.pipeline import (UsageError, compile_graph, integer_model, is_quantized, load_model,
                           read_array_file)
 from cli.report import print_run_summary
 from codegen import AsmError, CodegenError, assemble_file, disassemble
-from frontend import ZOO, FrontendError, build, dump_sv
+from frontend import ZOO, FrontendError, build, build_onnx, dump_sv
 from ir import IRError, dequantize_outputs, quantize_inputs, run_float, run_int
 from scheduler import ScheduleError
 from simulator import SimulatorError, load_binary, run
@@ -45,9 +45,16 @@ def cmd_zoo_list(args) -> None:
 
 def cmd_zoo_export(args) -> None:
     out = Path(args.output)
+    kwargs = {"seed": args.seed} | ({"size": args.size} if args.size else {})
+    if out.suffix == ".onnx":
+        import onnx
+        model = build_onnx(args.name, **kwargs)
+        onnx.save(model, out)
+        print(f"wrote {out} ({out.stat().st_size:,} bytes)")
+        return
     if out.suffix != ".sv":
-        raise UsageError(f"{out}: zoo export writes the Sieve text format; use a .sv file name")
-    files = dump_sv(build(args.name, seed=args.seed), out, inline=args.inline)
+        raise UsageError(f"{out}: zoo export writes .onnx or the Sieve text format (.sv)")
+    files = dump_sv(build(args.name, **kwargs), out, inline=args.inline)
     print(f"wrote {', '.join(str(f) for f in files)}")
 
 
@@ -57,7 +64,7 @@ def cmd_compile(args) -> None:
     arch = load_arch(args.arch)
     t0 = time.perf_counter()
     graph = load_model(args.model)
-    qgraph = quantize_model(graph, calibration_inputs(graph, args.calibrate, args.seed))
+    qgraph = integer_model(graph, args.calibrate, args.seed, args.calibration, args.percentile)
     t1 = time.perf_counter()
     sched, program = compile_graph(qgraph, arch)
     raw = encode_program(program)
@@ -75,7 +82,9 @@ def cmd_compile(args) -> None:
     con.print(t)
     n_params = sum(n.params["w"].size for n in qgraph if "w" in n.params)
     con.print(f"weights: {n_params:,} ({4 * n_params:,} bytes float32, {n_params:,} bytes int8); "
-              f"constant image {len(program.data):,} bytes; DRAM {program.dram_bytes:,} bytes")
+              f"constant image {len(program.data):,} bytes; DRAM {program.dram_bytes:,} bytes; "
+              + ("quantized model: its own scales kept" if is_quantized(graph) else
+                 f"quantized by Sieve ({args.calibration} calibration)"))
     con.print(f"wrote {out} ({len(raw):,} bytes, {sum(len(s) for s in program.streams):,} instructions) "
               f"in {t2 - t0:.2f} s (quantize {t1 - t0:.2f} s, schedule+codegen {t2 - t1:.2f} s)")
 
@@ -127,7 +136,7 @@ def cmd_interpret(args) -> None:
         np.savez(args.output, **outs)
         print(f"wrote {args.output} (float reference)")
         return
-    qgraph = quantize_model(graph, calibration_inputs(graph, args.calibrate, args.seed))
+    qgraph = integer_model(graph, args.calibrate, args.seed, args.calibration, args.percentile)
     q_in = {name: x if x.dtype == np.int8 else quantize_inputs(qgraph, {name: x})[name]
             for name, x in inputs.items()}
     batch = len(next(iter(q_in.values())))
@@ -167,6 +176,18 @@ def cmd_arch(args) -> None:
 
 # ---------------------------------------------------------------- parser
 
+def _calibration_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--calibrate", metavar="DATA", help="calibration inputs for a float model: .npy, .npz by "
+                   "input name, or a folder of images (preprocessing: docs/calibration.md); default: 8 "
+                   "seeded standard-normal samples, with a warning. Quantized models keep their scales. "
+                   "interpret needs the same calibration as compile to give the same integers")
+    p.add_argument("--calibration", choices=("minmax", "percentile"), default="minmax",
+                   help="range estimator (default %(default)s)")
+    p.add_argument("--percentile", type=float, default=99.99,
+                   help="for --calibration percentile: the upper percentile kept (default %(default)s)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the default calibration data")
+
+
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="sieve", description="Compile models for sparse INT8 accelerators and "
                                 "simulate the binaries cycle by cycle, bit-exact.")
@@ -178,18 +199,18 @@ def parser() -> argparse.ArgumentParser:
     zs.add_parser("list", help="list zoo models").set_defaults(func=cmd_zoo_list)
     ze = zs.add_parser("export", help="write a zoo model as a .sv text model (+ .npz weights)")
     ze.add_argument("name", help="zoo model name (see `sieve zoo list`)")
-    ze.add_argument("-o", "--output", required=True, help="output .sv file")
+    ze.add_argument("-o", "--output", required=True, help="output file: .onnx (ResNet, MobileNet, VGG) "
+                    "or .sv (any; weights in a side .npz)")
+    ze.add_argument("--size", type=int, help="input resolution of the ImageNet models (default 224)")
     ze.add_argument("--seed", type=int, default=0, help="weight seed (default 0)")
     ze.add_argument("--inline", action="store_true", help="write weights inline instead of a side .npz")
     ze.set_defaults(func=cmd_zoo_export)
 
     c = sub.add_parser("compile", help="compile a model to a .sieve binary")
-    c.add_argument("model", help="model file (.sv)")
+    c.add_argument("model", help="model file (.sv or .onnx: float, QDQ or QOperator)")
     c.add_argument("--arch", default="default", help="preset name (%(default)s, edge) or TOML file")
     c.add_argument("-o", "--output", help="output binary (default: MODEL.sieve in the current folder)")
-    c.add_argument("--calibrate", metavar="NPY", help="calibration inputs (.npy, or .npz by input name); "
-                   "default: 16 seeded standard-normal samples, with a warning")
-    c.add_argument("--seed", type=int, default=0, help="seed of the default calibration data")
+    _calibration_options(c)
     c.set_defaults(func=cmd_compile)
 
     r = sub.add_parser("run", help="simulate a binary: outputs, per-layer cycles and energy")
@@ -206,11 +227,10 @@ def parser() -> argparse.ArgumentParser:
     r.set_defaults(func=cmd_run)
 
     i = sub.add_parser("interpret", help="run the reference interpreter (integer by default)")
-    i.add_argument("model", help="model file (.sv)")
+    i.add_argument("model", help="model file (.sv or .onnx)")
     i.add_argument("--input", required=True, help="input .npy or .npz")
     i.add_argument("--output", required=True, help="output .npz (same keys as `sieve run --output`)")
-    i.add_argument("--calibrate", metavar="NPY", help="calibration inputs, as for compile (use the same!)")
-    i.add_argument("--seed", type=int, default=0, help="seed of the default calibration data")
+    _calibration_options(i)
     i.add_argument("--float", action="store_true", help="run the float model instead")
     i.set_defaults(func=cmd_interpret)
 

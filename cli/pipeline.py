@@ -11,11 +11,14 @@ from arch.config import ArchConfig
 from codegen import generate
 from frontend import FrontendError, load_onnx, load_sv
 from ir import DType, Graph, verify
-from ir.passes import calibrate_minmax, fuse_activations, quantize_graph
+from ir.passes import calibrate, fuse_activations, quantize_graph
 from scheduler import Schedule, schedule
 
 log = logging.getLogger("sieve")
-DEFAULT_CALIBRATION_SAMPLES = 16
+DEFAULT_CALIBRATION_SAMPLES = 8
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".ppm", ".pgm", ".tif", ".tiff", ".webp")
+IMAGENET_MEAN = np.array([0.485, 0.456, 0.406], np.float32)
+IMAGENET_STD = np.array([0.229, 0.224, 0.225], np.float32)
 
 
 class UsageError(Exception):
@@ -63,8 +66,40 @@ def read_array_file(path: str | Path, graph_inputs: dict[str, tuple[int, ...]]) 
     return out
 
 
+def load_image_folder(folder: Path, shape: tuple[int, ...], limit: int | None = None) -> np.ndarray:
+    """Images -> [N, C, H, W] float32, the documented preprocessing (docs/calibration.md):
+    RGB (or grayscale for 1 channel), shorter side resized to H * 256 / 224 (bilinear),
+    centre crop H x W, scaled to [0, 1], and for 3 channels normalized by the ImageNet
+    mean and standard deviation. Files are taken in name order."""
+    from PIL import Image
+    files = sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)[:limit]
+    if not files:
+        raise UsageError(f"{folder}: no images ({', '.join(IMAGE_SUFFIXES)})")
+    _, c, h, w = shape
+    out = []
+    for f in files:
+        try:
+            img = Image.open(f).convert("L" if c == 1 else "RGB")
+        except OSError as err:
+            raise UsageError(f"{f}: cannot read image: {err}") from None
+        short = round(min(h, w) * 256 / 224)
+        scale = short / min(img.size)
+        img = img.resize((max(w, round(img.width * scale)), max(h, round(img.height * scale))),
+                         Image.BILINEAR)
+        left, top = (img.width - w) // 2, (img.height - h) // 2
+        x = np.asarray(img.crop((left, top, left + w, top + h)), np.float32) / 255.0
+        x = x[None] if c == 1 else ((x - IMAGENET_MEAN) / IMAGENET_STD).transpose(2, 0, 1)
+        out.append(x)
+    return np.stack(out).astype(np.float32)
+
+
 def calibration_inputs(graph: Graph, path: str | Path | None, seed: int = 0) -> dict[str, np.ndarray]:
     shapes = {n.name: n.out.shape for n in graph.inputs}
+    if path is not None and Path(path).is_dir():
+        if len(shapes) != 1 or len(next(iter(shapes.values()))) != 4:
+            raise UsageError(f"{path}: a folder of images calibrates single-input image models only")
+        name, shape = next(iter(shapes.items()))
+        return {name: load_image_folder(Path(path), shape)}
     if path is not None:
         return {k: v.astype(np.float32) for k, v in read_array_file(path, shapes).items()}
     log.warning("no calibration data given (--calibrate): calibrating on %d seeded standard-normal "
@@ -74,11 +109,22 @@ def calibration_inputs(graph: Graph, path: str | Path | None, seed: int = 0) -> 
             for k, s in shapes.items()}
 
 
-def quantize_model(graph: Graph, calibration: dict[str, np.ndarray]) -> Graph:
+def quantize_model(graph: Graph, calibration: dict[str, np.ndarray], method: str = "minmax",
+                   percentile: float = 99.99) -> Graph:
     """Float graph -> int8 graph. The passes, in order:"""
     graph = verify(fuse_activations(graph))          # ReLU into its producer, before calibration
-    ranges = calibrate_minmax(graph, calibration)     # observed range of every tensor
+    ranges = calibrate(graph, calibration, method, percentile)   # range of every tensor
     return verify(quantize_graph(graph, ranges))      # int8 weights/activations, int32 bias
+
+
+def integer_model(graph: Graph, calibrate_path: str | Path | None, seed: int = 0, method: str = "minmax",
+                  percentile: float = 99.99) -> Graph:
+    """The int8 graph of a model: a quantized model keeps its own scales; a float one is calibrated."""
+    if is_quantized(graph):
+        if calibrate_path is not None:
+            log.warning("the model is already quantized; its own scales are kept and --calibrate is ignored")
+        return graph
+    return quantize_model(graph, calibration_inputs(graph, calibrate_path, seed), method, percentile)
 
 
 def compile_graph(qgraph: Graph, arch: ArchConfig) -> tuple[Schedule, Program]:

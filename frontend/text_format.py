@@ -131,7 +131,7 @@ def _shape_params(op: Op, attrs: dict, params: dict, b: GraphBuilder, inputs: li
     if op is Op.CONV2D:
         k = attrs.get("kernel", 1)
         kh, kw = (k, k) if isinstance(k, int) else k
-        want = (attrs.get("out_channels", 0), in_shape[1], kh, kw)
+        want = (attrs.get("out_channels", 0), in_shape[1] // attrs.get("groups", 1), kh, kw)
     else:
         want = (attrs.get("out_features", 0), in_shape[-1])
     w = params["w"]

@@ -64,15 +64,47 @@ class ZooEntry:
     name: str
     build: Callable[..., Graph]
     description: str
+    onnx: Callable | None = None          # builds an onnx.ModelProto (the model's native form)
 
 
-ZOO = {e.name: e for e in (
-    ZooEntry("mlp", mlp, "MLP 64-128-64-10 (sklearn digits sized), 17 K weights"),
-    ZooEntry("lenet5", lenet5, "LeNet-5 on 1x32x32, 62 K weights, 0.42 MMAC"),
-)}
+def _from_onnx(factory: Callable) -> Callable[..., Graph]:
+    def build_graph(**kwargs) -> Graph:
+        from frontend.onnx_import import import_model
+        return import_model(factory(**kwargs), f"zoo:{factory.__name__}")
+    return build_graph
+
+
+def _zoo() -> dict[str, ZooEntry]:
+    from frontend import zoo_onnx as z
+    entries = [
+        ZooEntry("mlp", mlp, "MLP 64-128-64-10 (sklearn digits sized), 17 K weights"),
+        ZooEntry("lenet5", lenet5, "LeNet-5 on 1x32x32, 62 K weights, 0.42 MMAC"),
+        ZooEntry("resnet18", _from_onnx(z.resnet18), "ResNet-18 (ONNX), 11.7 M weights, 1.8 GMAC at 224", z.resnet18),
+        ZooEntry("resnet50", _from_onnx(z.resnet50), "ResNet-50 (ONNX), 25.6 M weights, 4.1 GMAC at 224", z.resnet50),
+        ZooEntry("mobilenetv2", _from_onnx(z.mobilenetv2), "MobileNetV2 (ONNX), 3.5 M weights, 0.3 GMAC at 224",
+                 z.mobilenetv2),
+        ZooEntry("vgg16", _from_onnx(z.vgg16), "VGG-16 (ONNX), 138 M weights, 15.5 GMAC at 224", z.vgg16),
+    ]
+    return {e.name: e for e in entries}
+
+
+ZOO = _zoo()
+
+
+def _entry(name: str) -> ZooEntry:
+    if name not in ZOO:
+        raise FrontendError(f"no zoo model named '{name}'", hint=f"available: {', '.join(ZOO)}")
+    return ZOO[name]
 
 
 def build(name: str, **kwargs) -> Graph:
-    if name not in ZOO:
-        raise FrontendError(f"no zoo model named '{name}'", hint=f"available: {', '.join(ZOO)}")
-    return ZOO[name].build(**kwargs)
+    """A zoo model as a float Graph (ONNX-built models go through the importer)."""
+    return _entry(name).build(**kwargs)
+
+
+def build_onnx(name: str, **kwargs):
+    """A zoo model as an onnx.ModelProto (ONNX-built models only)."""
+    entry = _entry(name)
+    if entry.onnx is None:
+        raise FrontendError(f"zoo model '{name}' is built in the Sieve text format; export it as .sv")
+    return entry.onnx(**kwargs)

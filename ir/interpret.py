@@ -1,7 +1,7 @@
 """Reference interpreters. The integer one is the golden model of the accelerator."""
 from __future__ import annotations
 
-from typing import Mapping
+from typing import Callable, Mapping
 
 import numpy as np
 
@@ -23,12 +23,22 @@ def _feed(graph: Graph, inputs: Mapping[str, np.ndarray]) -> dict[str, np.ndarra
     return env
 
 
-def run_float(graph: Graph, inputs: Mapping[str, np.ndarray], keep_all: bool = False) -> dict[str, np.ndarray]:
-    """Run a float graph; returns the graph outputs (or every tensor with keep_all)."""
+def run_float(graph: Graph, inputs: Mapping[str, np.ndarray], keep_all: bool = False,
+              observe: Callable[[str, np.ndarray], None] | None = None) -> dict[str, np.ndarray]:
+    """Run a float graph; returns the graph outputs (or every tensor with keep_all). ``observe`` sees
+    every tensor as it is computed; tensors no longer needed are freed unless keep_all."""
     env = {k: v.astype(np.float32) for k, v in _feed(graph, inputs).items()}
+    uses = {n.name: len(graph.consumers(n.name)) for n in graph}
     for node in graph:
         if node.op is not Op.INPUT:
             env[node.name] = opdef(node.op).ref_float(node, [env[i] for i in node.inputs])
+        if observe is not None:
+            observe(node.name, env[node.name])
+        if not keep_all:
+            for i in node.inputs:
+                uses[i] -= 1
+                if uses[i] == 0 and i not in graph.outputs:
+                    del env[i]
     return env if keep_all else {o: env[o] for o in graph.outputs}
 
 

@@ -28,14 +28,17 @@ def windows(x: np.ndarray, kernel: tuple[int, int], stride: tuple[int, int],
     return view[:, :, ::stride[0], ::stride[1], ::dh, ::dw]
 
 
-def conv2d_exact(x: np.ndarray, w: np.ndarray, stride, dilation) -> np.ndarray:
-    """Convolution of padded x [N,C,H,W] with w [K,C,KH,KW] via float64 GEMM -> [N,K,OH,OW]."""
-    k, c, kh, kw = w.shape
-    win = windows(x.astype(np.float64), (kh, kw), stride, dilation)  # N C OH OW KH KW
-    n, _, oh, ow = win.shape[:4]
-    cols = win.transpose(0, 2, 3, 1, 4, 5).reshape(n * oh * ow, c * kh * kw)
-    out = cols @ w.reshape(k, -1).astype(np.float64).T
-    return out.reshape(n, oh, ow, k).transpose(0, 3, 1, 2)
+def conv2d(x: np.ndarray, w: np.ndarray, stride, dilation, groups: int = 1, dtype=np.float64) -> np.ndarray:
+    """Convolution of padded x [N,C,H,W] with w [K,C/groups,KH,KW] -> [N,K,OH,OW], as one batched GEMM
+    over the groups. float64 gives exact integer results; float32 is the fast float reference."""
+    k, cg, kh, kw = w.shape
+    win = windows(x.astype(dtype, copy=False), (kh, kw), stride, dilation)  # N C OH OW KH KW
+    n, c, oh, ow = win.shape[:4]
+    g, kg = groups, k // groups
+    cols = win.reshape(n, g, cg, oh, ow, kh, kw).transpose(1, 0, 3, 4, 2, 5, 6).reshape(g, n * oh * ow, -1)
+    wm = w.reshape(g, kg, cg * kh * kw).astype(dtype).transpose(0, 2, 1)
+    out = np.matmul(cols, wm)                                              # G, N*OH*OW, KG
+    return out.reshape(g, n, oh, ow, kg).transpose(1, 0, 4, 2, 3).reshape(n, k, oh, ow)
 
 
 def requantize(acc: np.ndarray, scale: np.ndarray, zero_point: int, lo: int = -128, hi: int = 127) -> np.ndarray:

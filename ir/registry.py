@@ -101,19 +101,15 @@ def _conv_macs(node: Node, ins: Types) -> int:
     return n * k * oh * ow * node.params["w"].shape[1] * kh * kw
 
 
-def _grouped(node: Node, x: np.ndarray, pad_value) -> np.ndarray:
-    """Convolution of x (already shifted to real zero) with groups, float64-exact -> [N,K,OH,OW]."""
+def _grouped(node: Node, x: np.ndarray, pad_value, dtype=np.float64) -> np.ndarray:
+    """Convolution of x (already shifted to real zero) with groups -> [N,K,OH,OW]."""
     _, stride, pad, dil = _conv_geometry(node)
-    w = node.params["w"]
-    g = node.attrs.get("groups", 1)
-    xp = K.pad_nchw(x, pad, pad_value)
-    cg, kg = x.shape[1] // g, w.shape[0] // g
-    return np.concatenate([K.conv2d_exact(xp[:, i * cg:(i + 1) * cg], w[i * kg:(i + 1) * kg], stride, dil)
-                           for i in range(g)], axis=1)
+    return K.conv2d(K.pad_nchw(x, pad, pad_value), node.params["w"], stride, dil,
+                    node.attrs.get("groups", 1), dtype)
 
 
 def _conv_float(node: Node, xs: Arrays) -> np.ndarray:
-    y = _grouped(node, xs[0], 0.0) + node.params["b"].astype(np.float64)[None, :, None, None]
+    y = _grouped(node, xs[0], 0.0, np.float32) + node.params["b"].astype(np.float32)[None, :, None, None]
     return act_float(node, y.astype(np.float32))
 
 
@@ -140,15 +136,15 @@ def _dense_macs(node: Node, ins: Types) -> int:
     return int(np.prod(node.out.shape)) * ins[0].shape[-1]
 
 
-def _dense_acc(node: Node, x: np.ndarray) -> np.ndarray:
-    w = node.params["w"].astype(np.float64)
-    y = np.matmul(x.astype(np.float64), np.swapaxes(w, -1, -2))
-    b = node.params["b"].astype(np.float64)
+def _dense_acc(node: Node, x: np.ndarray, dtype=np.float64) -> np.ndarray:
+    w = node.params["w"].astype(dtype)
+    y = np.matmul(x.astype(dtype), np.swapaxes(w, -1, -2))
+    b = node.params["b"].astype(dtype)
     return y + (b[:, None, :] if b.ndim == 2 else b)
 
 
 def _dense_float(node: Node, xs: Arrays) -> np.ndarray:
-    return act_float(node, _dense_acc(node, xs[0]).astype(np.float32))
+    return act_float(node, _dense_acc(node, xs[0], np.float32).astype(np.float32))
 
 
 def _dense_int(node: Node, xs: Arrays, ins: Types) -> np.ndarray:

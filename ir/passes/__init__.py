@@ -1,5 +1,5 @@
 """Pure passes Graph -> Graph."""
 from ir.passes.fuse import fuse_activations
-from ir.passes.quantize import calibrate_minmax, quantize_graph
+from ir.passes.quantize import calibrate, calibrate_minmax, quantize_graph
 
-__all__ = ["fuse_activations", "calibrate_minmax", "quantize_graph"]
+__all__ = ["fuse_activations", "calibrate", "calibrate_minmax", "quantize_graph"]

@@ -19,18 +19,43 @@ from ir.types import DType, QuantParams, TensorType
 Ranges = dict[str, tuple[float, float]]
 
 
-def calibrate_minmax(graph: Graph, samples: Mapping[str, np.ndarray], batch: int = 64) -> Ranges:
-    """Observed (min, max) of every tensor over the calibration samples."""
+def calibrate(graph: Graph, samples: Mapping[str, np.ndarray], method: str = "minmax",
+              percentile: float = 99.99, batch: int = 8, seed: int = 0) -> Ranges:
+    """The range of every tensor over the calibration samples.
+
+    minmax: the observed minimum and maximum. percentile: the ``percentile``-th and
+    (100 - ``percentile``)-th percentiles, estimated from up to 65,536 values per tensor
+    per batch drawn with a seeded generator (outliers no longer stretch the scale)."""
+    if method not in ("minmax", "percentile"):
+        raise IRError(f"unknown calibration method '{method}' (minmax, percentile)")
     n = len(next(iter(samples.values())))
-    ranges: Ranges = {}
+    rng = np.random.default_rng(seed)
+    lo: dict[str, float] = {}
+    hi: dict[str, float] = {}
+    picks: dict[str, list[np.ndarray]] = {}
+
+    def observe(name: str, value: np.ndarray) -> None:
+        flat = value.ravel()
+        lo[name] = min(lo.get(name, np.inf), float(flat.min()))
+        hi[name] = max(hi.get(name, -np.inf), float(flat.max()))
+        if method == "percentile":
+            take = flat if flat.size <= 65536 else flat[rng.integers(0, flat.size, 65536)]
+            picks.setdefault(name, []).append(take)
+
     for start in range(0, n, batch):
-        chunk = {k: v[start:start + batch] for k, v in samples.items()}
-        for name, value in run_float(graph, chunk, keep_all=True).items():
-            lo, hi = float(value.min()), float(value.max())
-            if name in ranges:
-                lo, hi = min(lo, ranges[name][0]), max(hi, ranges[name][1])
-            ranges[name] = (lo, hi)
-    return ranges
+        run_float(graph, {k: v[start:start + batch] for k, v in samples.items()}, observe=observe)
+    if method == "minmax":
+        return {k: (lo[k], hi[k]) for k in lo}
+    out = {}
+    for k, parts in picks.items():
+        values = np.concatenate(parts)
+        out[k] = (float(np.percentile(values, 100 - percentile)), float(np.percentile(values, percentile)))
+    return out
+
+
+def calibrate_minmax(graph: Graph, samples: Mapping[str, np.ndarray], batch: int = 8) -> Ranges:
+    """Observed (min, max) of every tensor over the calibration samples."""
+    return calibrate(graph, samples, "minmax", batch=batch)
 
 
 def activation_qparams(lo: float, hi: float) -> QuantParams:

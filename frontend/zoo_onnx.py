@@ -1,0 +1,153 @@
+"""Zoo models built as ONNX (so that importing is what gets exercised), with seeded weights.
+
+ResNet-18/50 (He et al. 2016), MobileNetV2 (Sandler et al. 2018) and VGG-16
+(Simonyan and Zisserman 2015) at their published layer shapes, with
+BatchNormalization nodes left in for the importer to fold. Weights are He-normal
+from a seed; batch-norm statistics are mild random values. Nothing is trained.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+IR_VERSION = 9          # readable by the onnxruntime versions Sieve is tested against
+OPSET = 17
+
+
+class OnnxNet:
+    """A small helper that appends ONNX nodes and seeded initializers."""
+
+    def __init__(self, name: str, input_shape: tuple[int, ...], seed: int):
+        from onnx import TensorProto, helper
+        self.helper, self.TensorProto = helper, TensorProto
+        self.name, self.rng = name, np.random.default_rng(seed)
+        self.nodes, self.inits, self.count = [], [], 0
+        self.input = helper.make_tensor_value_info("input", TensorProto.FLOAT, list(input_shape))
+
+    def _name(self, kind: str) -> str:
+        self.count += 1
+        return f"{kind}{self.count}"
+
+    def _init(self, name: str, value: np.ndarray) -> str:
+        from onnx import numpy_helper
+        self.inits.append(numpy_helper.from_array(np.asarray(value, np.float32), name))
+        return name
+
+    def node(self, op: str, inputs: list[str], **attrs) -> str:
+        out = self._name(op.lower())
+        self.nodes.append(self.helper.make_node(op, inputs, [out], name=out, **attrs))
+        return out
+
+    def conv(self, x: str, cin: int, cout: int, k: int, stride: int = 1, pad: int | None = None,
+             groups: int = 1, bias: bool = False) -> str:
+        pad = k // 2 if pad is None else pad
+        fan_in = cin // groups * k * k
+        w = self.rng.standard_normal((cout, cin // groups, k, k)) * np.sqrt(2.0 / fan_in)
+        name = self._name("conv")
+        inputs = [x, self._init(name + ".w", w)]
+        if bias:
+            inputs.append(self._init(name + ".b", self.rng.standard_normal(cout) * 0.01))
+        self.nodes.append(self.helper.make_node("Conv", inputs, [name], name=name, kernel_shape=[k, k],
+                                                strides=[stride, stride], pads=[pad] * 4, group=groups))
+        return name
+
+    def bn(self, x: str, c: int) -> str:
+        name = self._name("bn")
+        params = [self._init(f"{name}.{p}", v) for p, v in (
+            ("gamma", 1 + 0.1 * self.rng.standard_normal(c)), ("beta", 0.05 * self.rng.standard_normal(c)),
+            ("mean", 0.05 * self.rng.standard_normal(c)), ("var", 1 + 0.1 * np.abs(self.rng.standard_normal(c))))]
+        self.nodes.append(self.helper.make_node("BatchNormalization", [x] + params, [name], name=name))
+        return name
+
+    def conv_bn(self, x: str, cin: int, cout: int, k: int, stride: int = 1, groups: int = 1,
+                act: str | None = "relu") -> str:
+        y = self.bn(self.conv(x, cin, cout, k, stride, groups=groups), cout)
+        if act == "relu":
+            return self.node("Relu", [y])
+        if act == "relu6":
+            lo, hi = self._init(self._name("c") + ".min", 0.0), self._init(self._name("c") + ".max", 6.0)
+            return self.node("Clip", [y, lo, hi])
+        return y
+
+    def gemm(self, x: str, cin: int, cout: int) -> str:
+        name = self._name("fc")
+        w = self._init(name + ".w", self.rng.standard_normal((cout, cin)) * np.sqrt(2.0 / cin))
+        b = self._init(name + ".b", self.rng.standard_normal(cout) * 0.01)
+        self.nodes.append(self.helper.make_node("Gemm", [x, w, b], [name], name=name, transB=1))
+        return name
+
+    def head(self, x: str, cin: int, classes: int) -> str:
+        x = self.node("GlobalAveragePool", [x])
+        return self.gemm(self.node("Flatten", [x], axis=1), cin, classes)
+
+    def model(self, output: str):
+        h = self.helper
+        out = h.make_tensor_value_info(output, self.TensorProto.FLOAT, None)
+        graph = h.make_graph(self.nodes, self.name, [self.input], [out], self.inits)
+        model = h.make_model(graph, opset_imports=[h.make_opsetid("", OPSET)], producer_name="sieve zoo")
+        model.ir_version = IR_VERSION
+        return model
+
+
+def _resnet(name: str, blocks: list[int], bottleneck: bool, size: int, classes: int, seed: int):
+    net = OnnxNet(name, (1, 3, size, size), seed)
+    x = net.conv_bn("input", 3, 64, 7, 2)
+    x = net.node("MaxPool", [x], kernel_shape=[3, 3], strides=[2, 2], pads=[1, 1, 1, 1])
+    cin, expansion = 64, 4 if bottleneck else 1
+    for stage, n in enumerate(blocks):
+        width = 64 * 2 ** stage
+        for i in range(n):
+            stride = 2 if stage > 0 and i == 0 else 1
+            cout = width * expansion
+            if bottleneck:
+                y = net.conv_bn(x, cin, width, 1)
+                y = net.conv_bn(y, width, width, 3, stride)
+                y = net.conv_bn(y, width, cout, 1, act=None)
+            else:
+                y = net.conv_bn(x, cin, width, 3, stride)
+                y = net.conv_bn(y, width, cout, 3, act=None)
+            short = net.conv_bn(x, cin, cout, 1, stride, act=None) if (stride != 1 or cin != cout) else x
+            x = net.node("Relu", [net.node("Add", [y, short])])
+            cin = cout
+    return net.model(net.head(x, cin, classes))
+
+
+def resnet18(size: int = 224, classes: int = 1000, seed: int = 0):
+    return _resnet("resnet18", [2, 2, 2, 2], False, size, classes, seed)
+
+
+def resnet50(size: int = 224, classes: int = 1000, seed: int = 0):
+    return _resnet("resnet50", [3, 4, 6, 3], True, size, classes, seed)
+
+
+def mobilenetv2(size: int = 224, classes: int = 1000, seed: int = 0):
+    net = OnnxNet("mobilenetv2", (1, 3, size, size), seed)
+    x = net.conv_bn("input", 3, 32, 3, 2, act="relu6")
+    cin = 32
+    # (expansion t, channels c, repeats n, stride s), as in the paper's Table 2
+    for t, c, n, s in ((1, 16, 1, 1), (6, 24, 2, 2), (6, 32, 3, 2), (6, 64, 4, 2), (6, 96, 3, 1),
+                       (6, 160, 3, 2), (6, 320, 1, 1)):
+        for i in range(n):
+            stride = s if i == 0 else 1
+            hidden = cin * t
+            y = net.conv_bn(x, cin, hidden, 1, act="relu6") if t != 1 else x
+            y = net.conv_bn(y, hidden, hidden, 3, stride, groups=hidden, act="relu6")
+            y = net.conv_bn(y, hidden, c, 1, act=None)
+            x = net.node("Add", [y, x]) if stride == 1 and cin == c else y
+            cin = c
+    x = net.conv_bn(x, cin, 1280, 1, act="relu6")
+    return net.model(net.head(x, 1280, classes))
+
+
+def vgg16(size: int = 224, classes: int = 1000, seed: int = 0):
+    net = OnnxNet("vgg16", (1, 3, size, size), seed)
+    x, cin = "input", 3
+    for cout, n in ((64, 2), (128, 2), (256, 3), (512, 3), (512, 3)):
+        for _ in range(n):
+            x = net.node("Relu", [net.conv(x, cin, cout, 3, bias=True)])
+            cin = cout
+        x = net.node("MaxPool", [x], kernel_shape=[2, 2], strides=[2, 2])
+    side = size // 32
+    x = net.node("Flatten", [x], axis=1)
+    x = net.node("Relu", [net.gemm(x, 512 * side * side, 4096)])
+    x = net.node("Relu", [net.gemm(x, 4096, 4096)])
+    return net.model(net.gemm(x, 4096, classes))
