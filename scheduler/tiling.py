@@ -100,7 +100,8 @@ def fits(g: ConvGeom, t: MatmulTiling, arch: ArchConfig) -> bool:
 
 def search(g: ConvGeom, arch: ArchConfig) -> tuple[MatmulTiling, Estimate, str] | None:
     c = arch.core
-    k_opts = _choices(g.k, c.pe_rows)
+    # whole PE-row groups first; smaller tiles too, for layers whose window fills the scratchpad
+    k_opts = sorted(set(_choices(g.k, c.pe_rows)) | set(_choices(min(g.k, c.pe_rows))), reverse=True)
     c_opts = _choices(g.c, c.simd_lanes) if g.kh * g.kw == 1 else _choices(g.c)
     if g.depthwise:
         c_opts = [0]                # c_t follows k_t
