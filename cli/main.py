@@ -82,19 +82,28 @@ def cmd_compile(args) -> None:
     con.print(t)
     n_params = sum(n.params["w"].size for n in qgraph if "w" in n.params)
     con.print(f"weights: {n_params:,} ({4 * n_params:,} bytes float32, {n_params:,} bytes int8); "
-              f"constant image {len(program.data):,} bytes; DRAM {program.dram_bytes:,} bytes; "
-              + ("quantized model: its own scales kept" if is_quantized(graph) else
-                 f"quantized by Sieve ({args.calibration} calibration)"))
+              f"constant image {len(program.data):,} bytes; DRAM {program.dram_bytes:,} bytes")
+    con.print("quantization: " + ("a quantized model, its own scales kept" if is_quantized(graph) else
+                                  f"by Sieve, {args.calibration} calibration"))
     con.print(f"wrote {out} ({len(raw):,} bytes, {sum(len(s) for s in program.streams):,} instructions) "
               f"in {t2 - t0:.2f} s (quantize {t1 - t0:.2f} s, schedule+codegen {t2 - t1:.2f} s)")
 
 
 # ---------------------------------------------------------------- run / interpret
 
-def _save_outputs(path: str, ints: dict, floats: dict) -> None:
+def _save_outputs(path: str, ints: dict, floats: dict, dtypes: dict) -> None:
+    """NAME: dequantized float32; NAME.<type>: the raw integers in the model's own type."""
     arrays = {name: floats[name] for name in floats}
-    arrays.update({f"{name}.int8": ints[name] for name in ints})
+    for name, q in ints.items():
+        kind = dtypes[name]
+        arrays[f"{name}.{kind}"] = (q.astype(np.int16) + 128).astype(np.uint8) if kind == "uint8" else q
     np.savez(path, **arrays)
+
+
+def _graph_dtype(t) -> str:
+    if t.dtype.value == "int32":
+        return "int32"
+    return "uint8" if t.quant is not None and t.quant.unsigned else "int8"
 
 
 def cmd_run(args) -> None:
@@ -109,7 +118,7 @@ def cmd_run(args) -> None:
     result = run(program, inputs, functional=not args.timing_only)
     elapsed = time.perf_counter() - t0
     if args.output:
-        _save_outputs(args.output, result.outputs, result.floats)
+        _save_outputs(args.output, result.outputs, result.floats, {d.name: d.dtype for d in program.outputs})
     if args.stats:
         d = result.stats.to_dict()
         d["inferences"] = result.inferences
@@ -142,7 +151,8 @@ def cmd_interpret(args) -> None:
     batch = len(next(iter(q_in.values())))
     per_item = [run_int(qgraph, {n: x[i:i + 1] for n, x in q_in.items()}) for i in range(batch)]
     ints = {k: np.concatenate([r[k] for r in per_item]) for k in qgraph.outputs}
-    _save_outputs(args.output, ints, dequantize_outputs(qgraph, ints))
+    floats = dequantize_outputs(qgraph, {k: v for k, v in ints.items() if _graph_dtype(qgraph[k].out) != "int32"})
+    _save_outputs(args.output, ints, floats, {k: _graph_dtype(qgraph[k].out) for k in ints})
     for name, y in ints.items():
         if y.ndim == 2:
             print(f"{name}: top-1 per inference {np.argmax(y, axis=1).tolist()}")
@@ -218,7 +228,8 @@ def parser() -> argparse.ArgumentParser:
     r.add_argument("--input", help="input .npy (or .npz by input name); float data is quantized with "
                    "the binary's input scale, int8 data is used as is; a leading batch runs one "
                    "inference per item")
-    r.add_argument("--output", help="write outputs to this .npz: NAME (dequantized float32) and NAME.int8")
+    r.add_argument("--output", help="write outputs to this .npz: NAME (dequantized float32) and NAME.int8 "
+                   "(NAME.uint8 for uint8 models, NAME.int32 for raw int32 outputs)")
     r.add_argument("--stats", help="write every figure of the report as JSON (schema: docs/stats.md)")
     r.add_argument("--arch", help="run on this arch instead of the embedded one (may differ only in "
                    "memory, clock and energy)")

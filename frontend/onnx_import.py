@@ -111,6 +111,12 @@ class _Importer:
         return self.b.nodes[self.ir(tensor)].out.shape
 
     def ir(self, tensor: str) -> str:
+        if tensor in self.dq and tensor not in self.names:
+            raise FrontendError(f"'{tensor}' is dequantized (float) data inside a quantized model, read by an "
+                                "op that has no integer form here; Sieve runs quantized models in integers "
+                                "only", self.source,
+                                hint="run onnxruntime's quant_pre_process before quantize_static so that "
+                                     "BatchNormalization is folded into the convolutions")
         if tensor not in self.names:
             raise FrontendError(f"tensor '{tensor}' is used before it is produced (or is a float value "
                                 "inside a quantized region)", self.source)

@@ -104,3 +104,59 @@ def test_installed_command_and_help():
     assert "--timing-only" in done.stdout and "--stats" in done.stdout
     bad = subprocess.run([str(exe), "frobnicate"], capture_output=True, text=True)
     assert bad.returncode == 2 and "invalid choice" in bad.stderr
+
+
+def test_onnx_float_and_quantized_models(workdir, capsys):
+    """sieve zoo export -> .onnx; compile (Sieve quantizes) and interpret agree; an onnxruntime-quantized
+    QOperator model compiles with its own scales and runs with onnxruntime's integers."""
+    import warnings
+
+    from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
+
+    from tests.onnx.ort_models import IR_VERSION, ort_run
+    sieve("zoo", "export", "resnet18", "--size", "32", "-o", "r18.onnx", capsys=capsys)
+    rng = np.random.default_rng(0)
+    np.save("calib.npy", rng.standard_normal((4, 3, 32, 32)).astype(np.float32))
+    x = rng.standard_normal((2, 3, 32, 32)).astype(np.float32)
+    np.save("batch.npy", x)
+    out, err = sieve("compile", "r18.onnx", "--calibrate", "calib.npy", "--calibration", "percentile",
+                     "-o", "r18.sieve", capsys=capsys)
+    assert "quantization: by Sieve, percentile calibration" in out and err == ""
+    sieve("run", "r18.sieve", "--input", "batch.npy", "--output", "out.npz", "-q", capsys=capsys)
+    sieve("interpret", "r18.onnx", "--input", "batch.npy", "--calibrate", "calib.npy", "--calibration",
+          "percentile", "--output", "ref.npz", capsys=capsys)
+    got, ref = np.load("out.npz"), np.load("ref.npz")
+    assert set(got.files) == set(ref.files) and len(got.files) == 2
+    for k in ref.files:
+        np.testing.assert_array_equal(got[k], ref[k])
+
+    class Reader(CalibrationDataReader):
+        def __init__(self):
+            self.it = iter([{"input": c[None]} for c in np.load("calib.npy")])
+
+        def get_next(self):
+            return next(self.it, None)
+
+    from onnxruntime.quantization.shape_inference import quant_pre_process
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        quantize_static("r18.onnx", "raw_int8.onnx", Reader(), quant_format=QuantFormat.QOperator)
+        _, err = sieve("compile", "raw_int8.onnx", expect=1, capsys=capsys)
+        _one_line_error(err, r"dequantized \(float\) data inside a quantized model.*quant_pre_process")
+        quant_pre_process("r18.onnx", "r18_pre.onnx")          # folds BatchNormalization, as ort advises
+        quantize_static("r18_pre.onnx", "r18_int8.onnx", Reader(), quant_format=QuantFormat.QOperator,
+                        per_channel=True, activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8)
+    out, err = sieve("compile", "r18_int8.onnx", "-o", "r18q.sieve", capsys=capsys)
+    assert "quantization: a quantized model, its own scales kept" in out and "no calibration data" not in err
+    np.save("one.npy", x[:1])
+    sieve("run", "r18q.sieve", "--input", "one.npy", "--output", "q.npz", "-q", capsys=capsys)
+    import onnx
+    model = onnx.load("r18_int8.onnx")
+    model.ir_version = min(model.ir_version, IR_VERSION)
+    want = ort_run(model, {"input": x[:1]})[0]
+    got = np.load("q.npz")
+    float_key = [k for k in got.files if not k.endswith("8")][0]
+    np.testing.assert_array_equal(got[float_key], want)
+    assert got[float_key + ".uint8"].dtype == np.uint8
+    sieve("interpret", "r18_int8.onnx", "--input", "one.npy", "--output", "qref.npz", capsys=capsys)
+    np.testing.assert_array_equal(np.load("qref.npz")[float_key], want)
