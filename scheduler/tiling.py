@@ -12,6 +12,7 @@ the latency are priced as latency-bound.
 """
 from __future__ import annotations
 
+import functools
 import itertools
 from dataclasses import dataclass
 
@@ -98,7 +99,9 @@ def fits(g: ConvGeom, t: MatmulTiling, arch: ArchConfig) -> bool:
             and t.k_t * t.oh_t * t.ow_t <= arch.acc_entries)
 
 
+@functools.lru_cache(maxsize=1024)
 def search(g: ConvGeom, arch: ArchConfig) -> tuple[MatmulTiling, Estimate, str] | None:
+    """The cheapest fitting tiling (cached: networks repeat layer shapes, and both keys are frozen)."""
     c = arch.core
     # whole PE-row groups first; smaller tiles too, for layers whose window fills the scratchpad
     k_opts = sorted(set(_choices(g.k, c.pe_rows)) | set(_choices(min(g.k, c.pe_rows))), reverse=True)
