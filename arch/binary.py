@@ -53,6 +53,7 @@ class TensorDesc:
     scale: float
     zero_point: int
     dtype: str = "int8"           # "int8"; "uint8" (stored as int8 = uint8 - 128); "int32"
+    post: str = ""                # host work after dequantization: "" or "softmax" (last axis)
 
     @property
     def itemsize(self) -> int:
@@ -142,7 +143,7 @@ def encode_program(p: Program) -> bytes:
 
 def _desc(d: dict) -> TensorDesc:
     return TensorDesc(d["name"], d["dram_addr"], tuple(d["shape"]), tuple(d["view_shape"]),
-                      tuple(d["perm"]), d["scale"], d["zero_point"], d.get("dtype", "int8"))
+                      tuple(d["perm"]), d["scale"], d["zero_point"], d.get("dtype", "int8"), d.get("post", ""))
 
 
 def _sections(raw: bytes, source: str) -> tuple[bytes, list[tuple[int, int, bytes]]]:

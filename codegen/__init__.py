@@ -6,14 +6,22 @@ from arch.isa import Instruction, Opcode
 from codegen.emit import Emitter
 from codegen.layout import CodegenError, DataImage, TensorLayout, plan_tensors
 from codegen.lower import EMIT, pack_weights
-from ir.graph import Graph
+from ir.graph import Graph, Op
 from ir.types import DType
 from ir.registry import opdef
 from scheduler.plan import Schedule
 
 
 def _desc(graph: Graph, name: str, lay: TensorLayout) -> TensorDesc:
-    t = graph[name].out
+    node = graph[name]
+    if node.op is Op.SOFTMAX:                 # the accelerator writes the logits; the host finishes
+        axis = node.attrs.get("axis", -1)
+        if axis not in (-1, len(node.out.shape) - 1):
+            raise CodegenError("the host's softmax runs on the last axis only", name)
+        src = _desc(graph, node.inputs[0], lay)
+        return TensorDesc(name, src.dram_addr, src.shape, src.view_shape, src.perm, src.scale, src.zero_point,
+                          src.dtype, "softmax")
+    t = node.out
     if t.dtype is DType.INT32:
         return TensorDesc(name, lay.addr, lay.shape, lay.view_shape, lay.perm, 1.0, 0, "int32")
     return TensorDesc(name, lay.addr, lay.shape, lay.view_shape, lay.perm, t.quant.scale[0], t.quant.zp,

@@ -61,7 +61,7 @@ def format_instruction(ins: Instruction) -> str:
 
 def _desc_line(kind: str, d: TensorDesc) -> str:
     return (f".{kind} {d.name} addr={d.dram_addr:#x} shape={_v(d.shape)} view={_v(d.view_shape)} "
-            f"perm={_v(d.perm)} scale={d.scale!r} zp={d.zero_point} dtype={_v(d.dtype)}")
+            f"perm={_v(d.perm)} scale={d.scale!r} zp={d.zero_point} dtype={_v(d.dtype)} post={_v(d.post)}")
 
 
 def disassemble(p: Program) -> str:
@@ -169,7 +169,7 @@ class _Assembler:
         elif name in ("input", "output"):
             d = TensorDesc(str(pos[0]), int(kv["addr"]), tuple(kv["shape"]), tuple(kv.get("view", kv["shape"])),
                            tuple(kv.get("perm", range(len(kv["shape"])))), float(kv.get("scale", 1.0)),
-                           int(kv.get("zp", 0)), str(kv.get("dtype", "int8")))
+                           int(kv.get("zp", 0)), str(kv.get("dtype", "int8")), str(kv.get("post", "")))
             (self.inputs if name == "input" else self.outputs).append(d)
         elif name == "core":
             if int(pos[0]) != len(self.streams):

@@ -57,15 +57,17 @@ def plan_tensors(graph: Graph, start: int) -> tuple[dict[str, TensorLayout], int
     addr = start
     for node in graph:
         shape = node.out.shape
-        if node.op is Op.FLATTEN:
+        if node.op in (Op.FLATTEN, Op.SOFTMAX):      # views: a flatten, or the host's softmax input
             src = layouts[node.inputs[0]]
             layouts[node.name] = TensorLayout(src.addr, shape, src.view_shape, src.perm)
             continue
-        if node.op in (Op.ADD, Op.RELU):
+        if node.op in (Op.ADD, Op.RELU, Op.CONCAT):
             src = layouts[node.inputs[0]]
             view, perm = src.view_shape, src.perm
+            if node.op is Op.CONCAT:
+                view = shape
             for other in node.inputs[1:]:
-                if layouts[other].perm != perm or layouts[other].view_shape != view:
+                if layouts[other].perm != perm or (node.op is not Op.CONCAT and layouts[other].view_shape != view):
                     raise CodegenError("operands are stored in different memory layouts", node.name,
                                        "add a flatten on both sides or neither")
         else:

@@ -7,7 +7,7 @@ from arch.isa import Opcode
 from codegen.emit import Box, Emitter, Slots
 from codegen.layout import CodegenError, DataImage, TensorLayout, weight_matrix
 from ir.graph import Graph, Node, Op
-from ir.registry import act_bounds, add_multipliers
+from ir.registry import act_bounds, add_multipliers, concat_multiplier
 from scheduler.plan import LayerPlan, align, split
 
 
@@ -155,4 +155,29 @@ def emit_eltwise(em: Emitter, graph: Graph, node: Node, plan: LayerPlan, layouts
         oslots.release(em.store([(layouts[node.name].addr + e0, o_addr, 1, ne, 0, 0)], step))
 
 
-EMIT = {"matmul": emit_matmul, "pool": emit_pool, "eltwise": emit_eltwise}
+def emit_concat(em: Emitter, graph: Graph, node: Node, plan: LayerPlan, layouts, bundles) -> None:
+    """Copy each input into its channel slice of the output, requantized on the vector unit."""
+    out, q = node.out, node.out.quant
+    c_total, pixels = out.shape[1], out.size // out.shape[1]
+    offs = plan.spad.offsets()
+    aslots, oslots = Slots(offs["a"]), Slots(offs["out"])
+    c_off = 0
+    for name in node.inputs:
+        t = graph[name].out
+        c = t.shape[1]
+        mult = concat_multiplier(t, out)
+        for p0, npx in split(pixels, plan.tile_elems):
+            a_addr, _, free = aslots.acquire()
+            em.load([(layouts[name].addr + p0 * c, a_addr, 1, npx * c, 0, 0)], free)
+            o_addr, _, o_free = oslots.acquire()
+            em.compute(Opcode.ADD, out_free_wait=o_free, a_addr=a_addr, b_addr=a_addr, dst_addr=o_addr,
+                       count=npx * c, za=t.quant.zp, zb=t.quant.zp, zc=q.zp, ma=float(mult), mb=0.0, relu=0,
+                       hi=127, u8=int(q.unsigned))
+            step = em.end_step()
+            aslots.release(step)
+            box = Box(layouts[node.name].addr + p0 * c_total + c_off, 1, npx, c, 0, c_total)
+            oslots.release(em.store(box.transfers(o_addr), step))
+        c_off += c
+
+
+EMIT = {"matmul": emit_matmul, "pool": emit_pool, "eltwise": emit_eltwise, "concat": emit_concat}

@@ -545,3 +545,36 @@ def _transpose(imp: _Importer, node) -> None:
     if perm is not None and list(perm) != list(range(len(perm))):
         raise imp.error(f"Transpose with perm {list(perm)} is not supported (only layout no-ops)", node)
     imp.alias(node.output[0], node.input[0])
+
+
+@handles("Softmax")
+def _softmax(imp: _Importer, node) -> None:
+    """Softmax at the end of a network runs on the host, in float, after the accelerator."""
+    x, out = node.input[0], node.output[0]
+    axis = imp.attrs(node).get("axis", -1)
+    src = imp.dq.get(x, x)
+    if axis not in (-1, len(imp.shape(src)) - 1):
+        raise imp.error("softmax is supported over the last axis only", node)
+    if imp.consumers.get(out, 0) != 1 or out not in {o.name for o in imp.graph.output}:
+        raise imp.error("softmax is supported only as a graph output (it runs on the host)", node)
+    imp.emit(out, Op.SOFTMAX, [src], {"axis": -1})
+
+
+@handles("Concat")
+def _concat(imp: _Importer, node) -> None:
+    out, axis = node.output[0], imp.attrs(node).get("axis", 1)
+    if axis != 1:
+        raise imp.error(f"concatenation along axis {axis} is not supported (channels only)", node)
+    views = [_dq_input(imp, i) for i in node.input]
+    if all(v is not None for v in views):
+        imp.pending[out] = ("concat", ([v[0] for v in views],))
+        return
+    imp.emit(out, Op.CONCAT, list(node.input), {"axis": 1})
+
+
+def _finish_concat(imp, out, yq, srcs):
+    imp.emit(out, Op.CONCAT, srcs, {"axis": 1}, None, DType.INT8, yq.activation())
+    imp.qinfo[out] = yq
+
+
+FINISH["concat"] = _finish_concat

@@ -59,7 +59,7 @@ class GraphBuilder:
             if src not in self.nodes:
                 raise IRError(f"input '{src}' is not defined", name)
         d = opdef(op)
-        if len(inputs) != d.arity:
+        if d.arity >= 0 and len(inputs) != d.arity:
             raise IRError(f"{op.value} takes {d.arity} input(s), got {len(inputs)}", name)
         if dtype is DType.FLOAT32:
             params = {k: np.asarray(v, dtype=np.float32) for k, v in (params or {}).items()}

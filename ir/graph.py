@@ -40,6 +40,8 @@ class Op(enum.Enum):
     MAXPOOL = "maxpool"
     GLOBALAVGPOOL = "globalavgpool"
     FLATTEN = "flatten"
+    CONCAT = "concat"
+    SOFTMAX = "softmax"      # runs on the host, in float, on a dequantized graph output
 
 
 def _freeze(value: Any) -> Any:

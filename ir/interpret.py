@@ -71,5 +71,7 @@ def quantize_inputs(graph: Graph, inputs: Mapping[str, np.ndarray]) -> dict[str,
 
 
 def dequantize_outputs(graph: Graph, outputs: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
-    return {name: dequantize(q, graph[name].out.quant.scale[0], graph[name].out.quant.zp)
+    """Integer outputs to float; float outputs (the host's softmax) pass through."""
+    return {name: q if graph[name].out.quant is None else
+            dequantize(q, graph[name].out.quant.scale[0], graph[name].out.quant.zp)
             for name, q in outputs.items()}

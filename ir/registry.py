@@ -239,6 +239,44 @@ def _flatten(node: Node, xs: Arrays, ins: Types = ()) -> np.ndarray:
     return xs[0].reshape(xs[0].shape[0], -1)
 
 
+def _concat_infer(node: Node, ins: Types) -> tuple[int, ...]:
+    axis = node.attrs.get("axis", 1)
+    base = ins[0].shape
+    for t in ins[1:]:
+        if len(t.shape) != len(base) or any(a != b for i, (a, b) in enumerate(zip(t.shape, base)) if i != axis):
+            raise IRError(f"cannot concatenate {list(t.shape)} with {list(base)} on axis {axis}", node.name)
+    if axis != 1:
+        raise IRError(f"concatenation along axis {axis} is not supported (channels only)", node.name)
+    return base[:1] + (sum(t.shape[1] for t in ins),) + base[2:]
+
+
+def _concat_float(node: Node, xs: Arrays) -> np.ndarray:
+    return np.concatenate(xs, axis=1).astype(np.float32)
+
+
+def concat_multiplier(t_in: TensorType, t_out: TensorType) -> np.float32:
+    return np.float32(np.float32(t_in.quant.scale[0]) / np.float32(t_out.quant.scale[0]))
+
+
+def _concat_int(node: Node, xs: Arrays, ins: Types) -> np.ndarray:
+    """Each input requantized to the output's scale with the vector unit's add arithmetic (b = 0)."""
+    q = node.out.quant
+    parts = [K.add_requantize(x, x, t.quant.zp, t.quant.zp, concat_multiplier(t, node.out), np.float32(0),
+                              q.zp, u8=q.unsigned) for x, t in zip(xs, ins)]
+    return np.concatenate(parts, axis=1)
+
+
+def _softmax_float(node: Node, xs: Arrays) -> np.ndarray:
+    x = xs[0].astype(np.float64)
+    e = np.exp(x - x.max(axis=node.attrs.get("axis", -1), keepdims=True))
+    return (e / e.sum(axis=node.attrs.get("axis", -1), keepdims=True)).astype(np.float32)
+
+
+def _softmax_int(node: Node, xs: Arrays, ins: Types) -> np.ndarray:
+    """The host's softmax: float, on the dequantized integer input."""
+    return _softmax_float(node, [K.dequantize(xs[0], ins[0].quant.scale[0], ins[0].quant.zp)])
+
+
 def _input_infer(node: Node, ins: Types) -> tuple[int, ...]:
     return node.out.shape
 
@@ -256,6 +294,8 @@ REGISTRY: dict[Op, OpDef] = {
     Op.MAXPOOL: OpDef(1, _pool_infer, _no_macs, _pool_float, _pool_int),
     Op.GLOBALAVGPOOL: OpDef(1, _gap_infer, _gap_macs, _gap_float, _gap_int),
     Op.FLATTEN: OpDef(1, _flatten_infer, _no_macs, _flatten, _flatten),
+    Op.CONCAT: OpDef(-1, _concat_infer, _no_macs, _concat_float, _concat_int),
+    Op.SOFTMAX: OpDef(1, _same_shape_infer, _no_macs, _softmax_float, _softmax_int),
 }
 
 

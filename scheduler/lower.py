@@ -92,6 +92,25 @@ def _lower_alias(graph: Graph, node: Node, arch: ArchConfig) -> LayerPlan:
     return LayerPlan(node.name, "alias", reason="a view of its input: no data moves")
 
 
+def _lower_host(graph: Graph, node: Node, arch: ArchConfig) -> LayerPlan:
+    return LayerPlan(node.name, "alias", reason="runs on the host, in float, on the dequantized output")
+
+
+def _lower_concat(graph: Graph, node: Node, arch: ArchConfig) -> LayerPlan:
+    """Each input is requantized into its channel slice, a tile of pixels at a time."""
+    c_max = max(graph[i].out.shape[1] for i in node.inputs)
+    pixels = node.out.size // node.out.shape[1]
+    per = arch.core.scratchpad_bytes // 4 // 16 * 16 // c_max
+    if per < 1:
+        raise ScheduleError(f"one pixel of {c_max} channels does not fit the scratchpad", node.name)
+    tile = min(pixels, per, ((1 << 24) - 16) // c_max)
+    layout = SpadLayout((("a", tile * c_max), ("out", tile * c_max)))
+    steps = len(node.inputs) * ceil_div(pixels, tile)
+    est = dma_cycles(2 * node.out.size, arch) + steps * arch.memory.dram_latency_cycles
+    return LayerPlan(node.name, "concat", layout, tile_elems=tile, est_cycles=est,
+                     reason=f"{tile} pixels per tile, each input requantized into its channel slice; {steps} steps")
+
+
 LOWER: dict[Op, Callable[[Graph, Node, ArchConfig], LayerPlan]] = {
     Op.CONV2D: _lower_matmul,
     Op.DENSE: _lower_matmul,
@@ -100,5 +119,7 @@ LOWER: dict[Op, Callable[[Graph, Node, ArchConfig], LayerPlan]] = {
     Op.ADD: _lower_eltwise,
     Op.RELU: _lower_eltwise,
     Op.FLATTEN: _lower_alias,
+    Op.SOFTMAX: _lower_host,
+    Op.CONCAT: _lower_concat,
     Op.INPUT: _lower_alias,
 }

@@ -43,6 +43,14 @@ def dequantize(q: np.ndarray, d: TensorDesc) -> np.ndarray:
     return ((q.astype(np.float32) - np.float32(d.zero_point)) * np.float32(d.scale)).astype(np.float32)
 
 
+def _host_post(y: np.ndarray, d: TensorDesc) -> np.ndarray:
+    """What the host does after the accelerator: softmax over the last axis, in float."""
+    if d.post == "softmax":
+        e = np.exp(y.astype(np.float64) - y.max(axis=-1, keepdims=True))
+        return (e / e.sum(axis=-1, keepdims=True)).astype(np.float32)
+    return y
+
+
 @dataclass(frozen=True)
 class RunResult:
     outputs: dict[str, np.ndarray]       # stored integers (int8; int32 for raw outputs), logical shape
@@ -94,5 +102,5 @@ def run(p: Program, inputs: Mapping[str, np.ndarray] | None = None, functional: 
     parts = [_execute(p, timeline, {d.name: q_inputs[d.name][i * d.shape[0]:(i + 1) * d.shape[0]]
                                     for d in p.inputs}) for i in range(batch or 1)]
     outputs = {d.name: np.concatenate([part[d.name] for part in parts]) for d in p.outputs}
-    floats = {d.name: dequantize(outputs[d.name], d) for d in p.outputs if d.dtype != "int32"}
+    floats = {d.name: _host_post(dequantize(outputs[d.name], d), d) for d in p.outputs if d.dtype != "int32"}
     return RunResult(outputs, floats, stats, batch or 1, p)

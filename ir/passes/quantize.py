@@ -86,6 +86,10 @@ def quantize_graph(graph: Graph, ranges: Ranges) -> Graph:
     for node in graph:
         if node.name not in ranges:
             raise IRError("no calibration range for this tensor", node.name)
+        if node.op is Op.SOFTMAX:                          # stays float, on the host
+            qtypes[node.name] = node.out
+            nodes.append(node)
+            continue
         if node.op in (Op.MAXPOOL, Op.RELU, Op.FLATTEN):
             quant = qtypes[node.inputs[0]].quant          # these ops keep their input's scale
         else:

@@ -73,3 +73,32 @@ def test_pytorch_style_shape_subgraph_is_folded():
     g = import_model(model)
     assert g[g.outputs[0]].out.shape == (1, 24)
     assert [n.op.value for n in g] == ["input", "flatten"]
+
+
+def test_float_concat_and_host_softmax_import_and_run():
+    """Concat of two convolutions and a final Softmax: Sieve quantizes, the host finishes the softmax."""
+    from arch import load_arch
+    from cli.pipeline import quantize_model
+    from codegen import generate
+    from ir import run_float
+    from scheduler import schedule
+    from simulator import run
+    rng = np.random.default_rng(0)
+    w1, w2 = rng.standard_normal((4, 3, 1, 1)).astype(np.float32), rng.standard_normal((5, 3, 3, 3)).astype(np.float32)
+    fc = rng.standard_normal((10, 9 * 4 * 4)).astype(np.float32)
+    nodes = [helper.make_node("Conv", ["x", "w1"], ["a"]),
+             helper.make_node("Conv", ["x", "w2"], ["b"], pads=[1, 1, 1, 1]),
+             helper.make_node("Concat", ["a", "b"], ["c"], axis=1),
+             helper.make_node("Flatten", ["c"], ["f"]),
+             helper.make_node("Gemm", ["f", "fc"], ["logits"], transB=1),
+             helper.make_node("Softmax", ["logits"], ["p"], axis=-1)]
+    model = finish(nodes, [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 3, 4, 4])],
+                   [helper.make_tensor_value_info("p", TensorProto.FLOAT, None)], {"w1": w1, "w2": w2, "fc": fc})
+    g = import_model(model)
+    x = rng.standard_normal((4, 3, 4, 4)).astype(np.float32)
+    q = quantize_model(g, {"x": x})
+    result = run(generate(schedule(q, load_arch("default"))), {"x": x})
+    probs, want = result.floats["p"], run_float(g, {"x": x})["p"]
+    np.testing.assert_allclose(probs.sum(1), 1, rtol=1e-5)
+    assert (probs.argmax(1) == want.argmax(1)).mean() >= 0.75
+    assert np.abs(probs - want).max() < 0.1

@@ -179,3 +179,36 @@ def test_clip_activation(arch, lo, hi, seed):
     b.add("y", Op.CONV2D, ["x"], {"out_channels": 6, "kernel": 3, "act": "clip", "clip_min": lo, "clip_max": hi},
           {"w": rng.standard_normal((6, 3, 3, 3))})
     _run(b, "y", arch, seed)
+
+
+@SETTINGS
+@given(arch=archs(), cs=st.lists(st.integers(1, 12), min_size=2, max_size=3), hw=st.integers(1, 7),
+       seed=st.integers(0, 2**16))
+def test_concat_channels(arch, cs, hw, seed):
+    """Inputs with their own scales, requantized into one output scale."""
+    rng = np.random.default_rng(seed)
+    b = GraphBuilder("cat")
+    b.input("x", (1, 3, hw, hw))
+    parts = []
+    for i, c in enumerate(cs):
+        parts.append(b.add(f"c{i}", Op.CONV2D, ["x"], {"out_channels": c, "kernel": 1},
+                           {"w": (i + 1) * rng.standard_normal((c, 3, 1, 1))}))
+    b.add("y", Op.CONCAT, parts, {"axis": 1})
+    _run(b, "y", arch, seed)
+
+
+def test_softmax_runs_on_the_host():
+    from tests.helpers import quantize as q_model
+    rng = np.random.default_rng(0)
+    b = GraphBuilder("sm")
+    b.input("x", (2, 8))
+    b.add("logits", Op.DENSE, ["x"], {"out_features": 5}, {"w": rng.standard_normal((5, 8))})
+    b.add("p", Op.SOFTMAX, ["logits"])
+    g = b.build(["p"])
+    q = q_model(g, random_calibration(g, rng))
+    result = check_bitexact(q, small_arch(), random_calibration(g, rng, 2))
+    probs = result.floats["p"]
+    np.testing.assert_allclose(probs.sum(axis=1), 1.0, rtol=1e-6)
+    assert result.program.outputs[0].post == "softmax"
+    from ir import run_int, quantize_inputs
+    assert result.stats.layers[-1].name == "logits"          # no accelerator work for the softmax
