@@ -80,3 +80,33 @@ def test_lenet5_on_digits(digits):
     g = _with_dense_weights(g, ["fc3", "fc4", "logits"], clf)
     assert [n.op for n in g].count(Op.CONV2D) == 2
     _check_accuracy(g, up(x_train[:200]), up(x_test), y_test)
+
+
+@pytest.mark.parametrize("model", ["resnet18", "resnet50", "mobilenetv2", "vgg16"])
+def test_onnx_zoo_model_bitexact_at_small_size(model):
+    """The ImageNet zoo models, built as ONNX and imported, at 32x32: simulator == reference."""
+    rng = np.random.default_rng(3)
+    g = build(model, size=32, classes=10)
+    q = quantize(g, random_calibration(g, rng, 4))
+    result = check_bitexact(q, load_arch("default"), random_calibration(g, rng, 1))
+    from ir import macs
+    assert result.stats.macs == macs(q)
+    assert len(np.unique(result.outputs[q.outputs[0]])) > 1
+
+
+def test_calibration_from_a_folder_of_images(tmp_path):
+    from PIL import Image
+
+    from cli.pipeline import calibration_inputs
+    rng = np.random.default_rng(0)
+    for i in range(3):
+        Image.fromarray(rng.integers(0, 256, (40 + i, 50, 3)).astype(np.uint8)).save(tmp_path / f"img{i}.png")
+    (tmp_path / "notes.txt").write_text("not an image")
+    g = build("resnet18", size=32, classes=10)
+    cal = calibration_inputs(g, tmp_path)
+    x = cal[g.inputs[0].name]
+    assert x.shape == (3, 3, 32, 32) and x.dtype == np.float32
+    # ImageNet normalization: a [0, 1] pixel maps into [(0 - mean) / std, (1 - mean) / std]
+    assert x.min() >= (0 - 0.485) / 0.229 - 1e-5 and x.max() <= (1 - 0.406) / 0.225 + 1e-5
+    img = np.asarray(Image.open(tmp_path / "img0.png").convert("RGB"), np.float32)
+    assert abs(x[0, 0].mean() - ((img[..., 0] / 255).mean() - 0.485) / 0.229) < 0.1
