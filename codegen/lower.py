@@ -13,9 +13,10 @@ from scheduler.plan import LayerPlan, align, split
 
 def _constants(graph: Graph, node: Node, layouts) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(weights [K][KH][KW][C per group], int32 bias [K], float32 scale [K]) of a matmul layer."""
-    if node.op is Op.GLOBALAVGPOOL:              # a window sum: weights of one, no bias
+    if node.op in (Op.GLOBALAVGPOOL, Op.AVGPOOL):   # a window sum: weights of one, no bias
         n, c, h, w = graph[node.inputs[0]].out.shape
-        return np.ones((c, h, w, 1), np.int8), np.zeros(c, "<i4"), node.params["requant"].astype("<f4")
+        kh, kw = node.attrs["kernel"] if node.op is Op.AVGPOOL else (h, w)
+        return np.ones((c, kh, kw, 1), np.int8), np.zeros(c, "<i4"), node.params["requant"].astype("<f4")
     b = node.params["b"].astype("<i4").ravel()
     scale = node.params.get("requant", np.ones(b.size, np.float32)).astype("<f4").ravel()
     return weight_matrix(graph, node, layouts), b, scale

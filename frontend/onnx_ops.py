@@ -484,7 +484,14 @@ def _avgpool(imp: _Importer, node) -> None:
     if node.op_type == "AveragePool":
         a = imp.attrs(node)
         if tuple(a["kernel_shape"]) != tuple(shape[2:]) or any(a.get("pads", [0] * 4)):
-            raise imp.error("only AveragePool over the whole image (global) is supported", node)
+            if x in imp.dq:
+                raise imp.error("a quantized windowed AveragePool is not supported (only global)", node)
+            if a.get("ceil_mode", 0) or (any(a.get("pads", [0] * 4)) and not a.get("count_include_pad", 0)):
+                raise imp.error("AveragePool with ceil_mode, or padding not counted (count_include_pad=0), "
+                                "is not supported", node)
+            ca = _conv_attrs(imp, node, shape, a["kernel_shape"])
+            imp.emit(out, Op.AVGPOOL, [x], {"kernel": ca["kernel"], "stride": ca["stride"], "pad": ca["pad"]})
+            return
     if x in imp.dq:
         imp.pending[out] = ("gap", (src, imp.qinfo[src]))
         return

@@ -25,7 +25,7 @@ def _pad4(v: Any) -> tuple[int, int, int, int]:
 def normalize_attrs(op: Op, attrs: dict[str, Any]) -> dict[str, Any]:
     """Fill defaults and canonical tuple forms of spatial attributes."""
     a = dict(attrs)
-    if op in (Op.CONV2D, Op.MAXPOOL):
+    if op in (Op.CONV2D, Op.MAXPOOL, Op.AVGPOOL):
         a["kernel"] = _pair(a["kernel"])
         a["stride"] = _pair(a.get("stride", 1 if op is Op.CONV2D else a["kernel"]))
         a["pad"] = _pad4(a.get("pad", 0))

@@ -39,6 +39,7 @@ class Op(enum.Enum):
     RELU = "relu"
     MAXPOOL = "maxpool"
     GLOBALAVGPOOL = "globalavgpool"
+    AVGPOOL = "avgpool"      # windows with count_include_pad semantics (padding counts as zero)
     FLATTEN = "flatten"
     CONCAT = "concat"
     SOFTMAX = "softmax"      # runs on the host, in float, on a dequantized graph output

@@ -231,6 +231,24 @@ def _gap_int(node: Node, xs: Arrays, ins: Types) -> np.ndarray:
     return _finish_int(node, acc, node.params["requant"][None, :, None, None])
 
 
+def _avgpool_float(node: Node, xs: Arrays) -> np.ndarray:
+    kh, kw = node.attrs["kernel"]
+    xp = K.pad_nchw(xs[0].astype(np.float64), node.attrs["pad"], 0.0)
+    return (K.windows(xp, node.attrs["kernel"], node.attrs["stride"]).sum(axis=(4, 5)) / (kh * kw)).astype(np.float32)
+
+
+def _avgpool_macs(node: Node, ins: Types) -> int:
+    kh, kw = node.attrs["kernel"]
+    return int(np.prod(node.out.shape)) * kh * kw
+
+
+def _avgpool_int(node: Node, xs: Arrays, ins: Types) -> np.ndarray:
+    """Window sums of (x - zp), padding counting as zero, requantized by s_in / (s_out * kh * kw)."""
+    xp = K.pad_nchw(xs[0].astype(np.int64) - ins[0].quant.zp, node.attrs["pad"], 0)
+    acc = K.windows(xp, node.attrs["kernel"], node.attrs["stride"]).sum(axis=(4, 5))
+    return _finish_int(node, acc, node.params["requant"][None, :, None, None])
+
+
 def _flatten_infer(node: Node, ins: Types) -> tuple[int, ...]:
     return (ins[0].shape[0], int(np.prod(ins[0].shape[1:])))
 
@@ -293,6 +311,7 @@ REGISTRY: dict[Op, OpDef] = {
     Op.RELU: OpDef(1, _same_shape_infer, _no_macs, _relu_float, _relu_int),
     Op.MAXPOOL: OpDef(1, _pool_infer, _no_macs, _pool_float, _pool_int),
     Op.GLOBALAVGPOOL: OpDef(1, _gap_infer, _gap_macs, _gap_float, _gap_int),
+    Op.AVGPOOL: OpDef(1, _pool_infer, _avgpool_macs, _avgpool_float, _avgpool_int),
     Op.FLATTEN: OpDef(1, _flatten_infer, _no_macs, _flatten, _flatten),
     Op.CONCAT: OpDef(-1, _concat_infer, _no_macs, _concat_float, _concat_int),
     Op.SOFTMAX: OpDef(1, _same_shape_infer, _no_macs, _softmax_float, _softmax_int),

@@ -51,7 +51,7 @@ def _check_node(graph: Graph, node) -> None:
         raise IRError("int8 tensor needs per-tensor quantization", node.name)
     if not -128 <= node.out.quant.zp <= 127:
         raise IRError(f"zero point {node.out.quant.zp} out of int8 range", node.name)
-    if node.op is Op.GLOBALAVGPOOL:
+    if node.op in (Op.GLOBALAVGPOOL, Op.AVGPOOL):
         r = node.params.get("requant")
         if r is None or r.dtype != np.float32 or r.shape != (node.out.shape[1],):
             raise IRError("parameter 'requant' must be float32 per channel", node.name)

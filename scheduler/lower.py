@@ -26,6 +26,10 @@ def conv_geom(graph: Graph, node: Node) -> ConvGeom:
     n, c, h, w = x
     if node.op is Op.GLOBALAVGPOOL:          # a depthwise window sum over the whole image
         return ConvGeom(n, h, w, c, c, 1, 1, h, w, depthwise=True)
+    if node.op is Op.AVGPOOL:                # a depthwise window sum, padding reading as zero
+        (kh, kw), (sh, sw), (pt, pl, _, _) = node.attrs["kernel"], node.attrs["stride"], node.attrs["pad"]
+        return ConvGeom(n, h, w, c, c, node.out.shape[2], node.out.shape[3], kh, kw, sh, sw, 1, 1, pt, pl,
+                        depthwise=True)
     (kh, kw), (sh, sw), (pt, pl, _, _), (dh, dw) = (node.attrs["kernel"], node.attrs["stride"],
                                                     node.attrs["pad"], node.attrs["dilation"])
     groups, k = node.attrs.get("groups", 1), node.out.shape[1]
@@ -116,6 +120,7 @@ LOWER: dict[Op, Callable[[Graph, Node, ArchConfig], LayerPlan]] = {
     Op.DENSE: _lower_matmul,
     Op.MAXPOOL: _lower_pool,
     Op.GLOBALAVGPOOL: _lower_matmul,
+    Op.AVGPOOL: _lower_matmul,
     Op.ADD: _lower_eltwise,
     Op.RELU: _lower_eltwise,
     Op.FLATTEN: _lower_alias,

@@ -101,8 +101,9 @@ def quantize_graph(graph: Graph, ranges: Ranges) -> Graph:
             params = _quantize_weights(node, s_in, np.float32(quant.scale[0]))
         elif node.op is Op.ADD:
             add_multipliers([qtypes[i] for i in node.inputs], out)   # validates the scales
-        elif node.op is Op.GLOBALAVGPOOL:
-            count = node.out.shape and int(np.prod(graph[node.inputs[0]].out.shape[2:]))
+        elif node.op in (Op.GLOBALAVGPOOL, Op.AVGPOOL):
+            count = (int(np.prod(node.attrs["kernel"])) if node.op is Op.AVGPOOL
+                     else int(np.prod(graph[node.inputs[0]].out.shape[2:])))
             scale = gap_scale(qtypes[node.inputs[0]].quant.scale[0], quant.scale[0], count)
             params = {"requant": np.full(node.out.shape[1], scale, np.float32)}
         qtypes[node.name] = out

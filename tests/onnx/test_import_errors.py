@@ -102,3 +102,25 @@ def test_float_concat_and_host_softmax_import_and_run():
     np.testing.assert_allclose(probs.sum(1), 1, rtol=1e-5)
     assert (probs.argmax(1) == want.argmax(1)).mean() >= 0.75
     assert np.abs(probs - want).max() < 0.1
+
+
+@pytest.mark.parametrize("pads,include", [([0, 0, 0, 0], 0), ([1, 1, 1, 1], 1)])
+def test_average_pool_matches_onnxruntime_float(pads, include):
+    from ir import run_float
+    from tests.onnx.ort_models import ort_run
+    node = helper.make_node("AveragePool", ["x"], ["y"], kernel_shape=[3, 3], strides=[2, 2], pads=pads,
+                            count_include_pad=include)
+    model = finish([node], [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 4, 9, 9])],
+                   [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)], {})
+    x = np.random.default_rng(0).standard_normal((1, 4, 9, 9)).astype(np.float32)
+    g = import_model(model)
+    np.testing.assert_allclose(run_float(g, {"x": x})[g.outputs[0]], ort_run(model, {"x": x})[0], rtol=1e-5,
+                               atol=1e-6)
+
+
+def test_average_pool_not_counting_padding_is_refused():
+    node = helper.make_node("AveragePool", ["x"], ["y"], kernel_shape=[3, 3], pads=[1, 1, 1, 1], name="ap")
+    model = finish([node], [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 4, 9, 9])],
+                   [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)], {})
+    with pytest.raises(FrontendError, match=r"node 'ap' \(AveragePool\): .*count_include_pad=0"):
+        import_model(model)

@@ -212,3 +212,15 @@ def test_softmax_runs_on_the_host():
     assert result.program.outputs[0].post == "softmax"
     from ir import run_int, quantize_inputs
     assert result.stats.layers[-1].name == "logits"          # no accelerator work for the softmax
+
+
+@SETTINGS
+@given(arch=archs(), c=st.integers(1, 20), hw=st.integers(2, 10), kernel=st.integers(1, 3), stride=st.integers(1, 2),
+       pad=st.integers(0, 1), seed=st.integers(0, 2**16))
+def test_average_pool(arch, c, hw, kernel, stride, pad, seed):
+    kernel = min(kernel, hw)
+    pad = min(pad, kernel // 2)
+    b = GraphBuilder("avg")
+    b.input("x", (1, c, hw, hw))
+    b.add("y", Op.AVGPOOL, ["x"], {"kernel": kernel, "stride": stride, "pad": pad})
+    _run(b, "y", arch, seed)
