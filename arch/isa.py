@@ -1,6 +1,6 @@
 """The instruction set: one field table drives encoding, decoding, disassembly and assembly.
 
-Every instruction is a 32-byte little-endian word:
+Every instruction is a 48-byte little-endian word:
 
     bits 0-7    opcode
     bits 8-11   signal : counter to increment when the instruction completes (0 = none)
@@ -24,7 +24,7 @@ from typing import Any
 
 import numpy as np
 
-WORD_BYTES = 32
+WORD_BYTES = 48
 HEADER_BITS = 60
 NUM_COUNTERS = 15            # counter ids 1..15; 0 means "none"
 VALUE_BITS = 20
@@ -68,7 +68,8 @@ FIELDS: dict[Opcode, list[tuple[str, str, int]]] = {
                     ("in_c", "u", 16), ("kernel_h", "u", 5), ("kernel_w", "u", 5), ("stride_h", "u", 4),
                     ("stride_w", "u", 4), ("dil_h", "u", 4), ("dil_w", "u", 4), ("pad_top", "u", 4),
                     ("pad_left", "u", 4), ("x_zp", "s", 8), ("accumulate", "u", 1), ("fmt", "u", 2),
-                    ("depthwise", "u", 1)],
+                    ("depthwise", "u", 1), ("batch_groups", "u", 24), ("groups", "u", 24), ("nnz", "u", 24),
+                    ("nm_n", "u", 4), ("nm_m", "u", 5)],
     Opcode.REQUANT: [("acc_addr", "u", 20), ("dst_addr", "u", 24), ("cols", "u", 16), ("k", "u", 12),
                      ("bias_addr", "u", 24), ("scale_addr", "u", 24), ("zp", "s", 8), ("lo", "s", 8),
                      ("hi", "s", 8), ("out32", "u", 1)],
@@ -85,6 +86,9 @@ FIELDS: dict[Opcode, list[tuple[str, str, int]]] = {
 for _op, _fields in FIELDS.items():
     assert HEADER_BITS + sum(b for _, _, b in _fields) <= WORD_BYTES * 8, _op
 FIELD_NAMES = {op: tuple(name for name, _, _ in fs) for op, fs in FIELDS.items()}
+# fields that may be left out when an instruction is written by hand (assembler, tests)
+OPTIONAL = {Opcode.MATMUL: {"fmt": 0, "depthwise": 0, "batch_groups": 0, "groups": 0, "nnz": 0, "nm_n": 0,
+                            "nm_m": 0}}
 
 
 def _f32(x: float) -> float:
@@ -101,6 +105,7 @@ class Instruction:
     @classmethod
     def make(cls, opcode: Opcode, signal: int = 0, waits: tuple = (), **fields: Any) -> "Instruction":
         names = FIELD_NAMES[opcode]
+        fields = {**OPTIONAL.get(opcode, {}), **fields}
         missing = [n for n in names if n not in fields]
         extra = [n for n in fields if n not in names]
         if missing or extra:
@@ -192,3 +197,25 @@ def decode_stream(raw: bytes) -> list[Instruction]:
     if len(raw) % WORD_BYTES:
         raise ISAError(f"code section is {len(raw)} bytes, not a multiple of {WORD_BYTES}")
     return [decode(raw[i:i + WORD_BYTES], i // WORD_BYTES) for i in range(0, len(raw), WORD_BYTES)]
+
+
+def markdown_tables() -> str:
+    """The field tables of docs/isa.md, generated from FIELDS (`python -m arch.isa`)."""
+    kinds = {"u": "unsigned", "s": "signed", "f": "float32"}
+    out = []
+    for op, fields in FIELDS.items():
+        out.append(f"### {op.name.lower()} (opcode {int(op)}, {QUEUE_OF[op].name.lower()} queue)\n")
+        if not fields:
+            out.append("No fields.\n")
+            continue
+        out.append("| field | bits | kind |\n|---|---|---|")
+        pos = HEADER_BITS
+        for name, kind, bits in fields:
+            out.append(f"| `{name}` | {pos}–{pos + bits - 1} | {kinds[kind]} |")
+            pos += bits
+        out.append("")
+    return "\n".join(out) + "\n"
+
+
+if __name__ == "__main__":
+    print(markdown_tables(), end="")

@@ -6,7 +6,7 @@ import numpy as np
 from arch.config import ArchConfig
 from simulator.events import E
 
-COMPONENTS = ("mac", "accumulator", "scratchpad", "dram", "vector", "leakage")
+COMPONENTS = ("mac", "accumulator", "scratchpad", "metadata", "dram", "vector", "leakage")
 
 
 def energy_pj(counts: np.ndarray, cycles: int, arch: ArchConfig) -> dict[str, float]:
@@ -17,6 +17,7 @@ def energy_pj(counts: np.ndarray, cycles: int, arch: ArchConfig) -> dict[str, fl
         "mac": float(c[E["macs"]] * e.mac_pj),
         "accumulator": float(c[E["acc_adds"]] * e.acc_add_pj + c[E["acc_bytes"]] * e.acc_pj_per_byte),
         "scratchpad": float((c[E["spad_read_bytes"]] + c[E["spad_write_bytes"]]) * e.spad_pj_per_byte),
+        "metadata": float(c[E["metadata_bytes"]] * e.metadata_pj_per_byte),
         "dram": float((c[E["dram_read_bytes"]] + c[E["dram_write_bytes"]]) * e.dram_pj_per_byte),
         "vector": float(c[E["vector_ops"]] * e.vector_op_pj),
         "leakage": float(cycles * e.leakage_pj_per_cycle * arch.cores),

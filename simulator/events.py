@@ -11,8 +11,8 @@ from arch.config import ArchConfig
 from arch.isa import Instruction, Opcode
 
 # event counters, in the order of the ``counts`` vector
-EVENTS = ("macs", "mac_slots", "acc_adds", "acc_bytes", "spad_read_bytes", "spad_write_bytes",
-          "dram_read_bytes", "dram_write_bytes", "vector_ops")
+EVENTS = ("macs", "dense_macs", "lane_slots", "mac_slots", "acc_adds", "acc_bytes", "spad_read_bytes",
+          "spad_write_bytes", "metadata_bytes", "dram_read_bytes", "dram_write_bytes", "vector_ops")
 E = {name: i for i, name in enumerate(EVENTS)}
 
 
@@ -39,11 +39,24 @@ def cost(ins: Instruction, arch: ArchConfig) -> tuple[int, list[int]]:
         else:
             n[E["dram_write_bytes"]] = n[E["spad_read_bytes"]] = nbytes
         return math.ceil(nbytes / arch.memory.dram_bytes_per_cycle), n
+    if op is Opcode.MATMUL and ins.fmt in (1, 2):
+        k, r, cols = matmul_shape(ins)
+        n[E["macs"]] = ins.nnz * cols                       # effective: only the nonzero weights
+        n[E["dense_macs"]] = k * r * cols
+        n[E["lane_slots"]] = ins.groups * c.simd_lanes * cols
+        n[E["mac_slots"]] = ins.batch_groups * c.pe_rows * c.simd_lanes * cols
+        n[E["acc_adds"]] = ins.groups * cols
+        n[E["acc_bytes"]] = 4 * k * cols * (2 if ins.accumulate else 1)
+        values = ins.groups * c.simd_lanes
+        meta = 4 * k + 2 * values if ins.fmt == 1 else (values + 1) // 2
+        n[E["metadata_bytes"]] = meta
+        n[E["spad_read_bytes"]] = values + ins.batch_groups * c.simd_lanes * cols
+        return ins.batch_groups * cols + c.matmul_fill_cycles, n
     if op is Opcode.MATMUL:
         k, r, cols = matmul_shape(ins)
         passes = 2 if ins.fmt == 3 else 1           # wide (int16) weights take two passes
         groups, batches = _cdiv(r, c.simd_lanes) * passes, _cdiv(k, c.pe_rows)
-        n[E["macs"]] = k * r * cols
+        n[E["macs"]] = n[E["dense_macs"]] = n[E["lane_slots"]] = k * r * cols
         n[E["mac_slots"]] = batches * c.pe_rows * groups * c.simd_lanes * cols
         n[E["acc_adds"]] = k * groups * cols
         n[E["acc_bytes"]] = 4 * k * cols * (2 if ins.accumulate else 1)

@@ -22,6 +22,8 @@ class OutOfBounds(Exception):
 class CoreState:
     spad: np.ndarray      # uint8
     acc: np.ndarray       # int32
+    lanes: int = 16       # simd_lanes: the width of a packed weight group
+    pe_rows: int = 16
 
 
 @dataclass
@@ -33,8 +35,8 @@ class Machine:
     def for_program(cls, p: Program) -> "Machine":
         dram = np.zeros(p.dram_bytes, np.uint8)
         dram[:len(p.data)] = np.frombuffer(p.data, np.uint8)
-        cores = [CoreState(np.zeros(p.arch.core.scratchpad_bytes, np.uint8), np.zeros(p.arch.acc_entries, np.int32))
-                 for _ in range(p.arch.cores)]
+        cores = [CoreState(np.zeros(p.arch.core.scratchpad_bytes, np.uint8), np.zeros(p.arch.acc_entries, np.int32),
+                           p.arch.core.simd_lanes, p.arch.core.pe_rows) for _ in range(p.arch.cores)]
         return cls(dram, cores)
 
 
@@ -82,8 +84,6 @@ def _windows(x: np.ndarray, out_h: int, out_w: int, kh: int, kw: int, sh: int, s
 
 
 def _matmul(m: Machine, core: CoreState, ins: Instruction) -> None:
-    if ins.fmt not in (0, 3):
-        raise OutOfBounds(f"weight format {ins.fmt} is not supported by this simulator")
     k, c, taps = ins.k, ins.in_c, ins.kernel_h * ins.kernel_w
     wide = ins.fmt == 3                             # int16 weights, two bytes each
     if ins.depthwise and c != k:
@@ -96,7 +96,8 @@ def _matmul(m: Machine, core: CoreState, ins: Instruction) -> None:
         w = _weights(core, ins.w_addr, k * taps, wide).reshape(k, taps)
         part = np.einsum("ptc,ct->pc", win.reshape(-1, taps, c), w)
     else:
-        w = _weights(core, ins.w_addr, k * taps * c, wide).reshape(k, -1)
+        w = _sparse_weights(core, ins, taps * c) if ins.fmt in (1, 2) else \
+            _weights(core, ins.w_addr, k * taps * c, wide).reshape(k, -1)
         part = win.reshape(-1, taps * c) @ w.T                              # [cols][k]
     part = part.astype(np.int64).astype(np.int32).ravel()
     acc = _span(core.acc, ins.acc_addr, part.size, "accumulator")
@@ -110,6 +111,46 @@ def _weights(core: CoreState, addr: int, count: int, wide: bool) -> np.ndarray:
     if wide:
         return _span(core.spad, addr, 2 * count, "scratchpad weights").view("<i2").astype(np.float64)
     return _i8(core.spad, addr, count, "scratchpad weights").astype(np.float64)
+
+
+def _sparse_weights(core: CoreState, ins: Instruction, r: int) -> np.ndarray:
+    """The [k][r] weights a packed tile stands for, gathered by its indices (docs/isa.md)."""
+    k, lanes = ins.k, core.lanes
+    w = np.zeros((k, r), np.float64)
+    if ins.fmt == 1:
+        header = _span(core.spad, ins.w_addr, 4 * k, "scratchpad sparse row table").view("<u2").reshape(k, 2)
+        orig, groups = header[:, 0].astype(np.int64), header[:, 1].astype(np.int64)
+        total = int(groups.sum()) * lanes
+        if groups.sum() != ins.groups or _batch_cost(groups, core.pe_rows) != ins.batch_groups:
+            raise OutOfBounds("the sparse tile's row table disagrees with the instruction's group counts")
+        if (orig >= k).any():
+            raise OutOfBounds("a sparse row names an output channel outside the tile")
+        base = ins.w_addr + 4 * k
+        values = _i8(core.spad, base, total, "scratchpad sparse values").astype(np.float64)
+        index = _span(core.spad, base + total + total % 2, 2 * total, "scratchpad sparse indices").view("<u2")
+        if total and index.max() >= r:
+            raise OutOfBounds(f"a sparse index {int(index.max())} is outside the tile's reduction length {r}")
+        np.add.at(w, (np.repeat(orig, groups * lanes), index.astype(np.int64)), values)
+        return w
+    n, m = ins.nm_n, ins.nm_m
+    nb = -(-r // m)
+    count = k * nb * n
+    vals = _i8(core.spad, ins.w_addr, count, "scratchpad N:M values").astype(np.float64).reshape(k, nb, n)
+    packed = _span(core.spad, ins.w_addr + count, (count + 1) // 2, "scratchpad N:M offsets")
+    offs = np.empty(2 * packed.size, np.int64)
+    offs[0::2], offs[1::2] = packed & 15, packed >> 4
+    offs = offs[:count].reshape(k, nb, n)
+    if (offs >= m).any():
+        raise OutOfBounds(f"an N:M offset is outside its block of {m}")
+    dense = np.zeros((k, nb, m))
+    np.put_along_axis(dense, offs, vals, axis=2)
+    return dense.reshape(k, -1)[:, :r]
+
+
+def _batch_cost(groups: np.ndarray, pe_rows: int) -> int:
+    pad = (-len(groups)) % pe_rows
+    g = np.concatenate([groups, np.zeros(pad, groups.dtype)]).reshape(-1, pe_rows)
+    return int(g.max(axis=1).sum()) if g.size else 0
 
 
 def _requant(m: Machine, core: CoreState, ins: Instruction) -> None:
