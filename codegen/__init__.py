@@ -34,7 +34,8 @@ def generate(sched: Schedule) -> Program:
     graph = sched.graph
     orientation, _ = plan_tensors(graph, 0)          # memory orders only, to lay weights out
     data = DataImage()
-    bundles = {p.node: pack_weights(graph, graph[p.node], p, orientation, data)
+    core = sched.arch.core
+    bundles = {p.node: pack_weights(graph, graph[p.node], p, orientation, data, core.simd_lanes, core.pe_rows)
                for p in sched.layers if p.kind == "matmul"}
     layouts, dram_end = plan_tensors(graph, len(data.buf))
     em, symbols = Emitter(), []

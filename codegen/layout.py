@@ -8,9 +8,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-import numpy as np
-
-from ir.graph import Graph, Node, Op
+from ir.graph import Graph, Op
+from scheduler.layout import memory_orders
 
 DRAM_ALIGN = 64
 
@@ -47,45 +46,16 @@ class DataImage:
         return addr
 
 
-def _natural(shape: tuple[int, ...]) -> tuple[int, ...]:
-    return (0, 2, 3, 1) if len(shape) == 4 else tuple(range(len(shape)))
-
-
 def plan_tensors(graph: Graph, start: int) -> tuple[dict[str, TensorLayout], int]:
-    """Give every tensor a DRAM address (each its own buffer); return layouts and DRAM end."""
+    """Give every tensor a DRAM address (each its own buffer; views share); return layouts and DRAM end."""
+    orders = memory_orders(graph)
     layouts: dict[str, TensorLayout] = {}
     addr = start
     for node in graph:
-        shape = node.out.shape
-        if node.op in (Op.FLATTEN, Op.SOFTMAX):      # views: a flatten, or the host's softmax input
-            src = layouts[node.inputs[0]]
-            layouts[node.name] = TensorLayout(src.addr, shape, src.view_shape, src.perm)
+        o = orders[node.name]
+        if node.op in (Op.FLATTEN, Op.SOFTMAX):
+            layouts[node.name] = TensorLayout(layouts[node.inputs[0]].addr, node.out.shape, o.view_shape, o.perm)
             continue
-        if node.op in (Op.ADD, Op.RELU, Op.CONCAT):
-            src = layouts[node.inputs[0]]
-            view, perm = src.view_shape, src.perm
-            if node.op is Op.CONCAT:
-                view = shape
-            for other in node.inputs[1:]:
-                if layouts[other].perm != perm or (node.op is not Op.CONCAT and layouts[other].view_shape != view):
-                    raise CodegenError("operands are stored in different memory layouts", node.name,
-                                       "add a flatten on both sides or neither")
-        else:
-            view, perm = shape, _natural(shape)
-        layouts[node.name] = TensorLayout(addr, shape, view, perm)
+        layouts[node.name] = TensorLayout(addr, node.out.shape, o.view_shape, o.perm)
         addr += -(-node.out.size * node.out.dtype.np.itemsize // DRAM_ALIGN) * DRAM_ALIGN
     return layouts, addr
-
-
-def weight_matrix(graph: Graph, node: Node, layouts: dict[str, TensorLayout]) -> np.ndarray:
-    """Weights as [K][KH][KW][C] in the order the input's memory layout presents channels."""
-    w = np.asarray(node.params["w"])
-    if node.op is Op.CONV2D:
-        return np.ascontiguousarray(w.transpose(0, 2, 3, 1))
-    if w.ndim == 3:                                   # batched dense: [B][K][C] -> [B*K][1][1][C]
-        return np.ascontiguousarray(w.reshape(-1, 1, 1, w.shape[2]))
-    src = layouts[node.inputs[0]]
-    k = w.shape[0]
-    inner = w.reshape((k,) + tuple(src.view_shape[1:]))
-    mem = inner.transpose((0,) + tuple(src.perm[1:]))
-    return np.ascontiguousarray(mem.reshape(k, 1, 1, -1))

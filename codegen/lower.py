@@ -5,9 +5,11 @@ import numpy as np
 
 from arch.isa import Opcode
 from codegen.emit import Box, Emitter, Slots
-from codegen.layout import CodegenError, DataImage, TensorLayout, weight_matrix
+from codegen.layout import CodegenError, DataImage, TensorLayout
+from scheduler.layout import hw_weights, memory_orders
 from ir.graph import Graph, Node, Op
 from ir.registry import act_bounds, add_multipliers, concat_multiplier
+from scheduler.packing import PackedTile, pack_nm, pack_unstructured
 from scheduler.plan import LayerPlan, align, split
 
 
@@ -19,10 +21,11 @@ def _constants(graph: Graph, node: Node, layouts) -> tuple[np.ndarray, np.ndarra
         return np.ones((c, kh, kw, 1), np.int8), np.zeros(c, "<i4"), node.params["requant"].astype("<f4")
     b = node.params["b"].astype("<i4").ravel()
     scale = node.params.get("requant", np.ones(b.size, np.float32)).astype("<f4").ravel()
-    return weight_matrix(graph, node, layouts), b, scale
+    return hw_weights(graph, node, memory_orders(graph)), b, scale
 
 
-def pack_weights(graph: Graph, node: Node, plan: LayerPlan, layouts, data: DataImage) -> dict:
+def pack_weights(graph: Graph, node: Node, plan: LayerPlan, layouts, data: DataImage, lanes: int,
+                 pe_rows: int) -> dict:
     """Constant bundles per (group, k tile, c tile): the weight tile; the last c tile of each k tile
     also carries what REQUANT reads: [pad to 16][int32 bias][float32 scale]."""
     w, bias, scale = _constants(graph, node, layouts)
@@ -34,12 +37,23 @@ def pack_weights(graph: Graph, node: Node, plan: LayerPlan, layouts, data: DataI
             k0 += gi * g.k
             for ci, (c0, nc) in enumerate(c_tiles):
                 tile = np.ascontiguousarray(w[k0:k0 + nk, :, :, c0:c0 + nc])
-                blob = tile.astype("<i2" if g.w_bytes == 2 else np.int8).tobytes()
+                packed = _pack(tile.reshape(nk, -1), g, lanes, pe_rows)
+                blob = packed.blob
                 tail = align(len(blob))
                 if ci == len(c_tiles) - 1:
                     blob += bytes(tail - len(blob)) + bias[k0:k0 + nk].tobytes() + scale[k0:k0 + nk].tobytes()
-                bundles[gi, ki, ci] = (data.put(blob), len(blob), tail)
+                bundles[gi, ki, ci] = (data.put(blob), len(blob), tail, packed)
     return bundles
+
+
+def _pack(tile: np.ndarray, g, lanes: int, pe_rows: int) -> PackedTile:
+    """A weight tile in the layer's format, with the group counts its MATMUL carries."""
+    if g.fmt == "unstructured":
+        return pack_unstructured(tile.astype(np.int8), lanes, pe_rows, g.balance)
+    if g.fmt == "nm":
+        return pack_nm(tile.astype(np.int8), *g.nm, lanes, pe_rows)
+    blob = tile.astype("<i2" if g.w_bytes == 2 else np.int8).tobytes()
+    return PackedTile(blob, 3 if g.w_bytes == 2 else 0, 0, 0, 0)
 
 
 def emit_matmul(em: Emitter, graph: Graph, node: Node, plan: LayerPlan, layouts, bundles) -> None:
@@ -67,7 +81,7 @@ def emit_matmul(em: Emitter, graph: Graph, node: Node, plan: LayerPlan, layouts,
                 x_base, o_base, cg0, kg0 = gi * g.h * g.w * g.c, gi * g.oh * g.ow * g.k, c0, k0
             else:
                 x_base, o_base, cg0, kg0 = 0, 0, gi * g.c + c0, gi * g.k + k0
-            b_addr, b_len, b_off = bundles[gi, ki, ci]
+            b_addr, b_len, b_off, packed = bundles[gi, ki, ci]
             w_addr, fresh, free = wslots.acquire((gi, ki, ci))
             if fresh:
                 em.load([(b_addr, w_addr, 1, b_len, 0, 0)], free)
@@ -81,8 +95,9 @@ def emit_matmul(em: Emitter, graph: Graph, node: Node, plan: LayerPlan, layouts,
             em.compute(Opcode.MATMUL, w_addr=w_addr, x_addr=x_addr, acc_addr=0, k=nk, out_h=ny, out_w=nx,
                        in_h=iy1 - iy0, in_w=ix1 - ix0, in_c=nc, kernel_h=g.kh, kernel_w=g.kw,
                        stride_h=g.sh, stride_w=g.sw, dil_h=g.dh, dil_w=g.dw, pad_top=py, pad_left=px,
-                       x_zp=x_zp, accumulate=int(ci > 0), fmt=3 if g.w_bytes == 2 else 0,
-                       depthwise=int(g.depthwise))
+                       x_zp=x_zp, accumulate=int(ci > 0), fmt=packed.fmt, depthwise=int(g.depthwise),
+                       batch_groups=packed.batch_groups, groups=packed.groups, nnz=packed.nnz,
+                       nm_n=packed.nm[0], nm_m=packed.nm[1])
             last_c = ci == len(cs) - 1
             if last_c:
                 o_addr, _, o_free = oslots.acquire()

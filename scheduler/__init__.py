@@ -4,12 +4,13 @@ from __future__ import annotations
 from arch.config import ArchConfig
 from ir.graph import Graph, Op
 from ir.types import DType
-from scheduler.lower import LOWER, conv_geom
+from scheduler.lower import LOWER, _lower_matmul, conv_geom
 from scheduler.plan import (ConvGeom, LayerPlan, MatmulTiling, Schedule, ScheduleError, SpadLayout, split)
 
 
-def schedule(graph: Graph, arch: ArchConfig) -> Schedule:
-    """Plan every node of a quantized graph on ``arch``."""
+def schedule(graph: Graph, arch: ArchConfig, sparse: bool = True, balance: bool = True) -> Schedule:
+    """Plan every node of a quantized graph on ``arch``. With ``sparse`` the cost model may pick a
+    packed weight format per layer; ``balance`` orders PE rows by work in unstructured tiles."""
     plans = []
     for node in graph:
         if node.out.dtype is DType.FLOAT32 and node.op is not Op.SOFTMAX:
@@ -17,7 +18,10 @@ def schedule(graph: Graph, arch: ArchConfig) -> Schedule:
         if node.op not in LOWER:
             raise ScheduleError(f"op '{node.op.value}' has no lowering", node.name,
                                 f"supported: {', '.join(op.value for op in LOWER)}")
-        plans.append(LOWER[node.op](graph, node, arch))
+        if LOWER[node.op] is _lower_matmul:
+            plans.append(_lower_matmul(graph, node, arch, sparse, balance))
+        else:
+            plans.append(LOWER[node.op](graph, node, arch))
     return Schedule(graph, arch, tuple(plans))
 
 

@@ -1,6 +1,7 @@
 """Per-op lowering to a LayerPlan: one entry per op in LOWER."""
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Callable
 
 import numpy as np
@@ -9,6 +10,7 @@ from arch.config import ArchConfig
 from ir.graph import Graph, Node, Op
 from ir.types import DType
 from scheduler.plan import (ConvGeom, LayerPlan, ScheduleError, SpadLayout, align, ceil_div, dma_cycles)
+from scheduler.layout import hw_weights, memory_orders
 from scheduler.tiling import matmul_spad, search
 
 
@@ -42,20 +44,59 @@ def conv_geom(graph: Graph, node: Node) -> ConvGeom:
                     groups, depthwise, out_bytes, w_bytes)
 
 
-def _lower_matmul(graph: Graph, node: Node, arch: ArchConfig) -> LayerPlan:
-    g = conv_geom(graph, node)
+NM_BLOCKS = (4, 8, 16)
+
+
+def weight_formats(graph: Graph, node: Node, g: ConvGeom, lanes: int) -> list[ConvGeom]:
+    """The weight formats a layer could use: dense always; unstructured when there are zeros to skip;
+    N:M when every block of M channels holds at most N nonzeros (the smallest such N per M)."""
+    w = node.params.get("w")
+    if g.depthwise or g.groups > 1 or g.batched or w is None or w.dtype != np.int8:
+        return [g]
+    hw = hw_weights(graph, node, memory_orders(graph))
+    c = hw.shape[3]
+    flat = hw.reshape(hw.shape[0], -1)
+    nnz_r = np.count_nonzero(flat, axis=1)
+    density = nnz_r.sum() / max(flat.size, 1)
+    out = [g]
+    if density < 0.9:
+        out.append(replace(g, fmt="unstructured", dmax=float(nnz_r.max() / flat.shape[1]),
+                           nnz_max=int(nnz_r.max())))
+    for m in NM_BLOCKS:
+        if c % m:
+            continue
+        counts = np.count_nonzero(flat.reshape(flat.shape[0], -1, m), axis=2).max(initial=0)
+        n = max(int(counts), 1)
+        if n < m and lanes % n == 0:
+            out.append(replace(g, fmt="nm", nm=(n, m)))
+    return out
+
+
+def _lower_matmul(graph: Graph, node: Node, arch: ArchConfig, sparse: bool = True,
+                  balance: bool = True) -> LayerPlan:
+    g = replace(conv_geom(graph, node), balance=balance)
     if max(g.kh, g.kw) > 31 or max(g.sh, g.sw, g.dh, g.dw, g.pt, g.pl) > 15:
         raise ScheduleError(f"kernel {g.kh}x{g.kw} (at most 31), stride, dilation and padding (at most 15) "
                             "exceed the MATMUL instruction's fields", node.name)
-    found = search(g, arch)
-    if found is None:
+    options = weight_formats(graph, node, g, arch.core.simd_lanes) if sparse else [g]
+    found = [(f, search(f, arch)) for f in options]
+    found = [(f, r) for f, r in found if r is not None]
+    if not found:
         raise ScheduleError(
             f"no tile fits: even one output channel group and one pixel needs more than the "
             f"{arch.core.scratchpad_bytes}-byte scratchpad or {arch.acc_entries}-entry accumulator",
             node.name, "use an arch with a larger scratchpad")
-    tiling, est, reason = found
-    return LayerPlan(node.name, "matmul", matmul_spad(g, tiling), tiling, g, est_cycles=est.cycles,
-                     reason=reason)
+    found.sort(key=lambda fr: fr[1][1].cycles)
+    g, (tiling, est, reason) = found[0]
+    if len(found) > 1:
+        others = ", ".join(f"{_fmt(f)} {r[1].cycles}" for f, r in found[1:])
+        reason = f"{reason}; other formats: {others}"
+    return LayerPlan(node.name, "matmul", matmul_spad(g, tiling, arch.core.simd_lanes), tiling, g,
+                     est_cycles=est.cycles, reason=reason)
+
+
+def _fmt(g: ConvGeom) -> str:
+    return g.fmt if g.fmt != "nm" else f"{g.nm[0]}:{g.nm[1]}"
 
 
 def _lower_pool(graph: Graph, node: Node, arch: ArchConfig) -> LayerPlan:

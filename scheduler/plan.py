@@ -4,6 +4,8 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
+import numpy as np
+
 from arch.config import ArchConfig
 from ir.graph import Graph
 
@@ -49,6 +51,11 @@ class ConvGeom:
     out_bytes: int = 1        # 1: requantized int8; 4: raw int32 (ConvInteger-style)
     w_bytes: int = 1          # 1: int8 weights; 2: int16 "wide" weights (imported zero points), 2 passes
     batched: bool = False     # groups are separate [h][w][c] images with their own weights (batched matmul)
+    fmt: str = "dense"        # weight format: "dense", "unstructured" (packed SIMD groups) or "nm"
+    nm: tuple[int, int] = (0, 0)   # N:M: at most N nonzeros in each block of M channels
+    dmax: float = 1.0         # the densest output channel's fraction of nonzero weights
+    nnz_max: int = 0          # that channel's nonzero count (bounds a packed tile's size)
+    balance: bool = True      # order PE rows by work (unstructured)
 
     @property
     def taps(self) -> int:
@@ -57,6 +64,28 @@ class ConvGeom:
     def reduction(self, c_t: int) -> int:
         """Values reduced per output: the kernel window, times the channel tile unless depthwise."""
         return self.taps if self.depthwise else self.taps * c_t
+
+    def row_groups(self, c_t: int, lanes: int) -> int:
+        """SIMD groups an output channel costs per tile (an estimate for unstructured weights)."""
+        r = self.reduction(c_t)
+        if self.fmt == "unstructured":
+            return -(-int(np.ceil(self.dmax * r)) // lanes)
+        if self.fmt == "nm":
+            n, m = self.nm
+            return -(-(-(-r // m) * n) // lanes)
+        return -(-r // lanes) * self.w_bytes
+
+    def weight_tile_bytes(self, k_t: int, c_t: int, lanes: int) -> int:
+        """An upper bound on a weight tile's bytes in this format (sizes the scratchpad region)."""
+        r = self.reduction(c_t)
+        if self.fmt == "unstructured":
+            per_row = -(-min(r, self.nnz_max) // lanes) * lanes
+            return 4 * k_t + 3 * k_t * per_row + 1
+        if self.fmt == "nm":
+            n, m = self.nm
+            values = k_t * -(-r // m) * n
+            return values + (values + 1) // 2
+        return k_t * r * self.w_bytes
 
     def in_rows(self, o0: int, size: int, stride: int, dil: int, kern: int, pad: int, extent: int):
         """Input rows [lo, hi) a run of ``size`` outputs from ``o0`` reads, and its top padding."""

@@ -33,11 +33,11 @@ def _choices(total: int, quantum: int = 1) -> list[int]:
     return sorted(out, reverse=True)
 
 
-def matmul_spad(g: ConvGeom, t: MatmulTiling) -> SpadLayout:
+def matmul_spad(g: ConvGeom, t: MatmulTiling, lanes: int) -> SpadLayout:
     ih = g.max_in(t.oh_t, g.sh, g.dh, g.kh, g.h)
     iw = g.max_in(t.ow_t, g.sw, g.dw, g.kw, g.w)
     # "w" holds a weight bundle: the weight tile, then int32 bias and float32 scales
-    return SpadLayout((("w", align(t.k_t * g.reduction(t.c_t) * g.w_bytes) + 8 * t.k_t),
+    return SpadLayout((("w", align(g.weight_tile_bytes(t.k_t, t.c_t, lanes)) + 8 * t.k_t),
                        ("x", ih * iw * t.c_t), ("out", t.oh_t * t.ow_t * t.k_t * g.out_bytes)))
 
 
@@ -63,8 +63,8 @@ def estimate(g: ConvGeom, t: MatmulTiling, arch: ArchConfig) -> Estimate:
     # compute: every (k, c, pixel) tile once per image
     if g.depthwise:                 # channels are tiled once, together with the outputs
         cs = [(1, 1)]
-    mm = sum(mk * mc * mp * (ceil_div(nk, c.pe_rows) * ceil_div(g.reduction(nc), c.simd_lanes) * cols
-                             * g.w_bytes + c.matmul_fill_cycles)
+    mm = sum(mk * mc * mp * (ceil_div(nk, c.pe_rows) * g.row_groups(nc, c.simd_lanes) * cols
+                             + c.matmul_fill_cycles)
              for nk, mk in ks for nc, mc in cs for cols, _, _, mp in pixels)
     rq = sum(mk * mp * (ceil_div(nk * cols, c.vector_lanes) + c.vector_fill_cycles)
              for nk, mk in ks for cols, _, _, mp in pixels)
@@ -72,7 +72,7 @@ def estimate(g: ConvGeom, t: MatmulTiling, arch: ArchConfig) -> Estimate:
     # DMA: bytes re-fetched under the loop order
     n_sp = sum(mp for *_, mp in pixels)
     n_k, n_c = ceil_div(g.k, t.k_t), 1 if g.depthwise else ceil_div(g.c, t.c_t)
-    w_bytes = g.k * g.reduction(g.c) * g.w_bytes + 8 * g.k
+    w_bytes = sum(mk * mc * g.weight_tile_bytes(nk, nc, c.simd_lanes) for nk, mk in ks for nc, mc in cs) + 8 * g.k
     x_bytes = sum(mp * g.max_in(ny, g.sh, g.dh, g.kh, g.h) * g.max_in(nx, g.sw, g.dw, g.kw, g.w)
                   for _, ny, nx, mp in pixels) * g.c
     if t.order == "k_outer":
@@ -95,8 +95,12 @@ def estimate(g: ConvGeom, t: MatmulTiling, arch: ArchConfig) -> Estimate:
 
 
 def fits(g: ConvGeom, t: MatmulTiling, arch: ArchConfig) -> bool:
-    return (matmul_spad(g, t).total <= arch.core.scratchpad_bytes
+    return (matmul_spad(g, t, arch.core.simd_lanes).total <= arch.core.scratchpad_bytes
             and t.k_t * t.oh_t * t.ow_t <= arch.acc_entries)
+
+
+def _fmt_name(g: ConvGeom) -> str:
+    return {"dense": "dense", "unstructured": "unstructured"}.get(g.fmt, f"{g.nm[0]}:{g.nm[1]}")
 
 
 @functools.lru_cache(maxsize=1024)
@@ -108,6 +112,8 @@ def search(g: ConvGeom, arch: ArchConfig) -> tuple[MatmulTiling, Estimate, str] 
     c_opts = _choices(g.c, c.simd_lanes) if g.kh * g.kw == 1 else _choices(g.c)
     if g.depthwise:
         c_opts = [0]                # c_t follows k_t
+    if g.fmt == "nm":               # channel tiles keep whole N:M blocks
+        c_opts = [ct for ct in c_opts if ct % g.nm[1] == 0 or ct == g.c] or [g.c]
     best: list[tuple[int, MatmulTiling, Estimate]] = []
     tried = 0
     for k_t, c_t, oh_t, ow_t, order in itertools.product(
@@ -127,7 +133,7 @@ def search(g: ConvGeom, arch: ArchConfig) -> tuple[MatmulTiling, Estimate, str] 
     best.sort(key=lambda r: (r[0], r[1], r[2].order))      # ties: fewer steps, then k_outer
     _, _, t, e = best[0]
     bound = "compute-bound" if e.compute >= e.dma else "DMA-bound"
-    reason = (f"k_t={t.k_t} oh_t={t.oh_t} ow_t={t.ow_t} c_t={t.c_t} {t.order}: est {e.cycles} cycles "
+    reason = (f"{_fmt_name(g)} k_t={t.k_t} oh_t={t.oh_t} ow_t={t.ow_t} c_t={t.c_t} {t.order}: est {e.cycles} cycles "
               f"(compute {e.compute}, DMA {e.dma}, {bound}; weights fetched {e.w_loads}x, inputs "
               f"{e.x_loads}x), cheapest of {tried} fitting candidates")
     if len(best) > 1:
