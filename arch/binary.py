@@ -95,6 +95,10 @@ class LayerSymbol:
     end: int
     macs: int = 0
     info: str = ""
+    weight_format: str = "dense"      # "dense", "unstructured", "N:M" (matmul layers)
+    dense_cycles: int = 0             # the same layer compiled dense on the same arch, simulated at
+    dense_mac_cycles: int = 0         # compile time (0: no dense twin was simulated)
+    dense_energy_pj: float = 0.0
 
 
 @dataclass(frozen=True)

@@ -13,9 +13,9 @@ from rich.console import Console
 from rich.table import Table
 
 from arch import ArchError, BinaryFormatError, ISAError, encode_program, load_arch, preset_names
-from cli.pipeline import (UsageError, compile_graph, integer_model, is_quantized, load_model,
-                          read_array_file)
-from cli.report import print_run_summary
+from cli.pipeline import (UsageError, compile_graph, integer_model, is_quantized, load_model, prune_model,
+                          read_array_file, with_dense_reference)
+from cli.report import print_run_summary, sparsity_table
 from codegen import AsmError, CodegenError, assemble_file, disassemble
 from frontend import ZOO, FrontendError, build, build_onnx, dump_sv
 from ir import IRError, dequantize_outputs, quantize_inputs, run_float, run_int
@@ -64,29 +64,67 @@ def cmd_compile(args) -> None:
     arch = load_arch(args.arch)
     t0 = time.perf_counter()
     graph = load_model(args.model)
-    qgraph = integer_model(graph, args.calibrate, args.seed, args.calibration, args.percentile)
+    pruned = prune_model(graph, args.prune, args.prune_scope, args.keep_ends)
+    qgraph = integer_model(pruned, args.calibrate, args.seed, args.calibration, args.percentile)
     t1 = time.perf_counter()
-    sched, program = compile_graph(qgraph, arch)
+    sched, program = compile_graph(qgraph, arch, balance=not args.no_balance)
+    program = with_dense_reference(qgraph, arch, program)
     raw = encode_program(program)
     t2 = time.perf_counter()
     out = Path(args.output or Path(args.model).with_suffix(".sieve").name)
     out.write_bytes(raw)
     con = _console()
     t = Table(title=f"{graph.name} on arch '{arch.name}'", title_justify="left")
-    for col in ("layer", "op", "instructions", "MACs", "est. cycles", "plan"):
-        t.add_column(col, justify="right" if col in ("instructions", "MACs", "est. cycles") else "left")
+    for col in ("layer", "op", "weights", "zeros %", "instructions", "MACs", "est. cycles", "plan"):
+        t.add_column(col, justify="left" if col in ("layer", "op", "weights", "plan") else "right")
     for sym in program.layers:
-        plan = sched.plan(sym.name)
-        t.add_row(sym.name, sym.op, str(sym.end - sym.start), f"{sym.macs:,}", f"{plan.est_cycles:,}",
-                  plan.reason if args.verbose else plan.reason.split(":")[0])
+        plan, node = sched.plan(sym.name), qgraph[sym.name]
+        zeros = f"{100 * np.mean(node.params['w'] == 0):.1f}" if "w" in node.params else ""
+        t.add_row(sym.name, sym.op, sym.weight_format if plan.kind == "matmul" else "", zeros,
+                  str(sym.end - sym.start), f"{sym.macs:,}", f"{plan.est_cycles:,}",
+                  plan.reason if args.verbose else plan.reason.split(": est")[0])
     con.print(t)
-    n_params = sum(n.params["w"].size for n in qgraph if "w" in n.params)
-    con.print(f"weights: {n_params:,} ({4 * n_params:,} bytes float32, {n_params:,} bytes int8); "
-              f"constant image {len(program.data):,} bytes; DRAM {program.dram_bytes:,} bytes")
+    con.print(_model_size(graph, qgraph, program))
     con.print("quantization: " + ("a quantized model, its own scales kept" if is_quantized(graph) else
                                   f"by Sieve, {args.calibration} calibration"))
     con.print(f"wrote {out} ({len(raw):,} bytes, {sum(len(s) for s in program.streams):,} instructions) "
               f"in {t2 - t0:.2f} s (quantize {t1 - t0:.2f} s, schedule+codegen {t2 - t1:.2f} s)")
+    if args.eval:
+        _evaluate(con, args, graph, qgraph, program)
+
+
+def _model_size(graph, qgraph, program) -> str:
+    layers = [n for n in graph if "w" in n.params]
+    weights = sum(n.params["w"].size for n in layers)
+    biases = sum(n.params["b"].size for n in layers if "b" in n.params)
+    f32 = 4 * (weights + biases)
+    int8 = weights + 8 * biases                      # int8 weights, int32 bias, float32 scale
+    packed = len(program.data)
+    return (f"model size: float32 {f32:,} B; int8 {int8:,} B; as compiled (int8, packed where sparse, with "
+            f"index metadata, bias, scales and alignment) {packed:,} B = {f32 / max(packed, 1):.2f}x smaller "
+            f"than float32, {int8 / max(packed, 1):.2f}x than dense int8")
+
+
+def _evaluate(con, args, graph, qgraph, program) -> None:
+    """Top-1 of the float model, the dense int8 model (reference) and the compiled binary (simulated)."""
+    try:
+        data = np.load(args.eval)
+        x, y = data["x"], data["y"]
+    except (OSError, KeyError, ValueError) as err:
+        raise UsageError(f"{args.eval}: --eval needs an .npz with arrays 'x' (inputs) and 'y' (labels): {err}")
+    name = graph.inputs[0].name
+    out = graph.outputs[0]
+    dense = integer_model(graph, args.calibrate, args.seed, args.calibration, args.percentile)
+    acc_float = float(np.mean(run_float(graph, {name: x.astype(np.float32)})[out].argmax(-1) == y))
+    q_in = quantize_inputs(dense, {name: x})
+    acc_int8 = float(np.mean(run_int(dense, q_in)[out].argmax(-1) == y))
+    result = run(program, {name: x.astype(np.float32)})
+    acc_sparse = float(np.mean(result.floats[program.outputs[0].name].argmax(-1) == y))
+    t = Table(title=f"top-1 on {len(y)} examples of {args.eval}", title_justify="left")
+    for col in ("float32", "int8 (dense)", "int8 as compiled" + (f" (pruned {args.prune})" if args.prune else "")):
+        t.add_column(col, justify="right")
+    t.add_row(f"{100 * acc_float:.2f} %", f"{100 * acc_int8:.2f} %", f"{100 * acc_sparse:.2f} %")
+    con.print(t)
 
 
 # ---------------------------------------------------------------- run / interpret
@@ -110,6 +148,8 @@ def cmd_run(args) -> None:
     arch = load_arch(args.arch) if args.arch else None
     program = load_binary(args.binary, arch)
     inputs = None
+    if args.input is None and args.report:
+        args.timing_only = True                      # a report needs no data: timing is data-independent
     if not args.timing_only:
         if args.input is None:
             raise UsageError("--input is required (or use --timing-only)")
@@ -130,6 +170,9 @@ def cmd_run(args) -> None:
                   f"{s.energy_total_pj / 1e6:,.3f} uJ per inference")
     else:
         print_run_summary(con, result.stats, result.inferences)
+    if args.report:
+        con.print(sparsity_table(program, result.stats))
+    if not args.quiet:
         for name, y in result.floats.items():
             if y.ndim == 2:
                 con.print(f"{name}: top-1 per inference {np.argmax(y, axis=1).tolist()}")
@@ -221,6 +264,15 @@ def parser() -> argparse.ArgumentParser:
     c.add_argument("--arch", default="default", help="preset name (%(default)s, edge) or TOML file")
     c.add_argument("-o", "--output", help="output binary (default: MODEL.sieve in the current folder)")
     _calibration_options(c)
+    c.add_argument("--prune", metavar="S", help="prune a float model first: a fraction for magnitude pruning "
+                   "(0.9 = 90 %% zeros) or N:M along the input channels (2:4)")
+    c.add_argument("--prune-scope", choices=("layer", "global"), default="layer",
+                   help="magnitude pruning per layer or over all layers together (default %(default)s)")
+    c.add_argument("--keep-ends", action="store_true", help="keep the first and last layers dense")
+    c.add_argument("--no-balance", action="store_true",
+                   help="keep output channels in their natural order on the PE rows (for comparison)")
+    c.add_argument("--eval", metavar="NPZ", help="report top-1 of the float, dense int8 and compiled models on "
+                   "an .npz with 'x' (inputs) and 'y' (labels)")
     c.set_defaults(func=cmd_compile)
 
     r = sub.add_parser("run", help="simulate a binary: outputs, per-layer cycles and energy")
@@ -235,6 +287,8 @@ def parser() -> argparse.ArgumentParser:
                    "memory, clock and energy)")
     r.add_argument("--timing-only", action="store_true", help="skip functional execution (same cycles)")
     r.add_argument("-q", "--quiet", action="store_true", help="no tables")
+    r.add_argument("--report", action="store_true", help="the sparsity report: per layer weight format, density, "
+                   "lane utilization, skipped MACs, and cycles and energy against the dense twin")
     r.set_defaults(func=cmd_run)
 
     i = sub.add_parser("interpret", help="run the reference interpreter (integer by default)")

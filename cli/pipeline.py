@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import logging
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -11,7 +12,7 @@ from arch.config import ArchConfig
 from codegen import generate
 from frontend import FrontendError, load_onnx, load_sv
 from ir import DType, Graph, verify
-from ir.passes import calibrate, fuse_activations, quantize_graph
+from ir.passes import calibrate, fuse_activations, prune_magnitude, prune_nm, quantize_graph
 from scheduler import Schedule, schedule
 
 log = logging.getLogger("sieve")
@@ -127,6 +128,34 @@ def integer_model(graph: Graph, calibrate_path: str | Path | None, seed: int = 0
     return quantize_model(graph, calibration_inputs(graph, calibrate_path, seed), method, percentile)
 
 
-def compile_graph(qgraph: Graph, arch: ArchConfig) -> tuple[Schedule, Program]:
-    sched = schedule(qgraph, arch)                    # tiling per layer, by the cost model
+def compile_graph(qgraph: Graph, arch: ArchConfig, balance: bool = True) -> tuple[Schedule, Program]:
+    sched = schedule(qgraph, arch, balance=balance)   # weight format and tiling per layer, by the cost model
     return sched, generate(sched)                     # allocation, instructions, symbols
+
+
+def prune_model(graph: Graph, spec: str | None, scope: str = "layer", keep_ends: bool = False) -> Graph:
+    """--prune 0.9 (magnitude, a fraction) or --prune 2:4 (N:M) on a float graph."""
+    if spec is None:
+        return graph
+    if is_quantized(graph):
+        raise UsageError("--prune needs a float model; a quantized model's zeros are found and used as they are")
+    try:
+        if ":" in spec:
+            n, m = (int(v) for v in spec.split(":"))
+            return verify(prune_nm(graph, n, m, keep_ends))
+        return verify(prune_magnitude(graph, float(spec), scope, keep_ends))
+    except ValueError:
+        raise UsageError(f"--prune takes a fraction (0.9) or N:M (2:4), got '{spec}'") from None
+
+
+def with_dense_reference(qgraph: Graph, arch: ArchConfig, program: Program) -> Program:
+    """Record, per layer, the same layer compiled dense on the same arch and simulated (timing only)."""
+    from simulator import run as simulate
+    if all(s.weight_format == "dense" for s in program.layers):
+        return program
+    dense = simulate(generate(schedule(qgraph, arch, sparse=False)), functional=False).stats
+    ref = {l.name: l for l in dense.layers}
+    layers = tuple(replace(s, dense_cycles=ref[s.name].cycles, dense_mac_cycles=ref[s.name].mac_cycles,
+                           dense_energy_pj=ref[s.name].energy_total_pj) if s.name in ref else s
+                   for s in program.layers)
+    return replace(program, layers=layers)

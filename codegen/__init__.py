@@ -47,7 +47,9 @@ def generate(sched: Schedule) -> Program:
         em.begin_layer()
         EMIT[plan.kind](em, graph, node, plan, layouts, bundles.get(plan.node))
         n_macs = opdef(node.op).macs(node, [graph[i].out for i in node.inputs])
-        symbols.append(LayerSymbol(node.name, node.op.value, 0, start, len(em.code), n_macs, plan.reason))
+        fmt = plan.geom.fmt if plan.geom is not None else "dense"
+        fmt = f"{plan.geom.nm[0]}:{plan.geom.nm[1]}" if fmt == "nm" else fmt
+        symbols.append(LayerSymbol(node.name, node.op.value, 0, start, len(em.code), n_macs, plan.reason, fmt))
     em.halt()
     idle = (Instruction.make(Opcode.HALT),)
     streams = (tuple(em.code),) + tuple(idle for _ in range(sched.arch.cores - 1))

@@ -83,7 +83,9 @@ def disassemble(p: Program) -> str:
                 lines.append(".endlayer")
             if i in starts:
                 s = starts[i]
-                lines.append(f".layer {s.name} op={_v(s.op)} macs={s.macs} info={_v(s.info)}")
+                lines.append(f".layer {s.name} op={_v(s.op)} macs={s.macs} info={_v(s.info)} "
+                             f"format={_v(s.weight_format)} dense_cycles={s.dense_cycles} "
+                             f"dense_mac_cycles={s.dense_mac_cycles} dense_energy_pj={s.dense_energy_pj!r}")
             lines.append(f"    {format_instruction(ins)}    ; {i}")
         if len(stream) in ends:
             lines.append(".endlayer")
@@ -178,12 +180,15 @@ class _Assembler:
         elif name == "layer":
             self._need_core(meta)
             self.open_layer = (str(pos[0]), str(kv.get("op", "")), len(self.streams[-1]),
-                               int(kv.get("macs", 0)), str(kv.get("info", "")))
+                               int(kv.get("macs", 0)), str(kv.get("info", "")), str(kv.get("format", "dense")),
+                               int(kv.get("dense_cycles", 0)), int(kv.get("dense_mac_cycles", 0)),
+                               float(kv.get("dense_energy_pj", 0.0)))
         elif name == "endlayer":
             if self.open_layer is None:
                 raise self.error(".endlayer without .layer", meta)
-            n, op, start, macs, info = self.open_layer
-            self.layers.append(LayerSymbol(n, op, len(self.streams) - 1, start, len(self.streams[-1]), macs, info))
+            n, op, start, macs, info, fmt, dc, dmc, de = self.open_layer
+            self.layers.append(LayerSymbol(n, op, len(self.streams) - 1, start, len(self.streams[-1]), macs, info,
+                                           fmt, dc, dmc, de))
             self.open_layer = None
         else:
             raise self.error(f"unknown directive '.{name}'", meta)

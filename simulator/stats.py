@@ -6,7 +6,7 @@ from dataclasses import asdict, dataclass
 import numpy as np
 
 from arch.binary import Program
-from arch.isa import Queue
+from arch.isa import Opcode, Queue
 from simulator.energy import energy_pj
 from simulator.events import EVENTS, E
 from simulator.timing import Timeline
@@ -26,6 +26,7 @@ class LayerStats:
     macs: int                 # useful multiply-accumulates
     utilization: float        # macs / (cycles * pe_rows * simd_lanes)
     busy_cycles: dict         # per queue: cycles its unit was occupied
+    mac_cycles: int           # cycles the MAC array was busy (MATMUL instructions)
     events: dict              # event name -> count
     energy_pj: dict           # component -> pJ
 
@@ -79,8 +80,10 @@ def collect(p: Program, t: Timeline) -> RunStats:
                                         if p.streams[sym.core][i].queue is q)) for q in Queue}
         cycles = e - s
         macs = int(counts[E["macs"]])
+        mac_cycles = int(sum(t.busy[sym.core][i] for i in range(sym.start, sym.end)
+                             if p.streams[sym.core][i].opcode is Opcode.MATMUL))
         layers.append(LayerStats(sym.name, sym.op, s, e, cycles, sym.end - sym.start, macs,
-                                 macs / (cycles * peak) if cycles else 0.0, busy, _events(counts),
+                                 macs / (cycles * peak) if cycles else 0.0, busy, mac_cycles, _events(counts),
                                  energy_pj(counts, cycles, arch)))
     total = sum(c.sum(axis=0) for c in t.counts)
     macs = int(total[E["macs"]])
