@@ -8,7 +8,8 @@ from scheduler.lower import LOWER, _lower_matmul, conv_geom
 from scheduler.plan import (ConvGeom, LayerPlan, MatmulTiling, Schedule, ScheduleError, SpadLayout, split)
 
 
-def schedule(graph: Graph, arch: ArchConfig, sparse: bool = True, balance: bool = True) -> Schedule:
+def schedule(graph: Graph, arch: ArchConfig, sparse: bool = True, balance: bool = True,
+             formats: tuple[str, ...] | None = None) -> Schedule:
     """Plan every node of a quantized graph on ``arch``. With ``sparse`` the cost model may pick a
     packed weight format per layer; ``balance`` orders PE rows by work in unstructured tiles."""
     plans = []
@@ -19,7 +20,7 @@ def schedule(graph: Graph, arch: ArchConfig, sparse: bool = True, balance: bool 
             raise ScheduleError(f"op '{node.op.value}' has no lowering", node.name,
                                 f"supported: {', '.join(op.value for op in LOWER)}")
         if LOWER[node.op] is _lower_matmul:
-            plans.append(_lower_matmul(graph, node, arch, sparse, balance))
+            plans.append(_lower_matmul(graph, node, arch, sparse, balance, formats))
         else:
             plans.append(LOWER[node.op](graph, node, arch))
     return Schedule(graph, arch, tuple(plans))

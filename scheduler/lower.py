@@ -73,12 +73,14 @@ def weight_formats(graph: Graph, node: Node, g: ConvGeom, lanes: int) -> list[Co
 
 
 def _lower_matmul(graph: Graph, node: Node, arch: ArchConfig, sparse: bool = True,
-                  balance: bool = True) -> LayerPlan:
+                  balance: bool = True, formats: tuple[str, ...] | None = None) -> LayerPlan:
     g = replace(conv_geom(graph, node), balance=balance)
     if max(g.kh, g.kw) > 31 or max(g.sh, g.sw, g.dh, g.dw, g.pt, g.pl) > 15:
         raise ScheduleError(f"kernel {g.kh}x{g.kw} (at most 31), stride, dilation and padding (at most 15) "
                             "exceed the MATMUL instruction's fields", node.name)
     options = weight_formats(graph, node, g, arch.core.simd_lanes) if sparse else [g]
+    if formats is not None:                          # restrict the choice (tests, comparisons)
+        options = [f for f in options if f.fmt in formats] or options[:1]
     found = [(f, search(f, arch)) for f in options]
     found = [(f, r) for f, r in found if r is not None]
     if not found:
