@@ -59,3 +59,46 @@ def test_int8_top1_within_one_point_of_float(digits_onnx, method):
     assert float_acc > 0.9
     assert int_acc >= float_acc - 0.01, (method, float_acc, int_acc)
     print(f"{method}: float {float_acc:.4f}, int8 {int_acc:.4f}")
+
+
+def test_pruned_accuracy_beside_float_and_dense_int8(digits_onnx):
+    """Post-training magnitude pruning at 50/75/90 % (first and last layers kept dense): top-1 of the
+    compiled, simulated binary beside float and dense int8."""
+    from ir.passes import prune_magnitude, weight_sparsity
+    path, x, y = digits_onnx
+    graph = load_onnx(path)
+    x_test, y_test = x[1400:], y[1400:]
+    out = graph.outputs[0]
+    acc = {"float": (run_float(graph, {"x": x_test})[out].argmax(1) == y_test).mean()}
+    for sparsity in (0.0, 0.5, 0.75, 0.9):
+        q = quantize_model(prune_magnitude(graph, sparsity, keep_ends=True), {"x": x[:200]})
+        middle = list(weight_sparsity(q).values())[1:-1]
+        assert min(middle) >= sparsity - 0.01
+        result = run(generate(schedule(q, load_arch("default"))), {"x": x_test})
+        acc[sparsity] = (result.floats[out].argmax(1) == y_test).mean()
+    print("post-training top-1:", {k: round(float(v), 4) for k, v in acc.items()})
+    assert acc[0.0] >= acc["float"] - 0.01
+    assert acc[0.5] >= acc[0.0] - 0.02
+    assert acc[0.75] >= acc[0.0] - 0.1
+    assert acc[0.9] > 0.5
+
+
+def _example():
+    import importlib.util
+    from pathlib import Path
+    spec = importlib.util.spec_from_file_location(
+        "prune_digits", Path(__file__).parents[2] / "examples" / "prune_digits.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.mark.parametrize("target", [0.5, 0.75, 0.9])
+def test_gradual_pruning_during_training(tmp_path, target):
+    """examples/prune_digits.py: pruning while training keeps accuracy; Sieve's int8 within 1 point."""
+    ex = _example()
+    x, y = ex.digits()
+    net = ex.train(x[:1400], y[:1400], target, epochs=20)
+    f, q = ex.sieve_top1(ex.export(net, tmp_path / "p.onnx"), x[:200], x[1400:], y[1400:])
+    print(f"gradual {target}: float {f:.4f} int8 {q:.4f}")
+    assert f > 0.9 and q >= f - 0.01

@@ -1,0 +1,101 @@
+"""Gradual magnitude pruning during training (PyTorch, the optional `torch` extra), then Sieve.
+
+    python examples/prune_digits.py [OUT_DIR]
+
+Trains a small CNN on sklearn's bundled 8x8 digits, pruning conv/linear weights by magnitude
+on a cubic schedule (Zhu and Gupta 2017) up to each target sparsity, exports each model to
+ONNX, and compares top-1 on held-out digits: float, and int8 compiled and simulated by Sieve.
+"""
+from __future__ import annotations
+
+import sys
+import warnings
+from pathlib import Path
+
+import numpy as np
+
+
+def digits():
+    from sklearn.datasets import load_digits
+    d = load_digits()
+    return (d.images / 16.0).astype(np.float32)[:, None], d.target.astype(np.int64)
+
+
+def make_net():
+    from torch import nn
+    return nn.Sequential(nn.Conv2d(1, 16, 3, padding=1), nn.ReLU(),
+                         nn.Conv2d(16, 32, 3, stride=2, padding=1), nn.BatchNorm2d(32), nn.ReLU(),
+                         nn.Flatten(), nn.Linear(32 * 4 * 4, 10))
+
+
+def train(x, y, target: float = 0.0, epochs: int = 30, seed: int = 0, keep_first: bool = True):
+    """Train; with target > 0, prune gradually (cubic schedule over the first 2/3 of training)."""
+    import torch
+    from torch import nn
+    torch.manual_seed(seed)
+    net = make_net()
+    opt = torch.optim.Adam(net.parameters(), lr=3e-3)
+    layers = [m for m in net.modules() if isinstance(m, (nn.Conv2d, nn.Linear))]
+    if keep_first:
+        layers = layers[1:]                                   # the 144-weight first conv stays dense
+    masks = [torch.ones_like(m.weight) for m in layers]
+    xt, yt = torch.from_numpy(x), torch.from_numpy(y)
+    ramp = max(1, 2 * epochs // 3)
+    for epoch in range(epochs):
+        sparsity = target * (1 - (1 - min(epoch + 1, ramp) / ramp) ** 3)
+        for m, mask in zip(layers, masks):                    # re-prune to this epoch's sparsity
+            w = m.weight.detach().abs().flatten()
+            k = int(sparsity * w.numel())
+            if k:
+                mask.copy_((m.weight.detach().abs() > w.kthvalue(k).values).float())
+        perm = torch.randperm(len(xt))
+        for i in range(0, len(xt), 64):
+            idx = perm[i:i + 64]
+            opt.zero_grad()
+            nn.functional.cross_entropy(net(xt[idx]), yt[idx]).backward()
+            opt.step()
+            with torch.no_grad():
+                for m, mask in zip(layers, masks):
+                    m.weight.mul_(mask)
+    return net.eval()
+
+
+def export(net, path: Path) -> Path:
+    import torch
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        torch.onnx.export(net, torch.zeros(1, 1, 8, 8), path, dynamo=False, opset_version=17,
+                          input_names=["x"], output_names=["logits"])
+    return path
+
+
+def sieve_top1(onnx_path: Path, x_cal, x_test, y_test, arch: str = "default") -> tuple[float, float]:
+    """(float top-1, int8 top-1 of the Sieve-compiled binary on the simulator)."""
+    from arch import load_arch
+    from cli.pipeline import quantize_model
+    from codegen import generate
+    from frontend import load_onnx
+    from ir import run_float
+    from scheduler import schedule
+    from simulator import run
+    graph = load_onnx(onnx_path)
+    out = graph.outputs[0]
+    f = float((run_float(graph, {"x": x_test})[out].argmax(1) == y_test).mean())
+    q = quantize_model(graph, {"x": x_cal})
+    result = run(generate(schedule(q, load_arch(arch))), {"x": x_test})
+    return f, float((result.floats[out].argmax(1) == y_test).mean())
+
+
+def main() -> None:
+    out = Path(sys.argv[1] if len(sys.argv) > 1 else ".")
+    out.mkdir(parents=True, exist_ok=True)
+    x, y = digits()
+    print("target  float   int8 (Sieve)")
+    for target in (0.0, 0.5, 0.75, 0.9):
+        net = train(x[:1400], y[:1400], target)
+        f, q = sieve_top1(export(net, out / f"digits_{int(target * 100)}.onnx"), x[:200], x[1400:], y[1400:])
+        print(f"{target:6.2f}  {100 * f:5.1f} %  {100 * q:5.1f} %")
+
+
+if __name__ == "__main__":
+    main()
