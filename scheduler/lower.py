@@ -9,7 +9,7 @@ import numpy as np
 from arch.config import ArchConfig
 from ir.graph import Graph, Node, Op
 from ir.types import DType
-from scheduler.plan import (ConvGeom, LayerPlan, ScheduleError, SpadLayout, align, ceil_div, dma_cycles)
+from scheduler.plan import (ConvGeom, RowCounts, LayerPlan, ScheduleError, SpadLayout, align, ceil_div, dma_cycles)
 from scheduler.layout import hw_weights, memory_orders
 from scheduler.tiling import matmul_spad, search
 
@@ -48,8 +48,9 @@ NM_BLOCKS = (4, 8, 16)
 
 
 def weight_formats(graph: Graph, node: Node, g: ConvGeom, lanes: int) -> list[ConvGeom]:
-    """The weight formats a layer could use: dense always; unstructured when there are zeros to skip;
-    N:M when every block of M channels holds at most N nonzeros (the smallest such N per M)."""
+    """The weight formats worth pricing for a layer: dense (unless nearly all zeros), unstructured when
+    there are zeros to skip, N:M when every block of M channels holds at most N nonzeros (the smallest
+    such N per M) and that is close to the real density."""
     w = node.params.get("w")
     if g.depthwise or g.groups > 1 or g.batched or w is None or w.dtype != np.int8:
         return [g]
@@ -58,16 +59,18 @@ def weight_formats(graph: Graph, node: Node, g: ConvGeom, lanes: int) -> list[Co
     flat = hw.reshape(hw.shape[0], -1)
     nnz_r = np.count_nonzero(flat, axis=1)
     density = nnz_r.sum() / max(flat.size, 1)
-    out = [g]
+    # below 30 % density packed weights (3 bytes per nonzero) beat dense in bytes and in cycles
+    out = [g] if density >= 0.3 else []
     if density < 0.9:
         out.append(replace(g, fmt="unstructured", dmax=float(nnz_r.max() / flat.shape[1]),
-                           nnz_max=int(nnz_r.max())))
+                           nnz_max=int(nnz_r.max()), rows=RowCounts(hw)))
     for m in NM_BLOCKS:
         if c % m:
             continue
         counts = np.count_nonzero(flat.reshape(flat.shape[0], -1, m), axis=2).max(initial=0)
         n = max(int(counts), 1)
-        if n < m and lanes % n == 0:
+        # N:M is worth a look when its fixed density is close to the layer's real one
+        if n < m and lanes % n == 0 and n / m <= 2 * density:
             out.append(replace(g, fmt="nm", nm=(n, m)))
     return out
 

@@ -56,6 +56,7 @@ class ConvGeom:
     dmax: float = 1.0         # the densest output channel's fraction of nonzero weights
     nnz_max: int = 0          # that channel's nonzero count (bounds a packed tile's size)
     balance: bool = True      # order PE rows by work (unstructured)
+    rows: "RowCounts | None" = None   # the layer's nonzero pattern, for exact sparse compute estimates
 
     @property
     def taps(self) -> int:
@@ -98,6 +99,34 @@ class ConvGeom:
 
     def max_in(self, size: int, stride: int, dil: int, kern: int, extent: int) -> int:
         return min(extent, (size - 1) * stride + dil * (kern - 1) + 1)
+
+
+class RowCounts:
+    """Nonzeros per output channel per channel tile of a layer's weights [K][taps][C]; gives the exact
+    MAC-array group count of a tiling (hashable by identity: one per layer)."""
+
+    def __init__(self, hw_weights: np.ndarray):
+        k = hw_weights.shape[0]
+        self.nz = (hw_weights.reshape(k, -1, hw_weights.shape[-1]) != 0)
+        self._memo: dict = {}
+
+    def batch_groups(self, k_t: int, c_t: int, lanes: int, pe_rows: int, balance: bool) -> int:
+        """Sum over all (k, c) tiles of the tile's batch cost, rows balanced or in natural order."""
+        key = (k_t, c_t, lanes, pe_rows, balance)
+        if key not in self._memo:
+            k, _, c = self.nz.shape
+            counts = np.stack([self.nz[:, :, c0:c0 + c_t].sum(axis=(1, 2)) for c0 in range(0, c, c_t)], axis=1)
+            groups = -(-counts // lanes)                                  # [K, c tiles]
+            total = 0
+            for k0 in range(0, k, k_t):
+                g = groups[k0:k0 + k_t]
+                if balance:
+                    g = -np.sort(-g, axis=0)
+                pad = (-len(g)) % pe_rows
+                g = np.concatenate([g, np.zeros((pad, g.shape[1]), g.dtype)]).reshape(-1, pe_rows, g.shape[1])
+                total += int(g.max(axis=1).sum())
+            self._memo[key] = total
+        return self._memo[key]
 
 
 @dataclass(frozen=True)

@@ -63,9 +63,15 @@ def estimate(g: ConvGeom, t: MatmulTiling, arch: ArchConfig) -> Estimate:
     # compute: every (k, c, pixel) tile once per image
     if g.depthwise:                 # channels are tiled once, together with the outputs
         cs = [(1, 1)]
-    mm = sum(mk * mc * mp * (ceil_div(nk, c.pe_rows) * g.row_groups(nc, c.simd_lanes) * cols
-                             + c.matmul_fill_cycles)
-             for nk, mk in ks for nc, mc in cs for cols, _, _, mp in pixels)
+    if g.fmt == "unstructured" and g.rows is not None:     # exact: the layer's own nonzero pattern
+        tiles = sum(mk for _, mk in ks) * sum(mc for _, mc in cs)
+        bg = g.rows.batch_groups(t.k_t, t.c_t, c.simd_lanes, c.pe_rows, g.balance)
+        mm = bg * sum(mp * cols for cols, _, _, mp in pixels) + tiles * sum(mp for *_, mp in pixels) * \
+            c.matmul_fill_cycles
+    else:
+        mm = sum(mk * mc * mp * (ceil_div(nk, c.pe_rows) * g.row_groups(nc, c.simd_lanes) * cols
+                                 + c.matmul_fill_cycles)
+                 for nk, mk in ks for nc, mc in cs for cols, _, _, mp in pixels)
     rq = sum(mk * mp * (ceil_div(nk * cols, c.vector_lanes) + c.vector_fill_cycles)
              for nk, mk in ks for cols, _, _, mp in pixels)
     compute = g.n * g.groups * (mm + rq)
@@ -114,20 +120,28 @@ def search(g: ConvGeom, arch: ArchConfig) -> tuple[MatmulTiling, Estimate, str] 
         c_opts = [0]                # c_t follows k_t
     if g.fmt == "nm":               # channel tiles keep whole N:M blocks
         c_opts = [ct for ct in c_opts if ct % g.nm[1] == 0 or ct == g.c] or [g.c]
-    best: list[tuple[int, MatmulTiling, Estimate]] = []
+    best: list[tuple[int, int, MatmulTiling, Estimate]] = []
     tried = 0
-    for k_t, c_t, oh_t, ow_t, order in itertools.product(
-            k_opts, c_opts, _choices(g.oh), _choices(g.ow), ORDERS):
-        k_t = min(k_t, 4095)
-        t = MatmulTiling(k_t, oh_t, ow_t, k_t if g.depthwise else c_t, order)
-        if not fits(g, t, arch):
-            continue
-        tried += 1
-        e = estimate(g, t, arch)
-        steps = ceil_div(g.k, t.k_t) * ceil_div(g.c, t.c_t) * ceil_div(g.oh, t.oh_t) * ceil_div(g.ow, t.ow_t)
-        if g.depthwise and order == "pixels_outer":
-            continue                # the same steps as k_outer
-        best.append((e.cycles, steps, t, e))
+    # first whole rows and halvings down to a quarter (of output columns, and of input channels for packed
+    # weights, where narrow tiles only add padding); narrower tiles only if nothing fits
+    def wide(opts, total, keep):
+        return [v for v in opts if 4 * v >= total or not keep]
+    phases = ((wide(_choices(g.ow), g.ow, True), wide(c_opts, g.c, g.fmt != "dense")),
+              (_choices(g.ow), c_opts))
+    for widths, chans in phases:
+        for k_t, c_t, oh_t, ow_t, order in itertools.product(k_opts, chans, _choices(g.oh), widths, ORDERS):
+            k_t = min(k_t, 4095)
+            if g.depthwise and order == "pixels_outer":
+                continue                # the same steps as k_outer
+            t = MatmulTiling(k_t, oh_t, ow_t, k_t if g.depthwise else c_t, order)
+            if not fits(g, t, arch):
+                continue
+            tried += 1
+            e = estimate(g, t, arch)
+            steps = ceil_div(g.k, t.k_t) * ceil_div(g.c, t.c_t) * ceil_div(g.oh, t.oh_t) * ceil_div(g.ow, t.ow_t)
+            best.append((e.cycles, steps, t, e))
+        if best:
+            break
     if not best:
         return None
     best.sort(key=lambda r: (r[0], r[1], r[2].order))      # ties: fewer steps, then k_outer
