@@ -73,7 +73,7 @@ def sparsity_table(program, stats: RunStats) -> Table:
                        ("e", layer.energy_total_pj), ("de", de)):
             tot[key] += v
     t.add_section()
-    t.add_row("matmul layers", "", f"{100 * tot['macs'] / max(tot['dense'], 1):.1f}",
+    t.add_row("total", "", f"{100 * tot['macs'] / max(tot['dense'], 1):.1f}",
               f"{100 * tot['macs'] / max(tot['lanes'], 1):.1f}", f"{tot['dense'] - tot['macs']:,}",
               f"{tot['mc']:,}", f"{tot['dmc']:,}", f"{tot['c']:,}", f"{tot['dc']:,}",
               f"{tot['dc'] / max(tot['c'], 1):.2f}x", f"{tot['e'] / 1e3:,.1f}", f"{tot['de'] / 1e3:,.1f}")

@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 
 from cli.main import main
+from simulator import run
 
 
 def sieve(*args: str, expect: int = 0, capsys=None) -> tuple[str, str]:
@@ -160,3 +161,33 @@ def test_onnx_float_and_quantized_models(workdir, capsys):
     assert got[float_key + ".uint8"].dtype == np.uint8
     sieve("interpret", "r18_int8.onnx", "--input", "one.npy", "--output", "qref.npz", capsys=capsys)
     np.testing.assert_array_equal(np.load("qref.npz")[float_key], want)
+
+
+def test_prune_eval_and_report(workdir, capsys):
+    """compile --prune 0.9 / 2:4 with --eval, and run --report against the dense twin."""
+    sieve("zoo", "export", "lenet5", "-o", "lenet5.sv", capsys=capsys)
+    rng = np.random.default_rng(0)
+    x = rng.random((40, 1, 32, 32)).astype(np.float32)
+    np.save("calib.npy", x[:8])
+    np.savez("eval.npz", x=x, y=rng.integers(0, 10, 40))
+    out, _ = sieve("compile", "lenet5.sv", "--calibrate", "calib.npy", "--prune", "0.9", "--eval", "eval.npz",
+                   "-o", "p.sieve", capsys=capsys)
+    assert "unstructured" in out and "model size: float32 246,824 B" in out
+    assert "top-1 on 40 examples" in out and "pruned 0.9" in out
+    out, _ = sieve("run", "p.sieve", "--report", capsys=capsys)
+    assert "sparsity" in out and "dense twin" in out and "timing only" in out
+    from simulator import load_binary
+    program = load_binary("p.sieve")
+    conv2 = next(s for s in program.layers if s.name == "conv2")
+    assert conv2.weight_format == "unstructured" and conv2.dense_cycles > 0 and conv2.dense_mac_cycles > 0
+    result = run(program, functional=False)
+    layer = next(l for l in result.stats.layers if l.name == "conv2")
+    assert layer.mac_cycles < conv2.dense_mac_cycles / 3             # 90 % zeros: far fewer MAC cycles
+    out, _ = sieve("compile", "lenet5.sv", "--calibrate", "calib.npy", "--prune", "2:4", "-o", "nm.sieve",
+                   capsys=capsys)
+    assert "2:4" in out
+    sieve("disasm", "p.sieve", "-o", "p.s", capsys=capsys)
+    sieve("asm", "p.s", "-o", "p2.sieve", capsys=capsys)
+    assert Path("p2.sieve").read_bytes() == Path("p.sieve").read_bytes()
+    _, err = sieve("compile", "lenet5.sv", "--prune", "lots", expect=1, capsys=capsys)
+    _one_line_error(err, r"--prune takes a fraction \(0.9\) or N:M \(2:4\), got 'lots'")
