@@ -61,9 +61,7 @@ def weight_formats(graph: Graph, node: Node, g: ConvGeom, lanes: int) -> list[Co
     density = nnz_r.sum() / max(flat.size, 1)
     # below 30 % density packed weights (3 bytes per nonzero) beat dense in bytes and in cycles
     out = [g] if density >= 0.3 else []
-    if density < 0.9:
-        out.append(replace(g, fmt="unstructured", dmax=float(nnz_r.max() / flat.shape[1]),
-                           nnz_max=int(nnz_r.max()), rows=RowCounts(hw)))
+    nm = []
     for m in NM_BLOCKS:
         if c % m:
             continue
@@ -71,7 +69,13 @@ def weight_formats(graph: Graph, node: Node, g: ConvGeom, lanes: int) -> list[Co
         n = max(int(counts), 1)
         # N:M is worth a look when its fixed density is close to the layer's real one
         if n < m and lanes % n == 0 and n / m <= 2 * density:
-            out.append(replace(g, fmt="nm", nm=(n, m)))
+            nm.append(replace(g, fmt="nm", nm=(n, m)))
+    # an N:M format at the real density beats unstructured packing on bytes and cannot lose on cycles
+    exact_nm = any(f.nm[0] / f.nm[1] <= 1.05 * density for f in nm)
+    if density < 0.9 and not exact_nm:
+        out.append(replace(g, fmt="unstructured", dmax=float(nnz_r.max() / flat.shape[1]),
+                           nnz_max=int(nnz_r.max()), rows=RowCounts(hw)))
+    out += nm
     return out
 
 

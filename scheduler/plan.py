@@ -110,22 +110,27 @@ class RowCounts:
         self.nz = (hw_weights.reshape(k, -1, hw_weights.shape[-1]) != 0)
         self._memo: dict = {}
 
+    def _groups(self, c_t: int, lanes: int) -> np.ndarray:
+        key = (c_t, lanes)
+        if key not in self._memo:
+            c = self.nz.shape[2]
+            counts = np.stack([self.nz[:, :, c0:c0 + c_t].sum(axis=(1, 2)) for c0 in range(0, c, c_t)], axis=1)
+            self._memo[key] = -(-counts // lanes)                       # [K, channel tiles]
+        return self._memo[key]
+
     def batch_groups(self, k_t: int, c_t: int, lanes: int, pe_rows: int, balance: bool) -> int:
         """Sum over all (k, c) tiles of the tile's batch cost, rows balanced or in natural order."""
         key = (k_t, c_t, lanes, pe_rows, balance)
         if key not in self._memo:
-            k, _, c = self.nz.shape
-            counts = np.stack([self.nz[:, :, c0:c0 + c_t].sum(axis=(1, 2)) for c0 in range(0, c, c_t)], axis=1)
-            groups = -(-counts // lanes)                                  # [K, c tiles]
-            total = 0
-            for k0 in range(0, k, k_t):
-                g = groups[k0:k0 + k_t]
-                if balance:
-                    g = -np.sort(-g, axis=0)
-                pad = (-len(g)) % pe_rows
-                g = np.concatenate([g, np.zeros((pad, g.shape[1]), g.dtype)]).reshape(-1, pe_rows, g.shape[1])
-                total += int(g.max(axis=1).sum())
-            self._memo[key] = total
+            g = self._groups(c_t, lanes)
+            k, n_c = g.shape
+            tiles = -(-k // k_t)
+            g = np.concatenate([g, np.zeros((tiles * k_t - k, n_c), g.dtype)]).reshape(tiles, k_t, n_c)
+            if balance:
+                g = -np.sort(-g, axis=1)
+            batches = -(-k_t // pe_rows)
+            g = np.concatenate([g, np.zeros((tiles, batches * pe_rows - k_t, n_c), g.dtype)], axis=1)
+            self._memo[key] = int(g.reshape(tiles, batches, pe_rows, n_c).max(axis=2).sum())
         return self._memo[key]
 
 

@@ -122,14 +122,14 @@ def search(g: ConvGeom, arch: ArchConfig) -> tuple[MatmulTiling, Estimate, str] 
         c_opts = [ct for ct in c_opts if ct % g.nm[1] == 0 or ct == g.c] or [g.c]
     best: list[tuple[int, int, MatmulTiling, Estimate]] = []
     tried = 0
-    # first whole rows and halvings down to a quarter (of output columns, and of input channels for packed
-    # weights, where narrow tiles only add padding); narrower tiles only if nothing fits
+    # first tiles of at least a quarter of the output columns (and of the input channels for packed
+    # weights, where narrow tiles only add padding); narrower ones only if nothing fits
     def wide(opts, total, keep):
         return [v for v in opts if 4 * v >= total or not keep]
-    phases = ((wide(_choices(g.ow), g.ow, True), wide(c_opts, g.c, g.fmt != "dense")),
-              (_choices(g.ow), c_opts))
-    for widths, chans in phases:
-        for k_t, c_t, oh_t, ow_t, order in itertools.product(k_opts, chans, _choices(g.oh), widths, ORDERS):
+    phases = ((_choices(g.oh), wide(_choices(g.ow), g.ow, True), wide(c_opts, g.c, g.fmt != "dense")),
+              (_choices(g.oh), _choices(g.ow), c_opts))
+    for heights, widths, chans in phases:
+        for k_t, c_t, oh_t, ow_t, order in itertools.product(k_opts, chans, heights, widths, ORDERS):
             k_t = min(k_t, 4095)
             if g.depthwise and order == "pixels_outer":
                 continue                # the same steps as k_outer

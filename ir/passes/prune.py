@@ -74,9 +74,14 @@ def prune_nm(graph: Graph, n: int, m: int, keep_ends: bool = False) -> Graph:
             cl, back, shape = _channels_last(graph, node)
             if cl.shape[-1] % m == 0:
                 blocks = cl.reshape(cl.shape[:-1] + (cl.shape[-1] // m, m))
-                order = np.argsort(-np.abs(blocks), axis=-1, kind="stable")
-                keep = np.zeros(blocks.shape, bool)
-                np.put_along_axis(keep, order[..., :n], True, axis=-1)
+                mag = np.abs(blocks)
+                keep = mag >= -np.partition(-mag, n - 1, axis=-1)[..., n - 1:n]  # the n largest ...
+                over = keep.sum(axis=-1) > n                                     # ... unless ties
+                if over.any():
+                    top = np.argsort(-mag[over], axis=-1, kind="stable")[:, :n]
+                    fixed = np.zeros(top.shape[:1] + (m,), bool)
+                    np.put_along_axis(fixed, top, True, axis=-1)
+                    keep[over] = fixed
                 cl = np.where(keep, blocks, 0).reshape(cl.shape)
                 w = cl.transpose(back).reshape(shape) if back else cl[:, 0, 0, :]
                 node = node.evolve(params={**node.params, "w": w.astype(node.params["w"].dtype)})
