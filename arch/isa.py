@@ -86,6 +86,9 @@ FIELDS: dict[Opcode, list[tuple[str, str, int]]] = {
 for _op, _fields in FIELDS.items():
     assert HEADER_BITS + sum(b for _, _, b in _fields) <= WORD_BYTES * 8, _op
 FIELD_NAMES = {op: tuple(name for name, _, _ in fs) for op, fs in FIELDS.items()}
+_NAME_SETS = {op: frozenset(names) for op, names in FIELD_NAMES.items()}
+_KINDS = {op: tuple((name, kind) for name, kind, _ in fs) for op, fs in FIELDS.items()}
+_INDEX = {op: {name: i for i, name in enumerate(names)} for op, names in FIELD_NAMES.items()}
 # fields that may be left out when an instruction is written by hand (assembler, tests)
 OPTIONAL = {Opcode.MATMUL: {"fmt": 0, "depthwise": 0, "batch_groups": 0, "groups": 0, "nnz": 0, "nm_n": 0,
                             "nm_m": 0}}
@@ -105,12 +108,13 @@ class Instruction:
     @classmethod
     def make(cls, opcode: Opcode, signal: int = 0, waits: tuple = (), **fields: Any) -> "Instruction":
         names = FIELD_NAMES[opcode]
-        fields = {**OPTIONAL.get(opcode, {}), **fields}
-        missing = [n for n in names if n not in fields]
-        extra = [n for n in fields if n not in names]
-        if missing or extra:
+        if opcode in OPTIONAL:
+            fields = {**OPTIONAL[opcode], **fields}
+        if len(fields) != len(names) or not _NAME_SETS[opcode].issuperset(fields):
+            missing = [n for n in names if n not in fields]
+            extra = [n for n in fields if n not in names]
             raise ISAError(f"{opcode.name}: missing fields {missing}, unknown fields {extra}")
-        args = tuple(_f32(fields[n]) if kind == "f" else int(fields[n]) for n, kind, _ in FIELDS[opcode])
+        args = tuple(_f32(fields[n]) if kind == "f" else int(fields[n]) for n, kind in _KINDS[opcode])
         waits = tuple((int(c), int(v)) for c, v in waits if c and v)
         if len(waits) > 2:
             raise ISAError(f"{opcode.name}: at most two wait conditions, got {len(waits)}")
@@ -118,8 +122,8 @@ class Instruction:
 
     def __getattr__(self, name: str) -> Any:
         try:
-            return self.args[FIELD_NAMES[object.__getattribute__(self, "opcode")].index(name)]
-        except ValueError:
+            return self.args[_INDEX[object.__getattribute__(self, "opcode")][name]]
+        except KeyError:
             raise AttributeError(name) from None
 
     @property

@@ -68,7 +68,8 @@ def cmd_compile(args) -> None:
     qgraph = integer_model(pruned, args.calibrate, args.seed, args.calibration, args.percentile)
     t1 = time.perf_counter()
     sched, program = compile_graph(qgraph, arch, balance=not args.no_balance)
-    program = with_dense_reference(qgraph, arch, program)
+    if not args.no_twin:
+        program = with_dense_reference(qgraph, arch, program)
     raw = encode_program(program)
     t2 = time.perf_counter()
     out = Path(args.output or Path(args.model).with_suffix(".sieve").name)
@@ -271,6 +272,8 @@ def parser() -> argparse.ArgumentParser:
     c.add_argument("--keep-ends", action="store_true", help="keep the first and last layers dense")
     c.add_argument("--no-balance", action="store_true",
                    help="keep output channels in their natural order on the PE rows (for comparison)")
+    c.add_argument("--no-twin", action="store_true", help="skip compiling and simulating the dense twin that "
+                   "`sieve run --report` compares sparse layers against (saves about a quarter of the time)")
     c.add_argument("--eval", metavar="NPZ", help="report top-1 of the float, dense int8 and compiled models on "
                    "an .npz with 'x' (inputs) and 'y' (labels)")
     c.set_defaults(func=cmd_compile)

@@ -56,25 +56,30 @@ def sparsity_table(program, stats: RunStats) -> Table:
         t.add_column(col, justify="left" if col in ("layer", "weights") else "right")
     syms = {s.name: s for s in program.layers}
     tot = {"macs": 0, "dense": 0, "lanes": 0, "mc": 0, "dmc": 0, "c": 0, "dc": 0, "e": 0.0, "de": 0.0}
+    all_ref = True
     for layer in stats.layers:
         ev, sym = layer.events, syms[layer.name]
         if ev["dense_macs"] == 0:
             continue
-        has_ref = sym.dense_cycles > 0
-        dc = sym.dense_cycles if has_ref else layer.cycles
-        dmc = sym.dense_mac_cycles if has_ref else layer.mac_cycles
-        de = sym.dense_energy_pj if has_ref else layer.energy_total_pj
+        has_ref = sym.dense_cycles > 0 or sym.weight_format == "dense"
+        dc = sym.dense_cycles or layer.cycles
+        dmc = sym.dense_mac_cycles or layer.mac_cycles
+        de = sym.dense_energy_pj or layer.energy_total_pj
+        ref = (lambda v: v) if has_ref else (lambda v: "-")        # compiled with --no-twin
+        all_ref = all_ref and has_ref
         t.add_row(layer.name, sym.weight_format, f"{100 * ev['macs'] / ev['dense_macs']:.1f}",
                   f"{100 * ev['macs'] / max(ev['lane_slots'], 1):.1f}", f"{ev['dense_macs'] - ev['macs']:,}",
-                  f"{layer.mac_cycles:,}", f"{dmc:,}", f"{layer.cycles:,}", f"{dc:,}",
-                  f"{dc / max(layer.cycles, 1):.2f}x", f"{layer.energy_total_pj / 1e3:,.1f}", f"{de / 1e3:,.1f}")
+                  f"{layer.mac_cycles:,}", ref(f"{dmc:,}"), f"{layer.cycles:,}", ref(f"{dc:,}"),
+                  ref(f"{dc / max(layer.cycles, 1):.2f}x"), f"{layer.energy_total_pj / 1e3:,.1f}",
+                  ref(f"{de / 1e3:,.1f}"))
         for key, v in (("macs", ev["macs"]), ("dense", ev["dense_macs"]), ("lanes", ev["lane_slots"]),
                        ("mc", layer.mac_cycles), ("dmc", dmc), ("c", layer.cycles), ("dc", dc),
                        ("e", layer.energy_total_pj), ("de", de)):
             tot[key] += v
     t.add_section()
+    ref = (lambda v: v) if all_ref else (lambda v: "-")
     t.add_row("total", "", f"{100 * tot['macs'] / max(tot['dense'], 1):.1f}",
               f"{100 * tot['macs'] / max(tot['lanes'], 1):.1f}", f"{tot['dense'] - tot['macs']:,}",
-              f"{tot['mc']:,}", f"{tot['dmc']:,}", f"{tot['c']:,}", f"{tot['dc']:,}",
-              f"{tot['dc'] / max(tot['c'], 1):.2f}x", f"{tot['e'] / 1e3:,.1f}", f"{tot['de'] / 1e3:,.1f}")
+              f"{tot['mc']:,}", ref(f"{tot['dmc']:,}"), f"{tot['c']:,}", ref(f"{tot['dc']:,}"),
+              ref(f"{tot['dc'] / max(tot['c'], 1):.2f}x"), f"{tot['e'] / 1e3:,.1f}", ref(f"{tot['de'] / 1e3:,.1f}"))
     return t
