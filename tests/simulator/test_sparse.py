@@ -42,7 +42,7 @@ def test_random_sparse_layers_bitexact(arch, conv, c, k, hw, sparsity, zero_rows
     check_bitexact(q, arch, random_calibration(g, rng, g.inputs[0].out.shape[0]))
 
 
-@pytest.mark.parametrize("model", ["mlp", "lenet5", "resnet18", "mobilenetv2"])
+@pytest.mark.parametrize("model", ["mlp", "lenet5", "resnet18", "resnet50", "mobilenetv2", "vgg16"])
 @pytest.mark.parametrize("prune", ["0", "0.5", "0.9", "0.99", "2:4"])
 @pytest.mark.parametrize("arch", ["default", "edge"])
 def test_zoo_models_bitexact_when_pruned(model, prune, arch):
