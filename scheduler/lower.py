@@ -70,6 +70,8 @@ def weight_formats(graph: Graph, node: Node, g: ConvGeom, lanes: int) -> list[Co
         # N:M is worth a look when its fixed density is close to the layer's real one
         if n < m and lanes % n == 0 and n / m <= 2 * density:
             nm.append(replace(g, fmt="nm", nm=(n, m)))
+    # of the N:M patterns that hold, only the sparsest is worth pricing (ties: the smaller block)
+    nm = sorted(nm, key=lambda f: (f.nm[0] / f.nm[1], f.nm[1]))[:1]
     # an N:M format at the real density beats unstructured packing on bytes and cannot lose on cycles
     exact_nm = any(f.nm[0] / f.nm[1] <= 1.05 * density for f in nm)
     if density < 0.9 and not exact_nm:
