@@ -31,7 +31,6 @@ from ir.graph import Graph, IRError, Op
 from ir.types import DType, QuantParams
 
 MIN_OPSET = 10               # the integer ops (QLinearConv, ConvInteger, ...) date from opset 10
-MS_DOMAIN = "com.microsoft"
 
 
 def _onnx():
@@ -85,7 +84,6 @@ class _Importer:
         self.dq_const: dict[str, tuple[np.ndarray, _Q]] = {}   # DQ of a constant: (ints, quant)
         self.pending: dict[str, tuple] = {}         # QDQ float op waiting for its QuantizeLinear
         self.raw_inputs: dict[str, tuple] = {}      # integer graph inputs not yet given a scale
-        self.quantized = any(n.op_type in _QUANT_OPS or n.domain == MS_DOMAIN for n in self.graph.node)
         self.consumers: dict[str, int] = {}
         for n in self.graph.node:
             for i in n.input:
@@ -221,10 +219,6 @@ class _Importer:
             raise self.error(f"unsupported op type '{op}'", node,
                              f"supported: {', '.join(sorted(set(HANDLERS) | set(FOLD)))}")
         handler(self, node)
-
-
-_QUANT_OPS = {"QuantizeLinear", "DequantizeLinear", "QLinearConv", "QLinearMatMul", "ConvInteger",
-              "MatMulInteger"}
 
 
 def load_onnx(path: str | Path, batch: int = 1) -> Graph:

@@ -60,7 +60,7 @@ def _act_attrs(act: tuple) -> dict:
     return {"act": kind}
 
 
-def _int_weights(w: np.ndarray, wq: _Q, k_axis: int, imp, node) -> np.ndarray:
+def _int_weights(w: np.ndarray, wq: _Q, k_axis: int) -> np.ndarray:
     """Weights minus their zero points: int8 when they fit, else int16 (the wide weight format)."""
     zp = wq.zp.reshape([-1 if i == k_axis else 1 for i in range(w.ndim)]) if wq.zp.size > 1 else wq.zp[0]
     wi = w.astype(np.int32) - zp
@@ -80,7 +80,7 @@ def emit_int_conv(imp: _Importer, node, out: str, x: str, xq: _Q, w, wq: _Q, bia
     _int_input(imp, x, xq)
     ca = _conv_attrs(imp, node, imp.shape(x), w.shape[2:])
     k = w.shape[0]
-    params = {"w": _int_weights(w, wq, 0, imp, node),
+    params = {"w": _int_weights(w, wq, 0),
               "b": np.zeros(k, np.int32) if bias is None else np.asarray(bias).astype(np.int32)}
     attrs = {"out_channels": k, "kernel": ca["kernel"], "stride": ca["stride"], "pad": ca["pad"],
              "dilation": ca["dilation"], "groups": ca["group"]}
@@ -102,7 +102,7 @@ def emit_int_dense(imp: _Importer, node, out: str, a: str, aq: _Q, w_ck, wq: _Q,
         raise imp.error(f"input of rank {len(x_shape)} with weights of rank {w_ck.ndim} is not supported",
                         node)
     k = w.shape[-2]
-    wi = _int_weights(w, wq, w.ndim - 2, imp, node)
+    wi = _int_weights(w, wq, w.ndim - 2)
     per_k = w.shape[:-1]
     params = {"w": wi, "b": np.broadcast_to(np.zeros(1, np.int32) if bias is None else
                                             np.asarray(bias).astype(np.int32), per_k).copy()}
