@@ -338,6 +338,13 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("sieve: interrupted", file=sys.stderr)
         return 130
+    except Exception as err:                       # a bug in Sieve, not a user error: say so, in one line
+        if args.verbose:
+            import traceback
+            traceback.print_exc()
+        print(f"sieve: internal error: {type(err).__name__}: {err} (please report it; -v shows the traceback)",
+              file=sys.stderr)
+        return 3
     return 0
 
 
