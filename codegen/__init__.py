@@ -32,12 +32,11 @@ def generate(sched: Schedule) -> Program:
     """Schedule -> Program: constants from DRAM address 0, activations after them,
     one instruction stream (core 0; further cores halt at once), IO descriptors, symbols."""
     graph = sched.graph
-    orientation, _ = plan_tensors(graph, 0)          # memory orders only, to lay weights out
     data = DataImage()
     core = sched.arch.core
-    bundles = {p.node: pack_weights(graph, graph[p.node], p, orientation, data, core.simd_lanes, core.pe_rows)
+    bundles = {p.node: pack_weights(graph, graph[p.node], p, sched.orders, data, core.simd_lanes, core.pe_rows)
                for p in sched.layers if p.kind == "matmul"}
-    layouts, dram_end = plan_tensors(graph, len(data.buf))
+    layouts, dram_end = plan_tensors(graph, len(data.buf), sched.orders)
     em, symbols = Emitter(), []
     for plan in sched.layers:
         if plan.kind == "alias":

@@ -9,7 +9,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from ir.graph import Graph, Op
-from scheduler.layout import memory_orders
 
 DRAM_ALIGN = 64
 
@@ -46,9 +45,9 @@ class DataImage:
         return addr
 
 
-def plan_tensors(graph: Graph, start: int) -> tuple[dict[str, TensorLayout], int]:
-    """Give every tensor a DRAM address (each its own buffer; views share); return layouts and DRAM end."""
-    orders = memory_orders(graph)
+def plan_tensors(graph: Graph, start: int, orders: dict) -> tuple[dict[str, TensorLayout], int]:
+    """Give every tensor a DRAM address (each its own buffer; views share); return layouts and DRAM end.
+    ``orders`` are the memory orders the scheduler chose (Schedule.orders)."""
     layouts: dict[str, TensorLayout] = {}
     addr = start
     for node in graph:

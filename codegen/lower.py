@@ -6,14 +6,14 @@ import numpy as np
 from arch.isa import Opcode
 from codegen.emit import Box, Emitter, Slots
 from codegen.layout import CodegenError, DataImage, TensorLayout
-from scheduler.layout import hw_weights, memory_orders
+from scheduler.layout import hw_weights
 from ir.graph import Graph, Node, Op
 from ir.registry import act_bounds, add_multipliers, concat_multiplier
 from scheduler.packing import PackedTile, pack_nm, pack_unstructured
 from scheduler.plan import LayerPlan, align, split
 
 
-def _constants(graph: Graph, node: Node, layouts) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def _constants(graph: Graph, node: Node, orders: dict) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(weights [K][KH][KW][C per group], int32 bias [K], float32 scale [K]) of a matmul layer."""
     if node.op in (Op.GLOBALAVGPOOL, Op.AVGPOOL):   # a window sum: weights of one, no bias
         n, c, h, w = graph[node.inputs[0]].out.shape
@@ -21,14 +21,14 @@ def _constants(graph: Graph, node: Node, layouts) -> tuple[np.ndarray, np.ndarra
         return np.ones((c, kh, kw, 1), np.int8), np.zeros(c, "<i4"), node.params["requant"].astype("<f4")
     b = node.params["b"].astype("<i4").ravel()
     scale = node.params.get("requant", np.ones(b.size, np.float32)).astype("<f4").ravel()
-    return hw_weights(graph, node, memory_orders(graph)), b, scale
+    return hw_weights(graph, node, orders), b, scale
 
 
-def pack_weights(graph: Graph, node: Node, plan: LayerPlan, layouts, data: DataImage, lanes: int,
+def pack_weights(graph: Graph, node: Node, plan: LayerPlan, orders: dict, data: DataImage, lanes: int,
                  pe_rows: int) -> dict:
     """Constant bundles per (group, k tile, c tile): the weight tile; the last c tile of each k tile
     also carries what REQUANT reads: [pad to 16][int32 bias][float32 scale]."""
-    w, bias, scale = _constants(graph, node, layouts)
+    w, bias, scale = _constants(graph, node, orders)
     g, t = plan.geom, plan.tiling
     bundles = {}
     c_tiles = [(0, 1)] if g.depthwise else split(g.c, t.c_t)

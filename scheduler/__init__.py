@@ -4,6 +4,7 @@ from __future__ import annotations
 from arch.config import ArchConfig
 from ir.graph import Graph, Op
 from ir.types import DType
+from scheduler.layout import memory_orders
 from scheduler.lower import LOWER, _lower_matmul, conv_geom
 from scheduler.plan import (ConvGeom, LayerPlan, MatmulTiling, Schedule, ScheduleError, SpadLayout, split)
 
@@ -13,6 +14,7 @@ def schedule(graph: Graph, arch: ArchConfig, sparse: bool = True, balance: bool 
     """Plan every node of a quantized graph on ``arch``. With ``sparse`` the cost model may pick a
     packed weight format per layer; ``balance`` orders PE rows by work in unstructured tiles."""
     plans = []
+    orders = memory_orders(graph)
     for node in graph:
         if node.out.dtype is DType.FLOAT32 and node.op is not Op.SOFTMAX:
             raise ScheduleError("the graph is not quantized", node.name, "run the quantize pass first")
@@ -20,10 +22,10 @@ def schedule(graph: Graph, arch: ArchConfig, sparse: bool = True, balance: bool 
             raise ScheduleError(f"op '{node.op.value}' has no lowering", node.name,
                                 f"supported: {', '.join(op.value for op in LOWER)}")
         if LOWER[node.op] is _lower_matmul:
-            plans.append(_lower_matmul(graph, node, arch, sparse, balance, formats))
+            plans.append(_lower_matmul(graph, node, arch, orders, sparse, balance, formats))
         else:
             plans.append(LOWER[node.op](graph, node, arch))
-    return Schedule(graph, arch, tuple(plans))
+    return Schedule(graph, arch, tuple(plans), orders)
 
 
 __all__ = ["schedule", "Schedule", "LayerPlan", "MatmulTiling", "ConvGeom", "SpadLayout",

@@ -10,7 +10,7 @@ from arch.config import ArchConfig
 from ir.graph import Graph, Node, Op
 from ir.types import DType
 from scheduler.plan import (ConvGeom, RowCounts, LayerPlan, ScheduleError, SpadLayout, align, ceil_div, dma_cycles)
-from scheduler.layout import hw_weights, memory_orders
+from scheduler.layout import hw_weights
 from scheduler.tiling import matmul_spad, search
 
 
@@ -47,14 +47,14 @@ def conv_geom(graph: Graph, node: Node) -> ConvGeom:
 NM_BLOCKS = (4, 8, 16)
 
 
-def weight_formats(graph: Graph, node: Node, g: ConvGeom, lanes: int) -> list[ConvGeom]:
+def weight_formats(graph: Graph, node: Node, g: ConvGeom, lanes: int, orders: dict) -> list[ConvGeom]:
     """The weight formats worth pricing for a layer: dense (unless nearly all zeros), unstructured when
     there are zeros to skip, N:M when every block of M channels holds at most N nonzeros (the smallest
     such N per M) and that is close to the real density."""
     w = node.params.get("w")
     if g.depthwise or g.groups > 1 or g.batched or w is None or w.dtype != np.int8:
         return [g]
-    hw = hw_weights(graph, node, memory_orders(graph))
+    hw = hw_weights(graph, node, orders)
     c = hw.shape[3]
     flat = hw.reshape(hw.shape[0], -1)
     nnz_r = np.count_nonzero(flat, axis=1)
@@ -81,13 +81,13 @@ def weight_formats(graph: Graph, node: Node, g: ConvGeom, lanes: int) -> list[Co
     return out
 
 
-def _lower_matmul(graph: Graph, node: Node, arch: ArchConfig, sparse: bool = True,
+def _lower_matmul(graph: Graph, node: Node, arch: ArchConfig, orders: dict, sparse: bool = True,
                   balance: bool = True, formats: tuple[str, ...] | None = None) -> LayerPlan:
     g = replace(conv_geom(graph, node), balance=balance)
     if max(g.kh, g.kw) > 31 or max(g.sh, g.sw, g.dh, g.dw, g.pt, g.pl) > 15:
         raise ScheduleError(f"kernel {g.kh}x{g.kw} (at most 31), stride, dilation and padding (at most 15) "
                             "exceed the MATMUL instruction's fields", node.name)
-    options = weight_formats(graph, node, g, arch.core.simd_lanes) if sparse else [g]
+    options = weight_formats(graph, node, g, arch.core.simd_lanes, orders) if sparse else [g]
     if formats is not None:                          # restrict the choice (tests, comparisons)
         options = [f for f in options if f.fmt in formats] or options[:1]
     found = [(f, search(f, arch)) for f in options]

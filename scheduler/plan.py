@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -181,6 +181,7 @@ class Schedule:
     graph: Graph
     arch: ArchConfig
     layers: tuple[LayerPlan, ...]
+    orders: dict = field(default_factory=dict)   # tensor -> MemoryOrder (scheduler.layout)
 
     def plan(self, node: str) -> LayerPlan:
         for p in self.layers:
