@@ -1,9 +1,9 @@
 """The accelerator description, ISA and binary format."""
-from arch.binary import (BinaryFormatError, LayerSymbol, Program, TensorDesc, check_compatible,
+from sieve.arch.binary import (BinaryFormatError, LayerSymbol, Program, TensorDesc, check_compatible,
                          decode_program, encode_program)
-from arch.config import (ArchConfig, ArchError, CoreConfig, EnergyConfig, MemoryConfig, load_arch,
+from sieve.arch.config import (ArchConfig, ArchError, CoreConfig, EnergyConfig, MemoryConfig, load_arch,
                          preset_names, with_overrides)
-from arch.isa import Instruction, ISAError, Opcode, Queue
+from sieve.arch.isa import Instruction, ISAError, Opcode, Queue
 
 __all__ = ["ArchConfig", "ArchError", "CoreConfig", "EnergyConfig", "MemoryConfig", "load_arch",
            "preset_names", "with_overrides", "Instruction", "ISAError", "Opcode", "Queue",

@@ -22,8 +22,8 @@ from dataclasses import asdict, dataclass, field
 
 import numpy as np
 
-from arch.config import ArchConfig, ArchError, arch_from_dict
-from arch.isa import Instruction, ISAError, decode_stream, encode_stream
+from sieve.arch.config import ArchConfig, ArchError, arch_from_dict
+from sieve.arch.isa import Instruction, ISAError, decode_stream, encode_stream
 
 MAGIC = b"SIEVEBIN"
 VERSION = (1, 0)

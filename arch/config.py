@@ -181,14 +181,14 @@ def arch_from_dict(data: dict[str, Any], source: str = "<dict>") -> ArchConfig:
 
 
 def preset_names() -> list[str]:
-    return sorted(p.name[:-5] for p in resources.files("arch.presets").iterdir() if p.name.endswith(".toml"))
+    return sorted(p.name[:-5] for p in resources.files("sieve.arch.presets").iterdir() if p.name.endswith(".toml"))
 
 
 def load_arch(name_or_path: str | Path) -> ArchConfig:
     """A preset name (``edge``, ``default``) or the path of a TOML file."""
     path = Path(name_or_path)
     if path.suffix != ".toml" and str(name_or_path) in preset_names():
-        text = resources.files("arch.presets").joinpath(f"{name_or_path}.toml").read_text()
+        text = resources.files("sieve.arch.presets").joinpath(f"{name_or_path}.toml").read_text()
         source = f"preset '{name_or_path}'"
     elif path.is_file():
         text, source = path.read_text(), str(path)

@@ -204,7 +204,7 @@ def decode_stream(raw: bytes) -> list[Instruction]:
 
 
 def markdown_tables() -> str:
-    """The field tables of docs/isa.md, generated from FIELDS (`python -m arch.isa`)."""
+    """The field tables of docs/isa.md, generated from FIELDS (`python -m sieve.arch.isa`)."""
     kinds = {"u": "unsigned", "s": "signed", "f": "float32"}
     out = []
     for op, fields in FIELDS.items():

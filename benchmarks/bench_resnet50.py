@@ -18,12 +18,12 @@ from pathlib import Path
 
 import numpy as np
 
-from arch import decode_program, encode_program, load_arch
-from cli.pipeline import compile_graph, integer_model, load_model
-from frontend import build_onnx
-from ir import quantize_inputs, run_int
-from scheduler.tiling import search
-from simulator import run
+from sieve.arch import decode_program, encode_program, load_arch
+from sieve.pipeline import compile_graph, integer_model, load_model
+from sieve.frontend import build_onnx
+from sieve.ir import quantize_inputs, run_int
+from sieve.scheduler.tiling import search
+from sieve.simulator import run
 
 REPEAT = 3
 

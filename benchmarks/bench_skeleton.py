@@ -16,14 +16,14 @@ from pathlib import Path
 
 import numpy as np
 
-from arch import decode_program, encode_program, load_arch
-from cli.pipeline import calibration_inputs, quantize_model
-from codegen import generate
-from frontend import build, dump_sv, load_sv
-from ir import GraphBuilder, Op, quantize_inputs, run_int
-from scheduler import schedule
-from scheduler.tiling import search
-from simulator import run, simulate_timing
+from sieve.arch import decode_program, encode_program, load_arch
+from sieve.pipeline import calibration_inputs, quantize_model
+from sieve.codegen import generate
+from sieve.frontend import build, dump_sv, load_sv
+from sieve.ir import GraphBuilder, Op, quantize_inputs, run_int
+from sieve.scheduler import schedule
+from sieve.scheduler.tiling import search
+from sieve.simulator import run, simulate_timing
 
 REPEAT = 5
 

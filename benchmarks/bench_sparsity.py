@@ -14,15 +14,15 @@ from pathlib import Path
 
 import numpy as np
 
-from arch import encode_program, load_arch
-from cli.pipeline import quantize_model
-from codegen import generate
-from frontend import build
-from ir import quantize_inputs, run_int
-from ir.passes import prune_magnitude, prune_nm
-from scheduler import schedule
-from scheduler.tiling import search
-from simulator import run
+from sieve.arch import encode_program, load_arch
+from sieve.pipeline import quantize_model
+from sieve.codegen import generate
+from sieve.frontend import build
+from sieve.ir import quantize_inputs, run_int
+from sieve.ir.passes import prune_magnitude, prune_nm
+from sieve.scheduler import schedule
+from sieve.scheduler.tiling import search
+from sieve.simulator import run
 
 POINTS = ("0", "0.5", "0.75", "0.9", "0.95", "2:4")
 

@@ -1,15 +1,15 @@
 """Codegen: allocate memory, emit the instruction stream, build the Program."""
 from __future__ import annotations
 
-from arch.binary import LayerSymbol, Program, TensorDesc
-from arch.isa import Instruction, Opcode
-from codegen.emit import Emitter
-from codegen.layout import CodegenError, DataImage, TensorLayout, plan_tensors
-from codegen.lower import EMIT, pack_weights
-from ir.graph import Graph, Op
-from ir.types import DType
-from ir.registry import opdef
-from scheduler.plan import Schedule
+from sieve.arch.binary import LayerSymbol, Program, TensorDesc
+from sieve.arch.isa import Instruction, Opcode
+from sieve.codegen.emit import Emitter
+from sieve.codegen.layout import CodegenError, DataImage, TensorLayout, plan_tensors
+from sieve.codegen.lower import EMIT, pack_weights
+from sieve.ir.graph import Graph, Op
+from sieve.ir.types import DType
+from sieve.ir.registry import opdef
+from sieve.scheduler.plan import Schedule
 
 
 def _desc(graph: Graph, name: str, lay: TensorLayout) -> TensorDesc:
@@ -59,6 +59,6 @@ def generate(sched: Schedule) -> Program:
 
 __all__ = ["generate", "CodegenError"]
 
-from codegen.asm import AsmError, assemble, assemble_file, disassemble  # noqa: E402
+from sieve.codegen.asm import AsmError, assemble, assemble_file, disassemble  # noqa: E402
 
 __all__ += ["AsmError", "assemble", "assemble_file", "disassemble"]

@@ -12,11 +12,11 @@ from pathlib import Path
 import lark
 import numpy as np
 
-from arch.binary import LayerSymbol, Program, TensorDesc
-from arch.config import ArchConfig, ArchError, arch_from_dict, load_arch
-from arch.isa import FIELDS, Instruction, ISAError, Opcode
+from sieve.arch.binary import LayerSymbol, Program, TensorDesc
+from sieve.arch.config import ArchConfig, ArchError, arch_from_dict, load_arch
+from sieve.arch.isa import FIELDS, Instruction, ISAError, Opcode
 
-_PARSER = lark.Lark(resources.files("codegen").joinpath("asm.lark").read_text(), parser="lalr",
+_PARSER = lark.Lark(resources.files("sieve.codegen").joinpath("asm.lark").read_text(), parser="lalr",
                     propagate_positions=True, maybe_placeholders=False)
 _HEX_FIELDS = {"dram_addr", "spad_addr", "w_addr", "x_addr", "acc_addr", "dst_addr", "bias_addr",
                "scale_addr", "a_addr", "b_addr", "src_addr"}
@@ -157,7 +157,7 @@ class _Assembler:
             if "preset" in kv:
                 self.arch = load_arch(str(kv.pop("preset")))
                 if kv:
-                    from arch.config import with_overrides
+                    from sieve.arch.config import with_overrides
                     self.arch = with_overrides(self.arch, kv)
             else:
                 self.arch = arch_from_dict(_nest(list(kv.items())), f"{self.source} (.arch)")

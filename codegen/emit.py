@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from arch.isa import Instruction, Opcode
+from sieve.arch.isa import Instruction, Opcode
 
 LOADED, STEPPED, STORED = 1, 2, 3
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from ir.graph import Graph, Op
+from sieve.ir.graph import Graph, Op
 
 DRAM_ALIGN = 64
 

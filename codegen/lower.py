@@ -3,14 +3,14 @@ from __future__ import annotations
 
 import numpy as np
 
-from arch.isa import Opcode
-from codegen.emit import Box, Emitter, Slots
-from codegen.layout import CodegenError, DataImage, TensorLayout
-from scheduler.layout import hw_weights
-from ir.graph import Graph, Node, Op
-from ir.registry import act_bounds, add_multipliers, concat_multiplier
-from scheduler.packing import PackedTile, pack_nm, pack_unstructured
-from scheduler.plan import LayerPlan, align, split
+from sieve.arch.isa import Opcode
+from sieve.codegen.emit import Box, Emitter, Slots
+from sieve.codegen.layout import CodegenError, DataImage, TensorLayout
+from sieve.scheduler.layout import hw_weights
+from sieve.ir.graph import Graph, Node, Op
+from sieve.ir.registry import act_bounds, add_multipliers, concat_multiplier
+from sieve.scheduler.packing import PackedTile, pack_nm, pack_unstructured
+from sieve.scheduler.plan import LayerPlan, align, split
 
 
 def _constants(graph: Graph, node: Node, orders: dict) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

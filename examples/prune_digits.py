@@ -71,13 +71,13 @@ def export(net, path: Path) -> Path:
 
 def sieve_top1(onnx_path: Path, x_cal, x_test, y_test, arch: str = "default") -> tuple[float, float]:
     """(float top-1, int8 top-1 of the Sieve-compiled binary on the simulator)."""
-    from arch import load_arch
-    from cli.pipeline import quantize_model
-    from codegen import generate
-    from frontend import load_onnx
-    from ir import run_float
-    from scheduler import schedule
-    from simulator import run
+    from sieve.arch import load_arch
+    from sieve.pipeline import quantize_model
+    from sieve.codegen import generate
+    from sieve.frontend import load_onnx
+    from sieve.ir import run_float
+    from sieve.scheduler import schedule
+    from sieve.simulator import run
     graph = load_onnx(onnx_path)
     out = graph.outputs[0]
     f = float((run_float(graph, {"x": x_test})[out].argmax(1) == y_test).mean())

@@ -24,11 +24,11 @@ from typing import Callable
 
 import numpy as np
 
-from frontend.errors import FrontendError
-from frontend.onnx_fold import FOLD, fold
-from ir.build import GraphBuilder
-from ir.graph import Graph, IRError, Op
-from ir.types import DType, QuantParams
+from sieve.frontend.errors import FrontendError
+from sieve.frontend.onnx_fold import FOLD, fold
+from sieve.ir.build import GraphBuilder
+from sieve.ir.graph import Graph, IRError, Op
+from sieve.ir.types import DType, QuantParams
 
 MIN_OPSET = 10               # the integer ops (QLinearConv, ConvInteger, ...) date from opset 10
 
@@ -239,7 +239,7 @@ def load_onnx(path: str | Path, batch: int = 1) -> Graph:
 
 
 def import_model(model, source: str = "<onnx>", batch: int = 1) -> Graph:
-    import frontend.onnx_ops  # noqa: F401  (registers the handlers)
+    import sieve.frontend.onnx_ops  # noqa: F401  (registers the handlers)
     return _Importer(model, source, batch).run()
 
 

@@ -3,11 +3,11 @@ from __future__ import annotations
 
 import numpy as np
 
-from frontend.onnx_import import HANDLERS, _Importer, _Q
-from ir.graph import Op
-from ir.registry import gap_scale
-from frontend.errors import FrontendError
-from ir.types import DType, TensorType
+from sieve.frontend.onnx_import import HANDLERS, _Importer, _Q
+from sieve.ir.graph import Op
+from sieve.ir.registry import gap_scale
+from sieve.frontend.errors import FrontendError
+from sieve.ir.types import DType, TensorType
 
 
 def handles(*ops: str):

@@ -9,11 +9,11 @@ from typing import Any
 import lark
 import numpy as np
 
-from frontend.errors import FrontendError
-from ir.build import GraphBuilder
-from ir.graph import Graph, IRError, Op
+from sieve.frontend.errors import FrontendError
+from sieve.ir.build import GraphBuilder
+from sieve.ir.graph import Graph, IRError, Op
 
-_PARSER = lark.Lark(resources.files("frontend").joinpath("sieve.lark").read_text(), parser="lalr",
+_PARSER = lark.Lark(resources.files("sieve.frontend").joinpath("sieve.lark").read_text(), parser="lalr",
                     propagate_positions=True, maybe_placeholders=True)
 OPS = {op.value: op for op in Op if op is not Op.INPUT}
 

@@ -6,9 +6,9 @@ from typing import Callable
 
 import numpy as np
 
-from frontend.errors import FrontendError
-from ir.build import GraphBuilder
-from ir.graph import Graph, Op
+from sieve.frontend.errors import FrontendError
+from sieve.ir.build import GraphBuilder
+from sieve.ir.graph import Graph, Op
 
 
 def _he(rng: np.random.Generator, shape: tuple[int, ...]) -> np.ndarray:
@@ -69,13 +69,13 @@ class ZooEntry:
 
 def _from_onnx(factory: Callable) -> Callable[..., Graph]:
     def build_graph(**kwargs) -> Graph:
-        from frontend.onnx_import import import_model
+        from sieve.frontend.onnx_import import import_model
         return import_model(factory(**kwargs), f"zoo:{factory.__name__}")
     return build_graph
 
 
 def _zoo() -> dict[str, ZooEntry]:
-    from frontend import zoo_onnx as z
+    from sieve.frontend import zoo_onnx as z
     entries = [
         ZooEntry("mlp", mlp, "MLP 64-128-64-10 (sklearn digits sized), 17 K weights"),
         ZooEntry("lenet5", lenet5, "LeNet-5 on 1x32x32, 62 K weights, 0.42 MMAC"),

@@ -5,9 +5,9 @@ from typing import Any
 
 import numpy as np
 
-from ir.graph import Graph, IRError, Node, Op
-from ir.registry import opdef
-from ir.types import DType, QuantParams, TensorType
+from sieve.ir.graph import Graph, IRError, Node, Op
+from sieve.ir.registry import opdef
+from sieve.ir.types import DType, QuantParams, TensorType
 
 
 def _pair(v: Any) -> tuple[int, int]:

@@ -14,7 +14,7 @@ from typing import Any, Iterable, Iterator, Mapping
 import networkx as nx
 import numpy as np
 
-from ir.types import TensorType
+from sieve.ir.types import TensorType
 
 
 class IRError(Exception):

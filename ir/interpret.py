@@ -5,10 +5,10 @@ from typing import Callable, Mapping
 
 import numpy as np
 
-from ir.graph import Graph, IRError, Op
-from ir.kernels import dequantize, quantize
-from ir.registry import opdef
-from ir.types import DType
+from sieve.ir.graph import Graph, IRError, Op
+from sieve.ir.kernels import dequantize, quantize
+from sieve.ir.registry import opdef
+from sieve.ir.types import DType
 
 
 def _feed(graph: Graph, inputs: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:

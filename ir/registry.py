@@ -10,9 +10,9 @@ from typing import Callable, Sequence
 
 import numpy as np
 
-from ir import kernels as K
-from ir.graph import IRError, Node, Op
-from ir.types import DType, TensorType
+from sieve.ir import kernels as K
+from sieve.ir.graph import IRError, Node, Op
+from sieve.ir.types import DType, TensorType
 
 Arrays = Sequence[np.ndarray]
 Types = Sequence[TensorType]

@@ -3,9 +3,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from ir.graph import Graph, IRError, Op
-from ir.registry import opdef
-from ir.types import DType
+from sieve.ir.graph import Graph, IRError, Op
+from sieve.ir.registry import opdef
+from sieve.ir.types import DType
 
 _INT_PARAMS = {"b": np.int32, "requant": np.float32}
 

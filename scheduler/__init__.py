@@ -1,12 +1,12 @@
 """Scheduler: lower each node of an int8 graph to a tiled LayerPlan for one arch."""
 from __future__ import annotations
 
-from arch.config import ArchConfig
-from ir.graph import Graph, Op
-from ir.types import DType
-from scheduler.layout import memory_orders
-from scheduler.lower import LOWER, _lower_matmul, conv_geom
-from scheduler.plan import (ConvGeom, LayerPlan, MatmulTiling, Schedule, ScheduleError, SpadLayout, split)
+from sieve.arch.config import ArchConfig
+from sieve.ir.graph import Graph, Op
+from sieve.ir.types import DType
+from sieve.scheduler.layout import memory_orders
+from sieve.scheduler.lower import LOWER, _lower_matmul, conv_geom
+from sieve.scheduler.plan import (ConvGeom, LayerPlan, MatmulTiling, Schedule, ScheduleError, SpadLayout, split)
 
 
 def schedule(graph: Graph, arch: ArchConfig, sparse: bool = True, balance: bool = True,

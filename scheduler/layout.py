@@ -10,8 +10,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ir.graph import Graph, Node, Op
-from scheduler.plan import ScheduleError
+from sieve.ir.graph import Graph, Node, Op
+from sieve.scheduler.plan import ScheduleError
 
 
 @dataclass(frozen=True)

@@ -6,12 +6,12 @@ from typing import Callable
 
 import numpy as np
 
-from arch.config import ArchConfig
-from ir.graph import Graph, Node, Op
-from ir.types import DType
-from scheduler.plan import (ConvGeom, RowCounts, LayerPlan, ScheduleError, SpadLayout, align, ceil_div, dma_cycles)
-from scheduler.layout import hw_weights
-from scheduler.tiling import matmul_spad, search
+from sieve.arch.config import ArchConfig
+from sieve.ir.graph import Graph, Node, Op
+from sieve.ir.types import DType
+from sieve.scheduler.plan import (ConvGeom, RowCounts, LayerPlan, ScheduleError, SpadLayout, align, ceil_div, dma_cycles)
+from sieve.scheduler.layout import hw_weights
+from sieve.scheduler.tiling import matmul_spad, search
 
 
 def conv_geom(graph: Graph, node: Node) -> ConvGeom:

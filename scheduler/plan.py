@@ -6,8 +6,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from arch.config import ArchConfig
-from ir.graph import Graph
+from sieve.arch.config import ArchConfig
+from sieve.ir.graph import Graph
 
 ALIGN = 16
 

@@ -16,8 +16,8 @@ import functools
 import itertools
 from dataclasses import dataclass
 
-from arch.config import ArchConfig
-from scheduler.plan import (ConvGeom, MatmulTiling, SpadLayout, align, ceil_div, dma_cycles, split)
+from sieve.arch.config import ArchConfig
+from sieve.scheduler.plan import (ConvGeom, MatmulTiling, SpadLayout, align, ceil_div, dma_cycles, split)
 
 ORDERS = ("k_outer", "pixels_outer")
 

@@ -3,8 +3,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from arch.config import ArchConfig
-from simulator.events import E
+from sieve.arch.config import ArchConfig
+from sieve.simulator.events import E
 
 COMPONENTS = ("mac", "accumulator", "scratchpad", "metadata", "dram", "vector", "leakage")
 

@@ -7,8 +7,8 @@ from __future__ import annotations
 
 import math
 
-from arch.config import ArchConfig
-from arch.isa import Instruction, Opcode
+from sieve.arch.config import ArchConfig
+from sieve.arch.isa import Instruction, Opcode
 
 # event counters, in the order of the ``counts`` vector
 EVENTS = ("macs", "dense_macs", "lane_slots", "mac_slots", "acc_adds", "acc_bytes", "spad_read_bytes",

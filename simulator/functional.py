@@ -10,8 +10,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from arch.binary import Program
-from arch.isa import Instruction, Opcode
+from sieve.arch.binary import Program
+from sieve.arch.isa import Instruction, Opcode
 
 
 class OutOfBounds(Exception):

@@ -7,12 +7,12 @@ from typing import Mapping
 
 import numpy as np
 
-from arch.binary import BinaryFormatError, Program, TensorDesc, check_compatible, decode_program
-from arch.config import ArchConfig
-from simulator.errors import SimulatorError, Trap
-from simulator.functional import Machine, OutOfBounds, execute
-from simulator.stats import RunStats, collect
-from simulator.timing import Timeline, simulate_timing
+from sieve.arch.binary import BinaryFormatError, Program, TensorDesc, check_compatible, decode_program
+from sieve.arch.config import ArchConfig
+from sieve.simulator.errors import SimulatorError, Trap
+from sieve.simulator.functional import Machine, OutOfBounds, execute
+from sieve.simulator.stats import RunStats, collect
+from sieve.simulator.timing import Timeline, simulate_timing
 
 
 def load_binary(source: str | Path | bytes, arch: ArchConfig | None = None) -> Program:

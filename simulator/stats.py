@@ -5,11 +5,11 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
-from arch.binary import Program
-from arch.isa import Opcode, Queue
-from simulator.energy import energy_pj
-from simulator.events import EVENTS, E
-from simulator.timing import Timeline
+from sieve.arch.binary import Program
+from sieve.arch.isa import Opcode, Queue
+from sieve.simulator.energy import energy_pj
+from sieve.simulator.events import EVENTS, E
+from sieve.simulator.timing import Timeline
 
 # The JSON schema of `sieve run --stats`, documented in docs/stats.md.
 STATS_VERSION = 1

@@ -15,10 +15,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from arch.binary import Program
-from arch.isa import NUM_COUNTERS, Opcode, Queue
-from simulator.errors import SimulatorError
-from simulator.events import EVENTS, cost
+from sieve.arch.binary import Program
+from sieve.arch.isa import NUM_COUNTERS, Opcode, Queue
+from sieve.simulator.errors import SimulatorError
+from sieve.simulator.events import EVENTS, cost
 
 
 @dataclass(frozen=True)

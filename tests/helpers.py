@@ -3,12 +3,12 @@ from __future__ import annotations
 
 import numpy as np
 
-from arch import ArchConfig, decode_program, encode_program, load_arch, with_overrides
-from codegen import generate
-from ir import Graph, quantize_inputs, run_int, verify
-from ir.passes import calibrate_minmax, fuse_activations, quantize_graph
-from scheduler import schedule
-from simulator import run
+from sieve.arch import ArchConfig, decode_program, encode_program, load_arch, with_overrides
+from sieve.codegen import generate
+from sieve.ir import Graph, quantize_inputs, run_int, verify
+from sieve.ir.passes import calibrate_minmax, fuse_activations, quantize_graph
+from sieve.scheduler import schedule
+from sieve.simulator import run
 
 
 def quantize(graph: Graph, calib: dict[str, np.ndarray]) -> Graph:

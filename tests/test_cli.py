@@ -9,8 +9,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from cli.main import main
-from simulator import run
+from sieve.cli import main
+from sieve.simulator import run
 
 
 def sieve(*args: str, expect: int = 0, capsys=None) -> tuple[str, str]:
@@ -176,7 +176,7 @@ def test_prune_eval_and_report(workdir, capsys):
     assert "top-1 on 40 examples" in out and "pruned 0.9" in out
     out, _ = sieve("run", "p.sieve", "--report", capsys=capsys)
     assert "sparsity" in out and "dense twin" in out and "timing only" in out
-    from simulator import load_binary
+    from sieve.simulator import load_binary
     program = load_binary("p.sieve")
     conv2 = next(s for s in program.layers if s.name == "conv2")
     assert conv2.weight_format == "unstructured" and conv2.dense_cycles > 0 and conv2.dense_mac_cycles > 0

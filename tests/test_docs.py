@@ -4,16 +4,16 @@ from __future__ import annotations
 import dataclasses
 from pathlib import Path
 
-from arch.config import ArchConfig, CoreConfig, EnergyConfig, MemoryConfig
-from simulator.events import EVENTS
-from simulator.energy import COMPONENTS
+from sieve.arch.config import ArchConfig, CoreConfig, EnergyConfig, MemoryConfig
+from sieve.simulator.events import EVENTS
+from sieve.simulator.energy import COMPONENTS
 
 DOCS = Path(__file__).parent.parent / "docs"
 
 
 def test_isa_doc_lists_every_field_with_its_bits():
-    from arch.isa import markdown_tables
-    assert markdown_tables() in (DOCS / "isa.md").read_text(), "regenerate with: python -m arch.isa"
+    from sieve.arch.isa import markdown_tables
+    assert markdown_tables() in (DOCS / "isa.md").read_text(), "regenerate with: python -m sieve.arch.isa"
 
 
 def test_stats_doc_lists_every_event_and_component():

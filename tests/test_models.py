@@ -9,9 +9,9 @@ from sklearn.datasets import load_digits
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.neural_network import MLPClassifier
 
-from arch import load_arch
-from frontend import build
-from ir import Graph, Op, run_float
+from sieve.arch import load_arch
+from sieve.frontend import build
+from sieve.ir import Graph, Op, run_float
 from tests.helpers import PRESETS, check_bitexact, quantize, random_calibration
 
 
@@ -24,7 +24,7 @@ def test_zoo_model_bitexact(model, arch):
     result = check_bitexact(q, load_arch(arch), random_calibration(g, rng, 5))
     assert result.inferences == 5
     assert result.stats.macs == sum(l.macs for l in result.stats.layers)
-    from ir import macs
+    from sieve.ir import macs
     assert result.stats.macs == macs(q)
 
 
@@ -89,7 +89,7 @@ def test_onnx_zoo_model_bitexact_at_small_size(model):
     g = build(model, size=32, classes=10)
     q = quantize(g, random_calibration(g, rng, 4))
     result = check_bitexact(q, load_arch("default"), random_calibration(g, rng, 1))
-    from ir import macs
+    from sieve.ir import macs
     assert result.stats.macs == macs(q)
     assert len(np.unique(result.outputs[q.outputs[0]])) > 1
 
@@ -97,7 +97,7 @@ def test_onnx_zoo_model_bitexact_at_small_size(model):
 def test_calibration_from_a_folder_of_images(tmp_path):
     from PIL import Image
 
-    from cli.pipeline import calibration_inputs
+    from sieve.pipeline import calibration_inputs
     rng = np.random.default_rng(0)
     for i in range(3):
         Image.fromarray(rng.integers(0, 256, (40 + i, 50, 3)).astype(np.uint8)).save(tmp_path / f"img{i}.png")

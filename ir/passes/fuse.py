@@ -5,7 +5,7 @@ ReLU, as onnxruntime's quantizer does, so no int8 code is spent on negatives.
 """
 from __future__ import annotations
 
-from ir.graph import Graph, Op
+from sieve.ir.graph import Graph, Op
 
 _FUSABLE = (Op.CONV2D, Op.DENSE, Op.ADD)
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ir.graph import Graph, IRError, Node, Op
+from sieve.ir.graph import Graph, IRError, Node, Op
 
 
 def prunable(graph: Graph, keep_ends: bool = False) -> list[str]:

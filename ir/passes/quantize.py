@@ -11,10 +11,10 @@ from typing import Mapping
 
 import numpy as np
 
-from ir.graph import Graph, IRError, Node, Op
-from ir.interpret import run_float
-from ir.registry import add_multipliers, gap_scale
-from ir.types import DType, QuantParams, TensorType
+from sieve.ir.graph import Graph, IRError, Node, Op
+from sieve.ir.interpret import run_float
+from sieve.ir.registry import add_multipliers, gap_scale
+from sieve.ir.types import DType, QuantParams, TensorType
 
 Ranges = dict[str, tuple[float, float]]
 

@@ -8,10 +8,10 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from arch import BinaryFormatError, decode_program, encode_program, load_arch
-from arch.binary import HEADER
-from frontend import build
-from simulator import load_binary
+from sieve.arch import BinaryFormatError, decode_program, encode_program, load_arch
+from sieve.arch.binary import HEADER
+from sieve.frontend import build
+from sieve.simulator import load_binary
 from tests.helpers import compile_bytes, quantize, random_calibration
 
 
@@ -63,7 +63,7 @@ def test_wrong_arch_refused_but_memory_retarget_allowed(lenet_bytes, tmp_path):
     path.write_bytes(lenet_bytes)
     with pytest.raises(BinaryFormatError, match=r"compiled for arch 'default'.*pe_rows: 16 vs 8"):
         load_binary(path, load_arch("edge"))
-    from arch import with_overrides
+    from sieve.arch import with_overrides
     slow = with_overrides(load_arch("default"), {"memory.dram_bytes_per_cycle": 2.0})
     assert load_binary(path, slow).arch.memory.dram_bytes_per_cycle == 2.0
 

@@ -2,8 +2,8 @@ from __future__ import annotations
 
 import pytest
 
-from arch import ArchError, load_arch, preset_names, with_overrides
-from arch.config import sram_pj_per_byte
+from sieve.arch import ArchError, load_arch, preset_names, with_overrides
+from sieve.arch.config import sram_pj_per_byte
 
 
 def test_presets_load_and_validate():

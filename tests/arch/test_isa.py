@@ -5,7 +5,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from arch.isa import FIELDS, WORD_BYTES, Instruction, ISAError, Opcode, decode, encode
+from sieve.arch.isa import FIELDS, WORD_BYTES, Instruction, ISAError, Opcode, decode, encode
 
 
 @st.composite

@@ -6,10 +6,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from arch import encode_program, load_arch
-from codegen import AsmError, assemble, assemble_file, disassemble
-from frontend import build
-from simulator import load_binary, run
+from sieve.arch import encode_program, load_arch
+from sieve.codegen import AsmError, assemble, assemble_file, disassemble
+from sieve.frontend import build
+from sieve.simulator import load_binary, run
 from tests.helpers import compile_bytes, quantize, random_calibration, small_arch
 
 PROGRAMS = Path(__file__).parent.parent / "programs"

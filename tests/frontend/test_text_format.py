@@ -3,8 +3,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from frontend import FrontendError, ZOO, build, dump_sv, load_sv, parse_sv
-from ir import Op, run_float
+from sieve.frontend import FrontendError, ZOO, build, dump_sv, load_sv, parse_sv
+from sieve.ir import Op, run_float
 
 
 @pytest.mark.parametrize("name,inline", [(n, False) for n in ZOO] + [("mlp", True), ("lenet5", True)])
@@ -56,7 +56,7 @@ def test_errors_report_file_line_column(text, match):
 
 
 def test_zoo_models_have_expected_size():
-    from ir import macs
+    from sieve.ir import macs
     lenet = build("lenet5")
     assert macs(lenet) == 28 * 28 * 6 * 25 + 10 * 10 * 16 * 150 + 400 * 120 + 120 * 84 + 84 * 10
     assert [n.op for n in lenet].count(Op.CONV2D) == 2

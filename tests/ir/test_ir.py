@@ -3,10 +3,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from frontend import build
-from ir import DType, GraphBuilder, IRError, Node, Op, TensorType, run_float, run_int, verify
-from ir.kernels import quantize, requantize
-from ir.passes import calibrate_minmax, fuse_activations, quantize_graph
+from sieve.frontend import build
+from sieve.ir import DType, GraphBuilder, IRError, Node, Op, TensorType, run_float, run_int, verify
+from sieve.ir.kernels import quantize, requantize
+from sieve.ir.passes import calibrate_minmax, fuse_activations, quantize_graph
 from tests.helpers import quantize as quantize_model, random_calibration
 
 
@@ -43,7 +43,7 @@ def test_int8_model_tracks_float_model():
     q = quantize_model(g, random_calibration(g, rng, 64))
     x = rng.standard_normal((32, 1, 32, 32)).astype(np.float32)
     want = run_float(g, {"x": x})["logits"]
-    from ir import dequantize_outputs, quantize_inputs
+    from sieve.ir import dequantize_outputs, quantize_inputs
     got = dequantize_outputs(q, run_int(q, quantize_inputs(q, {"x": x})))["logits"]
     assert np.corrcoef(want.ravel(), got.ravel())[0, 1] > 0.99
     assert (want.argmax(1) == got.argmax(1)).mean() >= 0.9
@@ -60,13 +60,13 @@ def test_verify_names_node_and_shows_neighbourhood():
 def test_graph_rejects_cycles_duplicates_and_dangling_inputs():
     t = TensorType((1, 2))
     with pytest.raises(IRError, match="duplicate"):
-        from ir import Graph
+        from sieve.ir import Graph
         Graph([Node("a", Op.INPUT, (), t), Node("a", Op.INPUT, (), t)], ["a"])
     with pytest.raises(IRError, match="not produced by any node"):
-        from ir import Graph
+        from sieve.ir import Graph
         Graph([Node("a", Op.RELU, ("zz",), t)], ["a"])
     with pytest.raises(IRError, match="cycle"):
-        from ir import Graph
+        from sieve.ir import Graph
         Graph([Node("a", Op.RELU, ("b",), t), Node("b", Op.RELU, ("a",), t)], ["a"])
 
 

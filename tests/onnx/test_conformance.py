@@ -9,12 +9,12 @@ import numpy as np
 import pytest
 from onnx import numpy_helper
 
-from arch import decode_program, encode_program, load_arch
-from codegen import generate
-from frontend import import_model
-from ir import run_int, verify
-from scheduler import schedule
-from simulator import run
+from sieve.arch import decode_program, encode_program, load_arch
+from sieve.codegen import generate
+from sieve.frontend import import_model
+from sieve.ir import run_int, verify
+from sieve.scheduler import schedule
+from sieve.simulator import run
 from tests.helpers import small_arch
 
 OPS = ("QLinearConv", "QLinearMatMul", "ConvInteger", "MatMulInteger")

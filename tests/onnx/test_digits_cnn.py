@@ -5,13 +5,13 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from arch import load_arch
-from cli.pipeline import quantize_model
-from codegen import generate
-from frontend import load_onnx
-from ir import run_float
-from scheduler import schedule
-from simulator import run
+from sieve.arch import load_arch
+from sieve.pipeline import quantize_model
+from sieve.codegen import generate
+from sieve.frontend import load_onnx
+from sieve.ir import run_float
+from sieve.scheduler import schedule
+from sieve.simulator import run
 
 
 @pytest.fixture(scope="module")
@@ -41,7 +41,7 @@ def test_int8_top1_within_one_point_of_float(digits_onnx, method):
 def test_pruned_accuracy_beside_float_and_dense_int8(digits_onnx):
     """Post-training magnitude pruning at 50/75/90 % (first and last layers kept dense): top-1 of the
     compiled, simulated binary beside float and dense int8."""
-    from ir.passes import prune_magnitude, weight_sparsity
+    from sieve.ir.passes import prune_magnitude, weight_sparsity
     path, x, y = digits_onnx
     graph = load_onnx(path)
     x_test, y_test = x[1400:], y[1400:]

@@ -6,7 +6,7 @@ import onnx
 import pytest
 from onnx import TensorProto, helper
 
-from frontend import FrontendError, build_onnx, import_model, load_onnx
+from sieve.frontend import FrontendError, build_onnx, import_model, load_onnx
 from tests.onnx.ort_models import finish
 
 
@@ -77,12 +77,12 @@ def test_pytorch_style_shape_subgraph_is_folded():
 
 def test_float_concat_and_host_softmax_import_and_run():
     """Concat of two convolutions and a final Softmax: Sieve quantizes, the host finishes the softmax."""
-    from arch import load_arch
-    from cli.pipeline import quantize_model
-    from codegen import generate
-    from ir import run_float
-    from scheduler import schedule
-    from simulator import run
+    from sieve.arch import load_arch
+    from sieve.pipeline import quantize_model
+    from sieve.codegen import generate
+    from sieve.ir import run_float
+    from sieve.scheduler import schedule
+    from sieve.simulator import run
     rng = np.random.default_rng(0)
     w1, w2 = rng.standard_normal((4, 3, 1, 1)).astype(np.float32), rng.standard_normal((5, 3, 3, 3)).astype(np.float32)
     fc = rng.standard_normal((10, 9 * 4 * 4)).astype(np.float32)
@@ -106,7 +106,7 @@ def test_float_concat_and_host_softmax_import_and_run():
 
 @pytest.mark.parametrize("pads,include", [([0, 0, 0, 0], 0), ([1, 1, 1, 1], 1)])
 def test_average_pool_matches_onnxruntime_float(pads, include):
-    from ir import run_float
+    from sieve.ir import run_float
     from tests.onnx.ort_models import ort_run
     node = helper.make_node("AveragePool", ["x"], ["y"], kernel_shape=[3, 3], strides=[2, 2], pads=pads,
                             count_include_pad=include)

@@ -7,12 +7,12 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from arch import load_arch
-from codegen import generate
-from frontend import import_model
-from ir import verify
-from scheduler import schedule
-from simulator import run
+from sieve.arch import load_arch
+from sieve.codegen import generate
+from sieve.frontend import import_model
+from sieve.ir import verify
+from sieve.scheduler import schedule
+from sieve.simulator import run
 from tests.helpers import small_arch
 from tests.onnx.ort_models import ort_run, qlinearconv, qlinearmatmul
 

@@ -12,12 +12,12 @@ from onnx import helper
 from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
 from torch import nn
 
-from arch import load_arch
-from codegen import generate
-from frontend import load_onnx
-from ir import verify
-from scheduler import schedule
-from simulator import run
+from sieve.arch import load_arch
+from sieve.codegen import generate
+from sieve.frontend import load_onnx
+from sieve.ir import verify
+from sieve.scheduler import schedule
+from sieve.simulator import run
 from tests.onnx.ort_models import IR_VERSION, ort_run
 
 
@@ -124,7 +124,7 @@ def test_qdq_twin_gives_the_same_integers(models, act):
 
 def test_float_export_imports_and_matches_torch(models):
     graph = verify(load_onnx(models["float"]))
-    from ir import run_float
+    from sieve.ir import run_float
     x = np.random.default_rng(2).standard_normal((1, 3, 32, 32)).astype(np.float32)
     want = models["net"](torch.from_numpy(x)).detach().numpy()
     got = run_float(graph, {graph.inputs[0].name: x})[graph.outputs[0]]

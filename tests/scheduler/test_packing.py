@@ -5,7 +5,7 @@ import numpy as np
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from scheduler.packing import batch_cost, nm_ok, pack_nm, pack_unstructured, row_groups, unpack
+from sieve.scheduler.packing import batch_cost, nm_ok, pack_nm, pack_unstructured, row_groups, unpack
 
 
 @st.composite

@@ -3,11 +3,11 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from arch import load_arch
-from frontend import build
-from scheduler import ScheduleError, schedule
-from scheduler.plan import ConvGeom, MatmulTiling
-from scheduler.tiling import estimate, fits, matmul_spad, search
+from sieve.arch import load_arch
+from sieve.frontend import build
+from sieve.scheduler import ScheduleError, schedule
+from sieve.scheduler.plan import ConvGeom, MatmulTiling
+from sieve.scheduler.tiling import estimate, fits, matmul_spad, search
 from tests.helpers import quantize, random_calibration, small_arch
 
 
@@ -52,7 +52,7 @@ def test_spad_layout_is_double_buffered():
 
 
 def test_layer_that_cannot_fit_is_a_clear_error():
-    from ir import GraphBuilder, Op
+    from sieve.ir import GraphBuilder, Op
     g = build("mlp")
     schedule(quantize(g, random_calibration(g, np.random.default_rng(0))), small_arch(scratchpad_bytes=4096))
     b = GraphBuilder("wide")                 # pooling keeps whole rows: 3 rows of 5000 bytes cannot fit

@@ -6,7 +6,7 @@ import numpy as np
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from ir import GraphBuilder, Op
+from sieve.ir import GraphBuilder, Op
 from tests.helpers import check_bitexact, quantize, random_calibration, small_arch
 
 SETTINGS = settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -210,7 +210,7 @@ def test_softmax_runs_on_the_host():
     probs = result.floats["p"]
     np.testing.assert_allclose(probs.sum(axis=1), 1.0, rtol=1e-6)
     assert result.program.outputs[0].post == "softmax"
-    from ir import run_int, quantize_inputs
+    from sieve.ir import run_int, quantize_inputs
     assert result.stats.layers[-1].name == "logits"          # no accelerator work for the softmax
 
 

@@ -4,11 +4,11 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from arch import load_arch
-from ir import GraphBuilder, Op
-from scheduler import schedule
-from codegen import generate
-from simulator import simulate_timing
+from sieve.arch import load_arch
+from sieve.ir import GraphBuilder, Op
+from sieve.scheduler import schedule
+from sieve.codegen import generate
+from sieve.simulator import simulate_timing
 from tests.helpers import quantize, random_calibration
 
 

@@ -7,13 +7,13 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from arch import load_arch
-from codegen import generate
-from frontend import build
-from ir import GraphBuilder, Op, quantize_inputs, run_int
-from ir.passes import prune_magnitude, prune_nm
-from scheduler import schedule
-from simulator import run
+from sieve.arch import load_arch
+from sieve.codegen import generate
+from sieve.frontend import build
+from sieve.ir import GraphBuilder, Op, quantize_inputs, run_int
+from sieve.ir.passes import prune_magnitude, prune_nm
+from sieve.scheduler import schedule
+from sieve.simulator import run
 from tests.helpers import check_bitexact, quantize, random_calibration, small_arch
 from tests.simulator.test_ops_bitexact import archs
 

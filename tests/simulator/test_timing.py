@@ -6,10 +6,10 @@ import math
 import numpy as np
 import pytest
 
-from arch import Instruction, Opcode, Program, load_arch
-from simulator import run, simulate_timing
-from simulator.energy import energy_pj
-from simulator.events import E, EVENTS
+from sieve.arch import Instruction, Opcode, Program, load_arch
+from sieve.simulator import run, simulate_timing
+from sieve.simulator.energy import energy_pj
+from sieve.simulator.events import E, EVENTS
 
 ARCH = load_arch("default")           # 16x16 MACs, 16 B/cycle DRAM, 100-cycle latency, fill 8
 LAT, BW = ARCH.memory.dram_latency_cycles, ARCH.memory.dram_bytes_per_cycle
@@ -78,7 +78,7 @@ def test_load_and_store_share_the_dram_channel():
 
 
 def test_deadlock_is_reported_not_hung():
-    from simulator import SimulatorError
+    from sieve.simulator import SimulatorError
     with pytest.raises(SimulatorError, match="deadlock"):
         simulate_timing(program(matmul(16, 16, 1, waits=((1, 1),))))
 
@@ -98,7 +98,7 @@ def test_energy_is_counts_times_table():
 
 
 def test_out_of_bounds_traps_with_instruction_index():
-    from simulator import Trap
+    from sieve.simulator import Trap
     bad = Instruction.make(Opcode.LOAD, dram_addr=0xFF00, spad_addr=0, rows=1, row_bytes=512,
                            dram_stride=0, spad_stride=0)
     with pytest.raises(Trap, match=r"instruction 1\b.*DRAM"):

@@ -4,7 +4,7 @@ from __future__ import annotations
 from rich.console import Console
 from rich.table import Table
 
-from simulator.stats import RunStats
+from sieve.simulator.stats import RunStats
 
 
 def _kb(n: int) -> str:

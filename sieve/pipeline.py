@@ -7,13 +7,13 @@ from pathlib import Path
 
 import numpy as np
 
-from arch.binary import Program
-from arch.config import ArchConfig
-from codegen import generate
-from frontend import FrontendError, load_onnx, load_sv
-from ir import DType, Graph, verify
-from ir.passes import calibrate, fuse_activations, prune_magnitude, prune_nm, quantize_graph
-from scheduler import Schedule, schedule
+from sieve.arch.binary import Program
+from sieve.arch.config import ArchConfig
+from sieve.codegen import generate
+from sieve.frontend import FrontendError, load_onnx, load_sv
+from sieve.ir import DType, Graph, verify
+from sieve.ir.passes import calibrate, fuse_activations, prune_magnitude, prune_nm, quantize_graph
+from sieve.scheduler import Schedule, schedule
 
 log = logging.getLogger("sieve")
 DEFAULT_CALIBRATION_SAMPLES = 8
@@ -150,7 +150,7 @@ def prune_model(graph: Graph, spec: str | None, scope: str = "layer", keep_ends:
 
 def with_dense_reference(qgraph: Graph, arch: ArchConfig, program: Program) -> Program:
     """Record, per layer, the same layer compiled dense on the same arch and simulated (timing only)."""
-    from simulator import run as simulate
+    from sieve.simulator import run as simulate
     if all(s.weight_format == "dense" for s in program.layers):
         return program
     dense = simulate(generate(schedule(qgraph, arch, sparse=False)), functional=False).stats

@@ -12,15 +12,15 @@ import numpy as np
 from rich.console import Console
 from rich.table import Table
 
-from arch import ArchError, BinaryFormatError, ISAError, encode_program, load_arch, preset_names
-from cli.pipeline import (UsageError, compile_graph, integer_model, is_quantized, load_model, prune_model,
+from sieve.arch import ArchError, BinaryFormatError, ISAError, encode_program, load_arch, preset_names
+from sieve.pipeline import (UsageError, compile_graph, integer_model, is_quantized, load_model, prune_model,
                           read_array_file, with_dense_reference)
-from cli.report import print_run_summary, sparsity_table
-from codegen import AsmError, CodegenError, assemble_file, disassemble
-from frontend import ZOO, FrontendError, build, build_onnx, dump_sv
-from ir import IRError, dequantize_outputs, quantize_inputs, run_float, run_int
-from scheduler import ScheduleError
-from simulator import SimulatorError, load_binary, run
+from sieve.report import print_run_summary, sparsity_table
+from sieve.codegen import AsmError, CodegenError, assemble_file, disassemble
+from sieve.frontend import ZOO, FrontendError, build, build_onnx, dump_sv
+from sieve.ir import IRError, dequantize_outputs, quantize_inputs, run_float, run_int
+from sieve.scheduler import ScheduleError
+from sieve.simulator import SimulatorError, load_binary, run
 
 log = logging.getLogger("sieve")
 USER_ERRORS = (UsageError, FrontendError, IRError, ArchError, ISAError, BinaryFormatError, ScheduleError,
