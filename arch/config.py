@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import functools
 import hashlib
 import json
 import math
@@ -81,11 +82,38 @@ class ArchConfig:
         visible = {"cores": self.cores, "core": dataclasses.asdict(self.core)}
         return hashlib.sha256(json.dumps(visible, sort_keys=True).encode()).hexdigest()
 
+    @functools.cached_property
+    def energy_table(self) -> EnergyConfig:
+        """The energy table as priced: SRAM figures left at 0 are derived from the capacities here,
+        so changing a capacity (in a sweep, with overrides) changes its energy per byte too."""
+        e = self.energy
+        spad = e.spad_pj_per_byte or sram_pj_per_byte(self.core.scratchpad_bytes)
+        return dataclasses.replace(
+            e, spad_pj_per_byte=spad,
+            acc_pj_per_byte=e.acc_pj_per_byte or sram_pj_per_byte(self.core.accumulator_bytes),
+            l2_pj_per_byte=e.l2_pj_per_byte or sram_pj_per_byte(self.memory.l2_bytes),
+            metadata_pj_per_byte=e.metadata_pj_per_byte or spad)
+
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
 
     def to_json(self) -> str:
         return json.dumps(self.to_dict(), sort_keys=True, separators=(",", ":"))
+
+    def to_toml(self) -> str:
+        """TOML that ``load_arch`` reads back to this arch; derived energies are shown as comments."""
+        derived = self.energy_table
+        lines = [f"# arch '{self.name}' (fingerprint {self.fingerprint()[:16]})",
+                 f"name = {json.dumps(self.name)}", f"cores = {self.cores}", f"clock_mhz = {self.clock_mhz!r}"]
+        for section in ("core", "memory", "energy"):
+            lines += ["", f"[{section}]"]
+            for f in fields(getattr(self, section)):
+                value = getattr(getattr(self, section), f.name)
+                line = f"{f.name} = {value!r}"
+                if section == "energy" and value == 0 and getattr(derived, f.name):
+                    line += f"    # 0 = derived from capacity: {getattr(derived, f.name):.4g}"
+                lines.append(line)
+        return "\n".join(lines) + "\n"
 
 
 def sram_pj_per_byte(capacity_bytes: int) -> float:
@@ -157,17 +185,6 @@ def validate(arch: ArchConfig, source: str = "") -> ArchConfig:
     return arch
 
 
-def _derive_energy(arch: ArchConfig) -> ArchConfig:
-    e = arch.energy
-    spad = e.spad_pj_per_byte or sram_pj_per_byte(arch.core.scratchpad_bytes)
-    energy = dataclasses.replace(
-        e, spad_pj_per_byte=spad,
-        acc_pj_per_byte=e.acc_pj_per_byte or sram_pj_per_byte(arch.core.accumulator_bytes),
-        l2_pj_per_byte=e.l2_pj_per_byte or sram_pj_per_byte(arch.memory.l2_bytes),
-        metadata_pj_per_byte=e.metadata_pj_per_byte or spad)
-    return dataclasses.replace(arch, energy=energy)
-
-
 def arch_from_dict(data: dict[str, Any], source: str = "<dict>") -> ArchConfig:
     top: dict[str, Any] = {}
     for key, value in data.items():
@@ -177,7 +194,7 @@ def arch_from_dict(data: dict[str, Any], source: str = "<dict>") -> ArchConfig:
             top[key] = _typed(value, _TOP[key], key, source)
         else:
             raise _unknown(key, list(_TOP) + list(_SECTIONS), source)
-    return validate(_derive_energy(ArchConfig(**top)), source)
+    return validate(ArchConfig(**top), source)
 
 
 def preset_names() -> list[str]:

@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from sieve.arch import decode_program, encode_program, load_arch
-from sieve.pipeline import calibration_inputs, quantize_model
+from sieve.pipeline import integer_model
 from sieve.codegen import generate
 from sieve.frontend import build, dump_sv, load_sv
 from sieve.ir import GraphBuilder, Op, quantize_inputs, run_int
@@ -46,7 +46,7 @@ def lenet_stages(arch_name: str) -> dict:
         stages = {}
         stages["parse .sv"], graph = _best(lambda: load_sv(path))
         calib = {"x": rng.standard_normal((16, 1, 32, 32)).astype(np.float32)}
-        stages["quantize (fuse, calibrate 16, quantize)"], q = _best(lambda: quantize_model(graph, calib))
+        stages["quantize (fuse, calibrate 16, quantize)"], q = _best(lambda: integer_model(graph, calibrate=calib).qgraph)
         stages["schedule (tiling search)"], sched = _best(lambda: (search.cache_clear(), schedule(q, arch))[1])
         stages["codegen"], program = _best(lambda: generate(sched))
         stages["encode .sieve"], raw = _best(lambda: encode_program(program))
@@ -67,7 +67,7 @@ def matmul_512(arch_name: str) -> dict:
     b.input("x", (512, 512))
     b.add("mm", Op.DENSE, ["x"], {"out_features": 512}, {"w": rng.standard_normal((512, 512)) / 22})
     g = b.build(["mm"])
-    q = quantize_model(g, {"x": rng.standard_normal((512, 512)).astype(np.float32)})
+    q = integer_model(g, calibrate={"x": rng.standard_normal((512, 512)).astype(np.float32)}).qgraph
     t0 = time.perf_counter()
     program = decode_program(encode_program(generate(schedule(q, arch))))
     compile_s = time.perf_counter() - t0

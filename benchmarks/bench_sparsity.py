@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from sieve.arch import encode_program, load_arch
-from sieve.pipeline import quantize_model
+from sieve.pipeline import integer_model
 from sieve.codegen import generate
 from sieve.frontend import build
 from sieve.ir import quantize_inputs, run_int
@@ -41,7 +41,7 @@ def main() -> dict:
     for point in POINTS:
         g = prune_nm(base, 2, 4) if point == "2:4" else \
             prune_magnitude(base, float(point))
-        q = quantize_model(g, calib)
+        q = integer_model(g, calibrate=calib).qgraph
         for balance in (True, False):
             search.cache_clear()
             t0 = time.perf_counter()

@@ -19,12 +19,12 @@ def _desc(graph: Graph, name: str, lay: TensorLayout) -> TensorDesc:
         if axis not in (-1, len(node.out.shape) - 1):
             raise CodegenError("the host's softmax runs on the last axis only", name)
         src = _desc(graph, node.inputs[0], lay)
-        return TensorDesc(name, src.dram_addr, src.shape, src.view_shape, src.perm, src.scale, src.zero_point,
+        return TensorDesc(graph.io_name(name), src.dram_addr, src.shape, src.view_shape, src.perm, src.scale, src.zero_point,
                           src.dtype, "softmax")
     t = node.out
     if t.dtype is DType.INT32:
-        return TensorDesc(name, lay.addr, lay.shape, lay.view_shape, lay.perm, 1.0, 0, "int32")
-    return TensorDesc(name, lay.addr, lay.shape, lay.view_shape, lay.perm, t.quant.scale[0], t.quant.zp,
+        return TensorDesc(graph.io_name(name), lay.addr, lay.shape, lay.view_shape, lay.perm, 1.0, 0, "int32")
+    return TensorDesc(graph.io_name(name), lay.addr, lay.shape, lay.view_shape, lay.perm, t.quant.scale[0], t.quant.zp,
                       "uint8" if t.quant.unsigned else "int8")
 
 

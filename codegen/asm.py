@@ -5,6 +5,7 @@ instruction added there is disassembled and assembled with no change here.
 """
 from __future__ import annotations
 
+import functools
 import json
 from importlib import resources
 from pathlib import Path
@@ -16,8 +17,11 @@ from sieve.arch.binary import LayerSymbol, Program, TensorDesc
 from sieve.arch.config import ArchConfig, ArchError, arch_from_dict, load_arch
 from sieve.arch.isa import FIELDS, Instruction, ISAError, Opcode
 
-_PARSER = lark.Lark(resources.files("sieve.codegen").joinpath("asm.lark").read_text(), parser="lalr",
-                    propagate_positions=True, maybe_placeholders=False)
+@functools.cache
+def _parser() -> lark.Lark:
+    """The grammar, built on first use (building it costs tens of milliseconds at import)."""
+    return lark.Lark(resources.files("sieve.codegen").joinpath("asm.lark").read_text(), parser="lalr",
+                     propagate_positions=True, maybe_placeholders=False)
 _HEX_FIELDS = {"dram_addr", "spad_addr", "w_addr", "x_addr", "acc_addr", "dst_addr", "bias_addr",
                "scale_addr", "a_addr", "b_addr", "src_addr"}
 DATA_LINE = 64
@@ -237,7 +241,7 @@ class _Assembler:
 
 def assemble(text: str, source: str = "<asm>") -> Program:
     try:
-        tree = _PARSER.parse(text if text.endswith("\n") else text + "\n")
+        tree = _parser().parse(text if text.endswith("\n") else text + "\n")
     except lark.exceptions.UnexpectedInput as err:
         raise AsmError("syntax error\n" + err.get_context(text).rstrip(), source, err.line, err.column) from None
     values = _Values()

@@ -3,12 +3,12 @@ from __future__ import annotations
 
 import numpy as np
 
-from sieve.arch.isa import Opcode
+from sieve.arch.isa import ADD_MODES, Opcode
 from sieve.codegen.emit import Box, Emitter, Slots
 from sieve.codegen.layout import CodegenError, DataImage, TensorLayout
 from sieve.scheduler.layout import hw_weights
 from sieve.ir.graph import Graph, Node, Op
-from sieve.ir.registry import act_bounds, add_multipliers, concat_multiplier
+from sieve.ir.registry import act_bounds, add_arith, add_multipliers
 from sieve.scheduler.packing import PackedTile, pack_nm, pack_unstructured
 from sieve.scheduler.plan import LayerPlan, align, split
 
@@ -157,11 +157,15 @@ def emit_eltwise(em: Emitter, graph: Graph, node: Node, plan: LayerPlan, layouts
             if lo not in (-128, node.out.quant.zp):
                 raise CodegenError(f"the vector unit's add clamps below at the zero point or not at all; "
                                    f"a lower bound of {lo} is not supported", node.name)
-            ma, mb = add_multipliers(ins, node.out)
+            arith = add_arith(node)
+            if arith == "float":                                 # scales, not multipliers
+                ma, mb, sc = ins[0].quant.scale[0], ins[1].quant.scale[0], node.out.quant.scale[0]
+            else:
+                (ma, mb), sc = add_multipliers(ins, node.out), 0.0
             em.compute(Opcode.ADD, out_free_wait=wait, a_addr=addrs[0], b_addr=addrs[1], dst_addr=o_addr,
                        count=ne, za=ins[0].quant.zp, zb=ins[1].quant.zp, zc=node.out.quant.zp,
-                       ma=float(ma), mb=float(mb), relu=int(lo != -128), hi=hi,
-                       u8=int(node.out.quant.unsigned))
+                       ma=float(ma), mb=float(mb), relu=int(lo != -128), hi=hi, mode=ADD_MODES[arith],
+                       sc=float(sc))
         else:
             em.compute(Opcode.RELU, out_free_wait=wait, src_addr=addrs[0], dst_addr=o_addr, count=ne,
                        zp=ins[0].quant.zp)
@@ -181,14 +185,13 @@ def emit_concat(em: Emitter, graph: Graph, node: Node, plan: LayerPlan, layouts,
     for name in node.inputs:
         t = graph[name].out
         c = t.shape[1]
-        mult = concat_multiplier(t, out)
         for p0, npx in split(pixels, plan.tile_elems):
             a_addr, _, free = aslots.acquire()
             em.load([(layouts[name].addr + p0 * c, a_addr, 1, npx * c, 0, 0)], free)
             o_addr, _, o_free = oslots.acquire()
             em.compute(Opcode.ADD, out_free_wait=o_free, a_addr=a_addr, b_addr=a_addr, dst_addr=o_addr,
-                       count=npx * c, za=t.quant.zp, zb=t.quant.zp, zc=q.zp, ma=float(mult), mb=0.0, relu=0,
-                       hi=127, u8=int(q.unsigned))
+                       count=npx * c, za=t.quant.zp, zb=t.quant.zp, zc=q.zp, ma=t.quant.scale[0], mb=0.0,
+                       relu=0, hi=127, mode=ADD_MODES["float"], sc=q.scale[0])
             step = em.end_step()
             aslots.release(step)
             box = Box(layouts[node.name].addr + p0 * c_total + c_off, 1, npx, c, 0, c_total)

@@ -71,19 +71,11 @@ def export(net, path: Path) -> Path:
 
 def sieve_top1(onnx_path: Path, x_cal, x_test, y_test, arch: str = "default") -> tuple[float, float]:
     """(float top-1, int8 top-1 of the Sieve-compiled binary on the simulator)."""
-    from sieve.arch import load_arch
-    from sieve.pipeline import quantize_model
-    from sieve.codegen import generate
-    from sieve.frontend import load_onnx
-    from sieve.ir import run_float
-    from sieve.scheduler import schedule
-    from sieve.simulator import run
-    graph = load_onnx(onnx_path)
-    out = graph.outputs[0]
-    f = float((run_float(graph, {"x": x_test})[out].argmax(1) == y_test).mean())
-    q = quantize_model(graph, {"x": x_cal})
-    result = run(generate(schedule(q, load_arch(arch))), {"x": x_test})
-    return f, float((result.floats[out].argmax(1) == y_test).mean())
+    import sieve
+    f = sieve.interpret(onnx_path, x_test, float_model=True).floats
+    result = sieve.simulate(sieve.compile(onnx_path, arch, calibrate=x_cal, dense_twin=False), x_test)
+    top1 = lambda outputs: float((next(iter(outputs.values())).argmax(1) == y_test).mean())  # noqa: E731
+    return top1(f), top1(result.floats)
 
 
 def main() -> None:

@@ -18,6 +18,7 @@ the node and the supported list.
 """
 from __future__ import annotations
 
+import logging
 import re
 from pathlib import Path
 from typing import Callable
@@ -30,6 +31,7 @@ from sieve.ir.build import GraphBuilder
 from sieve.ir.graph import Graph, IRError, Op
 from sieve.ir.types import DType, QuantParams
 
+log = logging.getLogger("sieve")
 MIN_OPSET = 10               # the integer ops (QLinearConv, ConvInteger, ...) date from opset 10
 
 
@@ -45,23 +47,34 @@ def _onnx():
 class _Q:
     """Quantization of an integer tensor in the model: float scale(s), zero point(s), signedness."""
 
-    def __init__(self, scale: np.ndarray, zp: np.ndarray, unsigned: bool):
+    def __init__(self, scale: np.ndarray, zp: np.ndarray, unsigned: bool, ort_u8: bool | None = None):
         self.scale = np.asarray(scale, np.float32).ravel()
         self.zp = np.asarray(zp).astype(np.int64).ravel() if zp is not None else np.zeros(1, np.int64)
         self.unsigned = unsigned
+        # the type onnxruntime's x86 CPU provider computes this tensor in: uint8 when the model says
+        # so, or when it converts an int8 QuantizeLinear -> DequantizeLinear pair (see ort_u8 below)
+        self.ort_u8 = unsigned if ort_u8 is None else ort_u8
+        self.as_int8 = False        # a uint8 tensor that stands for Sieve's int8 (+ 128): see onnx_export
+
+    def same(self, other: "_Q") -> bool:
+        return (np.array_equal(self.scale, other.scale) and np.array_equal(self.zp, other.zp)
+                and self.unsigned == other.unsigned)
 
     def activation(self) -> QuantParams:
         """Per-tensor params as stored in Sieve (uint8 values shifted into int8)."""
         if self.scale.size != 1 or self.zp.size != 1:
             raise ValueError("activations must be quantized per tensor")
         return QuantParams.per_tensor(float(self.scale[0]), int(self.zp[0]) - (128 if self.unsigned else 0),
-                                      self.unsigned)
+                                      self.unsigned and not self.as_int8)
+
+
+def _clean(name: str) -> str:
+    clean = re.sub(r"[^A-Za-z0-9_.]", "_", name).strip("_.") or "t"
+    return clean if clean[0].isalpha() else "t_" + clean
 
 
 def _sanitize(name: str, taken: set[str]) -> str:
-    clean = re.sub(r"[^A-Za-z0-9_.]", "_", name).strip("_.") or "t"
-    if not clean[0].isalpha():
-        clean = "t_" + clean
+    clean = _clean(name)
     base, i = clean, 1
     while clean in taken:
         clean, i = f"{base}_{i}", i + 1
@@ -84,12 +97,19 @@ class _Importer:
         self.dq_const: dict[str, tuple[np.ndarray, _Q]] = {}   # DQ of a constant: (ints, quant)
         self.pending: dict[str, tuple] = {}         # QDQ float op waiting for its QuantizeLinear
         self.raw_inputs: dict[str, tuple] = {}      # integer graph inputs not yet given a scale
+        # written by `sieve quantize`: its uint8 tensors are int8 + 128, read back as int8
+        self.int8_io = any(p.key == "sieve.activations" and p.value == "int8" for p in model.metadata_props)
+        self.finished: dict[str, _Q] = {}          # float output of a QDQ group -> its first QuantizeLinear
+        self.float_layers: list[str] = []           # layers onnxruntime computes in float on x86
         self.consumers: dict[str, int] = {}
+        self.readers: dict[str, list] = {}
         for n in self.graph.node:
-            for i in n.input:
+            for i in set(n.input):
                 self.consumers[i] = self.consumers.get(i, 0) + 1
-        for o in self.graph.output:
-            self.consumers[o.name] = self.consumers.get(o.name, 0) + 1
+                self.readers.setdefault(i, []).append(n)
+        self.graph_outputs = {o.name for o in self.graph.output}
+        for o in self.graph_outputs:
+            self.consumers[o] = self.consumers.get(o, 0) + 1
 
     # ---------------------------------------------------------------- helpers
     def error(self, message: str, node=None, hint: str = "") -> FrontendError:
@@ -120,6 +140,25 @@ class _Importer:
                                 "inside a quantized region)", self.source)
         return self.names[tensor]
 
+    def ort_u8(self, q_node, q: "_Q") -> bool:
+        """Whether onnxruntime's x86 CPU provider runs this QuantizeLinear's tensor as uint8. Its int8
+        fusions (QLinearConv, QLinearMatMul) are ARM-only, so it turns an int8 QuantizeLinear ->
+        DequantizeLinear pair into uint8 when the QuantizeLinear has exactly one consumer, a
+        DequantizeLinear that is not shared (a shared one is first duplicated per consumer), with a
+        constant scalar int8 zero point, and its output is not a graph output."""
+        if q.unsigned:
+            return True
+        out = q_node.output[0]
+        readers = self.readers.get(out, [])
+        if out in self.graph_outputs or len(readers) != 1 or readers[0].op_type != "DequantizeLinear":
+            return False
+        dq = readers[0]
+        if len(self.readers.get(dq.output[0], [])) > 1 or q.zp.size != 1:
+            return False
+        zp_q, zp_dq = self.opt_const(q_node, 2), self.opt_const(dq, 2)
+        return zp_q is not None and zp_dq is not None and zp_q.size == 1 and zp_dq.size == 1 \
+            and zp_q.dtype == np.int8 and zp_dq.dtype == np.int8 and int(zp_q.ravel()[0]) == int(zp_dq.ravel()[0])
+
     def attrs(self, node) -> dict:
         onnx, _ = _onnx()
         return {a.name: onnx.helper.get_attribute_value(a) for a in node.attribute}
@@ -148,6 +187,8 @@ class _Importer:
         for node in self.graph.node:
             self._node(node)
         outputs = []
+        io_names = {ir: onnx_name for onnx_name, ir in self.names.items()
+                    if onnx_name in {i.name for i in self.graph.input}}
         for o in self.graph.output:
             name = o.name
             if name in self.dq:                         # DequantizeLinear at the end: on the host
@@ -155,11 +196,40 @@ class _Importer:
             if name in self.pending:
                 raise FrontendError(f"output '{o.name}' is a float op in a quantized model with no "
                                     "QuantizeLinear after it", self.source)
-            outputs.append(self.ir(name))
+            ir = self.ir(name)
+            clean = _clean(o.name)
+            if clean != ir and clean not in self.b.nodes and ir not in io_names:
+                ir = self._rename(ir, clean)                  # the node is named as the model's output
+            outputs.append(ir)
+            io_names.setdefault(ir, o.name)             # the model's name, where it is not a valid node name
+        if self.float_layers:
+            log.warning("%s: onnxruntime's x86-64 CPU provider runs %d layer(s) of this int8 QDQ model in float32 "
+                        "(%s): their input or output tensor has several consumers, so it cannot convert it to "
+                        "uint8, and it fuses int8 convolutions only on ARM. Sieve computes them in integers; a "
+                        "few values can differ from onnxruntime by one step. For bit-exact parity quantize with "
+                        "activation_type=QUInt8 or extra_options={'DedicatedQDQPair': True}, or use `sieve "
+                        "quantize` (docs/onnx.md)", self.source, len(self.float_layers),
+                        ", ".join(self.float_layers[:6]) + (", ..." if len(self.float_layers) > 6 else ""))
         try:
-            return self.b.build(outputs)
+            return self.b.build(outputs, io_names)
         except IRError as err:
             raise FrontendError(str(err), self.source) from None
+
+    def _rename(self, old: str, new: str) -> str:
+        """Rename an IR node (and the references to it); returns the new name."""
+        nodes = {}
+        for name, n in self.b.nodes.items():
+            if name == old:
+                n = n.evolve(name=new)
+            elif old in n.inputs:
+                n = n.evolve(inputs=tuple(new if i == old else i for i in n.inputs))
+            nodes[n.name] = n
+        self.b.nodes = nodes
+        self.taken.add(new)
+        for k, v in list(self.names.items()):
+            if v == old:
+                self.names[k] = new
+        return new
 
     def _check_opset(self) -> None:
         onnx, _ = _onnx()

@@ -88,6 +88,7 @@ def emit_int_conv(imp: _Importer, node, out: str, x: str, xq: _Q, w, wq: _Q, bia
         imp.emit(out, Op.CONV2D, [x], attrs, params, DType.INT32)
         return
     params["requant"] = _requant(xq, wq, yq, k)
+    params["w_scale"] = np.broadcast_to(wq.scale, (k,)).astype(np.float32)
     imp.emit(out, Op.CONV2D, [x], {**attrs, **_act_attrs(act)}, params, DType.INT8, yq.activation())
     imp.qinfo[out] = yq
 
@@ -110,12 +111,14 @@ def emit_int_dense(imp: _Importer, node, out: str, a: str, aq: _Q, w_ck, wq: _Q,
         imp.emit(out, Op.DENSE, [a], {"out_features": k}, params, DType.INT32)
         return
     params["requant"] = np.broadcast_to(_requant(aq, wq, yq, k), per_k).astype(np.float32).copy()
+    params["w_scale"] = np.broadcast_to(wq.scale if wq.scale.size > 1 else wq.scale[0], per_k).astype(np.float32)
     imp.emit(out, Op.DENSE, [a], {"out_features": k, **_act_attrs(act)}, params, DType.INT8, yq.activation())
     imp.qinfo[out] = yq
 
 
-def emit_int_add(imp: _Importer, out: str, a: str, b: str, yq: _Q, act=("none", 0, 0)) -> None:
-    imp.emit(out, Op.ADD, [a, b], _act_attrs(act), None, DType.INT8, yq.activation())
+def emit_int_add(imp: _Importer, out: str, a: str, b: str, yq: _Q, act=("none", 0, 0), arith: str = "") -> None:
+    arith = arith or ("u8" if yq.unsigned else "s8")          # QLinearAdd: the model's own type
+    imp.emit(out, Op.ADD, [a, b], {**_act_attrs(act), "arith": arith}, None, DType.INT8, yq.activation())
     imp.qinfo[out] = yq
 
 
@@ -140,7 +143,9 @@ def _q_of(imp: _Importer, node, scale_i: int, zp_i: int) -> _Q:
     scale = imp.const(node.input[scale_i], node, "scale")
     zp = imp.opt_const(node, zp_i)
     unsigned = zp is None or zp.dtype == np.uint8
-    return _Q(scale, zp, unsigned)
+    q = _Q(scale, zp, unsigned)
+    q.as_int8 = imp.int8_io
+    return q
 
 
 @handles("DequantizeLinear")
@@ -159,10 +164,19 @@ def _dequantize(imp: _Importer, node) -> None:
 def _quantize(imp: _Importer, node) -> None:
     x, out = node.input[0], node.output[0]
     q = _q_of(imp, node, 1, 2)
+    q.ort_u8 = imp.ort_u8(node, q)
     node_name = imp.names.get(x)
-    if x in imp.pending:
+    if x in imp.pending:                             # the QuantizeLinear that closes a QDQ group:
         kind, args = imp.pending.pop(x)
-        FINISH[kind](imp, out, q, *args)
+        FINISH[kind](imp, x, q, *args)               # the integer op, named after the float op's output
+        imp.finished[x] = q
+        imp.names[out], imp.qinfo[out] = imp.names[x], q
+        return
+    if x in imp.finished:                            # another QuantizeLinear of the same value (a dedicated
+        if not imp.finished[x].same(q):              # Q/DQ pair per consumer): the same integers
+            raise imp.error("two QuantizeLinear nodes quantize one value with different scales (a "
+                            "requantization); that is not supported", node)
+        imp.names[out], imp.qinfo[out] = imp.names[x], q
         return
     if x in imp.dq:                                  # DQ -> (reshape) -> Q with the same parameters
         src = imp.dq[x]
@@ -174,8 +188,13 @@ def _quantize(imp: _Importer, node) -> None:
         return
     if node_name is not None and imp.b.nodes[node_name].op is Op.INPUT:
         # quantization of a float graph input happens on the host
-        shape = imp.b.nodes[node_name].out.shape
-        imp.b.nodes[node_name] = imp.b.nodes[node_name].evolve(out=TensorType(shape, DType.INT8, q.activation()))
+        node_ir = imp.b.nodes[node_name]
+        if node_ir.out.dtype is DType.INT8:          # quantized before: the same scale, or refused
+            if not (np.float32(node_ir.out.quant.scale[0]) == q.scale[0] and
+                    node_ir.out.quant.zp == q.activation().zp):
+                raise imp.error("a graph input quantized twice with different scales is not supported", node)
+        else:
+            imp.b.nodes[node_name] = node_ir.evolve(out=TensorType(node_ir.out.shape, DType.INT8, q.activation()))
         imp.names[out] = node_name
         imp.qinfo[out] = q
         return
@@ -192,18 +211,27 @@ def _dq_input(imp: _Importer, tensor: str):
 
 
 def _finish_conv(imp, out, yq, node, x, xq, w, wq, bias, act):
+    if not (imp.qinfo[x].ort_u8 and yq.ort_u8):           # onnxruntime on x86: int8 convolutions run in float
+        imp.float_layers.append(out)
     emit_int_conv(imp, node, out, x, xq, w, wq, bias, yq, act)
 
 
 def _finish_dense(imp, out, yq, node, a, aq, w_ck, wq, bias, act):
+    xu8 = imp.qinfo[a].ort_u8
+    if (xu8 != yq.ort_u8) if node.op_type == "Gemm" else not (xu8 and yq.ort_u8):   # QGemm takes int8 too
+        imp.float_layers.append(out)
     emit_int_dense(imp, node, out, a, aq, w_ck, wq, bias, yq, act)
 
 
 def _finish_add(imp, out, yq, a, b, act):
-    emit_int_add(imp, out, a, b, yq, act)
+    types = {imp.qinfo[a].ort_u8, imp.qinfo[b].ort_u8, yq.ort_u8}
+    # one type: QLinearAdd in that type; mixed: onnxruntime adds in float (exact to emulate)
+    emit_int_add(imp, out, a, b, yq, act, arith=("u8" if yq.ort_u8 else "s8") if len(types) == 1 else "float")
 
 
 def _finish_gap(imp, out, yq, x, xq):
+    if imp.qinfo[x].ort_u8 != yq.ort_u8:                  # a float mean in onnxruntime
+        imp.float_layers.append(out)
     emit_int_gap(imp, out, x, xq, yq)
 
 

@@ -1,6 +1,7 @@
 """Read and write the Sieve text format (.sv); the grammar is in sieve.lark."""
 from __future__ import annotations
 
+import functools
 import json
 from importlib import resources
 from pathlib import Path
@@ -13,8 +14,11 @@ from sieve.frontend.errors import FrontendError
 from sieve.ir.build import GraphBuilder
 from sieve.ir.graph import Graph, IRError, Op
 
-_PARSER = lark.Lark(resources.files("sieve.frontend").joinpath("sieve.lark").read_text(), parser="lalr",
-                    propagate_positions=True, maybe_placeholders=True)
+@functools.cache
+def _parser() -> lark.Lark:
+    """The grammar, built on first use (building it costs tens of milliseconds at import)."""
+    return lark.Lark(resources.files("sieve.frontend").joinpath("sieve.lark").read_text(), parser="lalr",
+                     propagate_positions=True, maybe_placeholders=True)
 OPS = {op.value: op for op in Op if op is not Op.INPUT}
 
 
@@ -47,7 +51,7 @@ def _where(source: str, meta) -> dict:
 def parse_sv(text: str, source: str = "<text>", base_dir: Path | None = None) -> Graph:
     """Parse .sv text into a float Graph; every error names file, line and column."""
     try:
-        tree = _PARSER.parse(text)
+        tree = _parser().parse(text)
     except lark.exceptions.UnexpectedInput as err:
         expected = sorted(getattr(err, "expected", None) or getattr(err, "allowed", None) or [])
         hint = f"expected one of: {', '.join(expected[:8])}" if expected else ""
@@ -160,28 +164,35 @@ def _fmt(v: Any) -> str:
     return repr(v)
 
 
-def dump_sv(graph: Graph, path: str | Path, inline: bool = False) -> list[Path]:
-    """Write a float graph as .sv (+ a side .npz of weights unless inline). Returns files written."""
-    path = Path(path)
+def sv_text(graph: Graph, weights_file: str | None = None) -> tuple[str, dict[str, np.ndarray]]:
+    """A float graph as .sv text, and its weights by "<layer>.<param>". With ``weights_file`` the text
+    names that side file and carries no weights; without it the weights are inline."""
     lines = [f"# {graph.name}: written by sieve", f"model {graph.name}"]
     arrays: dict[str, np.ndarray] = {}
-    if not inline:
-        lines.append(f'weights "{path.with_suffix(".npz").name}"')
+    if weights_file is not None:
+        lines.append(f"weights {json.dumps(weights_file)}")
     for node in graph:
         if node.op is Op.INPUT:
             lines.append(f"input {node.name} {_fmt(node.out.shape)}")
             continue
         args = list(node.inputs) + [f"{k}={_fmt(v)}" for k, v in node.attrs.items()]
         line = f"{node.name} = {node.op.value}({', '.join(args)}) -> {_fmt(node.out.shape)}"
-        if node.params and inline:
+        if node.params and weights_file is None:
             body = " ".join(f"{k} = {json.dumps(np.asarray(v).tolist())}" for k, v in node.params.items())
             line += " { " + body + " }"
         arrays.update({f"{node.name}.{k}": np.asarray(v) for k, v in node.params.items()})
         lines.append(line)
     lines.append(f"output {', '.join(graph.outputs)}")
-    path.write_text("\n".join(lines) + "\n")
-    written = [path]
-    if not inline:
-        np.savez(path.with_suffix(".npz"), **arrays)
-        written.append(path.with_suffix(".npz"))
-    return written
+    return "\n".join(lines) + "\n", arrays
+
+
+def dump_sv(graph: Graph, path: str | Path, inline: bool = False) -> list[Path]:
+    """Write a float graph as .sv (+ a side .npz of weights unless inline). Returns files written."""
+    path = Path(path)
+    side = None if inline else path.with_suffix(".npz")
+    text, arrays = sv_text(graph, side.name if side else None)
+    path.write_text(text)
+    if side is None:
+        return [path]
+    np.savez(side, **arrays)
+    return [path, side]

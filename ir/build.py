@@ -77,5 +77,5 @@ class GraphBuilder:
         self.nodes[node.name] = node
         return node.name
 
-    def build(self, outputs: list[str]) -> Graph:
-        return Graph(self.nodes.values(), outputs, self.name)
+    def build(self, outputs: list[str], io_names: dict[str, str] | None = None) -> Graph:
+        return Graph(self.nodes.values(), outputs, self.name, io_names)

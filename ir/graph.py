@@ -84,9 +84,12 @@ class Node:
 
 
 class Graph:
-    """A DAG of nodes kept in topological order, with named graph outputs."""
+    """A DAG of nodes kept in topological order, with named graph outputs. ``io_names`` maps an input
+    or output node to the name the model gave that tensor, where the two differ (an imported name
+    that is not a valid node name, or an output produced by a node the importer named otherwise)."""
 
-    def __init__(self, nodes: Iterable[Node], outputs: Iterable[str], name: str = "model"):
+    def __init__(self, nodes: Iterable[Node], outputs: Iterable[str], name: str = "model",
+                 io_names: Mapping[str, str] | None = None):
         self.name = name
         self._nodes: dict[str, Node] = {}
         g = nx.DiGraph()
@@ -111,6 +114,11 @@ class Graph:
         for out in self.outputs:
             if out not in self._nodes:
                 raise IRError(f"graph output '{out}' is not a node")
+        self.io_names = MappingProxyType({k: v for k, v in (io_names or {}).items() if k in self._nodes})
+
+    def io_name(self, name: str) -> str:
+        """The model's own name of an input or output tensor."""
+        return self.io_names.get(name, name)
 
     @classmethod
     def from_nodes(cls, nodes: Iterable[Node], outputs: Iterable[str], name: str = "model") -> "Graph":
@@ -138,8 +146,14 @@ class Graph:
     def consumers(self, name: str) -> list[Node]:
         return [self._nodes[s] for s in self._g.successors(name)]
 
-    def replace_nodes(self, nodes: Iterable[Node], outputs: Iterable[str] | None = None) -> "Graph":
-        return Graph(nodes, self.outputs if outputs is None else outputs, self.name)
+    def replace_nodes(self, nodes: Iterable[Node], outputs: Iterable[str] | None = None,
+                      renamed: Mapping[str, str] | None = None) -> "Graph":
+        """A new graph of ``nodes``; ``renamed`` (old node -> new node) carries the model's names along."""
+        io_names = dict(self.io_names)
+        for old, new in (renamed or {}).items():
+            if old in self.outputs or old in io_names:
+                io_names[new] = io_names.pop(old, old)
+        return Graph(nodes, self.outputs if outputs is None else outputs, self.name, io_names)
 
     def neighbourhood(self, name: str) -> str:
         """A few lines of the graph around one node, for error messages."""

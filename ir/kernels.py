@@ -59,20 +59,39 @@ def dequantize(q: np.ndarray, scale: float, zero_point: int) -> np.ndarray:
     return ((q.astype(np.float32) - np.float32(zero_point)) * np.float32(scale)).astype(np.float32)
 
 
-def fma32(x: np.ndarray, y, z) -> np.ndarray:
-    """float32 fused multiply-add (one rounding), for int8-valued x: x*y is exact in float64."""
-    return (x.astype(np.float64) * np.float64(np.float32(y)) + np.asarray(z, np.float64)).astype(np.float32)
+def fma32(x, y, z) -> np.ndarray:
+    """float32 fused multiply-add, rounded once: x (integers up to 9 bits) times float32 y plus float32 z
+    is exact in the 64-bit significand of long double wherever the sum lies near a float32 rounding
+    boundary, so the one rounding to float32 is the FMA's."""
+    return (np.asarray(x, np.longdouble) * np.longdouble(np.float32(y))
+            + np.asarray(z, np.float32).astype(np.longdouble)).astype(np.float32)
+
+
+def dq_requantize(x: np.ndarray, zx: int, sx, zy: int, sy, lo: int = -128, hi: int = 127) -> np.ndarray:
+    """Requantization through float, as onnxruntime's QLinearConcat lookup table (and a float
+    DequantizeLinear -> QuantizeLinear pair) computes it: clamp(rhe(f32(f32(x - zx) * sx) / sy) + zy)."""
+    v = (x.astype(np.float32) - np.float32(zx)) * np.float32(sx)
+    return np.clip(np.rint(v / np.float32(sy)).astype(np.float64) + zy, lo, hi).astype(np.int8)
+
+
+def add_float(a: np.ndarray, b: np.ndarray, za: int, zb: int, sa, sb, sc, zc: int, lo: int = -128,
+              hi: int = 127) -> np.ndarray:
+    """Add through float, as onnxruntime runs DequantizeLinear x2 -> Add -> QuantizeLinear unfused:
+    clamp(rhe((f32(f32(a - za) * sa) + f32(f32(b - zb) * sb)) / sc) + zc)."""
+    fa = (a.astype(np.float32) - np.float32(za)) * np.float32(sa)
+    fb = (b.astype(np.float32) - np.float32(zb)) * np.float32(sb)
+    return np.clip(np.rint((fa + fb) / np.float32(sc)).astype(np.float64) + zc, lo, hi).astype(np.int8)
 
 
 def add_requantize(a: np.ndarray, b: np.ndarray, za: int, zb: int, ma: np.float32, mb: np.float32,
                    zc: int, lo: int = -128, hi: int = 127, u8: bool = False) -> np.ndarray:
-    """Integer Add, as onnxruntime's QLinearAdd computes it on x86 (ma = sa/sc, mb = sb/sc):
-    k = f32(zc) - (f32(ma*za) + f32(mb*zb)); y = clamp(rhe(fma(a, ma, fma(b, mb, k))), lo, hi).
-    With u8 the arithmetic runs on the uint8 values (stored shifted by -128), as in the model."""
+    """Integer Add, as onnxruntime's QLinearAdd computes it with its AVX2 kernel (ma = sa/sc, mb = sb/sc):
+    k = f32(zc) - fma(ma, za, f32(mb*zb)) (the compiler contracts ma*za + mb*zb into an FMA);
+    y = clamp(rhe(fma(a, ma, fma(b, mb, k))), lo, hi). With u8 the arithmetic runs on the uint8
+    values (stored shifted by -128), as in the model."""
     off = 128 if u8 else 0
     ma, mb = np.float32(ma), np.float32(mb)
-    k = np.float32(np.float32(zc + off) - np.float32(np.float32(ma * np.float32(za + off))
-                                                     + np.float32(mb * np.float32(zb + off))))
+    k = np.float32(np.float32(zc + off) - fma32(za + off, ma, np.float32(mb * np.float32(zb + off))))
     t = fma32(b.astype(np.int16) + off, mb, k)
     c = fma32(a.astype(np.int16) + off, ma, t)
     y = np.rint(c).astype(np.float64) - off

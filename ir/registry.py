@@ -171,10 +171,24 @@ def _add_float(node: Node, xs: Arrays) -> np.ndarray:
     return act_float(node, (xs[0] + xs[1]).astype(np.float32))
 
 
+# The arithmetic of an integer Add, as onnxruntime computes it on x86-64 (docs/onnx.md):
+#   "u8": QLinearAdd on uint8 tensors (int8 tensors of a QDQ model become uint8 there);
+#   "s8": QLinearAdd on int8 tensors; "float": DequantizeLinear, float Add, QuantizeLinear.
+ADD_ARITHS = ("s8", "u8", "float")
+
+
+def add_arith(node: Node) -> str:
+    return node.attrs.get("arith") or ("u8" if node.out.quant.unsigned else "s8")
+
+
 def _add_int(node: Node, xs: Arrays, ins: Types) -> np.ndarray:
+    arith = add_arith(node)
+    za, zb, zc = ins[0].quant.zp, ins[1].quant.zp, node.out.quant.zp
+    if arith == "float":
+        return K.add_float(xs[0], xs[1], za, zb, ins[0].quant.scale[0], ins[1].quant.scale[0],
+                           node.out.quant.scale[0], zc, *act_bounds(node))
     ma, mb = add_multipliers(ins, node.out)
-    return K.add_requantize(xs[0], xs[1], ins[0].quant.zp, ins[1].quant.zp, ma, mb, node.out.quant.zp,
-                            *act_bounds(node), u8=node.out.quant.unsigned)
+    return K.add_requantize(xs[0], xs[1], za, zb, ma, mb, zc, *act_bounds(node), u8=arith == "u8")
 
 
 def _relu_float(node: Node, xs: Arrays) -> np.ndarray:
@@ -272,15 +286,10 @@ def _concat_float(node: Node, xs: Arrays) -> np.ndarray:
     return np.concatenate(xs, axis=1).astype(np.float32)
 
 
-def concat_multiplier(t_in: TensorType, t_out: TensorType) -> np.float32:
-    return np.float32(np.float32(t_in.quant.scale[0]) / np.float32(t_out.quant.scale[0]))
-
-
 def _concat_int(node: Node, xs: Arrays, ins: Types) -> np.ndarray:
-    """Each input requantized to the output's scale with the vector unit's add arithmetic (b = 0)."""
+    """Each input requantized to the output's scale through float, as onnxruntime's QLinearConcat."""
     q = node.out.quant
-    parts = [K.add_requantize(x, x, t.quant.zp, t.quant.zp, concat_multiplier(t, node.out), np.float32(0),
-                              q.zp, u8=q.unsigned) for x, t in zip(xs, ins)]
+    parts = [K.dq_requantize(x, t.quant.zp, t.quant.scale[0], q.zp, q.scale[0]) for x, t in zip(xs, ins)]
     return np.concatenate(parts, axis=1)
 
 

@@ -37,6 +37,15 @@ def _check_node(graph: Graph, node) -> None:
         if node.name not in graph.outputs or graph.consumers(node.name):
             raise IRError("an integer graph runs softmax only on the host, as a graph output", node.name)
         return
+    for key, arr in node.params.items():
+        if arr.dtype.kind == "f" and not np.isfinite(arr).all():
+            bad = int(np.count_nonzero(~np.isfinite(arr)))
+            raise IRError(f"parameter '{key}' has {bad:,} NaN or infinite value{'s' * (bad != 1)}", node.name,
+                          hint="the model's weights are broken; re-export or retrain it")
+    q = node.out.quant
+    if q is not None and not all(np.isfinite(s) and s > 0 for s in q.scale):
+        raise IRError(f"quantization scale {q.scale[0] if len(q.scale) == 1 else list(q.scale)} is not a "
+                      "positive finite number", node.name)
     quantized = node.out.dtype is not DType.FLOAT32
     for t in ins:
         if (t.dtype is not DType.FLOAT32) != quantized:

@@ -1,6 +1,8 @@
 """Scheduler: lower each node of an int8 graph to a tiled LayerPlan for one arch."""
 from __future__ import annotations
 
+from typing import Callable
+
 from sieve.arch.config import ArchConfig
 from sieve.ir.graph import Graph, Op
 from sieve.ir.types import DType
@@ -10,12 +12,16 @@ from sieve.scheduler.plan import (ConvGeom, LayerPlan, MatmulTiling, Schedule, S
 
 
 def schedule(graph: Graph, arch: ArchConfig, sparse: bool = True, balance: bool = True,
-             formats: tuple[str, ...] | None = None) -> Schedule:
+             formats: tuple[str, ...] | None = None,
+             progress: Callable[[int, int], None] | None = None) -> Schedule:
     """Plan every node of a quantized graph on ``arch``. With ``sparse`` the cost model may pick a
-    packed weight format per layer; ``balance`` orders PE rows by work in unstructured tiles."""
+    packed weight format per layer; ``balance`` orders PE rows by work in unstructured tiles.
+    ``progress(done, total)`` reports the nodes planned so far."""
     plans = []
     orders = memory_orders(graph)
-    for node in graph:
+    for done, node in enumerate(graph):
+        if progress is not None:
+            progress(done, len(graph))
         if node.out.dtype is DType.FLOAT32 and node.op is not Op.SOFTMAX:
             raise ScheduleError("the graph is not quantized", node.name, "run the quantize pass first")
         if node.op not in LOWER:
@@ -25,6 +31,8 @@ def schedule(graph: Graph, arch: ArchConfig, sparse: bool = True, balance: bool 
             plans.append(_lower_matmul(graph, node, arch, orders, sparse, balance, formats))
         else:
             plans.append(LOWER[node.op](graph, node, arch))
+    if progress is not None:
+        progress(len(graph), len(graph))
     return Schedule(graph, arch, tuple(plans), orders)
 
 

@@ -1,100 +1,137 @@
-"""The `sieve` command: zoo, compile, run, interpret, disasm, asm, arch."""
+"""The `sieve` command: a thin layer over the Python API (sieve.api, sieve.pipeline).
+
+Commands import what they need when they run, so that `sieve run --timing-only` does not pay
+for the compiler's imports.
+"""
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import sys
 import time
 from pathlib import Path
 
-import numpy as np
-from rich.console import Console
-from rich.table import Table
-
-from sieve.arch import ArchError, BinaryFormatError, ISAError, encode_program, load_arch, preset_names
-from sieve.pipeline import (UsageError, compile_graph, integer_model, is_quantized, load_model, prune_model,
-                          read_array_file, with_dense_reference)
-from sieve.report import print_run_summary, sparsity_table
-from sieve.codegen import AsmError, CodegenError, assemble_file, disassemble
-from sieve.frontend import ZOO, FrontendError, build, build_onnx, dump_sv
-from sieve.ir import IRError, dequantize_outputs, quantize_inputs, run_float, run_int
-from sieve.scheduler import ScheduleError
-from sieve.simulator import SimulatorError, load_binary, run
-
 log = logging.getLogger("sieve")
-USER_ERRORS = (UsageError, FrontendError, IRError, ArchError, ISAError, BinaryFormatError, ScheduleError,
-               CodegenError, AsmError, SimulatorError)
+ARRAYS = (".npz",)
 
 
-def _console() -> Console:
-    con = Console(highlight=False)
-    return con if con.is_terminal else Console(highlight=False, width=140)
+def _console(stderr: bool = False):
+    """A rich console; when not a terminal, as wide as any table needs (numbers are never cut)."""
+    from rich.console import Console
+    con = Console(highlight=False, stderr=stderr)
+    return con if con.is_terminal else Console(highlight=False, stderr=stderr, width=240)
+
+
+def _progress(args):
+    """A progress bar on stderr for long compile stages (a terminal, not --quiet), else nothing."""
+    from contextlib import nullcontext
+    from sieve.pipeline import _no_progress
+    con = _console(stderr=True)
+    if args.quiet or not con.is_terminal:
+        return nullcontext(_no_progress)
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    class Bar:
+        def __init__(self):
+            self.bar = Progress(TextColumn("{task.description:<10}"), BarColumn(), MofNCompleteColumn(),
+                                TimeElapsedColumn(), console=con, transient=True)
+            self.tasks: dict[str, int] = {}
+
+        def __enter__(self):
+            self.bar.__enter__()
+            return self
+
+        def __exit__(self, *exc):
+            return self.bar.__exit__(*exc)
+
+        def __call__(self, stage: str, done: int, total: int) -> None:
+            if stage not in self.tasks:
+                self.tasks[stage] = self.bar.add_task(stage, total=total)
+            self.bar.update(self.tasks[stage], completed=done, total=total)
+    return Bar()
 
 
 # ---------------------------------------------------------------- zoo
 
 def cmd_zoo_list(args) -> None:
-    t = Table(title="model zoo", title_justify="left")
-    t.add_column("name")
+    from rich.table import Table
+    from sieve import zoo
+    t = Table(title="model zoo (seeded weights, nothing downloaded)", title_justify="left")
+    t.add_column("name", no_wrap=True)
     t.add_column("description")
-    for e in ZOO.values():
-        t.add_row(e.name, e.description)
+    for name in zoo.names():
+        t.add_row(name, zoo.describe(name))
     _console().print(t)
 
 
 def cmd_zoo_export(args) -> None:
-    out = Path(args.output)
+    from sieve import files, zoo
+    out = files.check_output(args.output, "zoo export", (".onnx", ".sv"))
     kwargs = {"seed": args.seed} | ({"size": args.size} if args.size else {})
     if out.suffix == ".onnx":
         import onnx
-        model = build_onnx(args.name, **kwargs)
-        onnx.save(model, out)
-        print(f"wrote {out} ({out.stat().st_size:,} bytes)")
+        raw = zoo.onnx_model(args.name, **kwargs).SerializeToString()
+        files.write_bytes(out, raw)
+        print(f"wrote {out} ({len(raw):,} bytes)")
         return
-    if out.suffix != ".sv":
-        raise UsageError(f"{out}: zoo export writes .onnx or the Sieve text format (.sv)")
-    files = dump_sv(build(args.name, **kwargs), out, inline=args.inline)
-    print(f"wrote {', '.join(str(f) for f in files)}")
+    from sieve.frontend import sv_text
+    weights = None if args.inline else out.with_suffix(".npz")
+    text, arrays = sv_text(zoo.graph(args.name, **kwargs), weights.name if weights else None)
+    if weights is not None:
+        files.check_distinct(out, weights)
+        files.save_npz(weights, arrays)
+    files.write_text(out, text)
+    print(f"wrote {out}" + (f", {weights}" if weights else ""))
 
 
-# ---------------------------------------------------------------- compile
+# ---------------------------------------------------------------- compile / quantize
+
+def _front_options(args) -> dict:
+    return {"calibrate": args.calibrate, "calibration": args.calibration, "percentile": args.percentile,
+            "prune": args.prune, "prune_scope": args.prune_scope, "keep_ends": args.keep_ends,
+            "batch": args.batch, "seed": args.seed}
+
 
 def cmd_compile(args) -> None:
-    arch = load_arch(args.arch)
+    import numpy as np
+    from sieve import api, files
+    from sieve.pipeline import compile_model, is_quantized
+    inputs = files.model_files(args.model)
+    out = files.check_output(args.output or Path(Path(args.model).with_suffix(".sieve").name), "compile",
+                             (".sieve",), inputs, {".onnx": "`sieve quantize -o MODEL.onnx` writes the "
+                                                                 "quantized (and pruned) model as ONNX"})
     t0 = time.perf_counter()
-    graph = load_model(args.model)
-    pruned = prune_model(graph, args.prune, args.prune_scope, args.keep_ends)
-    qgraph = integer_model(pruned, args.calibrate, args.seed, args.calibration, args.percentile)
-    t1 = time.perf_counter()
-    sched, program = compile_graph(qgraph, arch, balance=not args.no_balance)
-    if not args.no_twin:
-        program = with_dense_reference(qgraph, arch, program)
-    raw = encode_program(program)
-    t2 = time.perf_counter()
-    out = Path(args.output or Path(args.model).with_suffix(".sieve").name)
-    out.write_bytes(raw)
+    with _progress(args) as progress:
+        c = compile_model(args.model, args.arch, **_front_options(args), balance=not args.no_balance,
+                          dense_twin=not args.no_twin, progress=progress)
+    size = api.save(c.program, out)
+    elapsed = time.perf_counter() - t0
     con = _console()
-    t = Table(title=f"{graph.name} on arch '{arch.name}'", title_justify="left")
-    for col in ("layer", "op", "weights", "zeros %", "instructions", "MACs", "est. cycles", "plan"):
-        t.add_column(col, justify="left" if col in ("layer", "op", "weights", "plan") else "right")
-    for sym in program.layers:
-        plan, node = sched.plan(sym.name), qgraph[sym.name]
-        zeros = f"{100 * np.mean(node.params['w'] == 0):.1f}" if "w" in node.params else ""
-        t.add_row(sym.name, sym.op, sym.weight_format if plan.kind == "matmul" else "", zeros,
-                  str(sym.end - sym.start), f"{sym.macs:,}", f"{plan.est_cycles:,}",
-                  plan.reason if args.verbose else plan.reason.split(": est")[0])
-    con.print(t)
-    con.print(_model_size(graph, qgraph, program))
-    con.print("quantization: " + ("a quantized model, its own scales kept" if is_quantized(graph) else
+    program, qgraph = c.program, c.lowered.qgraph
+    if not args.quiet:
+        from rich.table import Table
+        t = Table(title=f"{qgraph.name} on arch '{program.arch.name}'", title_justify="left")
+        for col in ("layer", "op", "weights", "zeros %", "instructions", "MACs", "est. cycles", "plan"):
+            t.add_column(col, justify="left" if col in ("layer", "op", "weights", "plan") else "right",
+                         no_wrap=col not in ("plan",))
+        for sym in program.layers:
+            plan, node = c.schedule.plan(sym.name), qgraph[sym.name]
+            zeros = f"{100 * np.mean(node.params['w'] == 0):.1f}" if "w" in node.params else ""
+            t.add_row(sym.name, sym.op, sym.weight_format if plan.kind == "matmul" else "", zeros,
+                      f"{sym.end - sym.start:,}", f"{sym.macs:,}", f"{plan.est_cycles:,}",
+                      plan.reason if args.verbose else plan.reason.split(": est")[0])
+        con.print(t)
+        con.print(_model_size(c.lowered.graph, program))
+    con.print("quantization: " + ("a quantized model, its own scales kept" if c.lowered.quantized_input else
                                   f"by Sieve, {args.calibration} calibration"))
-    con.print(f"wrote {out} ({len(raw):,} bytes, {sum(len(s) for s in program.streams):,} instructions) "
-              f"in {t2 - t0:.2f} s (quantize {t1 - t0:.2f} s, schedule+codegen {t2 - t1:.2f} s)")
+    stages = ", ".join(f"{k} {v:.2f} s" for k, v in c.seconds.items() if v >= 0.005)
+    con.print(f"wrote {out} ({size:,} bytes, {sum(len(s) for s in program.streams):,} instructions) "
+              f"in {elapsed:.2f} s ({stages})")
     if args.eval:
-        _evaluate(con, args, graph, qgraph, program)
+        _evaluate(con, args, c)
 
 
-def _model_size(graph, qgraph, program) -> str:
+def _model_size(graph, program) -> str:
     layers = [n for n in graph if "w" in n.params]
     weights = sum(n.params["w"].size for n in layers)
     biases = sum(n.params["b"].size for n in layers if "b" in n.params)
@@ -106,152 +143,241 @@ def _model_size(graph, qgraph, program) -> str:
             f"than float32, {int8 / max(packed, 1):.2f}x than dense int8")
 
 
-def _evaluate(con, args, graph, qgraph, program) -> None:
-    """Top-1 of the float model, the dense int8 model (reference) and the compiled binary (simulated)."""
+def _evaluate(con, args, c) -> None:
+    """Top-1 of the float model, the pruned float model, the int8 reference and the compiled binary."""
+    import numpy as np
+    from rich.table import Table
+    from sieve import api
+    from sieve.errors import UsageError
     try:
-        data = np.load(args.eval)
-        x, y = data["x"], data["y"]
+        with np.load(args.eval) as data:
+            x, y = data["x"], data["y"]
     except (OSError, KeyError, ValueError) as err:
         raise UsageError(f"{args.eval}: --eval needs an .npz with arrays 'x' (inputs) and 'y' (labels): {err}")
-    name = graph.inputs[0].name
-    out = graph.outputs[0]
-    dense = integer_model(graph, args.calibrate, args.seed, args.calibration, args.percentile)
-    acc_float = float(np.mean(run_float(graph, {name: x.astype(np.float32)})[out].argmax(-1) == y))
-    q_in = quantize_inputs(dense, {name: x})
-    acc_int8 = float(np.mean(run_int(dense, q_in)[out].argmax(-1) == y))
-    result = run(program, {name: x.astype(np.float32)})
-    acc_sparse = float(np.mean(result.floats[program.outputs[0].name].argmax(-1) == y))
+    lowered = c.lowered
+    if len(lowered.graph.inputs) != 1 or len(x) != len(y):
+        raise UsageError(f"{args.eval}: --eval takes single-input models and one label per input")
+    opts = _front_options(args)
+    threads = args.threads
+
+    def top1(outputs: dict) -> float:
+        return float(np.mean(next(iter(outputs.values())).argmax(-1) == y))
+
+    float_opts = {**opts, "prune": None}
+    acc = {"float": top1(api.interpret(lowered.graph, x, float_model=True, **float_opts, threads=threads).floats)}
+    acc["pruned"] = top1(api.interpret(lowered.graph, x, float_model=True, **opts, threads=threads).floats) \
+        if args.prune else None
+    acc["int8"] = top1(api.interpret(lowered.qgraph, x, threads=threads).floats)
+    acc["compiled"] = top1(api.simulate(c.program, x, threads=threads).floats)
+    label = " (dequantized weights)" if lowered.quantized_input else ""
     t = Table(title=f"top-1 on {len(y)} examples of {args.eval}", title_justify="left")
-    for col in ("float32", "int8 (dense)", "int8 as compiled" + (f" (pruned {args.prune})" if args.prune else "")):
-        t.add_column(col, justify="right")
-    t.add_row(f"{100 * acc_float:.2f} %", f"{100 * acc_int8:.2f} %", f"{100 * acc_sparse:.2f} %")
+    for col in (f"float32{label}", f"float32 pruned {args.prune}" if args.prune else "float32 pruned",
+                "int8 (reference)", "int8 compiled (simulated)"):
+        t.add_column(col, justify="right", no_wrap=True)
+    t.add_row(*("-" if v is None else f"{100 * v:.2f} %" for v in acc.values()))
     con.print(t)
+
+
+def cmd_quantize(args) -> None:
+    from sieve import api, files
+    out = files.check_output(args.output, "quantize", (".onnx",), files.model_files(args.model),
+                             {".sieve": "`sieve compile` writes a Sieve binary"})
+    t0 = time.perf_counter()
+    with _progress(args) as progress:
+        model = api.quantize(args.model, **_front_options(args), progress=progress)
+    raw = model.SerializeToString()
+    files.write_bytes(out, raw)
+    print(f"wrote {out} ({len(raw):,} bytes, QDQ: int8 activations per tensor, int8 weights per channel) "
+          f"in {time.perf_counter() - t0:.2f} s")
 
 
 # ---------------------------------------------------------------- run / interpret
 
-def _save_outputs(path: str, ints: dict, floats: dict, dtypes: dict) -> None:
+def _save_outputs(path: Path, ints: dict, floats: dict) -> None:
     """NAME: dequantized float32; NAME.<type>: the raw integers in the model's own type."""
-    arrays = {name: floats[name] for name in floats}
+    import numpy as np
+    from sieve import files
+    arrays = dict(floats)
     for name, q in ints.items():
-        kind = dtypes[name]
-        arrays[f"{name}.{kind}"] = (q.astype(np.int16) + 128).astype(np.uint8) if kind == "uint8" else q
-    np.savez(path, **arrays)
+        arrays[f"{name}.{np.dtype(q.dtype).name}"] = q
+    files.save_npz(path, arrays)
 
 
-def _graph_dtype(t) -> str:
-    if t.dtype.value == "int32":
-        return "int32"
-    return "uint8" if t.quant is not None and t.quant.unsigned else "int8"
+def _print_top1(con, floats: dict, inferences: int) -> None:
+    import numpy as np
+    for name, y in floats.items():
+        if y.ndim != 2:
+            continue
+        top = np.argmax(y, axis=1)
+        if inferences <= 8:
+            con.print(f"{name}: top-1 per inference {top.tolist()}")
+        else:
+            classes, counts = np.unique(top, return_counts=True)
+            common = ", ".join(f"{c} ({n}x)" for c, n in sorted(zip(classes.tolist(), counts.tolist()),
+                                                               key=lambda cn: -cn[1])[:3])
+            con.print(f"{name}: {inferences} inferences, {len(classes)} distinct top-1 classes; most often "
+                      f"{common}")
 
 
 def cmd_run(args) -> None:
-    arch = load_arch(args.arch) if args.arch else None
+    import json
+    from sieve import files
+    from sieve.errors import UsageError
+    from sieve.simulator import load_binary, run
+    from sieve.data import read_inputs
+    from sieve.threads import blas_threads
+    src = [Path(args.binary)] + ([Path(args.input)] if args.input else [])
+    out = files.check_output(args.output, "--output", ARRAYS, src)
+    stats_path = files.check_output(args.stats, "--stats", (".json",), src)
+    files.check_distinct(out, stats_path)
+    t0 = time.perf_counter()
+    arch = None
+    if args.arch:
+        from sieve.arch import load_arch
+        arch = load_arch(args.arch)
     program = load_binary(args.binary, arch)
-    inputs = None
+    t_load = time.perf_counter() - t0
     if args.input is None and args.report:
         args.timing_only = True                      # a report needs no data: timing is data-independent
+    inputs = None
     if not args.timing_only:
         if args.input is None:
             raise UsageError("--input is required (or use --timing-only)")
-        inputs = read_array_file(args.input, {d.name: d.shape for d in program.inputs})
-    t0 = time.perf_counter()
-    result = run(program, inputs, functional=not args.timing_only)
-    elapsed = time.perf_counter() - t0
-    if args.output:
-        _save_outputs(args.output, result.outputs, result.floats, {d.name: d.dtype for d in program.outputs})
-    if args.stats:
+        inputs = read_inputs(args.input, {d.name: d.shape for d in program.inputs})
+    t1 = time.perf_counter()
+    with blas_threads(args.threads):
+        result = run(program, inputs, functional=not args.timing_only)
+    elapsed = time.perf_counter() - t1
+    from sieve.report import energy_table, sparsity_report, sparsity_tables, stats_table, summary_line
+    report = sparsity_report(program, result.stats) if (args.report or stats_path) else None
+    if out:
+        _save_outputs(out, result.model_outputs(), result.floats)
+    if stats_path:
         d = result.stats.to_dict()
         d["inferences"] = result.inferences
-        Path(args.stats).write_text(json.dumps(d, indent=1))
+        d["sparsity"] = report
+        files.write_text(stats_path, json.dumps(d, indent=1))
     con = _console()
     if args.quiet:
-        s = result.stats
-        con.print(f"{s.cycles:,} cycles ({s.time_us:,.2f} us at {s.clock_mhz:g} MHz on '{s.arch}'), "
-                  f"{s.energy_total_pj / 1e6:,.3f} uJ per inference")
+        con.print(summary_line(result.stats))
     else:
-        print_run_summary(con, result.stats, result.inferences)
+        con.print(stats_table(result.stats, f"per layer, one inference on arch '{result.stats.arch}'"))
+        con.print(energy_table(result.stats))
+        con.print(summary_line(result.stats) + f"; {result.inferences} inference(s) executed")
     if args.report:
-        con.print(sparsity_table(program, result.stats))
+        for table in sparsity_tables(report):
+            con.print(table)
     if not args.quiet:
-        for name, y in result.floats.items():
-            if y.ndim == 2:
-                con.print(f"{name}: top-1 per inference {np.argmax(y, axis=1).tolist()}")
-    con.print(f"simulated in {elapsed:.3f} s" + (" (timing only)" if args.timing_only else ""))
+        _print_top1(con, result.floats, result.inferences)
+    con.print(f"loaded in {t_load:.3f} s; simulated in {elapsed:.3f} s" +
+              (" (timing only)" if args.timing_only else f" ({result.inferences} inference(s))") +
+              "".join(f"; wrote {p}" for p in (out, stats_path) if p))
 
 
 def cmd_interpret(args) -> None:
-    graph = load_model(args.model)
-    shapes = {n.name: n.out.shape for n in graph.inputs}
-    inputs = read_array_file(args.input, shapes)
+    from sieve import api, files
+    out = files.check_output(args.output, "--output", ARRAYS, files.model_files(args.model) + [Path(args.input)])
+    opts = _front_options(args)
     if args.float:
-        outs = run_float(graph, {k: v.astype(np.float32) for k, v in inputs.items()})
-        np.savez(args.output, **outs)
-        print(f"wrote {args.output} (float reference)")
-        return
-    qgraph = integer_model(graph, args.calibrate, args.seed, args.calibration, args.percentile)
-    q_in = {name: x if x.dtype == np.int8 else quantize_inputs(qgraph, {name: x})[name]
-            for name, x in inputs.items()}
-    batch = len(next(iter(q_in.values())))
-    per_item = [run_int(qgraph, {n: x[i:i + 1] for n, x in q_in.items()}) for i in range(batch)]
-    ints = {k: np.concatenate([r[k] for r in per_item]) for k in qgraph.outputs}
-    floats = dequantize_outputs(qgraph, {k: v for k, v in ints.items() if _graph_dtype(qgraph[k].out) != "int32"})
-    _save_outputs(args.output, ints, floats, {k: _graph_dtype(qgraph[k].out) for k in ints})
-    for name, y in ints.items():
-        if y.ndim == 2:
-            print(f"{name}: top-1 per inference {np.argmax(y, axis=1).tolist()}")
-    print(f"wrote {args.output} (integer reference)")
+        opts["calibrate"] = None
+    res = api.interpret(args.model, args.input, float_model=args.float, **opts, threads=args.threads)
+    _save_outputs(out, res.outputs, res.floats)
+    con = _console()
+    batch = len(next(iter(res.floats.values()))) if res.floats else 0
+    if not args.quiet:
+        _print_top1(con, res.floats, batch)
+    con.print(f"wrote {out} ({'float' if args.float else 'integer'} reference)")
 
 
 # ---------------------------------------------------------------- disasm / asm / arch
 
 def cmd_disasm(args) -> None:
+    from sieve import files
+    from sieve.codegen import disassemble
+    from sieve.simulator import load_binary
+    out = files.check_output(args.output, "disasm -o", (".s", ".asm", ".txt"), [Path(args.binary)])
     text = disassemble(load_binary(args.binary))
-    if args.output:
-        Path(args.output).write_text(text)
+    if out:
+        files.write_text(out, text)
     else:
         sys.stdout.write(text)
 
 
 def cmd_asm(args) -> None:
+    from sieve import files
+    from sieve.arch import encode_program
+    from sieve.codegen import assemble_file
+    out = files.check_output(args.output, "asm -o", (".sieve",), [Path(args.source)])
     raw = encode_program(assemble_file(args.source))
-    Path(args.output).write_bytes(raw)
-    print(f"wrote {args.output} ({len(raw):,} bytes)")
+    files.write_bytes(out, raw)
+    print(f"wrote {out} ({len(raw):,} bytes)")
 
 
 def cmd_arch(args) -> None:
+    from sieve.arch import load_arch, preset_names
     if args.name is None:
-        print("presets: " + ", ".join(preset_names()))
+        for name in preset_names():
+            arch = load_arch(name)
+            c = arch.core
+            print(f"{name:<10} {arch.cores} core(s), {c.pe_rows}x{c.simd_lanes} MACs, "
+                  f"{c.scratchpad_bytes // 1024} KiB scratchpad, {arch.memory.dram_bytes_per_cycle:g} B/cycle DRAM, "
+                  f"{arch.clock_mhz:g} MHz")
+        print("show one as TOML: sieve arch NAME (save it, edit it, pass it to --arch)")
         return
-    arch = load_arch(args.name)
-    print(json.dumps(arch.to_dict(), indent=1))
-    print(f"fingerprint {arch.fingerprint()}")
+    sys.stdout.write(load_arch(args.name).to_toml())
 
 
 # ---------------------------------------------------------------- parser
 
-def _calibration_options(p: argparse.ArgumentParser) -> None:
+def _calibration_options(p: argparse.ArgumentParser, prune: bool = True) -> None:
     p.add_argument("--calibrate", metavar="DATA", help="calibration inputs for a float model: .npy, .npz by "
                    "input name, or a folder of images (preprocessing: docs/calibration.md); default: 8 "
-                   "seeded standard-normal samples, with a warning. Quantized models keep their scales. "
-                   "interpret needs the same calibration as compile to give the same integers")
+                   "seeded standard-normal samples, with a warning. Quantized models keep their scales")
     p.add_argument("--calibration", choices=("minmax", "percentile"), default="minmax",
                    help="range estimator (default %(default)s)")
     p.add_argument("--percentile", type=float, default=99.99,
                    help="for --calibration percentile: the upper percentile kept (default %(default)s)")
     p.add_argument("--seed", type=int, default=0, help="seed of the default calibration data")
+    p.add_argument("--batch", type=int, metavar="N", help="batch size for a model exported with a dynamic batch "
+                   "(default 1)")
+    p.add_argument("--prune", metavar="S", help="prune a float model first: a fraction for magnitude pruning "
+                   "(0.9 = 90 %% zeros) or N:M along the input channels (2:4)")
+    p.add_argument("--prune-scope", choices=("layer", "global"), default="layer",
+                   help="magnitude pruning per layer or over all layers together (default %(default)s)")
+    p.add_argument("--keep-ends", action="store_true", help="keep the first and last layers dense")
+
+
+def _common(p: argparse.ArgumentParser, top: bool) -> None:
+    """-v, -q and --threads, accepted before or after the command."""
+    default = (lambda v: v) if top else (lambda v: argparse.SUPPRESS)
+    p.add_argument("-v", "--verbose", action="store_true", default=default(False),
+                   help="log each stage with its time, show full plans, tracebacks of internal errors")
+    p.add_argument("-q", "--quiet", action="store_true", default=default(False), help="only the summary lines")
+    p.add_argument("--threads", type=int, metavar="N", default=default(1),
+                   help="BLAS threads for simulation and reference runs (default 1: fastest for the many small "
+                        "exact products; 0: the BLAS library's default)")
 
 
 def parser() -> argparse.ArgumentParser:
+    from sieve import __version__
     p = argparse.ArgumentParser(prog="sieve", description="Compile models for sparse INT8 accelerators and "
                                 "simulate the binaries cycle by cycle, bit-exact.")
-    p.add_argument("-v", "--verbose", action="store_true", help="log progress and show full plans")
+    p.add_argument("--version", action="version", version=f"sieve {__version__}")
+    _common(p, top=True)
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    z = sub.add_parser("zoo", help="list or export the bundled models")
+    def command(name: str, help: str, **kw) -> argparse.ArgumentParser:
+        c = sub.add_parser(name, help=help, description=help, **kw)
+        _common(c, top=False)
+        return c
+
+    z = command("zoo", "list or export the bundled models")
     zs = z.add_subparsers(dest="zoo_command", required=True, metavar="ZOO_COMMAND")
-    zs.add_parser("list", help="list zoo models").set_defaults(func=cmd_zoo_list)
-    ze = zs.add_parser("export", help="write a zoo model as a .sv text model (+ .npz weights)")
+    zl = zs.add_parser("list", help="list zoo models")
+    _common(zl, top=False)
+    zl.set_defaults(func=cmd_zoo_list)
+    ze = zs.add_parser("export", help="write a zoo model as ONNX or as a .sv text model (+ .npz weights)")
+    _common(ze, top=False)
     ze.add_argument("name", help="zoo model name (see `sieve zoo list`)")
     ze.add_argument("-o", "--output", required=True, help="output file: .onnx (ResNet, MobileNet, VGG) "
                     "or .sv (any; weights in a side .npz)")
@@ -260,62 +386,67 @@ def parser() -> argparse.ArgumentParser:
     ze.add_argument("--inline", action="store_true", help="write weights inline instead of a side .npz")
     ze.set_defaults(func=cmd_zoo_export)
 
-    c = sub.add_parser("compile", help="compile a model to a .sieve binary")
+    c = command("compile", "compile a model to a .sieve binary")
     c.add_argument("model", help="model file (.sv or .onnx: float, QDQ or QOperator)")
     c.add_argument("--arch", default="default", help="preset name (%(default)s, edge) or TOML file")
-    c.add_argument("-o", "--output", help="output binary (default: MODEL.sieve in the current folder)")
+    c.add_argument("-o", "--output", help="output binary, .sieve (default: MODEL.sieve in the current folder)")
     _calibration_options(c)
-    c.add_argument("--prune", metavar="S", help="prune a float model first: a fraction for magnitude pruning "
-                   "(0.9 = 90 %% zeros) or N:M along the input channels (2:4)")
-    c.add_argument("--prune-scope", choices=("layer", "global"), default="layer",
-                   help="magnitude pruning per layer or over all layers together (default %(default)s)")
-    c.add_argument("--keep-ends", action="store_true", help="keep the first and last layers dense")
     c.add_argument("--no-balance", action="store_true",
                    help="keep output channels in their natural order on the PE rows (for comparison)")
     c.add_argument("--no-twin", action="store_true", help="skip compiling and simulating the dense twin that "
                    "`sieve run --report` compares sparse layers against (saves about a quarter of the time)")
-    c.add_argument("--eval", metavar="NPZ", help="report top-1 of the float, dense int8 and compiled models on "
-                   "an .npz with 'x' (inputs) and 'y' (labels)")
+    c.add_argument("--eval", metavar="NPZ", help="report top-1 of the float, pruned float, int8 reference and "
+                   "compiled models on an .npz with 'x' (inputs) and 'y' (labels)")
     c.set_defaults(func=cmd_compile)
 
-    r = sub.add_parser("run", help="simulate a binary: outputs, per-layer cycles and energy")
+    qz = command("quantize", "write the model Sieve compiles (calibrated, pruned, BN folded) as a QDQ ONNX file")
+    qz.add_argument("model", help="float model file (.sv or .onnx)")
+    qz.add_argument("-o", "--output", required=True, help="output .onnx")
+    _calibration_options(qz)
+    qz.set_defaults(func=cmd_quantize)
+
+    r = command("run", "simulate a binary: outputs, per-layer cycles and energy")
     r.add_argument("binary", help=".sieve file")
     r.add_argument("--input", help="input .npy (or .npz by input name); float data is quantized with "
-                   "the binary's input scale, int8 data is used as is; a leading batch runs one "
+                   "the binary's input scale, int8/uint8 data is used as is; a leading batch runs one "
                    "inference per item")
     r.add_argument("--output", help="write outputs to this .npz: NAME (dequantized float32) and NAME.int8 "
-                   "(NAME.uint8 for uint8 models, NAME.int32 for raw int32 outputs)")
+                   "(NAME.uint8 for uint8 models, NAME.int32 for raw int32 outputs), NAME as in the model")
     r.add_argument("--stats", help="write every figure of the report as JSON (schema: docs/stats.md)")
     r.add_argument("--arch", help="run on this arch instead of the embedded one (may differ only in "
                    "memory, clock and energy)")
     r.add_argument("--timing-only", action="store_true", help="skip functional execution (same cycles)")
-    r.add_argument("-q", "--quiet", action="store_true", help="no tables")
     r.add_argument("--report", action="store_true", help="the sparsity report: per layer weight format, density, "
                    "lane utilization, skipped MACs, and cycles and energy against the dense twin")
     r.set_defaults(func=cmd_run)
 
-    i = sub.add_parser("interpret", help="run the reference interpreter (integer by default)")
+    i = command("interpret", "run the reference interpreter (integer by default) on a model")
     i.add_argument("model", help="model file (.sv or .onnx)")
     i.add_argument("--input", required=True, help="input .npy or .npz")
     i.add_argument("--output", required=True, help="output .npz (same keys as `sieve run --output`)")
     _calibration_options(i)
-    i.add_argument("--float", action="store_true", help="run the float model instead")
+    i.add_argument("--float", action="store_true", help="run the float model (pruned with --prune) instead")
     i.set_defaults(func=cmd_interpret)
 
-    d = sub.add_parser("disasm", help="print a binary as assembly text")
+    d = command("disasm", "print a binary as assembly text")
     d.add_argument("binary", help=".sieve file")
-    d.add_argument("-o", "--output", help="write to a file instead of stdout")
+    d.add_argument("-o", "--output", help="write to a file (.s) instead of stdout")
     d.set_defaults(func=cmd_disasm)
 
-    a = sub.add_parser("asm", help="assemble text into a binary (byte-identical round trip with disasm)")
+    a = command("asm", "assemble text into a binary (byte-identical round trip with disasm)")
     a.add_argument("source", help="assembly file (.s)")
     a.add_argument("-o", "--output", required=True, help="output .sieve file")
     a.set_defaults(func=cmd_asm)
 
-    ar = sub.add_parser("arch", help="list presets or show one resolved arch")
+    ar = command("arch", "list presets, or print one as TOML that --arch reads back")
     ar.add_argument("name", nargs="?", help="preset name or TOML file")
     ar.set_defaults(func=cmd_arch)
     return p
+
+
+def _user_errors() -> tuple:
+    from sieve.errors import ERRORS
+    return ERRORS
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -326,20 +457,20 @@ def main(argv: list[str] | None = None) -> int:
     log.setLevel(logging.INFO if args.verbose else logging.WARNING)
     try:
         args.func(args)
-    except USER_ERRORS as err:
-        first, *rest = str(err).splitlines() or [type(err).__name__]
-        print(f"sieve: error: {first}", file=sys.stderr)
-        if rest and args.verbose:
-            print("\n".join(rest), file=sys.stderr)
-        return 1
     except FileNotFoundError as err:
         print(f"sieve: error: {err.filename}: no such file", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         print("sieve: interrupted", file=sys.stderr)
         return 130
-    except Exception as err:                       # a bug in Sieve, not a user error: say so, in one line
-        if args.verbose:
+    except Exception as err:
+        if isinstance(err, _user_errors()):
+            first, *rest = str(err).splitlines() or [type(err).__name__]
+            print(f"sieve: error: {first}", file=sys.stderr)
+            if rest and args.verbose:
+                print("\n".join(rest), file=sys.stderr)
+            return 1
+        if args.verbose:                             # a bug in Sieve, not a user error: say so, in one line
             import traceback
             traceback.print_exc()
         print(f"sieve: internal error: {type(err).__name__}: {err} (please report it; -v shows the traceback)",

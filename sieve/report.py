@@ -1,26 +1,112 @@
-"""Human-readable tables for the CLI (rich)."""
+"""Reports: the figures as data (for --stats JSON and the API), and as tables for a terminal (rich).
+
+Tables keep every number whole: numeric columns never wrap or get cut, and when the output is
+not a terminal the console is as wide as the table needs.
+"""
 from __future__ import annotations
 
-from rich.console import Console
-from rich.table import Table
-
+from sieve.arch import Program
 from sieve.simulator.stats import RunStats
+
+
+def sparsity_report(program: Program, stats: RunStats) -> dict:
+    """Per weight layer: format, density, lane utilization, skipped MACs, and the dense twin (the
+    same layer compiled dense on the same arch and simulated at compile time); totals over the
+    weight layers and end to end. Twin figures are None when the binary was compiled without one."""
+    syms = {s.name: s for s in program.layers}
+    layers = []
+    tot = {"macs": 0, "dense_macs": 0, "lane_slots": 0, "mac_cycles": 0, "dense_mac_cycles": 0, "cycles": 0,
+           "dense_cycles": 0, "energy_pj": 0.0, "dense_energy_pj": 0.0}
+    twin_everywhere = True
+    for layer in stats.layers:
+        ev, sym = layer.events, syms[layer.name]
+        if ev["dense_macs"] == 0:
+            continue
+        twin = sym.dense_cycles > 0 or sym.weight_format == "dense"
+        twin_everywhere &= twin
+        dense_cycles = (sym.dense_cycles or layer.cycles) if twin else None
+        dense_mc = (sym.dense_mac_cycles or layer.mac_cycles) if twin else None
+        dense_e = (sym.dense_energy_pj or layer.energy_total_pj) if twin else None
+        layers.append({
+            "name": layer.name, "weight_format": sym.weight_format,
+            "density": ev["macs"] / ev["dense_macs"], "lane_utilization": ev["macs"] / max(ev["lane_slots"], 1),
+            "skipped_macs": ev["dense_macs"] - ev["macs"], "mac_cycles": layer.mac_cycles,
+            "dense_mac_cycles": dense_mc, "cycles": layer.cycles, "dense_cycles": dense_cycles,
+            "speedup": dense_cycles / max(layer.cycles, 1) if twin else None,
+            "energy_pj": layer.energy_total_pj, "dense_energy_pj": dense_e})
+        for key, v in (("macs", ev["macs"]), ("dense_macs", ev["dense_macs"]), ("lane_slots", ev["lane_slots"]),
+                       ("mac_cycles", layer.mac_cycles), ("dense_mac_cycles", dense_mc or 0),
+                       ("cycles", layer.cycles), ("dense_cycles", dense_cycles or 0),
+                       ("energy_pj", layer.energy_total_pj), ("dense_energy_pj", dense_e or 0.0)):
+            tot[key] += v
+    twin = twin_everywhere
+    other = stats.cycles - tot["cycles"]                 # layers without weights, and gaps
+    total = {
+        "density": tot["macs"] / max(tot["dense_macs"], 1),
+        "lane_utilization": tot["macs"] / max(tot["lane_slots"], 1),
+        "skipped_macs": tot["dense_macs"] - tot["macs"],
+        "mac_cycles": tot["mac_cycles"], "dense_mac_cycles": tot["dense_mac_cycles"] if twin else None,
+        "weight_layer_cycles": tot["cycles"], "dense_weight_layer_cycles": tot["dense_cycles"] if twin else None,
+        "weight_layer_speedup": tot["dense_cycles"] / max(tot["cycles"], 1) if twin else None,
+        "cycles": stats.cycles, "dense_cycles": other + tot["dense_cycles"] if twin else None,
+        "end_to_end_speedup": (other + tot["dense_cycles"]) / max(stats.cycles, 1) if twin else None,
+        "energy_pj": stats.energy_total_pj,
+        "dense_energy_pj": stats.energy_total_pj - tot["energy_pj"] + tot["dense_energy_pj"] if twin else None,
+    }
+    return {"layers": layers, "total": total, "dense_twin": twin,
+            "note": "dense twin: each weight layer compiled dense on the same arch and simulated at compile "
+                    "time; weight-layer speedup counts the layers with weights, end-to-end the whole "
+                    "inference (layers without weights run the same in both)"}
+
+
+def _num(v, fmt: str = ",", suffix: str = "") -> str:
+    return "-" if v is None else f"{v:{fmt}}{suffix}"
+
+
+def sparsity_tables(report: dict):
+    """Two tables that fit a 100-column terminal: sparsity per layer, and cycles and energy vs dense."""
+    from rich.table import Table
+    a = Table(title="sparsity per weight layer", title_justify="left")
+    for col in ("layer", "weights", "density %", "lane util %", "skipped MACs"):
+        a.add_column(col, justify="left" if col in ("layer", "weights") else "right", no_wrap=True)
+    b = Table(title="against the dense twin (same layer compiled dense, simulated at compile time)",
+              title_justify="left")
+    for col in ("layer", "MAC cycles", "dense", "cycles", "dense", "speedup", "energy nJ", "dense nJ"):
+        b.add_column(col, justify="left" if col == "layer" else "right", no_wrap=True)
+    for r in report["layers"]:
+        a.add_row(r["name"], r["weight_format"], f"{100 * r['density']:.1f}", f"{100 * r['lane_utilization']:.1f}",
+                  f"{r['skipped_macs']:,}")
+        b.add_row(r["name"], f"{r['mac_cycles']:,}", _num(r["dense_mac_cycles"]), f"{r['cycles']:,}",
+                  _num(r["dense_cycles"]), _num(r["speedup"], ".2f", "x"), f"{r['energy_pj'] / 1e3:,.1f}",
+                  _num(None if r["dense_energy_pj"] is None else r["dense_energy_pj"] / 1e3, ",.1f"))
+    t = report["total"]
+    a.add_section()
+    a.add_row("total", "", f"{100 * t['density']:.1f}", f"{100 * t['lane_utilization']:.1f}",
+              f"{t['skipped_macs']:,}")
+    b.add_section()
+    b.add_row("weight layers", f"{t['mac_cycles']:,}", _num(t["dense_mac_cycles"]), f"{t['weight_layer_cycles']:,}",
+              _num(t["dense_weight_layer_cycles"]), _num(t["weight_layer_speedup"], ".2f", "x"), "", "")
+    b.add_row("end to end", "", "", f"{t['cycles']:,}", _num(t["dense_cycles"]),
+              _num(t["end_to_end_speedup"], ".2f", "x"), f"{t['energy_pj'] / 1e3:,.1f}",
+              _num(None if t["dense_energy_pj"] is None else t["dense_energy_pj"] / 1e3, ",.1f"))
+    return a, b
 
 
 def _kb(n: int) -> str:
     return f"{n / 1024:,.1f}"
 
 
-def stats_table(stats: RunStats, title: str) -> Table:
+def stats_table(stats: RunStats, title: str):
+    from rich.table import Table
     t = Table(title=title, title_justify="left")
     for col in ("layer", "op", "cycles", "util %", "MACs", "DRAM rd KiB", "DRAM wr KiB", "spad KiB",
                 "energy nJ"):
-        t.add_column(col, justify="left" if col in ("layer", "op") else "right")
-    for l in stats.layers:
-        e = l.events
-        t.add_row(l.name, l.op, f"{l.cycles:,}", f"{100 * l.utilization:.1f}", f"{l.macs:,}",
+        t.add_column(col, justify="left" if col in ("layer", "op") else "right", no_wrap=col != "layer")
+    for layer in stats.layers:
+        e = layer.events
+        t.add_row(layer.name, layer.op, f"{layer.cycles:,}", f"{100 * layer.utilization:.1f}", f"{layer.macs:,}",
                   _kb(e["dram_read_bytes"]), _kb(e["dram_write_bytes"]),
-                  _kb(e["spad_read_bytes"] + e["spad_write_bytes"]), f"{l.energy_total_pj / 1e3:,.1f}")
+                  _kb(e["spad_read_bytes"] + e["spad_write_bytes"]), f"{layer.energy_total_pj / 1e3:,.1f}")
     e = stats.events
     t.add_section()
     t.add_row("total", "", f"{stats.cycles:,}", f"{100 * stats.utilization:.1f}", f"{stats.macs:,}",
@@ -29,57 +115,18 @@ def stats_table(stats: RunStats, title: str) -> Table:
     return t
 
 
-def energy_table(stats: RunStats) -> Table:
+def energy_table(stats: RunStats):
+    from rich.table import Table
     t = Table(title="energy by component", title_justify="left")
     t.add_column("component")
-    t.add_column("nJ", justify="right")
-    t.add_column("share", justify="right")
+    t.add_column("nJ", justify="right", no_wrap=True)
+    t.add_column("share", justify="right", no_wrap=True)
     total = stats.energy_total_pj or 1.0
     for name, pj in stats.energy_pj.items():
         t.add_row(name, f"{pj / 1e3:,.2f}", f"{100 * pj / total:.1f} %")
     return t
 
 
-def print_run_summary(console: Console, stats: RunStats, inferences: int) -> None:
-    console.print(stats_table(stats, f"per layer, one inference on arch '{stats.arch}'"))
-    console.print(energy_table(stats))
-    console.print(f"{stats.cycles:,} cycles = {stats.time_us:,.2f} us at {stats.clock_mhz:g} MHz; "
-                  f"{stats.energy_total_pj / 1e6:,.3f} uJ per inference; {inferences} inference(s) executed")
-
-
-def sparsity_table(program, stats: RunStats) -> Table:
-    """Per layer and in total: density, lane utilization, skipped MACs, and the dense twin."""
-    t = Table(title="sparsity (dense twin: the same layer compiled dense on the same arch, simulated at "
-                    "compile time)", title_justify="left")
-    for col in ("layer", "weights", "density %", "lane util %", "skipped MACs", "MAC-array cycles",
-                "dense MAC cycles", "cycles", "dense cycles", "speedup", "energy nJ", "dense nJ"):
-        t.add_column(col, justify="left" if col in ("layer", "weights") else "right")
-    syms = {s.name: s for s in program.layers}
-    tot = {"macs": 0, "dense": 0, "lanes": 0, "mc": 0, "dmc": 0, "c": 0, "dc": 0, "e": 0.0, "de": 0.0}
-    all_ref = True
-    for layer in stats.layers:
-        ev, sym = layer.events, syms[layer.name]
-        if ev["dense_macs"] == 0:
-            continue
-        has_ref = sym.dense_cycles > 0 or sym.weight_format == "dense"
-        dc = sym.dense_cycles or layer.cycles
-        dmc = sym.dense_mac_cycles or layer.mac_cycles
-        de = sym.dense_energy_pj or layer.energy_total_pj
-        ref = (lambda v: v) if has_ref else (lambda v: "-")        # compiled with --no-twin
-        all_ref = all_ref and has_ref
-        t.add_row(layer.name, sym.weight_format, f"{100 * ev['macs'] / ev['dense_macs']:.1f}",
-                  f"{100 * ev['macs'] / max(ev['lane_slots'], 1):.1f}", f"{ev['dense_macs'] - ev['macs']:,}",
-                  f"{layer.mac_cycles:,}", ref(f"{dmc:,}"), f"{layer.cycles:,}", ref(f"{dc:,}"),
-                  ref(f"{dc / max(layer.cycles, 1):.2f}x"), f"{layer.energy_total_pj / 1e3:,.1f}",
-                  ref(f"{de / 1e3:,.1f}"))
-        for key, v in (("macs", ev["macs"]), ("dense", ev["dense_macs"]), ("lanes", ev["lane_slots"]),
-                       ("mc", layer.mac_cycles), ("dmc", dmc), ("c", layer.cycles), ("dc", dc),
-                       ("e", layer.energy_total_pj), ("de", de)):
-            tot[key] += v
-    t.add_section()
-    ref = (lambda v: v) if all_ref else (lambda v: "-")
-    t.add_row("total", "", f"{100 * tot['macs'] / max(tot['dense'], 1):.1f}",
-              f"{100 * tot['macs'] / max(tot['lanes'], 1):.1f}", f"{tot['dense'] - tot['macs']:,}",
-              f"{tot['mc']:,}", ref(f"{tot['dmc']:,}"), f"{tot['c']:,}", ref(f"{tot['dc']:,}"),
-              ref(f"{tot['dc'] / max(tot['c'], 1):.2f}x"), f"{tot['e'] / 1e3:,.1f}", ref(f"{tot['de'] / 1e3:,.1f}"))
-    return t
+def summary_line(stats: RunStats) -> str:
+    return (f"{stats.cycles:,} cycles = {stats.time_us:,.2f} us at {stats.clock_mhz:g} MHz on '{stats.arch}'; "
+            f"{stats.energy_total_pj / 1e6:,.3f} uJ per inference")

@@ -11,7 +11,7 @@ COMPONENTS = ("mac", "accumulator", "scratchpad", "metadata", "dram", "vector", 
 
 def energy_pj(counts: np.ndarray, cycles: int, arch: ArchConfig) -> dict[str, float]:
     """counts: summed event vector; cycles: span for leakage. Returns pJ per component."""
-    e = arch.energy
+    e = arch.energy_table
     c = counts
     return {
         "mac": float(c[E["macs"]] * e.mac_pj),

@@ -167,21 +167,33 @@ def _requant(m: Machine, core: CoreState, ins: Instruction) -> None:
     _span(core.spad, ins.dst_addr, n, "scratchpad output")[:] = y.ravel().view(np.uint8)
 
 
-def _fma32(x: np.ndarray, y: float, z) -> np.ndarray:
-    """float32 fused multiply-add of small integers x: x * y is exact in float64."""
-    return (x.astype(np.float64) * np.float64(y) + np.asarray(z, np.float64)).astype(np.float32)
+def _fma32(x, y, z) -> np.ndarray:
+    """float32 fused multiply-add of small integers x, rounded once (exact in long double's 64-bit
+    significand wherever the sum is near a float32 rounding boundary)."""
+    return (np.asarray(x, np.longdouble) * np.longdouble(np.float32(y))
+            + np.asarray(z, np.float32).astype(np.longdouble)).astype(np.float32)
 
 
 def _add(m: Machine, core: CoreState, ins: Instruction) -> None:
-    off = 128 if ins.u8 else 0                      # uint8 tensors are stored as int8 - 128
-    ma, mb = np.float32(ins.ma), np.float32(ins.mb)
-    k = np.float32(np.float32(ins.zc + off) - np.float32(np.float32(ma * np.float32(ins.za + off))
-                                                         + np.float32(mb * np.float32(ins.zb + off))))
-    a = _i8(core.spad, ins.a_addr, ins.count, "scratchpad a").astype(np.int16) + off
-    b = _i8(core.spad, ins.b_addr, ins.count, "scratchpad b").astype(np.int16) + off
-    c = _fma32(a, ma, _fma32(b, mb, k))
-    y = np.clip(np.rint(c).astype(np.float64) - off, ins.zc if ins.relu else -128, ins.hi).astype(np.int8)
-    _span(core.spad, ins.dst_addr, ins.count, "scratchpad output")[:] = y.view(np.uint8)
+    """mode 0/1: onnxruntime's QLinearAdd on int8/uint8 values (fused multiply-adds with ma = sa/sc,
+    mb = sb/sc); mode 2: through float (ma = sa, mb = sb, sc), as an unfused DQ -> Add -> Q."""
+    if ins.mode > 2:
+        raise OutOfBounds(f"ADD mode {ins.mode} is undefined (0: int8, 1: uint8, 2: float)")
+    a = _i8(core.spad, ins.a_addr, ins.count, "scratchpad a")
+    b = _i8(core.spad, ins.b_addr, ins.count, "scratchpad b")
+    lo = ins.zc if ins.relu else -128
+    if ins.mode == 2:
+        fa = (a.astype(np.float32) - np.float32(ins.za)) * np.float32(ins.ma)
+        fb = (b.astype(np.float32) - np.float32(ins.zb)) * np.float32(ins.mb)
+        y = np.rint((fa + fb) / np.float32(ins.sc)).astype(np.float64) + ins.zc
+    else:
+        off = 128 if ins.mode == 1 else 0           # the uint8 kernel sees int8 values + 128
+        ma, mb = np.float32(ins.ma), np.float32(ins.mb)
+        k = np.float32(np.float32(ins.zc + off) - _fma32(ins.za + off, ma, np.float32(mb * np.float32(ins.zb + off))))
+        c = _fma32(a.astype(np.int16) + off, ma, _fma32(b.astype(np.int16) + off, mb, k))
+        y = np.rint(c).astype(np.float64) - off
+    _span(core.spad, ins.dst_addr, ins.count, "scratchpad output")[:] = \
+        np.clip(y, lo, ins.hi).astype(np.int8).view(np.uint8)
 
 
 def _maxpool(m: Machine, core: CoreState, ins: Instruction) -> None:

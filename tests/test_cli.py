@@ -190,4 +190,4 @@ def test_prune_eval_and_report(workdir, capsys):
     sieve("asm", "p.s", "-o", "p2.sieve", capsys=capsys)
     assert Path("p2.sieve").read_bytes() == Path("p.sieve").read_bytes()
     _, err = sieve("compile", "lenet5.sv", "--prune", "lots", expect=1, capsys=capsys)
-    _one_line_error(err, r"--prune takes a fraction \(0.9\) or N:M \(2:4\), got 'lots'")
+    _one_line_error(err, r"prune takes a fraction \(0.9\) or N:M \(2:4\), got 'lots'")

@@ -28,4 +28,4 @@ def fuse_activations(graph: Graph) -> Graph:
         if node.name in fused:
             node = node.with_attrs(act="relu")
         nodes.append(node.evolve(inputs=tuple(rename.get(i, i) for i in node.inputs)))
-    return graph.replace_nodes(nodes, [rename.get(o, o) for o in graph.outputs])
+    return graph.replace_nodes(nodes, [rename.get(o, o) for o in graph.outputs], rename)

@@ -7,7 +7,7 @@
 """
 from __future__ import annotations
 
-from typing import Mapping
+from typing import Callable, Mapping
 
 import numpy as np
 
@@ -20,12 +20,14 @@ Ranges = dict[str, tuple[float, float]]
 
 
 def calibrate(graph: Graph, samples: Mapping[str, np.ndarray], method: str = "minmax",
-              percentile: float = 99.99, batch: int = 8, seed: int = 0) -> Ranges:
+              percentile: float = 99.99, batch: int = 8, seed: int = 0,
+              progress: Callable[[int, int], None] | None = None) -> Ranges:
     """The range of every tensor over the calibration samples.
 
     minmax: the observed minimum and maximum. percentile: the ``percentile``-th and
     (100 - ``percentile``)-th percentiles, estimated from up to 65,536 values per tensor
-    per batch drawn with a seeded generator (outliers no longer stretch the scale)."""
+    per batch drawn with a seeded generator (outliers no longer stretch the scale).
+    ``progress(done, total)`` is called after each batch of samples."""
     if method not in ("minmax", "percentile"):
         raise IRError(f"unknown calibration method '{method}' (minmax, percentile)")
     n = len(next(iter(samples.values())))
@@ -44,6 +46,8 @@ def calibrate(graph: Graph, samples: Mapping[str, np.ndarray], method: str = "mi
 
     for start in range(0, n, batch):
         run_float(graph, {k: v[start:start + batch] for k, v in samples.items()}, observe=observe)
+        if progress is not None:
+            progress(min(start + batch, n), n)
     if method == "minmax":
         return {k: (lo[k], hi[k]) for k in lo}
     out = {}
@@ -101,6 +105,8 @@ def quantize_graph(graph: Graph, ranges: Ranges) -> Graph:
             params = _quantize_weights(node, s_in, np.float32(quant.scale[0]))
         elif node.op is Op.ADD:
             add_multipliers([qtypes[i] for i in node.inputs], out)   # validates the scales
+            # int8 tensors of Sieve's QDQ export become uint8 in onnxruntime: its uint8 Add arithmetic
+            node = node.with_attrs(arith="u8")
         elif node.op in (Op.GLOBALAVGPOOL, Op.AVGPOOL):
             count = (int(np.prod(node.attrs["kernel"])) if node.op is Op.AVGPOOL
                      else int(np.prod(graph[node.inputs[0]].out.shape[2:])))

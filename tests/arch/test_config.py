@@ -20,7 +20,7 @@ def test_sram_energy_follows_horowitz_points():
     assert sram_pj_per_byte(8192) * 8 == pytest.approx(10)
     assert sram_pj_per_byte(32768) * 8 == pytest.approx(20)
     assert 90 < sram_pj_per_byte(1 << 20) * 8 < 120
-    assert load_arch("default").energy.spad_pj_per_byte == pytest.approx(sram_pj_per_byte(256 * 1024))
+    assert load_arch("default").energy_table.spad_pj_per_byte == pytest.approx(sram_pj_per_byte(256 * 1024))
 
 
 def test_fingerprint_sees_core_not_memory():

@@ -6,12 +6,16 @@ import numpy as np
 import pytest
 
 from sieve.arch import load_arch
-from sieve.pipeline import quantize_model
+from sieve.pipeline import integer_model
 from sieve.codegen import generate
 from sieve.frontend import load_onnx
 from sieve.ir import run_float
 from sieve.scheduler import schedule
 from sieve.simulator import run
+
+
+def quantize_model(graph, calib, method="minmax"):
+    return integer_model(graph, calibrate=calib, calibration=method).qgraph
 
 
 @pytest.fixture(scope="module")

@@ -78,7 +78,7 @@ def test_pytorch_style_shape_subgraph_is_folded():
 def test_float_concat_and_host_softmax_import_and_run():
     """Concat of two convolutions and a final Softmax: Sieve quantizes, the host finishes the softmax."""
     from sieve.arch import load_arch
-    from sieve.pipeline import quantize_model
+    from sieve.pipeline import integer_model
     from sieve.codegen import generate
     from sieve.ir import run_float
     from sieve.scheduler import schedule
@@ -96,7 +96,7 @@ def test_float_concat_and_host_softmax_import_and_run():
                    [helper.make_tensor_value_info("p", TensorProto.FLOAT, None)], {"w1": w1, "w2": w2, "fc": fc})
     g = import_model(model)
     x = rng.standard_normal((4, 3, 4, 4)).astype(np.float32)
-    q = quantize_model(g, {"x": x})
+    q = integer_model(g, calibrate={"x": x}).qgraph
     result = run(generate(schedule(q, load_arch("default"))), {"x": x})
     probs, want = result.floats["p"], run_float(g, {"x": x})["p"]
     np.testing.assert_allclose(probs.sum(1), 1, rtol=1e-5)

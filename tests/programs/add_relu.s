@@ -10,7 +10,7 @@
 .layer add op="add" macs=0 info="hand-written"
     load dram_addr=0x40 spad_addr=0x0 rows=1 row_bytes=32 dram_stride=0 spad_stride=0
     load dram_addr=0x80 spad_addr=0x20 rows=1 row_bytes=32 dram_stride=0 spad_stride=0 signal=1
-    add a_addr=0x0 b_addr=0x20 dst_addr=0x40 count=32 za=0 zb=0 zc=0 ma=0.5 mb=0.25 relu=1 hi=127 u8=0 wait=1:1 signal=2
+    add a_addr=0x0 b_addr=0x20 dst_addr=0x40 count=32 za=0 zb=0 zc=0 ma=0.5 mb=0.25 relu=1 hi=127 mode=0 sc=0.0 wait=1:1 signal=2
     store dram_addr=0xc0 spad_addr=0x40 rows=1 row_bytes=32 dram_stride=0 spad_stride=0 wait=2:1 signal=3
 .endlayer
     halt wait=3:1

@@ -1,0 +1,158 @@
+"""QDQ export: the integer graph Sieve compiles, as an ONNX model that onnxruntime runs to exactly
+Sieve's integers (with its default session options, on x86-64).
+
+Each int8 tensor becomes a QuantizeLinear of its float value, read by one DequantizeLinear per
+consumer; weights are int8 per output channel (zero point 0) behind a DequantizeLinear, biases
+int32 at scale s_in * s_w. onnxruntime fuses every group into its integer kernels (QLinearConv,
+QGemm, QLinearAdd, QLinearGlobalAveragePool, QLinearConcat, integer MaxPool).
+
+Activations are written as uint8 (Sieve's int8 + 128, the same integers): onnxruntime's x86 CPU
+provider fuses int8 QDQ convolutions only where it can convert a tensor to uint8, which it cannot
+for a tensor with several consumers (a residual block's input), and runs those in float. The model
+records ``sieve.activations = int8`` in its metadata, so that Sieve reads the tensors back as int8
+and compiling the file gives the same binary as compiling the float model.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from sieve.frontend.errors import FrontendError
+from sieve.ir.graph import Graph, Node, Op
+from sieve.ir.registry import act_bounds, add_arith
+from sieve.ir.types import DType
+
+OPSET = 17
+IR_VERSION = 9                      # readable by the onnxruntime versions Sieve is tested against
+METADATA_KEY = "sieve.activations"  # "int8": uint8 tensors are Sieve's int8 + 128
+
+
+class _Writer:
+    def __init__(self, graph: Graph):
+        from onnx import TensorProto, helper, numpy_helper
+        self.g, self.helper, self.nh, self.TP = graph, helper, numpy_helper, TensorProto
+        self.nodes, self.inits = [], []
+        self.q: dict[str, str] = {}                # int8 tensor -> its QuantizeLinear output (uint8)
+        self.uses: dict[str, int] = {}
+
+    def error(self, node: Node, message: str) -> FrontendError:
+        return FrontendError(f"layer '{node.name}' ({node.op.value}): {message}", "<QDQ export>")
+
+    def init(self, name: str, value: np.ndarray) -> str:
+        self.inits.append(self.nh.from_array(np.asarray(value), name))
+        return name
+
+    def node(self, op: str, inputs: list[str], output: str, **attrs) -> str:
+        self.nodes.append(self.helper.make_node(op, inputs, [output], name=output, **attrs))
+        return output
+
+    def quantize(self, tensor: str, float_value: str) -> None:
+        """float_value -> QuantizeLinear (uint8, the tensor's scale) named tensor_q."""
+        q = self.g[tensor].out.quant
+        s = self.init(f"{tensor}.scale", np.float32(q.scale[0]))
+        z = self.init(f"{tensor}.zero_point", np.uint8(q.zp + 128))
+        self.q[tensor] = self.node("QuantizeLinear", [float_value, s, z], f"{tensor}_q")
+
+    def dequantize(self, tensor: str, output: str | None = None) -> str:
+        """A DequantizeLinear of an int8 tensor, one per consumer."""
+        i = self.uses[tensor] = self.uses.get(tensor, 0) + 1
+        return self.node("DequantizeLinear", [self.q[tensor], f"{tensor}.scale", f"{tensor}.zero_point"],
+                         output or f"{tensor}_dq{i}")
+
+    def weights(self, node: Node, s_in: float) -> list[str]:
+        """DequantizeLinear of int8 weights [K, ...] per output channel, and of the int32 bias."""
+        w = node.params["w"]
+        if w.dtype != np.int8 or "w_scale" not in node.params:
+            raise self.error(node, "only int8 weights with their per-channel scales can be exported")
+        s_w = node.params["w_scale"].astype(np.float32)
+        k = w.shape[0]
+        n = node.name
+        wq = self.node("DequantizeLinear", [self.init(f"{n}.w", w), self.init(f"{n}.w_scale", s_w),
+                                            self.init(f"{n}.w_zero_point", np.zeros(k, np.int8))],
+                       f"{n}.w_dq", axis=0)
+        b_scale = (np.float32(s_in) * s_w).astype(np.float32)
+        bq = self.node("DequantizeLinear", [self.init(f"{n}.b", node.params["b"].astype(np.int32)),
+                                            self.init(f"{n}.b_scale", b_scale),
+                                            self.init(f"{n}.b_zero_point", np.zeros(k, np.int32))],
+                       f"{n}.b_dq", axis=0)
+        return [wq, bq]
+
+    def activation(self, node: Node, value: str) -> str:
+        """A fused ReLU/Clip is exported only when it is not already the int8 saturation (then
+        onnxruntime would compute it in float): Sieve's own quantizer never needs one."""
+        if node.attrs.get("act", "none") != "none" and act_bounds(node) != (-128, 127):
+            raise self.error(node, "its fused activation clips inside the int8 range; onnxruntime would "
+                             "run it in float, so the export could not match")
+        return value
+
+
+def export_qdq(graph: Graph):
+    """An int8 Graph -> onnx.ModelProto (QDQ, uint8 activations, metadata sieve.activations=int8)."""
+    from onnx import helper
+    w = _Writer(graph)
+    for node in graph:
+        n = node.name
+        if node.op is Op.INPUT:
+            if node.out.dtype is not DType.INT8:
+                raise w.error(node, "the graph is not quantized")
+            w.quantize(n, graph.io_name(n))
+            continue
+        if node.op is Op.SOFTMAX:
+            continue                                  # on the host, after the graph output (below)
+        if node.out.dtype is not DType.INT8:
+            raise w.error(node, "raw int32 outputs cannot be exported as QDQ")
+        ins = node.inputs
+        s_in = graph[ins[0]].out.quant.scale[0]
+        # the float value is named as the node (the importer names the integer node after it); a graph
+        # output's name goes to its final DequantizeLinear instead
+        f = f"{n}__f" if n in graph.outputs else n
+        if node.op in (Op.CONV2D, Op.DENSE):
+            if node.op is Op.DENSE and len(graph[ins[0]].out.shape) != 2:
+                raise w.error(node, "a batched (3-D) matmul cannot be exported")
+            x = w.dequantize(ins[0])
+            args = [x] + w.weights(node, s_in)
+            if node.op is Op.CONV2D:
+                a = node.attrs
+                value = w.node("Conv", args, f, kernel_shape=list(a["kernel"]), strides=list(a["stride"]),
+                               pads=list(a["pad"]), dilations=list(a["dilation"]), group=int(a.get("groups", 1)))
+            else:
+                value = w.node("Gemm", args, f, transB=1)
+            w.quantize(n, w.activation(node, value))
+        elif node.op is Op.ADD:
+            if add_arith(node) != "u8":
+                raise w.error(node, f"its {add_arith(node)} arithmetic (an imported model's) cannot be written so "
+                              "that onnxruntime computes it the same way")
+            value = w.node("Add", [w.dequantize(ins[0]), w.dequantize(ins[1])], f)
+            w.quantize(n, w.activation(node, value))
+        elif node.op in (Op.MAXPOOL, Op.RELU, Op.FLATTEN, Op.GLOBALAVGPOOL, Op.CONCAT):
+            x = [w.dequantize(i) for i in ins]
+            a = node.attrs
+            if node.op is Op.MAXPOOL:
+                value = w.node("MaxPool", x, f, kernel_shape=list(a["kernel"]), strides=list(a["stride"]),
+                               pads=list(a["pad"]))
+            elif node.op is Op.CONCAT:
+                value = w.node("Concat", x, f, axis=1)
+            else:
+                kind = {Op.RELU: "Relu", Op.FLATTEN: "Flatten", Op.GLOBALAVGPOOL: "GlobalAveragePool"}[node.op]
+                value = w.node(kind, x, f, **({"axis": 1} if node.op is Op.FLATTEN else {}))
+            w.quantize(n, value)
+        else:
+            raise w.error(node, "has no QDQ form that onnxruntime computes as Sieve does (windowed average "
+                          "pooling, for one)")
+    outputs = []
+    for o in graph.outputs:
+        node = graph[o]
+        name = graph.io_name(o)
+        if node.op is Op.SOFTMAX:
+            w.node("Softmax", [w.dequantize(node.inputs[0])], name, axis=-1)
+        else:
+            w.dequantize(o, name)
+        outputs.append(helper.make_tensor_value_info(name, w.TP.FLOAT, list(node.out.shape)))
+    inputs = [helper.make_tensor_value_info(graph.io_name(n.name), w.TP.FLOAT, list(n.out.shape))
+              for n in graph.inputs]
+    onnx_graph = helper.make_graph(w.nodes, graph.name, inputs, outputs, w.inits)
+    model = helper.make_model(onnx_graph, opset_imports=[helper.make_opsetid("", OPSET)], producer_name="sieve",
+                              doc_string="Quantized by Sieve: int8 activations per tensor (written as uint8 = "
+                                         "int8 + 128), int8 weights per output channel, int32 biases")
+    model.ir_version = IR_VERSION
+    helper.set_model_props(model, {METADATA_KEY: "int8"})
+    return model

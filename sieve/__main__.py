@@ -1,0 +1,5 @@
+import sys
+
+from sieve.cli import main
+
+sys.exit(main())

@@ -1,0 +1,143 @@
+"""The Python API: compile, quantize, simulate, interpret, load and save.
+
+    import sieve
+    prog = sieve.compile("resnet50.onnx", arch="default", calibrate="calib.npy", prune=0.9)
+    res = sieve.simulate(prog, inputs=x)                 # outputs, per-layer stats, totals
+    t = sieve.simulate(prog, arch=sieve.arch.load("default", **{"memory.dram_bytes_per_cycle": 8}),
+                       timing_only=True)
+    q = sieve.quantize("resnet50.onnx", calibrate=x, prune="2:4")   # an onnx.ModelProto
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from sieve import files
+from sieve.arch import ArchConfig, Program, check_compatible, encode_program
+from sieve.data import Data, read_inputs
+from sieve.errors import UsageError
+from sieve.ir import dequantize_outputs, quantize_inputs, run_float, run_int
+from sieve.pipeline import ModelLike, Progress, _no_progress, compile_model, integer_model, resolve_arch
+from sieve.simulator import RunResult, load_binary
+from sieve.simulator import run as _run
+from sieve.threads import blas_threads
+
+
+def compile(model: ModelLike, arch: str | Path | ArchConfig = "default", *, calibrate: Data | None = None,
+            calibration: str = "minmax", percentile: float = 99.99, prune: str | float | None = None,
+            prune_scope: str = "layer", keep_ends: bool = False, balance: bool = True, dense_twin: bool = True,
+            batch: int | None = None, seed: int = 0, progress: Progress = _no_progress) -> Program:
+    """Compile a model (.onnx/.sv file, onnx.ModelProto or Graph) for an arch (preset name, TOML file
+    or ArchConfig). ``calibrate``: calibration data for a float model (a .npy/.npz file, a folder of
+    images, an array or a dict of arrays by input name); ``prune``: a fraction (0.9) or "N:M"."""
+    return compile_model(model, arch, calibrate=calibrate, calibration=calibration, percentile=percentile,
+                         prune=prune, prune_scope=prune_scope, keep_ends=keep_ends, balance=balance,
+                         dense_twin=dense_twin, batch=batch, seed=seed, progress=progress).program
+
+
+def quantize(model: ModelLike, *, calibrate: Data | None = None, calibration: str = "minmax",
+             percentile: float = 99.99, prune: str | float | None = None, prune_scope: str = "layer",
+             keep_ends: bool = False, batch: int | None = None, seed: int = 0,
+             progress: Progress = _no_progress):
+    """The model Sieve compiles (calibrated, pruned, BN folded) as a QDQ onnx.ModelProto that onnxruntime
+    runs to exactly Sieve's integers; compiling it gives the same binary as compiling ``model``."""
+    from sieve.frontend.onnx_export import export_qdq
+    lowered = integer_model(model, calibrate=calibrate, calibration=calibration, percentile=percentile,
+                            prune=prune, prune_scope=prune_scope, keep_ends=keep_ends, batch=batch, seed=seed,
+                            progress=progress)
+    return export_qdq(lowered.qgraph)
+
+
+def load(path: str | Path | bytes, arch: str | Path | ArchConfig | None = None) -> Program:
+    """Read a .sieve binary (checked); with ``arch``, retarget it (same core, other memory/clock/energy)."""
+    return load_binary(path, None if arch is None else resolve_arch(arch))
+
+
+def save(program: Program, path: str | Path) -> int:
+    """Write a .sieve binary atomically; returns its size in bytes."""
+    raw = encode_program(program)
+    files.write_bytes(path, raw)
+    return len(raw)
+
+
+def simulate(program: Program | str | Path | bytes, inputs: Data | None = None,
+             arch: str | Path | ArchConfig | None = None, timing_only: bool = False,
+             threads: int | None = 1) -> RunResult:
+    """Run a program: outputs (bit-exact), per-layer statistics and totals. ``inputs``: float data
+    (quantized with the binary's input scales) or integers as the model's own type; a leading
+    batch runs one inference per item. ``arch`` may differ from the compiled one only in what the
+    instruction stream cannot see (memory, clock, energy). ``threads``: BLAS threads (None: all)."""
+    if isinstance(program, Program):
+        if arch is not None:
+            target = resolve_arch(arch)
+            check_compatible(program, target, "program")
+            program = Program(target, program.streams, program.data, program.dram_bytes, program.inputs,
+                              program.outputs, program.layers)
+    else:
+        program = load(program, arch)
+    if timing_only:
+        return _run(program, None, functional=False)
+    if inputs is None:
+        raise UsageError("inputs are required for a bit-exact run (or ask for timing_only)")
+    arrays = read_inputs(inputs, {d.name: d.shape for d in program.inputs})
+    with blas_threads(threads):
+        return _run(program, arrays)
+
+
+@dataclass(frozen=True)
+class Interpretation:
+    """The reference interpreter's result, keyed by the model's output names."""
+    outputs: dict[str, np.ndarray]       # integers, in the model's own type (absent for a float run)
+    floats: dict[str, np.ndarray]        # dequantized (or the float model's values)
+
+
+def interpret(model: ModelLike, inputs: Data, *, float_model: bool = False, calibrate: Data | None = None,
+              calibration: str = "minmax", percentile: float = 99.99, prune: str | float | None = None,
+              prune_scope: str = "layer", keep_ends: bool = False, batch: int | None = None, seed: int = 0,
+              threads: int | None = 1) -> Interpretation:
+    """The golden model: the integer reference interpreter on the graph ``compile`` would compile
+    (same calibration and pruning options give the same integers), or with ``float_model`` the float
+    graph (pruned when asked). A leading batch runs one inference per item."""
+    lowered = integer_model(model, calibrate=None if float_model else calibrate, calibration=calibration,
+                            percentile=percentile, prune=prune, prune_scope=prune_scope, keep_ends=keep_ends,
+                            batch=batch, seed=seed)
+    graph = lowered.pruned if float_model else lowered.qgraph
+    if float_model and lowered.quantized_input:
+        from sieve.ir.passes import dequantize_graph
+        graph = dequantize_graph(graph)
+    by_io = {graph.io_name(n.name): n for n in graph.inputs}
+    arrays = read_inputs(inputs, {k: n.out.shape for k, n in by_io.items()})
+    arrays = {by_io[k].name: v for k, v in arrays.items()}
+    with blas_threads(threads):
+        if float_model:
+            outs = run_float(graph, {k: v.astype(np.float32) for k, v in arrays.items()})
+            return Interpretation({}, {graph.io_name(k): v for k, v in outs.items()})
+        return _interpret_int(graph, arrays)
+
+
+def _interpret_int(graph, arrays: dict[str, np.ndarray]) -> Interpretation:
+    """Per inference; the keys and types of ``simulate``: a host softmax output carries, as integers,
+    the logits it was computed from (what the accelerator wrote)."""
+    from sieve.ir import Op
+    q_in = {}
+    for node in graph.inputs:
+        x = arrays[node.name]
+        if x.dtype == np.uint8 and node.out.quant.unsigned:
+            x = (x.astype(np.int16) - 128).astype(np.int8)
+        q_in[node.name] = x if x.dtype == np.int8 else quantize_inputs(graph, {node.name: x})[node.name]
+    src = {k: graph[k].inputs[0] if graph[k].op is Op.SOFTMAX else k for k in graph.outputs}
+    keep = any(s != k for k, s in src.items())
+    batch = len(next(iter(q_in.values())))
+    parts = [run_int(graph, {n: x[i:i + 1] for n, x in q_in.items()}, keep_all=keep) for i in range(batch)]
+    ints = {k: np.concatenate([p[src[k]] for p in parts]) for k in graph.outputs}
+    host = {k: np.concatenate([p[k] for p in parts]) for k in graph.outputs if src[k] != k}
+    floats = dequantize_outputs(graph, {k: v for k, v in ints.items() if src[k] == k and v.dtype != np.int32})
+    floats.update(host)
+    model_ints = {}
+    for k, v in ints.items():
+        q = graph[src[k]].out.quant
+        model_ints[graph.io_name(k)] = (v.astype(np.int16) + 128).astype(np.uint8) if q is not None and \
+            q.unsigned else v
+    return Interpretation(model_ints, {graph.io_name(k): v for k, v in floats.items()})
