@@ -19,7 +19,8 @@ from sieve.arch import ArchConfig, Program, check_compatible, encode_program
 from sieve.data import Data, read_inputs
 from sieve.errors import UsageError
 from sieve.ir import dequantize_outputs, quantize_inputs, run_float, run_int
-from sieve.pipeline import ModelLike, Progress, _no_progress, compile_model, integer_model, resolve_arch
+from sieve.pipeline import (ModelLike, Progress, _no_progress, compile_model, integer_model, is_quantized,
+                            load_model, prune_model, resolve_arch)
 from sieve.simulator import RunResult, load_binary
 from sieve.simulator import run as _run
 from sieve.threads import blas_threads
@@ -100,15 +101,17 @@ def interpret(model: ModelLike, inputs: Data, *, float_model: bool = False, cali
     """The golden model: the integer reference interpreter on the graph ``compile`` would compile
     (same calibration and pruning options give the same integers), or with ``float_model`` the float
     graph (pruned when asked). A leading batch runs one inference per item."""
-    lowered = integer_model(model, calibrate=None if float_model else calibrate, calibration=calibration,
-                            percentile=percentile, prune=prune, prune_scope=prune_scope, keep_ends=keep_ends,
-                            batch=batch, seed=seed)
-    graph = lowered.pruned if float_model else lowered.qgraph
-    if float_model and lowered.quantized_input:
-        from sieve.ir.passes import dequantize_graph
-        graph = dequantize_graph(graph)
-    by_io = {graph.io_name(n.name): n for n in graph.inputs}
+    source = load_model(model, batch)                # the inputs are checked before any long work
+    by_io = {source.io_name(n.name): n for n in source.inputs}
     arrays = read_inputs(inputs, {k: n.out.shape for k, n in by_io.items()})
+    if float_model:                                  # no quantization: the (pruned) float graph
+        graph = prune_model(source, prune, prune_scope, keep_ends)
+        if is_quantized(graph):
+            from sieve.ir.passes import dequantize_graph
+            graph = dequantize_graph(graph)
+    else:
+        graph = integer_model(source, calibrate=calibrate, calibration=calibration, percentile=percentile,
+                              prune=prune, prune_scope=prune_scope, keep_ends=keep_ends, seed=seed).qgraph
     arrays = {by_io[k].name: v for k, v in arrays.items()}
     with blas_threads(threads):
         if float_model:

@@ -84,6 +84,22 @@ def cmd_zoo_export(args) -> None:
     print(f"wrote {out}" + (f", {weights}" if weights else ""))
 
 
+def cmd_zoo_inputs(args) -> None:
+    """Seeded standard-normal inputs in a zoo model's input shape (what ImageNet-normalized images
+    look like to a network), to try commands without data."""
+    import numpy as np
+    from sieve import files, zoo
+    out = files.check_output(args.output, "zoo inputs", (".npy",))
+    kwargs = {"size": args.size} if args.size else {}
+    shape = zoo.graph(args.name, **kwargs).inputs[0].out.shape
+    x = np.random.default_rng(args.seed).standard_normal((args.count,) + tuple(shape[1:])).astype(np.float32)
+    import io
+    buf = io.BytesIO()
+    np.save(buf, x)
+    files.write_bytes(out, buf.getvalue())
+    print(f"wrote {out} ({args.count} x {list(shape[1:])}, seeded standard-normal)")
+
+
 # ---------------------------------------------------------------- compile / quantize
 
 def _front_options(args) -> dict:
@@ -263,7 +279,8 @@ def cmd_run(args) -> None:
     else:
         con.print(stats_table(result.stats, f"per layer, one inference on arch '{result.stats.arch}'"))
         con.print(energy_table(result.stats))
-        con.print(summary_line(result.stats) + f"; {result.inferences} inference(s) executed")
+        con.print(summary_line(result.stats) + (f"; {result.inferences} inference(s) executed"
+                                                 if result.inferences else ""))
     if args.report:
         for table in sparsity_tables(report):
             con.print(table)
@@ -385,6 +402,14 @@ def parser() -> argparse.ArgumentParser:
     ze.add_argument("--seed", type=int, default=0, help="weight seed (default 0)")
     ze.add_argument("--inline", action="store_true", help="write weights inline instead of a side .npz")
     ze.set_defaults(func=cmd_zoo_export)
+    zi = zs.add_parser("inputs", help="write seeded random inputs in a zoo model's input shape (.npy)")
+    _common(zi, top=False)
+    zi.add_argument("name", help="zoo model name")
+    zi.add_argument("-o", "--output", required=True, help="output .npy")
+    zi.add_argument("--count", type=int, default=8, help="how many inputs (default %(default)s)")
+    zi.add_argument("--size", type=int, help="input resolution of the ImageNet models (default 224)")
+    zi.add_argument("--seed", type=int, default=0, help="seed (default 0)")
+    zi.set_defaults(func=cmd_zoo_inputs)
 
     c = command("compile", "compile a model to a .sieve binary")
     c.add_argument("model", help="model file (.sv or .onnx: float, QDQ or QOperator)")

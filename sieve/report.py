@@ -63,33 +63,47 @@ def _num(v, fmt: str = ",", suffix: str = "") -> str:
     return "-" if v is None else f"{v:{fmt}}{suffix}"
 
 
-def sparsity_tables(report: dict):
-    """Two tables that fit a 100-column terminal: sparsity per layer, and cycles and energy vs dense."""
+def _table(title: str, columns: list[str], left: int = 1):
+    """A table whose first ``left`` columns are text and the rest numbers; in a narrow terminal every
+    cell wraps (folds) instead of being cut, so no digit is ever lost."""
     from rich.table import Table
-    a = Table(title="sparsity per weight layer", title_justify="left")
-    for col in ("layer", "weights", "density %", "lane util %", "skipped MACs"):
-        a.add_column(col, justify="left" if col in ("layer", "weights") else "right", no_wrap=True)
-    b = Table(title="against the dense twin (same layer compiled dense, simulated at compile time)",
-              title_justify="left")
-    for col in ("layer", "MAC cycles", "dense", "cycles", "dense", "speedup", "energy nJ", "dense nJ"):
-        b.add_column(col, justify="left" if col == "layer" else "right", no_wrap=True)
+    t = Table(title=title, title_justify="left")
+    for i, col in enumerate(columns):
+        t.add_column(col, justify="left" if i < left else "right", overflow="fold")
+    return t
+
+
+def sparsity_tables(report: dict):
+    """Three tables that fit an 80-column terminal: sparsity per layer, cycles and energy against
+    the dense twin."""
+    a = _table("sparsity per weight layer", ["layer", "weights", "density %", "lane util %", "skipped MACs"], 2)
+    b = _table("cycles against the dense twin (same layer compiled dense, simulated at compile time)",
+               ["layer", "MAC-array cycles", "dense", "cycles", "dense", "speedup"])
+    c = _table("energy against the dense twin", ["layer", "nJ", "dense nJ", "saved"])
+
+    def nj(v):
+        return _num(None if v is None else v / 1e3, ",.1f")
+
+    def saved(e, d):
+        return "-" if d is None else f"{100 * (1 - e / d):.1f} %" if d else ""
     for r in report["layers"]:
         a.add_row(r["name"], r["weight_format"], f"{100 * r['density']:.1f}", f"{100 * r['lane_utilization']:.1f}",
                   f"{r['skipped_macs']:,}")
         b.add_row(r["name"], f"{r['mac_cycles']:,}", _num(r["dense_mac_cycles"]), f"{r['cycles']:,}",
-                  _num(r["dense_cycles"]), _num(r["speedup"], ".2f", "x"), f"{r['energy_pj'] / 1e3:,.1f}",
-                  _num(None if r["dense_energy_pj"] is None else r["dense_energy_pj"] / 1e3, ",.1f"))
+                  _num(r["dense_cycles"]), _num(r["speedup"], ".2f", "x"))
+        c.add_row(r["name"], nj(r["energy_pj"]), nj(r["dense_energy_pj"]), saved(r["energy_pj"], r["dense_energy_pj"]))
     t = report["total"]
     a.add_section()
     a.add_row("total", "", f"{100 * t['density']:.1f}", f"{100 * t['lane_utilization']:.1f}",
               f"{t['skipped_macs']:,}")
     b.add_section()
     b.add_row("weight layers", f"{t['mac_cycles']:,}", _num(t["dense_mac_cycles"]), f"{t['weight_layer_cycles']:,}",
-              _num(t["dense_weight_layer_cycles"]), _num(t["weight_layer_speedup"], ".2f", "x"), "", "")
+              _num(t["dense_weight_layer_cycles"]), _num(t["weight_layer_speedup"], ".2f", "x"))
     b.add_row("end to end", "", "", f"{t['cycles']:,}", _num(t["dense_cycles"]),
-              _num(t["end_to_end_speedup"], ".2f", "x"), f"{t['energy_pj'] / 1e3:,.1f}",
-              _num(None if t["dense_energy_pj"] is None else t["dense_energy_pj"] / 1e3, ",.1f"))
-    return a, b
+              _num(t["end_to_end_speedup"], ".2f", "x"))
+    c.add_section()
+    c.add_row("end to end", nj(t["energy_pj"]), nj(t["dense_energy_pj"]), saved(t["energy_pj"], t["dense_energy_pj"]))
+    return a, b, c
 
 
 def _kb(n: int) -> str:
@@ -97,11 +111,8 @@ def _kb(n: int) -> str:
 
 
 def stats_table(stats: RunStats, title: str):
-    from rich.table import Table
-    t = Table(title=title, title_justify="left")
-    for col in ("layer", "op", "cycles", "util %", "MACs", "DRAM rd KiB", "DRAM wr KiB", "spad KiB",
-                "energy nJ"):
-        t.add_column(col, justify="left" if col in ("layer", "op") else "right", no_wrap=col != "layer")
+    t = _table(title, ["layer", "op", "cycles", "util %", "MACs", "DRAM rd KiB", "DRAM wr KiB", "spad KiB",
+                       "energy nJ"], 2)
     for layer in stats.layers:
         e = layer.events
         t.add_row(layer.name, layer.op, f"{layer.cycles:,}", f"{100 * layer.utilization:.1f}", f"{layer.macs:,}",
@@ -116,11 +127,7 @@ def stats_table(stats: RunStats, title: str):
 
 
 def energy_table(stats: RunStats):
-    from rich.table import Table
-    t = Table(title="energy by component", title_justify="left")
-    t.add_column("component")
-    t.add_column("nJ", justify="right", no_wrap=True)
-    t.add_column("share", justify="right", no_wrap=True)
+    t = _table("energy by component", ["component", "nJ", "share"])
     total = stats.energy_total_pj or 1.0
     for name, pj in stats.energy_pj.items():
         t.add_row(name, f"{pj / 1e3:,.2f}", f"{100 * pj / total:.1f} %")

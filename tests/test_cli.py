@@ -191,3 +191,132 @@ def test_prune_eval_and_report(workdir, capsys):
     assert Path("p2.sieve").read_bytes() == Path("p.sieve").read_bytes()
     _, err = sieve("compile", "lenet5.sv", "--prune", "lots", expect=1, capsys=capsys)
     _one_line_error(err, r"prune takes a fraction \(0.9\) or N:M \(2:4\), got 'lots'")
+
+
+def test_version_and_options_after_the_command(workdir, capsys):
+    import sieve as api
+    with pytest.raises(SystemExit) as e:
+        main(["--version"])
+    assert e.value.code == 0 and capsys.readouterr().out.strip() == f"sieve {api.__version__}"
+    sieve("zoo", "export", "mlp", "-o", "mlp.sv", "-q", capsys=capsys)
+    _, err = sieve("compile", "mlp.sv", "-o", "mlp.sieve", "-v", capsys=capsys)
+    for stage in ("load model", "calibrate", "quantize", "schedule", "codegen"):
+        assert f"sieve: INFO: {stage}: " in err, stage
+    out, _ = sieve("run", "mlp.sieve", "--timing-only", "-q", capsys=capsys)
+    assert len(out.strip().splitlines()) == 2 and "cycles" in out          # the summary, no tables
+    out, _ = sieve("-q", "run", "mlp.sieve", "--timing-only", "--threads", "2", capsys=capsys)
+    assert len(out.strip().splitlines()) == 2
+
+
+def test_arch_prints_toml_that_arch_reads_back(workdir, capsys):
+    from sieve.arch import load_arch
+    out, _ = sieve("arch", capsys=capsys)
+    assert "default" in out and "edge" in out
+    for preset in ("default", "edge"):
+        out, _ = sieve("arch", preset, capsys=capsys)
+        Path(f"{preset}.toml").write_text(out)
+        again = load_arch(f"{preset}.toml")
+        assert again == load_arch(preset) and again.fingerprint() == load_arch(preset).fingerprint()
+        assert "0 = derived from capacity" in out            # derived SRAM energies are explained
+        out2, _ = sieve("arch", f"{preset}.toml", capsys=capsys)
+        assert out2 == out
+
+
+def test_report_fits_and_never_cuts_numbers_and_is_in_the_stats(workdir, capsys):
+    sieve("zoo", "export", "lenet5", "-o", "l.sv", capsys=capsys)
+    sieve("compile", "l.sv", "--prune", "0.9", "-o", "p.sieve", "-q", capsys=capsys)
+    out, _ = sieve("run", "p.sieve", "--report", "--stats", "s.json", capsys=capsys)
+    assert "…" not in out and "weight layers" in out and "end to end" in out
+    stats = json.loads(Path("s.json").read_text())
+    rep = stats["sparsity"]
+    assert rep["dense_twin"] and {"weight_layer_speedup", "end_to_end_speedup", "density"} <= set(rep["total"])
+    assert rep["total"]["weight_layer_speedup"] > rep["total"]["end_to_end_speedup"] > 1.0
+    conv2 = next(r for r in rep["layers"] if r["name"] == "conv2")
+    assert conv2["weight_format"] == "unstructured" and conv2["density"] < 0.2
+    assert f"{conv2['skipped_macs']:,}" in out and f"{rep['total']['end_to_end_speedup']:.2f}x" in out
+    for width in (60, 80):                     # a narrow terminal: cells wrap, no digit is cut
+        lines = _in_terminal(["run", "p.sieve", "--report"], width)
+        assert max(len(line) for line in lines) <= width
+        assert not any("…" in line for line in lines)
+        assert any(f"{conv2['skipped_macs']:,}" in line for line in lines)
+
+
+def _in_terminal(argv: list[str], columns: int) -> list[str]:
+    """The command's output lines in a pseudo-terminal of the given width (escape codes removed)."""
+    import os
+    import pty
+    import re
+    pid, fd = pty.fork()
+    if pid == 0:                               # the child: exec the installed command
+        os.environ.update(COLUMNS=str(columns), TERM="xterm")
+        os.execv(str(Path(sys.executable).with_name("sieve")), ["sieve"] + argv)
+    out = b""
+    while True:
+        try:
+            chunk = os.read(fd, 4096)
+        except OSError:
+            break
+        if not chunk:
+            break
+        out += chunk
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0, out.decode(errors="replace")
+    return [re.sub(r"\x1b\[[0-9;?]*[a-zA-Z]", "", line) for line in out.decode(errors="replace").splitlines()]
+
+
+def test_batches_print_a_summary(workdir, capsys):
+    sieve("zoo", "export", "mlp", "-o", "m.sv", capsys=capsys)
+    sieve("compile", "m.sv", "-o", "m.sieve", "-q", capsys=capsys)
+    np.save("b.npy", np.random.default_rng(0).standard_normal((40, 64)).astype(np.float32))
+    out, _ = sieve("run", "m.sieve", "--input", "b.npy", capsys=capsys)
+    assert "40 inferences" in out and "top-1 per inference" not in out and "most often" in out
+    out, _ = sieve("interpret", "m.sv", "--input", "b.npy", "--output", "r.npz", capsys=capsys)
+    assert "40 inferences" in out
+
+
+def test_eval_shows_float_pruned_int8_and_compiled(workdir, capsys):
+    sieve("zoo", "export", "lenet5", "-o", "l.sv", capsys=capsys)
+    rng = np.random.default_rng(0)
+    x = rng.random((30, 1, 32, 32)).astype(np.float32)
+    np.savez("e.npz", x=x, y=rng.integers(0, 10, 30))
+    out, _ = sieve("compile", "l.sv", "--calibrate", "e.npz", "--prune", "0.5", "--eval", "e.npz", "-o", "p.sieve",
+                   capsys=capsys)
+    for col in ("float32", "float32 pruned 0.5", "int8 (reference)", "int8 compiled"):
+        assert col in out
+    row = [l for l in out.splitlines() if l.count("%") == 4]
+    assert len(row) == 1
+
+
+def test_a_dynamic_batch_model_compiles_at_the_batch_asked(workdir, capsys):
+    import warnings
+    import torch
+    net = torch.nn.Sequential(torch.nn.Conv2d(3, 8, 3), torch.nn.ReLU(), torch.nn.Flatten(),
+                              torch.nn.Linear(8 * 6 * 6, 4)).eval()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        torch.onnx.export(net, torch.zeros(1, 3, 8, 8), "dyn.onnx", dynamo=False, input_names=["x"],
+                          output_names=["y"], dynamic_axes={"x": {0: "n"}, "y": {0: "n"}})
+    sieve("compile", "dyn.onnx", "--batch", "4", "-o", "b4.sieve", "-q", capsys=capsys)
+    import sieve as api
+    assert api.load("b4.sieve").inputs[0].shape == (4, 3, 8, 8)
+    sieve("compile", "dyn.onnx", "-o", "b1.sieve", "-q", capsys=capsys)
+    assert api.load("b1.sieve").inputs[0].shape == (1, 3, 8, 8)
+    sieve("zoo", "export", "mlp", "-o", "m.sv", capsys=capsys)
+    _, err = sieve("compile", "m.sv", "--batch", "4", expect=1, capsys=capsys)
+    _one_line_error(err, r"input 'x' has a fixed batch of 1; --batch 4 applies only to models exported with a "
+                         r"dynamic batch")
+
+
+def test_torch_default_exporter_works_with_the_torch_extra(workdir, capsys):
+    """torch.onnx.export's default (dynamo) exporter needs onnxscript: the [torch] extra installs it."""
+    import warnings
+    import torch
+    net = torch.nn.Sequential(torch.nn.Conv2d(1, 4, 3, padding=1), torch.nn.ReLU(), torch.nn.Flatten(),
+                              torch.nn.Linear(4 * 8 * 8, 3)).eval()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        torch.onnx.export(net, (torch.zeros(1, 1, 8, 8),), "default.onnx", input_names=["x"], output_names=["y"])
+    np.save("x.npy", np.random.default_rng(0).random((2, 1, 8, 8)).astype(np.float32))
+    sieve("compile", "default.onnx", "--calibrate", "x.npy", "-o", "d.sieve", "-q", capsys=capsys)
+    sieve("run", "d.sieve", "--input", "x.npy", "--output", "o.npz", "-q", capsys=capsys)
+    assert np.load("o.npz")["y"].shape == (2, 3)
