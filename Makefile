@@ -18,8 +18,9 @@ demo: $(STAMP)
 test: $(STAMP)
 	$(BIN)/python -m pytest
 
+# results go to benchmarks/out/ (untracked); `make bench OUT=benchmarks/results` publishes them
 bench: $(STAMP)
-	$(BIN)/python benchmarks/run_all.py
+	SIEVE_BENCH_OUT=$(OUT) $(BIN)/python benchmarks/run_all.py
 
 clean:
 	rm -rf $(VENV) build *.egg-info demo-out

@@ -131,7 +131,7 @@ def meta_dict(p: Program) -> dict:
 
 def encode_program(p: Program) -> bytes:
     sections = [(SectionKind.ARCH, 0, p.arch.to_json().encode())]
-    sections += [(SectionKind.CODE, core, encode_stream(list(s))) for core, s in enumerate(p.streams)]
+    sections += [(SectionKind.CODE, core, encode_stream(s)) for core, s in enumerate(p.streams)]
     sections += [(SectionKind.DATA, 0, bytes(p.data)), (SectionKind.META, 0, _canonical(meta_dict(p)))]
     offset = HEADER.size + ENTRY.size * len(sections)
     table = b""
@@ -190,7 +190,7 @@ def decode_program(raw: bytes, source: str = "<bytes>") -> Program:
     try:
         arch = arch_from_dict(json.loads(by_kind[SectionKind.ARCH][0][1]), f"{source} (embedded arch)")
         meta = json.loads(by_kind[SectionKind.META][0][1])
-        streams = tuple(tuple(decode_stream(p)) for _, p in sorted(by_kind[SectionKind.CODE]))
+        streams = tuple(decode_stream(p) for _, p in sorted(by_kind[SectionKind.CODE]))
         program = Program(arch, streams, by_kind[SectionKind.DATA][0][1], int(meta["dram_bytes"]),
                           tuple(_desc(d) for d in meta["inputs"]), tuple(_desc(d) for d in meta["outputs"]),
                           tuple(LayerSymbol(**s) for s in meta["layers"]))

@@ -120,7 +120,19 @@ class Instruction:
         waits = tuple((int(c), int(v)) for c, v in waits if c and v)
         if len(waits) > 2:
             raise ISAError(f"{opcode.name}: at most two wait conditions, got {len(waits)}")
-        return cls(opcode, args, signal, waits)
+        return _CLASSES[opcode](opcode, args, signal, waits)
+
+    @staticmethod
+    def of(opcode: Opcode, args: tuple, signal: int = 0, waits: tuple = ()) -> "Instruction":
+        """An instruction from its field values in table order (no checks: decoding and copies). Built
+        without the frozen dataclass's __init__, which costs several times more (tens of thousands are
+        built per program)."""
+        ins = _NEW(_CLASSES[opcode])
+        ins.__dict__.update(opcode=opcode, args=args, signal=signal, waits=waits)
+        return ins
+
+    def with_signal(self, signal: int) -> "Instruction":
+        return _CLASSES[self.opcode](self.opcode, self.args, signal, self.waits)
 
     def __getattr__(self, name: str) -> Any:
         try:
@@ -134,6 +146,14 @@ class Instruction:
 
     def fields(self) -> dict[str, Any]:
         return dict(zip(FIELD_NAMES[self.opcode], self.args))
+
+
+_NEW = object.__new__
+# one subclass per opcode whose fields are properties (fast attribute access in the simulator)
+_CLASSES = {op: type(f"{op.name.title()}Instruction", (Instruction,),
+                     {"__slots__": (), **{name: property(lambda self, i=i: self.args[i])
+                                          for i, name in enumerate(FIELD_NAMES[op])}})
+            for op in Opcode}
 
 
 def _check_range(value: int, kind: str, bits: int, what: str) -> None:
@@ -186,23 +206,19 @@ def decode(raw: bytes, index: int = 0) -> Instruction:
         cond = (word >> (12 + 24 * i)) & 0xFFFFFF
         if cond & 0xF:
             waits.append((cond & 0xF, cond >> 4))
-    return Instruction(opcode, tuple(args), (word >> 8) & 0xF, tuple(waits))
+    return Instruction.of(opcode, tuple(args), (word >> 8) & 0xF, tuple(waits))
 
 
-def encode_stream(stream: list[Instruction]) -> bytes:
-    out = []
-    for i, ins in enumerate(stream):
-        try:
-            out.append(encode(ins))
-        except ISAError as err:
-            raise ISAError(f"instruction {i}: {err}") from None
-    return b"".join(out)
+def encode_stream(stream) -> bytes:
+    """A stream of instructions (a list, or the array form) as words, every field range-checked."""
+    from sieve.arch.stream import Stream
+    return (stream if isinstance(stream, Stream) else Stream.of(stream)).encode()
 
 
-def decode_stream(raw: bytes) -> list[Instruction]:
-    if len(raw) % WORD_BYTES:
-        raise ISAError(f"code section is {len(raw)} bytes, not a multiple of {WORD_BYTES}")
-    return [decode(raw[i:i + WORD_BYTES], i // WORD_BYTES) for i in range(0, len(raw), WORD_BYTES)]
+def decode_stream(raw: bytes):
+    """Words -> the array form (``arch.stream.Stream``, a sequence of instructions)."""
+    from sieve.arch.stream import Stream
+    return Stream.decode(raw)
 
 
 def markdown_tables() -> str:

@@ -17,12 +17,13 @@ import warnings
 from pathlib import Path
 
 import numpy as np
+
+from benchmarks.common import out_dir
 import onnx
 
 import sieve
 
 SIZE = 224
-OUT = Path(__file__).parent / "out"
 
 
 def _ort(path: Path, x: np.ndarray) -> np.ndarray:
@@ -103,7 +104,7 @@ def markdown(rows: list[dict]) -> str:
 
 if __name__ == "__main__":
     result = main("--quick" in sys.argv)
-    OUT.mkdir(exist_ok=True)
+    OUT = out_dir()
     (OUT / "ort_parity.json").write_text(json.dumps(result, indent=1))
     (OUT / "ort_parity.md").write_text(markdown(result))
     print(markdown(result))

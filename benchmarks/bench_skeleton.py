@@ -16,6 +16,8 @@ from pathlib import Path
 
 import numpy as np
 
+from benchmarks.common import out_dir
+
 from sieve.arch import decode_program, encode_program, load_arch
 from sieve.pipeline import integer_model
 from sieve.codegen import generate
@@ -115,8 +117,7 @@ def markdown(report: dict) -> str:
 
 if __name__ == "__main__":
     rep = main()
-    out = Path(__file__).parent / "results"
-    out.mkdir(exist_ok=True)
+    out = out_dir()
     (out / "skeleton.json").write_text(json.dumps(rep, indent=1))
     (out / "skeleton.md").write_text(markdown(rep))
     print(markdown(rep))

@@ -14,6 +14,8 @@ from pathlib import Path
 
 import numpy as np
 
+from benchmarks.common import out_dir
+
 from sieve.arch import encode_program, load_arch
 from sieve.pipeline import integer_model
 from sieve.codegen import generate
@@ -106,8 +108,7 @@ def plot(rep: dict, path: Path) -> None:
 
 if __name__ == "__main__":
     rep = main()
-    out = Path(__file__).parent / "results"
-    out.mkdir(exist_ok=True)
+    out = out_dir()
     (out / "sparsity.json").write_text(json.dumps(rep, indent=1))
     (out / "sparsity.md").write_text(markdown(rep))
     plot(rep, out / "sparsity.png")

@@ -1,4 +1,5 @@
-"""Run every benchmark; results land in benchmarks/results/ (JSON and Markdown)."""
+"""Run every benchmark. Results land in benchmarks/out/ (not tracked), or in the folder SIEVE_BENCH_OUT
+names (`make bench OUT=benchmarks/results` to publish into the tracked results)."""
 import runpy
 import sys
 from pathlib import Path

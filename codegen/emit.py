@@ -94,7 +94,7 @@ class Emitter:
         if not self._pending_loads:
             return False
         last = self._pending_loads[-1]
-        self._pending_loads[-1] = Instruction(last.opcode, last.args, LOADED, last.waits)
+        self._pending_loads[-1] = last.with_signal(LOADED)
         self.code.extend(self._pending_loads)
         self._pending_loads = []
         self.loaded += 1
@@ -114,7 +114,7 @@ class Emitter:
     def end_step(self) -> int:
         """Mark the step's last compute instruction as signalling STEPPED; return its value."""
         last = self.code[self._last_compute]
-        self.code[self._last_compute] = Instruction(last.opcode, last.args, STEPPED, last.waits)
+        self.code[self._last_compute] = last.with_signal(STEPPED)
         self._last_compute = None
         self.stepped += 1
         return self.stepped

@@ -60,11 +60,23 @@ def dequantize(q: np.ndarray, scale: float, zero_point: int) -> np.ndarray:
 
 
 def fma32(x, y, z) -> np.ndarray:
-    """float32 fused multiply-add, rounded once: x (integers up to 9 bits) times float32 y plus float32 z
-    is exact in the 64-bit significand of long double wherever the sum lies near a float32 rounding
-    boundary, so the one rounding to float32 is the FMA's."""
-    return (np.asarray(x, np.longdouble) * np.longdouble(np.float32(y))
-            + np.asarray(z, np.float32).astype(np.longdouble)).astype(np.float32)
+    """float32 fused multiply-add, rounded once, for integer x (up to 9 bits) and float32 y, z: the sum
+    in float64 plus its exact error (TwoSum); a second rounding to float32 can differ from the one
+    rounding only at a float32 midpoint, where the error's sign decides."""
+    p = np.asarray(x, np.float64) * np.float64(np.float32(y))        # exact: at most 33 significant bits
+    z64 = np.asarray(z, np.float32).astype(np.float64)
+    s = p + z64
+    bb = s - p
+    e = (p - (s - bb)) + (z64 - bb)                                  # s + e == p + z exactly (TwoSum)
+    r = np.asarray(s.astype(np.float32))
+    r64 = r.astype(np.float64)
+    d = s - r64
+    near = (e != 0) & (d != 0)          # rounding s again can differ only when s is a float32 midpoint
+    if np.any(near):
+        n = np.nextafter(r, np.where(d > 0, np.float32(np.inf), np.float32(-np.inf))).astype(np.float32)
+        tie = near & (s == (r64 + n.astype(np.float64)) * 0.5) & (np.sign(e) == np.sign(d))
+        r = np.where(tie, n, r)
+    return r
 
 
 def dq_requantize(x: np.ndarray, zx: int, sx, zy: int, sy, lo: int = -128, hi: int = 127) -> np.ndarray:

@@ -46,41 +46,50 @@ def _span(mem: np.ndarray, addr: int, nbytes: int, what: str) -> np.ndarray:
     return mem[addr:addr + nbytes]
 
 
-def _rows(mem: np.ndarray, addr: int, rows: int, row_bytes: int, stride: int, what: str) -> np.ndarray:
-    """Index array of a 2-D strided region, bounds-checked."""
+def _region(mem: np.ndarray, addr: int, rows: int, row_bytes: int, stride: int, what: str) -> np.ndarray:
+    """A view of a 2-D strided region [rows][row_bytes], bounds-checked (no index arrays)."""
     if rows == 0 or row_bytes == 0:
-        return np.zeros(0, np.int64)
+        return mem[:0].reshape(0, 0)
     last = addr + (rows - 1) * stride + row_bytes
     if addr < 0 or last > mem.size:
         raise OutOfBounds(f"{what} [{addr:#x}, {last:#x}) outside its {mem.size}-byte space")
-    return (addr + np.arange(rows, dtype=np.int64)[:, None] * stride + np.arange(row_bytes)[None, :]).ravel()
+    if rows == 1 or stride == row_bytes:
+        return mem[addr:addr + rows * row_bytes].reshape(rows, row_bytes)
+    if stride > row_bytes and addr + rows * stride <= mem.size:
+        return mem[addr:addr + rows * stride].reshape(rows, stride)[:, :row_bytes]
+    return np.lib.stride_tricks.as_strided(mem[addr:], (rows, row_bytes), (stride, 1), writeable=True)
 
 
 def _i8(mem: np.ndarray, addr: int, n: int, what: str) -> np.ndarray:
     return _span(mem, addr, n, what).view(np.int8)
 
 
-def _dma(m: Machine, core: CoreState, ins: Instruction) -> None:
-    d = _rows(m.dram, ins.dram_addr, ins.rows, ins.row_bytes, ins.dram_stride, "DRAM")
-    s = _rows(core.spad, ins.spad_addr, ins.rows, ins.row_bytes, ins.spad_stride, "scratchpad")
-    if ins.opcode is Opcode.LOAD:
-        core.spad[s] = m.dram[d]
-    else:
-        m.dram[d] = core.spad[s]
+def _load(m: Machine, core: CoreState, ins) -> None:
+    rows, row_bytes = ins.rows, ins.row_bytes
+    _region(core.spad, ins.spad_addr, rows, row_bytes, ins.spad_stride, "scratchpad")[...] = \
+        _region(m.dram, ins.dram_addr, rows, row_bytes, ins.dram_stride, "DRAM")
+
+
+def _store(m: Machine, core: CoreState, ins) -> None:
+    rows, row_bytes = ins.rows, ins.row_bytes
+    _region(m.dram, ins.dram_addr, rows, row_bytes, ins.dram_stride, "DRAM")[...] = \
+        _region(core.spad, ins.spad_addr, rows, row_bytes, ins.spad_stride, "scratchpad")
 
 
 def _windows(x: np.ndarray, out_h: int, out_w: int, kh: int, kw: int, sh: int, sw: int, dh: int, dw: int,
              pad_top: int, pad_left: int, fill) -> np.ndarray:
-    """x [H][W][C] -> [out_h][out_w][kh][kw][C], positions outside x read as ``fill``."""
+    """x [H][W][C] -> [out_h][out_w][kh][kw][C] (a strided view where possible), positions outside x
+    read as ``fill``."""
     span_h, span_w = (out_h - 1) * sh + dh * (kh - 1) + 1, (out_w - 1) * sw + dw * (kw - 1) + 1
     h, w, c = x.shape
-    xp = np.full((span_h, span_w, c), fill, dtype=x.dtype)
-    y0, x0 = pad_top, pad_left
-    hh, ww = max(0, min(h, span_h - y0)), max(0, min(w, span_w - x0))
-    xp[y0:y0 + hh, x0:x0 + ww] = x[:hh, :ww]
-    v = np.lib.stride_tricks.sliding_window_view(xp, (dh * (kh - 1) + 1, dw * (kw - 1) + 1), axis=(0, 1))
-    v = v[::sh, ::sw, :, ::dh, ::dw][:out_h, :out_w]          # [oh][ow][C][kh][kw]
-    return v.transpose(0, 1, 3, 4, 2)
+    if pad_top or pad_left or span_h > h or span_w > w:
+        xp = np.full((span_h, span_w, c), fill, dtype=x.dtype)
+        hh, ww = max(0, min(h, span_h - pad_top)), max(0, min(w, span_w - pad_left))
+        xp[pad_top:pad_top + hh, pad_left:pad_left + ww] = x[:hh, :ww]
+        x = xp
+    s0, s1, s2 = x.strides
+    return np.lib.stride_tricks.as_strided(x, (out_h, out_w, kh, kw, c), (sh * s0, sw * s1, dh * s0, dw * s1, s2),
+                                           writeable=False)
 
 
 def _matmul(m: Machine, core: CoreState, ins: Instruction) -> None:
@@ -168,10 +177,22 @@ def _requant(m: Machine, core: CoreState, ins: Instruction) -> None:
 
 
 def _fma32(x, y, z) -> np.ndarray:
-    """float32 fused multiply-add of small integers x, rounded once (exact in long double's 64-bit
-    significand wherever the sum is near a float32 rounding boundary)."""
-    return (np.asarray(x, np.longdouble) * np.longdouble(np.float32(y))
-            + np.asarray(z, np.float32).astype(np.longdouble)).astype(np.float32)
+    """float32 fused multiply-add of small integers x, rounded once: float64 sum and its exact error
+    (TwoSum), the error deciding at a float32 midpoint."""
+    p = np.asarray(x, np.float64) * np.float64(np.float32(y))        # exact: at most 33 significant bits
+    z64 = np.asarray(z, np.float32).astype(np.float64)
+    s = p + z64
+    bb = s - p
+    e = (p - (s - bb)) + (z64 - bb)                                  # s + e == p + z exactly (TwoSum)
+    r = np.asarray(s.astype(np.float32))
+    r64 = r.astype(np.float64)
+    d = s - r64
+    near = (e != 0) & (d != 0)          # rounding s again can differ only when s is a float32 midpoint
+    if np.any(near):
+        n = np.nextafter(r, np.where(d > 0, np.float32(np.inf), np.float32(-np.inf))).astype(np.float32)
+        tie = near & (s == (r64 + n.astype(np.float64)) * 0.5) & (np.sign(e) == np.sign(d))
+        r = np.where(tie, n, r)
+    return r
 
 
 def _add(m: Machine, core: CoreState, ins: Instruction) -> None:
@@ -214,7 +235,9 @@ def _halt(m: Machine, core: CoreState, ins: Instruction) -> None:
     pass
 
 
-EXECUTE = {Opcode.LOAD: _dma, Opcode.STORE: _dma, Opcode.MATMUL: _matmul, Opcode.REQUANT: _requant,
+# one entry per opcode; ``ins`` is anything with the opcode's fields as attributes (an Instruction,
+# or the named tuple of a decoded stream's record)
+EXECUTE = {Opcode.LOAD: _load, Opcode.STORE: _store, Opcode.MATMUL: _matmul, Opcode.REQUANT: _requant,
            Opcode.ADD: _add, Opcode.MAXPOOL: _maxpool, Opcode.RELU: _relu, Opcode.HALT: _halt}
 
 

@@ -9,10 +9,13 @@ import numpy as np
 
 from sieve.arch.binary import BinaryFormatError, Program, TensorDesc, check_compatible, decode_program
 from sieve.arch.config import ArchConfig
+from sieve.arch.isa import Opcode
 from sieve.simulator.errors import SimulatorError, Trap
-from sieve.simulator.functional import Machine, OutOfBounds, execute
+from sieve.simulator.functional import EXECUTE, Machine, OutOfBounds
 from sieve.simulator.stats import RunStats, collect
 from sieve.simulator.timing import Timeline, simulate_timing
+
+_OPCODE_VALUES = {int(op) for op in Opcode}
 
 
 def load_binary(source: str | Path | bytes, arch: ArchConfig | None = None) -> Program:
@@ -71,9 +74,13 @@ def _execute(p: Program, t: Timeline, inputs: Mapping[str, np.ndarray]) -> dict[
         m.dram[d.dram_addr:d.dram_addr + mem.size] = mem
     # execute in simulated-time order, not program order: an instruction that starts before the
     # data it needs has landed (a missing wait in the binary) then computes a wrong answer
+    records = [s.records() for s in t.streams]
+    opcodes = [s.opcode.tolist() for s in t.streams]
+    handlers = [EXECUTE.get(Opcode(op)) if op in _OPCODE_VALUES else None for op in range(256)]
+    cores = m.cores
     for core, idx in t.order:
         try:
-            execute(m, core, p.streams[core][idx])
+            handlers[opcodes[core][idx]](m, cores[core], records[core][idx])
         except OutOfBounds as err:
             raise Trap(str(err), core, idx, p.layer_of(core, idx)) from None
     return {d.name: d.from_memory(m.dram[d.dram_addr:d.dram_addr + d.nbytes].view(d.stored_dtype())).copy()

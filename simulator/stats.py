@@ -76,12 +76,12 @@ def collect(p: Program, t: Timeline) -> RunStats:
         sl = slice(sym.start, sym.end)
         s, e = int(t.start[sym.core][sl].min()), int(t.end[sym.core][sl].max())
         counts = t.counts[sym.core][sl].sum(axis=0)
-        busy = {q.name.lower(): int(sum(t.busy[sym.core][i] for i in range(sym.start, sym.end)
-                                        if p.streams[sym.core][i].queue is q)) for q in Queue}
+        stream, busy_cycles = t.streams[sym.core], t.busy[sym.core][sl]
+        queue = stream.queue[sl]
+        busy = {q.name.lower(): int(busy_cycles[queue == int(q)].sum()) for q in Queue}
         cycles = e - s
         macs = int(counts[E["macs"]])
-        mac_cycles = int(sum(t.busy[sym.core][i] for i in range(sym.start, sym.end)
-                             if p.streams[sym.core][i].opcode is Opcode.MATMUL))
+        mac_cycles = int(busy_cycles[stream.opcode[sl] == int(Opcode.MATMUL)].sum())
         layers.append(LayerStats(sym.name, sym.op, s, e, cycles, sym.end - sym.start, macs,
                                  macs / (cycles * peak) if cycles else 0.0, busy, mac_cycles, _events(counts),
                                  energy_pj(counts, cycles, arch)))

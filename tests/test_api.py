@@ -49,9 +49,13 @@ def test_api_surface_and_errors(tmp_path):
 
 
 def test_wheel_installs_only_the_sieve_namespace(tmp_path):
-    dist = tmp_path / "dist"
+    dist, src = tmp_path / "dist", tmp_path / "src"
+    import shutil                              # build from a clean copy: no stale build/ of the tree
+    shutil.copytree(ROOT, src, ignore=shutil.ignore_patterns(".venv", ".git", "build", "*.egg-info", "__pycache__",
+                                                              ".hypothesis", ".pytest_cache", "demo-out", "try",
+                                                              "out"))
     subprocess.run([sys.executable, "-m", "pip", "wheel", "--quiet", "--no-deps", "--no-build-isolation", "-w",
-                    str(dist), str(ROOT)], check=True, cwd=tmp_path)
+                    str(dist), str(src)], check=True, cwd=tmp_path)
     wheel = next(dist.glob("sieve-*.whl"))
     with zipfile.ZipFile(wheel) as z:
         names = z.namelist()
