@@ -86,18 +86,37 @@ FIELDS: dict[Opcode, list[tuple[str, str, int]]] = {
 for _op, _fields in FIELDS.items():
     assert HEADER_BITS + sum(b for _, _, b in _fields) <= WORD_BYTES * 8, _op
 FIELD_NAMES = {op: tuple(name for name, _, _ in fs) for op, fs in FIELDS.items()}
-_NAME_SETS = {op: frozenset(names) for op, names in FIELD_NAMES.items()}
-_KINDS = {op: tuple((name, kind) for name, kind, _ in fs) for op, fs in FIELDS.items()}
+
 _INDEX = {op: {name: i for i, name in enumerate(names)} for op, names in FIELD_NAMES.items()}
-# fields that may be left out when an instruction is written by hand (assembler, tests)
-OPTIONAL = {Opcode.MATMUL: {"fmt": 0, "depthwise": 0, "batch_groups": 0, "groups": 0, "nnz": 0, "nm_n": 0,
-                            "nm_m": 0},
-            Opcode.ADD: {"mode": 0, "sc": 0.0}}
-ADD_MODES = {"s8": 0, "u8": 1, "float": 2}     # the ADD instruction's arithmetic (docs/isa.md)
 
 
 def _f32(x: float) -> float:
     return float(np.float32(x))
+
+
+# fields that may be left out when an instruction is written by hand (assembler, tests)
+OPTIONAL = {Opcode.MATMUL: {"fmt": 0, "depthwise": 0, "batch_groups": 0, "groups": 0, "nnz": 0, "nm_n": 0,
+                            "nm_m": 0},
+            Opcode.ADD: {"mode": 0, "sc": 0.0}}
+
+
+def _args_function(op: Opcode):
+    """A function of the opcode's fields as keyword arguments (the optional ones with defaults) that
+    returns the args tuple in table order, ints and float32 values: Python binds and checks the
+    keywords, which costs far less than checking a dict (the compiler makes tens of thousands)."""
+    params = [name + (f"={OPTIONAL[op][name]!r}" if name in OPTIONAL.get(op, {}) else "") for name in FIELD_NAMES[op]]
+    params.sort(key=lambda p: "=" in p)                   # parameters with defaults last
+    body = ", ".join(f"_f32({name})" if kind == "f" else f"int({name})" for name, kind, _ in FIELDS[op])
+    source = f"def args(*, {', '.join(params)}):\n    return ({body}{',' if len(FIELDS[op]) == 1 else ''})\n"
+    if not params:
+        source = "def args():\n    return ()\n"
+    namespace = {"_f32": _f32}
+    exec(source, namespace)                               # noqa: S102 - generated from the field table
+    return namespace["args"]
+
+
+_ARGS = {op: _args_function(op) for op in Opcode}
+ADD_MODES = {"s8": 0, "u8": 1, "float": 2}     # the ADD instruction's arithmetic (docs/isa.md)
 
 
 @dataclass(frozen=True)
@@ -109,18 +128,23 @@ class Instruction:
 
     @classmethod
     def make(cls, opcode: Opcode, signal: int = 0, waits: tuple = (), **fields: Any) -> "Instruction":
-        names = FIELD_NAMES[opcode]
-        if opcode in OPTIONAL:
-            fields = {**OPTIONAL[opcode], **fields}
-        if len(fields) != len(names) or not _NAME_SETS[opcode].issuperset(fields):
-            missing = [n for n in names if n not in fields]
+        """An instruction from named fields (optional ones may be left out); values become ints, and
+        float32 for float fields. Ranges are checked when the stream is encoded."""
+        try:
+            args = _ARGS[opcode](**fields)
+        except TypeError:
+            names = FIELD_NAMES[opcode]
+            missing = [n for n in names if n not in fields and n not in OPTIONAL.get(opcode, {})]
             extra = [n for n in fields if n not in names]
-            raise ISAError(f"{opcode.name}: missing fields {missing}, unknown fields {extra}")
-        args = tuple(_f32(fields[n]) if kind == "f" else int(fields[n]) for n, kind in _KINDS[opcode])
+            if missing or extra:
+                raise ISAError(f"{opcode.name}: missing fields {missing}, unknown fields {extra}") from None
+            raise ISAError(f"{opcode.name}: a field is not a number") from None
+        except (ValueError, OverflowError) as err:
+            raise ISAError(f"{opcode.name}: a field is not a number: {err}") from None
         waits = tuple((int(c), int(v)) for c, v in waits if c and v)
         if len(waits) > 2:
             raise ISAError(f"{opcode.name}: at most two wait conditions, got {len(waits)}")
-        return _CLASSES[opcode](opcode, args, signal, waits)
+        return Instruction.of(opcode, args, signal, waits)
 
     @staticmethod
     def of(opcode: Opcode, args: tuple, signal: int = 0, waits: tuple = ()) -> "Instruction":

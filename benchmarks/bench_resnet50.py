@@ -44,7 +44,7 @@ def _median(argv: list[str], cwd: Path) -> tuple[float, list[float], str]:
 
 
 def _loaded(stdout: str) -> float:
-    return float(re.search(r"loaded in ([0-9.]+) s", stdout).group(1))
+    return float(re.search(r"loaded .* in ([0-9.]+) s", stdout).group(1))
 
 
 def main() -> dict:

@@ -33,9 +33,10 @@ def act_float(node: Node, y: np.ndarray) -> np.ndarray:
     """The fused activation on float values: none, relu, or clip(clip_min, clip_max)."""
     act = node.attrs.get("act", "none")
     if act == "relu":
-        return np.maximum(y, 0).astype(np.float32)
+        y = np.asarray(y, np.float32)
+        return np.maximum(y, 0, out=y) if y.flags.writeable and y.base is None else np.maximum(y, np.float32(0))
     if act == "clip":
-        return np.clip(y, node.attrs["clip_min"], node.attrs["clip_max"]).astype(np.float32)
+        return np.clip(y, node.attrs["clip_min"], node.attrs["clip_max"]).astype(np.float32, copy=False)
     return y
 
 
@@ -109,8 +110,9 @@ def _grouped(node: Node, x: np.ndarray, pad_value, dtype=np.float64) -> np.ndarr
 
 
 def _conv_float(node: Node, xs: Arrays) -> np.ndarray:
-    y = _grouped(node, xs[0], 0.0, np.float32) + node.params["b"].astype(np.float32)[None, :, None, None]
-    return act_float(node, y.astype(np.float32))
+    y = _grouped(node, xs[0], 0.0, np.float32)
+    y += node.params["b"].astype(np.float32)[None, :, None, None]          # in place: a fresh array
+    return act_float(node, y)
 
 
 def _conv_int(node: Node, xs: Arrays, ins: Types) -> np.ndarray:
@@ -168,7 +170,7 @@ def _no_macs(node: Node, ins: Types) -> int:
 
 
 def _add_float(node: Node, xs: Arrays) -> np.ndarray:
-    return act_float(node, (xs[0] + xs[1]).astype(np.float32))
+    return act_float(node, np.add(xs[0], xs[1], dtype=np.float32))
 
 
 # The arithmetic of an integer Add, as onnxruntime computes it on x86-64 (docs/onnx.md):

@@ -16,8 +16,10 @@ import functools
 import itertools
 from dataclasses import dataclass
 
+import numpy as np
+
 from sieve.arch.config import ArchConfig
-from sieve.scheduler.plan import (ConvGeom, MatmulTiling, SpadLayout, align, ceil_div, dma_cycles, split)
+from sieve.scheduler.plan import ALIGN, ConvGeom, MatmulTiling, SpadLayout, align, ceil_div, dma_cycles, split
 
 ORDERS = ("k_outer", "pixels_outer")
 
@@ -109,9 +111,90 @@ def _fmt_name(g: ConvGeom) -> str:
     return {"dense": "dense", "unstructured": "unstructured"}.get(g.fmt, f"{g.nm[0]}:{g.nm[1]}")
 
 
+def _wtb(g: ConvGeom, k_t: np.ndarray, c_t: np.ndarray, lanes: int) -> np.ndarray:
+    """ConvGeom.weight_tile_bytes over arrays of tile sizes."""
+    r = np.full_like(c_t, g.taps) if g.depthwise else g.taps * c_t
+    if g.fmt == "unstructured":
+        per_row = -(-np.minimum(r, g.nnz_max) // lanes) * lanes
+        return 4 * k_t + 3 * k_t * per_row + 1
+    if g.fmt == "nm":
+        n, m = g.nm
+        values = k_t * -(-r // m) * n
+        return values + (values + 1) // 2
+    return k_t * r * g.w_bytes
+
+
+def _row_groups(g: ConvGeom, c_t: np.ndarray, lanes: int) -> np.ndarray:
+    """ConvGeom.row_groups over an array of channel tiles."""
+    r = np.full_like(c_t, g.taps) if g.depthwise else g.taps * c_t
+    if g.fmt == "unstructured":
+        return -(-np.ceil(g.dmax * r).astype(np.int64) // lanes)
+    if g.fmt == "nm":
+        n, m = g.nm
+        return -(-(-(-r // m) * n) // lanes)
+    return -(-r // lanes) * g.w_bytes
+
+
+def _max_in(size: np.ndarray, stride: int, dil: int, kern: int, extent: int) -> np.ndarray:
+    return np.minimum(extent, (size - 1) * stride + dil * (kern - 1) + 1)
+
+
+def _split(total: int, tile: np.ndarray):
+    """The two tile sizes of each split (full tiles, then the remainder) and how often each occurs."""
+    full, rest = total // tile, total % tile
+    return (tile, full), (rest, (rest > 0).astype(np.int64))
+
+
+def _align(n: np.ndarray) -> np.ndarray:
+    return (n + ALIGN - 1) // ALIGN * ALIGN
+
+
+def _estimate_all(g: ConvGeom, k_t, c_t, oh_t, ow_t, pixels_outer, arch: ArchConfig):
+    """``estimate`` over arrays of candidates: (cycles, compute, dma), each [candidates]; the same
+    arithmetic, term for term, so the same numbers."""
+    c = arch.core
+    ks, cs = _split(g.k, k_t), _split(g.c, c_t)
+    if g.depthwise:
+        cs = ((np.ones_like(c_t), np.ones_like(c_t)),)
+    ys, xs = _split(g.oh, oh_t), _split(g.ow, ow_t)
+    pixels = [(ny * nx, ny, nx, my * mx) for ny, my in ys for nx, mx in xs]
+    n_sp = sum(mp for *_, mp in pixels)
+    if g.fmt == "unstructured" and g.rows is not None:
+        tiles = sum(mk for _, mk in ks) * sum(mc for _, mc in cs)
+        pairs = {(int(a), int(b)) for a, b in zip(k_t.tolist(), c_t.tolist())}
+        bgs = {pair: g.rows.batch_groups(pair[0], pair[1], c.simd_lanes, c.pe_rows, g.balance) for pair in pairs}
+        bg = np.array([bgs[a, b] for a, b in zip(k_t.tolist(), c_t.tolist())], np.int64)
+        mm = bg * sum(mp * cols for cols, _, _, mp in pixels) + tiles * n_sp * c.matmul_fill_cycles
+    else:
+        mm = sum(mk * mc * mp * (-(-nk // c.pe_rows) * _row_groups(g, nc, c.simd_lanes) * cols + c.matmul_fill_cycles)
+                 for nk, mk in ks for nc, mc in cs for cols, _, _, mp in pixels)
+    rq = sum(mk * mp * (-(-(nk * cols) // c.vector_lanes) + c.vector_fill_cycles)
+             for nk, mk in ks for cols, _, _, mp in pixels)
+    compute = g.n * g.groups * (mm + rq)
+    n_k = -(-g.k // k_t)
+    n_c = np.ones_like(c_t) if g.depthwise else -(-g.c // c_t)
+    w_bytes = sum(mk * mc * _wtb(g, nk, nc, c.simd_lanes) for nk, mk in ks for nc, mc in cs) + 8 * g.k
+    x_bytes = sum(mp * _max_in(ny, g.sh, g.dh, g.kh, g.h) * _max_in(nx, g.sw, g.dw, g.kw, g.w)
+                  for _, ny, nx, mp in pixels) * g.c
+    many = (n_k * n_c) > 1
+    w_loads = np.where(pixels_outer, np.where(many, g.n * n_sp, 1), np.where(n_c == 1, 1, n_sp * g.n))
+    x_loads = np.where(pixels_outer, np.where(n_c > 1, n_k, 1), np.where(n_sp * n_c * g.n > 1, n_k, 1))
+    if g.depthwise:
+        x_loads = np.ones_like(x_loads)
+    moved = g.groups * (w_bytes * w_loads + x_bytes * x_loads * g.n + g.n * g.oh * g.ow * g.k * g.out_bytes)
+    dma = np.ceil(moved / arch.memory.dram_bytes_per_cycle).astype(np.int64)
+    steps = g.groups * g.n * n_sp * n_k * n_c
+    lat = arch.memory.dram_latency_cycles
+    period = np.maximum(np.maximum(compute / steps, dma / steps), (lat + (dma + compute) / steps) / 2)
+    total = (steps * period + dma / steps + 2 * lat).astype(np.int64)
+    return total, compute, dma
+
+
 @functools.lru_cache(maxsize=1024)
 def search(g: ConvGeom, arch: ArchConfig) -> tuple[MatmulTiling, Estimate, str] | None:
-    """The cheapest fitting tiling (cached: networks repeat layer shapes, and both keys are frozen)."""
+    """The cheapest fitting tiling (cached: networks repeat layer shapes, and both keys are frozen).
+    Every candidate is priced at once with numpy (``_estimate_all``); ties go to fewer steps, then
+    the weights-outer order, then the candidate listed first."""
     c = arch.core
     # whole PE-row groups first; smaller tiles too, for layers whose window fills the scratchpad
     k_opts = sorted(set(_choices(g.k, c.pe_rows)) | set(_choices(min(g.k, c.pe_rows))), reverse=True)
@@ -120,8 +203,7 @@ def search(g: ConvGeom, arch: ArchConfig) -> tuple[MatmulTiling, Estimate, str] 
         c_opts = [0]                # c_t follows k_t
     if g.fmt == "nm":               # channel tiles keep whole N:M blocks
         c_opts = [ct for ct in c_opts if ct % g.nm[1] == 0 or ct == g.c] or [g.c]
-    best: list[tuple[int, int, MatmulTiling, Estimate]] = []
-    tried = 0
+
     # first tiles of at least a quarter of the output columns (and of the input channels for packed
     # weights, where narrow tiles only add padding); narrower ones only if nothing fits
     def wide(opts, total, keep):
@@ -129,29 +211,33 @@ def search(g: ConvGeom, arch: ArchConfig) -> tuple[MatmulTiling, Estimate, str] 
     phases = ((_choices(g.oh), wide(_choices(g.ow), g.ow, True), wide(c_opts, g.c, g.fmt != "dense")),
               (_choices(g.oh), _choices(g.ow), c_opts))
     for heights, widths, chans in phases:
-        for k_t, c_t, oh_t, ow_t, order in itertools.product(k_opts, chans, heights, widths, ORDERS):
-            k_t = min(k_t, 4095)
-            if g.depthwise and order == "pixels_outer":
-                continue                # the same steps as k_outer
-            t = MatmulTiling(k_t, oh_t, ow_t, k_t if g.depthwise else c_t, order)
-            if not fits(g, t, arch):
-                continue
-            tried += 1
-            e = estimate(g, t, arch)
-            steps = ceil_div(g.k, t.k_t) * ceil_div(g.c, t.c_t) * ceil_div(g.oh, t.oh_t) * ceil_div(g.ow, t.ow_t)
-            best.append((e.cycles, steps, t, e))
-        if best:
-            break
-    if not best:
-        return None
-    best.sort(key=lambda r: (r[0], r[1], r[2].order))      # ties: fewer steps, then k_outer
-    _, _, t, e = best[0]
-    bound = "compute-bound" if e.compute >= e.dma else "DMA-bound"
-    reason = (f"{_fmt_name(g)} k_t={t.k_t} oh_t={t.oh_t} ow_t={t.ow_t} c_t={t.c_t} {t.order}: est {e.cycles} cycles "
-              f"(compute {e.compute}, DMA {e.dma}, {bound}; weights fetched {e.w_loads}x, inputs "
-              f"{e.x_loads}x), cheapest of {tried} fitting candidates")
-    if len(best) > 1:
-        _, _, t2, e2 = best[1]
-        reason += (f"; runner-up k_t={t2.k_t} oh_t={t2.oh_t} ow_t={t2.ow_t} c_t={t2.c_t} "
-                   f"{t2.order} at {e2.cycles}")
-    return t, e, reason
+        orders = (0,) if g.depthwise else (0, 1)          # depthwise: pixels_outer takes the same steps
+        grid = np.meshgrid(np.minimum(np.array(k_opts, np.int64), 4095), np.array(chans, np.int64),
+                           np.array(heights, np.int64), np.array(widths, np.int64), np.array(orders, np.int64),
+                           indexing="ij")
+        k_t, c_t, oh_t, ow_t, po = (a.ravel() for a in grid)
+        if g.depthwise:
+            c_t = k_t.copy()
+        ih, iw = _max_in(oh_t, g.sh, g.dh, g.kh, g.h), _max_in(ow_t, g.sw, g.dw, g.kw, g.w)
+        spad = 2 * (_align(_align(_wtb(g, k_t, c_t, c.simd_lanes)) + 8 * k_t) + _align(ih * iw * c_t)
+                    + _align(oh_t * ow_t * k_t * g.out_bytes))
+        ok = (spad <= c.scratchpad_bytes) & (k_t * oh_t * ow_t <= arch.acc_entries)
+        if not ok.any():
+            continue
+        k_t, c_t, oh_t, ow_t, po = k_t[ok], c_t[ok], oh_t[ok], ow_t[ok], po[ok]
+        cycles, _, _ = _estimate_all(g, k_t, c_t, oh_t, ow_t, po == 1, arch)
+        steps = -(-g.k // k_t) * -(-g.c // c_t) * -(-g.oh // oh_t) * -(-g.ow // ow_t)
+        rank = np.lexsort((np.arange(len(cycles)), po, steps, cycles))
+        tiling = [MatmulTiling(int(k_t[i]), int(oh_t[i]), int(ow_t[i]), int(c_t[i]), ORDERS[int(po[i])])
+                  for i in rank[:2]]
+        t, e = tiling[0], estimate(g, tiling[0], arch)
+        bound = "compute-bound" if e.compute >= e.dma else "DMA-bound"
+        reason = (f"{_fmt_name(g)} k_t={t.k_t} oh_t={t.oh_t} ow_t={t.ow_t} c_t={t.c_t} {t.order}: est {e.cycles} "
+                  f"cycles (compute {e.compute}, DMA {e.dma}, {bound}; weights fetched {e.w_loads}x, inputs "
+                  f"{e.x_loads}x), cheapest of {len(cycles)} fitting candidates")
+        if len(tiling) > 1:
+            t2 = tiling[1]
+            reason += (f"; runner-up k_t={t2.k_t} oh_t={t2.oh_t} ow_t={t2.ow_t} c_t={t2.c_t} "
+                       f"{t2.order} at {int(cycles[rank[1]])}")
+        return t, e, reason
+    return None

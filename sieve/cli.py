@@ -264,7 +264,7 @@ def cmd_run(args) -> None:
     with blas_threads(args.threads):
         result = run(program, inputs, functional=not args.timing_only)
     elapsed = time.perf_counter() - t1
-    from sieve.report import energy_table, sparsity_report, sparsity_tables, stats_table, summary_line
+    from sieve.report import sparsity_report, summary_line
     report = sparsity_report(program, result.stats) if (args.report or stats_path) else None
     if out:
         _save_outputs(out, result.model_outputs(), result.floats)
@@ -273,6 +273,15 @@ def cmd_run(args) -> None:
         d["inferences"] = result.inferences
         d["sparsity"] = report
         files.write_text(stats_path, json.dumps(d, indent=1))
+    n = sum(len(s) for s in program.streams)
+    how = "timing only" if args.timing_only else f"{result.inferences} inference(s), bit-exact"
+    tail = [f"loaded {args.binary} ({n:,} instructions) in {t_load:.3f} s",
+            f"simulated in {elapsed:.3f} s ({how})" + "".join(f"; wrote {p}" for p in (out, stats_path) if p)]
+    if args.quiet and not args.report:                # plain lines: no table library to load
+        print(summary_line(result.stats))
+        print("\n".join(tail))
+        return
+    from sieve.report import energy_table, sparsity_tables, stats_table
     con = _console()
     if args.quiet:
         con.print(summary_line(result.stats))
@@ -286,9 +295,7 @@ def cmd_run(args) -> None:
             con.print(table)
     if not args.quiet:
         _print_top1(con, result.floats, result.inferences)
-    con.print(f"loaded in {t_load:.3f} s; simulated in {elapsed:.3f} s" +
-              (" (timing only)" if args.timing_only else f" ({result.inferences} inference(s))") +
-              "".join(f"; wrote {p}" for p in (out, stats_path) if p))
+    con.print("\n".join(tail))
 
 
 def cmd_interpret(args) -> None:
@@ -375,11 +382,22 @@ def _common(p: argparse.ArgumentParser, top: bool) -> None:
                         "exact products; 0: the BLAS library's default)")
 
 
+class _Version(argparse.Action):
+    """--version, looked up only when asked (reading package metadata costs tens of milliseconds)."""
+
+    def __init__(self, option_strings, dest, **kwargs):
+        super().__init__(option_strings, dest, nargs=0, help="print the version and exit")
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        from sieve import __version__
+        print(f"sieve {__version__}")
+        parser.exit()
+
+
 def parser() -> argparse.ArgumentParser:
-    from sieve import __version__
     p = argparse.ArgumentParser(prog="sieve", description="Compile models for sparse INT8 accelerators and "
                                 "simulate the binaries cycle by cycle, bit-exact.")
-    p.add_argument("--version", action="version", version=f"sieve {__version__}")
+    p.add_argument("--version", action=_Version)
     _common(p, top=True)
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
 

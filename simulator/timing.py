@@ -49,84 +49,92 @@ def simulate_timing(p: Program) -> Timeline:
     streams = as_streams(p)
     priced = [costs(s, arch) for s in streams]
     n_cores = len(streams)
-    # one entry per (core, queue), k = 3 * core + queue: its instructions as
-    # (index, cycles, signal, wait counter 1, value 1, wait counter 2, value 2), in program order
-    ops, qcore, is_dma = [], [], []
-    for core, (s, (cyc, _)) in enumerate(zip(streams, priced)):
-        cols = list(zip(range(len(s)), cyc.tolist(), s.signal.tolist(), s.wait_counter[:, 0].tolist(),
-                        s.wait_value[:, 0].tolist(), s.wait_counter[:, 1].tolist(), s.wait_value[:, 1].tolist()))
-        queue = s.queue.tolist()
+    # one entry per (core, queue), k = 3 * core + queue: its instructions' indices, cycles, signals and
+    # wait conditions as parallel lists, in program order
+    idx, cyc, sig, w0, v0, w1, v1, qcore, is_dma = [], [], [], [], [], [], [], [], []
+    for core, (s, (cycles, _)) in enumerate(zip(streams, priced)):
         for q in Queue:
-            ops.append([row for row, qq in zip(cols, queue) if qq == q])
+            sel = np.flatnonzero(s.queue == int(q))
+            idx.append(sel.tolist())
+            cyc.append(cycles[sel].tolist())
+            sig.append(s.signal[sel].tolist())
+            w0.append(s.wait_counter[sel, 0].tolist())
+            v0.append(s.wait_value[sel, 0].tolist())
+            w1.append(s.wait_counter[sel, 1].tolist())
+            v1.append(s.wait_value[sel, 1].tolist())
             qcore.append(core)
             is_dma.append(q != Queue.COMPUTE)
     start = [[0] * len(s) for s in streams]
     end = [[0] * len(s) for s in streams]
     reached = [[[] for _ in range(NUM_COUNTERS + 1)] for _ in range(n_cores)]
     waiting: dict[tuple[int, int], list[int]] = {}          # (core, counter) -> heads blocked on it
-    pos = [0] * len(ops)
-    free = [0] * len(ops)
-    ready = [NEVER] * len(ops)
+    size = [len(x) for x in idx]
+    pos = [0] * len(idx)
+    free = [0] * len(idx)
+    ready = [NEVER] * len(idx)
 
     def examine(k: int) -> None:
         """The ready time of queue k's head, or NEVER (and note the counter it waits on)."""
-        if pos[k] >= len(ops[k]):
+        j = pos[k]
+        if j >= size[k]:
             ready[k] = NEVER
             return
-        _, _, _, c0, v0, c1, v1 = ops[k][pos[k]]
         r = free[k]
-        if c0 and v0:
-            times = reached[qcore[k]][c0]
-            if len(times) < v0:
+        c = w0[k][j]
+        if c:
+            times, v = reached[qcore[k]][c], v0[k][j]
+            if len(times) < v:
                 ready[k] = NEVER
-                waiting.setdefault((qcore[k], c0), []).append(k)
+                waiting.setdefault((qcore[k], c), []).append(k)
                 return
-            if times[v0 - 1] > r:
-                r = times[v0 - 1]
-        if c1 and v1:
-            times = reached[qcore[k]][c1]
-            if len(times) < v1:
+            if v and times[v - 1] > r:
+                r = times[v - 1]
+        c = w1[k][j]
+        if c:
+            times, v = reached[qcore[k]][c], v1[k][j]
+            if len(times) < v:
                 ready[k] = NEVER
-                waiting.setdefault((qcore[k], c1), []).append(k)
+                waiting.setdefault((qcore[k], c), []).append(k)
                 return
-            if times[v1 - 1] > r:
-                r = times[v1 - 1]
+            if v and times[v - 1] > r:
+                r = times[v - 1]
         ready[k] = r
 
-    for k in range(len(ops)):
+    for k in range(len(idx)):
         examine(k)
     order: list[tuple[int, int]] = []
+    append = order.append
     channel_free = 0
-    remaining = sum(len(s) for s in streams)
+    remaining = sum(size)
     while remaining:
         r = min(ready)
         if r >= NEVER:
-            raise _deadlock(p, streams, ops, pos, reached)
+            raise _deadlock(p, streams, idx, pos, reached)
         k = ready.index(r)                      # ties: the lowest core, then load, compute, store
-        core = qcore[k]
-        i, c, s, *_ = ops[k][pos[k]]
+        core, j = qcore[k], pos[k]
+        i = idx[k][j]
         if is_dma[k]:
             if channel_free > r:
                 r = channel_free
-            channel_free = r + c
+            channel_free = r + cyc[k][j]
             free[k] = channel_free
             finish = channel_free + latency
         else:
-            finish = r + c
-            free[k] = finish
+            finish = free[k] = r + cyc[k][j]
         start[core][i] = r
         end[core][i] = finish
-        order.append((core, i))
-        pos[k] += 1
+        append((core, i))
+        pos[k] = j + 1
         remaining -= 1
-        blocked = ()
+        s = sig[k][j]
         if s:                                   # signal first: the next head may wait on it
             reached[core][s].append(finish)
-            blocked = waiting.pop((core, s), ())
-        examine(k)
-        for b in blocked:
-            if b != k:
-                examine(b)
+            examine(k)
+            for b in waiting.pop((core, s), ()):
+                if b != k:
+                    examine(b)
+        else:
+            examine(k)
     starts = tuple(np.asarray(x, np.int64) for x in start)
     ends = tuple(np.asarray(x, np.int64) for x in end)
     total = int(max((e.max() for e in ends if e.size), default=0))
@@ -134,11 +142,11 @@ def simulate_timing(p: Program) -> Timeline:
                     streams)
 
 
-def _deadlock(p: Program, streams, ops, pos, reached) -> SimulatorError:
-    for k, rows in enumerate(ops):
+def _deadlock(p: Program, streams, indices, pos, reached) -> SimulatorError:
+    for k, rows in enumerate(indices):
         if pos[k] < len(rows):
             core, q = divmod(k, 3)
-            idx = rows[pos[k]][0]
+            idx = rows[pos[k]]
             s = streams[core]
             waits = ", ".join(f"counter {c} >= {v} (has {len(reached[core][c])})"
                               for c, v in zip(s.wait_counter[idx].tolist(), s.wait_value[idx].tolist()) if c)

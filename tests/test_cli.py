@@ -203,9 +203,9 @@ def test_version_and_options_after_the_command(workdir, capsys):
     for stage in ("load model", "calibrate", "quantize", "schedule", "codegen"):
         assert f"sieve: INFO: {stage}: " in err, stage
     out, _ = sieve("run", "mlp.sieve", "--timing-only", "-q", capsys=capsys)
-    assert len(out.strip().splitlines()) == 2 and "cycles" in out          # the summary, no tables
+    assert len(out.strip().splitlines()) == 3 and "cycles" in out          # the summary, no tables
     out, _ = sieve("-q", "run", "mlp.sieve", "--timing-only", "--threads", "2", capsys=capsys)
-    assert len(out.strip().splitlines()) == 2
+    assert len(out.strip().splitlines()) == 3
 
 
 def test_arch_prints_toml_that_arch_reads_back(workdir, capsys):

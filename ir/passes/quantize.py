@@ -37,10 +37,10 @@ def calibrate(graph: Graph, samples: Mapping[str, np.ndarray], method: str = "mi
     picks: dict[str, list[np.ndarray]] = {}
 
     def observe(name: str, value: np.ndarray) -> None:
-        flat = value.ravel()
-        lo[name] = min(lo.get(name, np.inf), float(flat.min()))
-        hi[name] = max(hi.get(name, -np.inf), float(flat.max()))
+        lo[name] = min(lo.get(name, np.inf), float(value.min()))
+        hi[name] = max(hi.get(name, -np.inf), float(value.max()))
         if method == "percentile":
+            flat = value.ravel()
             take = flat if flat.size <= 65536 else flat[rng.integers(0, flat.size, 65536)]
             picks.setdefault(name, []).append(take)
 
