@@ -8,6 +8,7 @@ Words are 48 bytes, little-endian: six uint64 limbs per instruction; a field at 
 """
 from __future__ import annotations
 
+import itertools
 from collections import namedtuple
 from collections.abc import Sequence
 from typing import Iterable
@@ -126,7 +127,8 @@ class Stream(Sequence):
             if not rows:
                 fields[op] = (idx, {})
                 continue
-            table = np.array([instructions[j].args for j in idx], np.float64).reshape(len(idx), len(rows))
+            table = np.fromiter(itertools.chain.from_iterable(instructions[j].args for j in idx.tolist()),
+                                np.float64, len(idx) * len(rows)).reshape(len(idx), len(rows))
             cols = {}
             for c, (name, kind, bits, _) in enumerate(rows):
                 col = table[:, c]

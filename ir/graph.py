@@ -1,4 +1,4 @@
-"""The IR: a graph of frozen nodes over networkx.
+"""The IR: a graph of frozen nodes (networkx on demand, see Graph.to_networkx).
 
 A node produces exactly one tensor, named after the node. Weights are node
 parameters (numpy arrays), not separate graph nodes. The graph is immutable in
@@ -7,11 +7,11 @@ practice: passes build new graphs with ``Graph.from_nodes``.
 from __future__ import annotations
 
 import enum
+import heapq
 from dataclasses import dataclass, field, replace
 from types import MappingProxyType
 from typing import Any, Iterable, Iterator, Mapping
 
-import networkx as nx
 import numpy as np
 
 from sieve.ir.types import TensorType
@@ -51,6 +51,17 @@ def _freeze(value: Any) -> Any:
     return value
 
 
+def _frozen(arr: np.ndarray) -> bool:
+    """An array no reference can change: read-only, and owning its data (or a view of such)."""
+    while arr is not None:
+        if arr.flags.writeable:
+            return False
+        if arr.base is None:
+            return True
+        arr = arr.base if isinstance(arr.base, np.ndarray) else None
+    return False
+
+
 @dataclass(frozen=True, eq=False)
 class Node:
     """One operation. ``attrs`` are hashable scalars/tuples; ``params`` are arrays."""
@@ -67,8 +78,9 @@ class Node:
         object.__setattr__(self, "attrs", MappingProxyType({k: _freeze(v) for k, v in self.attrs.items()}))
         frozen = {}
         for key, arr in self.params.items():
-            arr = np.array(arr, copy=True)
-            arr.flags.writeable = False
+            if not (isinstance(arr, np.ndarray) and _frozen(arr)):   # a node's own array is shared, not copied
+                arr = np.array(arr, copy=True)
+                arr.flags.writeable = False
             frozen[key] = arr
         object.__setattr__(self, "params", MappingProxyType(frozen))
 
@@ -92,29 +104,58 @@ class Graph:
                  io_names: Mapping[str, str] | None = None):
         self.name = name
         self._nodes: dict[str, Node] = {}
-        g = nx.DiGraph()
         for node in nodes:
             if node.name in self._nodes:
                 raise IRError("duplicate node name", node.name)
             self._nodes[node.name] = node
-            g.add_node(node.name)
+        # the edges as ordered adjacency (each edge once), kept here: the graph algorithms Sieve needs
+        # are a topological sort and neighbours, and importing networkx costs 0.2 s per command
+        self._succ: dict[str, list[str]] = {name: [] for name in self._nodes}
+        self._pred: dict[str, list[str]] = {name: [] for name in self._nodes}
         for node in self._nodes.values():
-            for src in node.inputs:
+            for src in dict.fromkeys(node.inputs):
                 if src not in self._nodes:
                     raise IRError(f"input '{src}' is not produced by any node", node.name,
                                   hint="define the producer before using it")
-                g.add_edge(src, node.name)
-        if not nx.is_directed_acyclic_graph(g):
-            cycle = nx.find_cycle(g)
-            raise IRError(f"graph has a cycle: {' -> '.join(a for a, _ in cycle)}")
-        self._g = g
-        index = {name: i for i, name in enumerate(self._nodes)}
-        self._order = list(nx.lexicographical_topological_sort(g, key=index.__getitem__))
+                self._succ[src].append(node.name)
+                self._pred[node.name].append(src)
+        self._order = self._topological_order()
         self.outputs = tuple(outputs)
         for out in self.outputs:
             if out not in self._nodes:
                 raise IRError(f"graph output '{out}' is not a node")
         self.io_names = MappingProxyType({k: v for k, v in (io_names or {}).items() if k in self._nodes})
+
+    def _topological_order(self) -> list[str]:
+        """Kahn's algorithm, taking among the ready nodes the one given first (networkx's
+        lexicographical order keyed by position)."""
+        index = {name: i for i, name in enumerate(self._nodes)}
+        names = list(self._nodes)
+        indegree = {name: len(p) for name, p in self._pred.items()}
+        ready = [index[n] for n, d in indegree.items() if d == 0]
+        heapq.heapify(ready)
+        order = []
+        while ready:
+            name = names[heapq.heappop(ready)]
+            order.append(name)
+            for succ in self._succ[name]:
+                indegree[succ] -= 1
+                if indegree[succ] == 0:
+                    heapq.heappush(ready, index[succ])
+        if len(order) < len(names):
+            import networkx as nx                      # only to name the cycle in the error
+            g = nx.DiGraph([(p, n) for n, preds in self._pred.items() for p in preds])
+            cycle = nx.find_cycle(g)
+            raise IRError(f"graph has a cycle: {' -> '.join(a for a, _ in cycle)}")
+        return order
+
+    def to_networkx(self):
+        """The graph as a networkx.DiGraph (for analysis and drawing)."""
+        import networkx as nx
+        g = nx.DiGraph()
+        g.add_nodes_from(self._order)
+        g.add_edges_from((p, n) for n in self._order for p in self._pred[n])
+        return g
 
     def io_name(self, name: str) -> str:
         """The model's own name of an input or output tensor."""
@@ -144,7 +185,7 @@ class Graph:
         return tuple(n for n in self if n.op is Op.INPUT)
 
     def consumers(self, name: str) -> list[Node]:
-        return [self._nodes[s] for s in self._g.successors(name)]
+        return [self._nodes[s] for s in self._succ[name]]
 
     def replace_nodes(self, nodes: Iterable[Node], outputs: Iterable[str] | None = None,
                       renamed: Mapping[str, str] | None = None) -> "Graph":
@@ -158,10 +199,10 @@ class Graph:
     def neighbourhood(self, name: str) -> str:
         """A few lines of the graph around one node, for error messages."""
         lines = []
-        for pred in self._g.predecessors(name):
+        for pred in self._pred[name]:
             lines.append(f"    {self._nodes[pred]!r}")
         lines.append(f"  > {self._nodes[name]!r}")
-        for succ in self._g.successors(name):
+        for succ in self._succ[name]:
             lines.append(f"    {self._nodes[succ]!r}")
         return "\n".join(lines)
 

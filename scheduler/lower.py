@@ -57,16 +57,22 @@ def weight_formats(graph: Graph, node: Node, g: ConvGeom, lanes: int, orders: di
     hw = hw_weights(graph, node, orders)
     c = hw.shape[3]
     flat = hw.reshape(hw.shape[0], -1)
-    nnz_r = np.count_nonzero(flat, axis=1)
+    nz = (flat != 0).view(np.uint8)
+    nnz_r = nz.sum(axis=1, dtype=np.int64)
     density = nnz_r.sum() / max(flat.size, 1)
     # below 30 % density packed weights (3 bytes per nonzero) beat dense in bytes and in cycles
     out = [g] if density >= 0.3 else []
     nm = []
+    # nonzeros per block of 2, 4, 8, 16 consecutive channels: each level adds neighbouring pairs
+    blocks = nz[:, 0::2] + nz[:, 1::2] if c % 2 == 0 else None
     for m in NM_BLOCKS:
-        if c % m:
+        if blocks is not None and blocks.shape[1] % 2 == 0:
+            blocks = blocks[:, 0::2] + blocks[:, 1::2]
+        else:
+            blocks = None
+        if c % m or blocks is None:
             continue
-        counts = np.count_nonzero(flat.reshape(flat.shape[0], -1, m), axis=2).max(initial=0)
-        n = max(int(counts), 1)
+        n = max(int(blocks.max(initial=0)), 1)
         # N:M is worth a look when its fixed density is close to the layer's real one
         if n < m and lanes % n == 0 and n / m <= 2 * density:
             nm.append(replace(g, fmt="nm", nm=(n, m)))

@@ -17,6 +17,7 @@ from sieve.ir.registry import add_multipliers, gap_scale
 from sieve.ir.types import DType, QuantParams, TensorType
 
 Ranges = dict[str, tuple[float, float]]
+_KEEPS_SCALE = (Op.MAXPOOL, Op.RELU, Op.FLATTEN)          # integer forms that keep the input's quantization
 
 
 def calibrate(graph: Graph, samples: Mapping[str, np.ndarray], method: str = "minmax",
@@ -35,9 +36,15 @@ def calibrate(graph: Graph, samples: Mapping[str, np.ndarray], method: str = "mi
     lo: dict[str, float] = {}
     hi: dict[str, float] = {}
     picks: dict[str, list[np.ndarray]] = {}
+    # ops that keep their input's scale need no range; after a fused ReLU the minimum is at least 0,
+    # and a range always includes 0, so only the maximum is measured there
+    skip = {n.name for n in graph if n.op in _KEEPS_SCALE or n.op is Op.SOFTMAX}
+    relu = {n.name for n in graph if n.attrs.get("act") == "relu"}
 
     def observe(name: str, value: np.ndarray) -> None:
-        lo[name] = min(lo.get(name, np.inf), float(value.min()))
+        if name in skip:
+            return
+        lo[name] = 0.0 if method == "minmax" and name in relu else min(lo.get(name, np.inf), float(value.min()))
         hi[name] = max(hi.get(name, -np.inf), float(value.max()))
         if method == "percentile":
             flat = value.ravel()
@@ -88,13 +95,13 @@ def quantize_graph(graph: Graph, ranges: Ranges) -> Graph:
     qtypes: dict[str, TensorType] = {}
     nodes = []
     for node in graph:
-        if node.name not in ranges:
+        if node.name not in ranges and node.op not in _KEEPS_SCALE and node.op is not Op.SOFTMAX:
             raise IRError("no calibration range for this tensor", node.name)
         if node.op is Op.SOFTMAX:                          # stays float, on the host
             qtypes[node.name] = node.out
             nodes.append(node)
             continue
-        if node.op in (Op.MAXPOOL, Op.RELU, Op.FLATTEN):
+        if node.op in _KEEPS_SCALE:
             quant = qtypes[node.inputs[0]].quant          # these ops keep their input's scale
         else:
             quant = activation_qparams(*ranges[node.name])
