@@ -20,7 +20,7 @@ test: $(STAMP)
 
 # results go to benchmarks/out/ (untracked); `make bench OUT=benchmarks/results` publishes them
 bench: $(STAMP)
-	SIEVE_BENCH_OUT=$(OUT) $(BIN)/python benchmarks/run_all.py
+	SIEVE_BENCH_OUT=$(OUT) $(BIN)/python -m benchmarks.run_all
 
 clean:
 	rm -rf $(VENV) build *.egg-info demo-out

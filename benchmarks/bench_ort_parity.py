@@ -4,7 +4,7 @@ activations, per-channel and per-tensor weights, and written by `sieve quantize`
 For each: the logits of onnxruntime's default session against Sieve's integer reference, on 2 seeded
 images; the count of differing values and the largest difference in quantization steps.
 
-    python benchmarks/bench_ort_parity.py [--quick]     (--quick: ResNet-18 only)
+    python -m benchmarks.bench_ort_parity [--quick]     (--quick: ResNet-18 only)
 """
 from __future__ import annotations
 

@@ -1,9 +1,10 @@
-"""Baseline performance of the walking skeleton.
+"""Baseline performance, through the Python API (`sieve.compile_model`, `sieve.save`, `sieve.load`,
+`sieve.simulate`), in-process, median of 5.
 
 1. LeNet-5: host wall time of every stage, text model to simulated outputs.
-2. A 512x512x512 dense matmul layer (batch 512, 512 -> 512): simulated MACs per
-   host second, bit-exact and timing-only, and simulated cycles against the
-   roofline max(MACs / peak, compulsory DRAM bytes / bandwidth).
+2. A 512x512x512 dense matmul layer (an ONNX Gemm, batch 512, 512 -> 512): simulated MACs per
+   host second, bit-exact and timing-only, and simulated cycles against the roofline
+   max(MACs / peak, compulsory DRAM bytes / bandwidth).
 """
 from __future__ import annotations
 
@@ -16,21 +17,13 @@ from pathlib import Path
 
 import numpy as np
 
+import sieve
 from benchmarks.common import out_dir
-
-from sieve.arch import decode_program, encode_program, load_arch
-from sieve.pipeline import integer_model
-from sieve.codegen import generate
-from sieve.frontend import build, dump_sv, load_sv
-from sieve.ir import GraphBuilder, Op, quantize_inputs, run_int
-from sieve.scheduler import schedule
-from sieve.scheduler.tiling import search
-from sieve.simulator import run, simulate_timing
 
 REPEAT = 5
 
 
-def _best(fn, repeat: int = REPEAT):
+def _median(fn, repeat: int = REPEAT):
     times, value = [], None
     for _ in range(repeat):
         t0 = time.perf_counter()
@@ -40,43 +33,50 @@ def _best(fn, repeat: int = REPEAT):
 
 
 def lenet_stages(arch_name: str) -> dict:
-    arch = load_arch(arch_name)
     rng = np.random.default_rng(0)
+    calib = rng.standard_normal((16, 1, 32, 32)).astype(np.float32)
+    x = rng.standard_normal((1, 1, 32, 32)).astype(np.float32)
+    graph = sieve.zoo.graph("lenet5")
+    runs = [sieve.compile_model(graph, arch_name, calibrate=calib, dense_twin=False) for _ in range(REPEAT)]
+    stages = {f"{k} (compile_model)": statistics.median(r.seconds[k] for r in runs)
+              for k in ("fuse activations", "calibrate", "quantize", "schedule", "codegen")}
+    program = runs[-1].program
     with tempfile.TemporaryDirectory() as tmp:
-        path = Path(tmp) / "lenet5.sv"
-        dump_sv(build("lenet5"), path)
-        stages = {}
-        stages["parse .sv"], graph = _best(lambda: load_sv(path))
-        calib = {"x": rng.standard_normal((16, 1, 32, 32)).astype(np.float32)}
-        stages["quantize (fuse, calibrate 16, quantize)"], q = _best(lambda: integer_model(graph, calibrate=calib).qgraph)
-        stages["schedule (tiling search)"], sched = _best(lambda: (search.cache_clear(), schedule(q, arch))[1])
-        stages["codegen"], program = _best(lambda: generate(sched))
-        stages["encode .sieve"], raw = _best(lambda: encode_program(program))
-        stages["load .sieve"], loaded = _best(lambda: decode_program(raw))
-        stages["simulate, timing only"], _ = _best(lambda: run(loaded, functional=False))
-        x = {"x": rng.standard_normal((1, 1, 32, 32)).astype(np.float32)}
-        stages["simulate, bit-exact (1 image)"], result = _best(lambda: run(loaded, x))
-        ref = run_int(q, quantize_inputs(q, x))["logits"]
-        assert np.array_equal(result.outputs["logits"], ref)
+        path = Path(tmp) / "lenet5.sieve"
+        stages["save .sieve"], _ = _median(lambda: sieve.save(program, path))
+        stages["load .sieve"], loaded = _median(lambda: sieve.load(path))
+    stages["simulate, timing only"], _ = _median(lambda: sieve.simulate(loaded, timing_only=True))
+    stages["simulate, bit-exact (1 image)"], result = _median(lambda: sieve.simulate(loaded, x))
+    ref = sieve.interpret(graph, x, calibrate=calib)
+    assert np.array_equal(result.outputs["logits"], ref.outputs["logits"])
     return {"arch": arch_name, "stages_s": stages, "total_s": sum(stages.values()),
             "simulated_cycles": result.stats.cycles, "instructions": len(loaded.streams[0])}
 
 
+def _matmul_model(rng):
+    from onnx import TensorProto, helper, numpy_helper
+    w = (rng.standard_normal((512, 512)) / 22).astype(np.float32)
+    graph = helper.make_graph([helper.make_node("Gemm", ["x", "w"], ["mm"], transB=1)], "mm512",
+                              [helper.make_tensor_value_info("x", TensorProto.FLOAT, [512, 512])],
+                              [helper.make_tensor_value_info("mm", TensorProto.FLOAT, [512, 512])],
+                              [numpy_helper.from_array(w, "w")])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 9
+    return model
+
+
 def matmul_512(arch_name: str) -> dict:
-    arch = load_arch(arch_name)
+    arch = sieve.arch.load(arch_name)
     rng = np.random.default_rng(0)
-    b = GraphBuilder("mm512")
-    b.input("x", (512, 512))
-    b.add("mm", Op.DENSE, ["x"], {"out_features": 512}, {"w": rng.standard_normal((512, 512)) / 22})
-    g = b.build(["mm"])
-    q = integer_model(g, calibrate={"x": rng.standard_normal((512, 512)).astype(np.float32)}).qgraph
+    model = _matmul_model(rng)
+    calib = rng.standard_normal((512, 512)).astype(np.float32)
     t0 = time.perf_counter()
-    program = decode_program(encode_program(generate(schedule(q, arch))))
+    program = sieve.compile(model, arch, calibrate=calib, dense_twin=False)
     compile_s = time.perf_counter() - t0
-    x = {"x": rng.standard_normal((512, 512)).astype(np.float32)}
-    func_s, result = _best(lambda: run(program, x), 3)
-    timing_s, _ = _best(lambda: simulate_timing(program), 3)
-    assert np.array_equal(result.outputs["mm"], run_int(q, quantize_inputs(q, x))["mm"])
+    x = rng.standard_normal((512, 512)).astype(np.float32)
+    func_s, result = _median(lambda: sieve.simulate(program, x), 3)
+    timing_s, _ = _median(lambda: sieve.simulate(program, timing_only=True), 3)
+    assert np.array_equal(result.outputs["mm"], sieve.interpret(model, x, calibrate=calib).outputs["mm"])
     macs = result.stats.macs
     peak = arch.core.pe_rows * arch.core.simd_lanes
     compulsory = 512 * 512 * 3 + 8 * 512                 # weights, input, output, bias+scale

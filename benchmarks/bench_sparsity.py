@@ -9,61 +9,50 @@ to the float model before calibration on 8 seeded inputs; cycles come from the t
 from __future__ import annotations
 
 import json
+import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
 
+import sieve
 from benchmarks.common import out_dir
-
-from sieve.arch import encode_program, load_arch
-from sieve.pipeline import integer_model
-from sieve.codegen import generate
-from sieve.frontend import build
-from sieve.ir import quantize_inputs, run_int
-from sieve.ir.passes import prune_magnitude, prune_nm
-from sieve.scheduler import schedule
-from sieve.scheduler.tiling import search
-from sieve.simulator import run
 
 POINTS = ("0", "0.5", "0.75", "0.9", "0.95", "2:4")
 
 
-def _conv_mac_cycles(stats, graph) -> int:
-    return sum(l.mac_cycles for l in stats.layers if graph[l.name].op.value == "conv2d")
+def _conv_mac_cycles(stats) -> int:
+    return sum(layer.mac_cycles for layer in stats.layers if layer.op == "conv2d")
 
 
 def main() -> dict:
-    arch = load_arch("default")
-    base = build("resnet50")
+    base = sieve.zoo.graph("resnet50")
     rng = np.random.default_rng(0)
-    calib = {"input": rng.standard_normal((8, 3, 224, 224)).astype(np.float32)}
-    x = {"input": rng.standard_normal((1, 3, 224, 224)).astype(np.float32)}
+    calib = rng.standard_normal((8, 3, 224, 224)).astype(np.float32)
+    x = rng.standard_normal((1, 3, 224, 224)).astype(np.float32)
+    tmp = Path(tempfile.mkdtemp())
     rows = []
     for point in POINTS:
-        g = prune_nm(base, 2, 4) if point == "2:4" else \
-            prune_magnitude(base, float(point))
-        q = integer_model(g, calibrate=calib).qgraph
+        prune = None if point == "0" else point
         for balance in (True, False):
-            search.cache_clear()
+            c = sieve.compile_model(base, calibrate=calib, prune=prune, balance=balance, dense_twin=False)
+            program = c.program
+            size = sieve.save(program, tmp / "p.sieve")
             t0 = time.perf_counter()
-            program = generate(schedule(q, arch, balance=balance))
-            raw = encode_program(program)
-            compile_s = time.perf_counter() - t0
-            t0 = time.perf_counter()
-            stats = run(program, functional=False).stats
+            stats = sieve.simulate(program, timing_only=True).stats
             timing_s = time.perf_counter() - t0
             row = {"prune": point, "balanced": balance, "cycles": stats.cycles,
-                   "conv_mac_cycles": _conv_mac_cycles(stats, q), "energy_uj": stats.energy_total_pj / 1e6,
+                   "conv_mac_cycles": _conv_mac_cycles(stats), "energy_uj": stats.energy_total_pj / 1e6,
                    "dram_mb": (stats.events["dram_read_bytes"] + stats.events["dram_write_bytes"]) / 1e6,
-                   "binary_mb": len(raw) / 1e6, "schedule_codegen_s": compile_s, "timing_only_s": timing_s,
+                   "binary_mb": size / 1e6, "schedule_codegen_s": c.seconds["schedule"] + c.seconds["codegen"],
+                   "timing_only_s": timing_s,
                    "formats": sorted({s.weight_format for s in program.layers if s.op == "conv2d"})}
             if point == "0.9" and balance:
                 t0 = time.perf_counter()
-                result = run(program, x)
+                result = sieve.simulate(program, x)
                 row["bitexact_s"] = time.perf_counter() - t0
-                ref = run_int(q, quantize_inputs(q, x))[q.outputs[0]]
-                assert np.array_equal(result.outputs[q.outputs[0]], ref)
+                ref = sieve.interpret(base, x, calibrate=calib, prune=prune)
+                assert all(np.array_equal(result.model_outputs()[k], ref.outputs[k]) for k in ref.outputs)
                 assert result.stats.cycles == stats.cycles
             rows.append(row)
             print(row, flush=True)

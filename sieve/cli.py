@@ -26,9 +26,9 @@ def _progress(args):
     """A progress bar on stderr for long compile stages (a terminal, not --quiet), else nothing."""
     from contextlib import nullcontext
     from sieve.pipeline import _no_progress
-    con = _console(stderr=True)
-    if args.quiet or not con.is_terminal:
+    if args.quiet or not sys.stderr.isatty():
         return nullcontext(_no_progress)
+    con = _console(stderr=True)
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
     class Bar:
@@ -102,6 +102,11 @@ def cmd_zoo_inputs(args) -> None:
 
 # ---------------------------------------------------------------- compile / quantize
 
+def _threads(args, default: int | None) -> int | None:
+    """--threads as asked, else the command's default (0 and None both mean the BLAS default)."""
+    return default if args.threads is None else (args.threads or None)
+
+
 def _front_options(args) -> dict:
     return {"calibrate": args.calibrate, "calibration": args.calibration, "percentile": args.percentile,
             "prune": args.prune, "prune_scope": args.prune_scope, "keep_ends": args.keep_ends,
@@ -117,13 +122,14 @@ def cmd_compile(args) -> None:
                              (".sieve",), inputs, {".onnx": "`sieve quantize -o MODEL.onnx` writes the "
                                                                  "quantized (and pruned) model as ONNX"})
     t0 = time.perf_counter()
-    with _progress(args) as progress:
+    from sieve.threads import blas_threads
+    with _progress(args) as progress, blas_threads(_threads(args, None)):
         c = compile_model(args.model, args.arch, **_front_options(args), balance=not args.no_balance,
                           dense_twin=not args.no_twin, progress=progress)
     size = api.save(c.program, out)
     elapsed = time.perf_counter() - t0
-    con = _console()
     program, qgraph = c.program, c.lowered.qgraph
+    con = _console() if not args.quiet or args.eval else None
     if not args.quiet:
         from rich.table import Table
         t = Table(title=f"{qgraph.name} on arch '{program.arch.name}'", title_justify="left")
@@ -138,11 +144,11 @@ def cmd_compile(args) -> None:
                       plan.reason if args.verbose else plan.reason.split(": est")[0])
         con.print(t)
         con.print(_model_size(c.lowered.graph, program))
-    con.print("quantization: " + ("a quantized model, its own scales kept" if c.lowered.quantized_input else
-                                  f"by Sieve, {args.calibration} calibration"))
     stages = ", ".join(f"{k} {v:.2f} s" for k, v in c.seconds.items() if v >= 0.005)
-    con.print(f"wrote {out} ({size:,} bytes, {sum(len(s) for s in program.streams):,} instructions) "
-              f"in {elapsed:.2f} s ({stages})")
+    print("quantization: " + ("a quantized model, its own scales kept" if c.lowered.quantized_input else
+                              f"by Sieve, {args.calibration} calibration"))
+    print(f"wrote {out} ({size:,} bytes, {sum(len(s) for s in program.streams):,} instructions) "
+          f"in {elapsed:.2f} s ({stages})")
     if args.eval:
         _evaluate(con, args, c)
 
@@ -174,7 +180,7 @@ def _evaluate(con, args, c) -> None:
     if len(lowered.graph.inputs) != 1 or len(x) != len(y):
         raise UsageError(f"{args.eval}: --eval takes single-input models and one label per input")
     opts = _front_options(args)
-    threads = args.threads
+    threads = _threads(args, 1)
 
     def top1(outputs: dict) -> float:
         return float(np.mean(next(iter(outputs.values())).argmax(-1) == y))
@@ -199,7 +205,8 @@ def cmd_quantize(args) -> None:
     out = files.check_output(args.output, "quantize", (".onnx",), files.model_files(args.model),
                              {".sieve": "`sieve compile` writes a Sieve binary"})
     t0 = time.perf_counter()
-    with _progress(args) as progress:
+    from sieve.threads import blas_threads
+    with _progress(args) as progress, blas_threads(_threads(args, None)):
         model = api.quantize(args.model, **_front_options(args), progress=progress)
     raw = model.SerializeToString()
     files.write_bytes(out, raw)
@@ -261,7 +268,7 @@ def cmd_run(args) -> None:
             raise UsageError("--input is required (or use --timing-only)")
         inputs = read_inputs(args.input, {d.name: d.shape for d in program.inputs})
     t1 = time.perf_counter()
-    with blas_threads(args.threads):
+    with blas_threads(_threads(args, 1)):
         result = run(program, inputs, functional=not args.timing_only)
     elapsed = time.perf_counter() - t1
     from sieve.report import sparsity_report, summary_line
@@ -304,7 +311,7 @@ def cmd_interpret(args) -> None:
     opts = _front_options(args)
     if args.float:
         opts["calibrate"] = None
-    res = api.interpret(args.model, args.input, float_model=args.float, **opts, threads=args.threads)
+    res = api.interpret(args.model, args.input, float_model=args.float, **opts, threads=_threads(args, 1))
     _save_outputs(out, res.outputs, res.floats)
     con = _console()
     batch = len(next(iter(res.floats.values()))) if res.floats else 0
@@ -377,9 +384,10 @@ def _common(p: argparse.ArgumentParser, top: bool) -> None:
     p.add_argument("-v", "--verbose", action="store_true", default=default(False),
                    help="log each stage with its time, show full plans, tracebacks of internal errors")
     p.add_argument("-q", "--quiet", action="store_true", default=default(False), help="only the summary lines")
-    p.add_argument("--threads", type=int, metavar="N", default=default(1),
-                   help="BLAS threads for simulation and reference runs (default 1: fastest for the many small "
-                        "exact products; 0: the BLAS library's default)")
+    p.add_argument("--threads", type=int, metavar="N", default=default(None),
+                   help="BLAS threads (0: the BLAS library's default). Default: 1 for simulation and reference "
+                        "runs (fastest for their many small exact products), the BLAS default for compiling "
+                        "(calibration's large convolutions)")
 
 
 class _Version(argparse.Action):

@@ -98,7 +98,7 @@ def _matmul(m: Machine, core: CoreState, ins: Instruction) -> None:
     if ins.depthwise and c != k:
         raise OutOfBounds(f"depthwise matmul needs in_c == k, got in_c={c}, k={k}")
     x = _i8(core.spad, ins.x_addr, ins.in_h * ins.in_w * c, "scratchpad x tile").reshape(ins.in_h, ins.in_w, c)
-    x = x.astype(np.float64) - ins.x_zp            # real zero is 0; padding reads as real zero
+    x = np.subtract(x, ins.x_zp, dtype=np.float64)  # real zero is 0; padding reads as real zero
     win = _windows(x, ins.out_h, ins.out_w, ins.kernel_h, ins.kernel_w, ins.stride_h, ins.stride_w,
                    ins.dil_h, ins.dil_w, ins.pad_top, ins.pad_left, 0.0)     # [oh][ow][kh][kw][C]
     if ins.depthwise:                               # output channel j reads input channel j only
@@ -108,7 +108,10 @@ def _matmul(m: Machine, core: CoreState, ins: Instruction) -> None:
         w = _sparse_weights(core, ins, taps * c) if ins.fmt in (1, 2) else \
             _weights(core, ins.w_addr, k * taps * c, wide).reshape(k, -1)
         part = win.reshape(-1, taps * c) @ w.T                              # [cols][k]
-    part = part.astype(np.int64).astype(np.int32).ravel()
+    # |x - zp| <= 255 and |w| <= 255: below 33,026 products every sum fits int32 and converts exactly;
+    # beyond, through int64, so that an overflow wraps as the int32 accumulator does
+    reduction = taps if ins.depthwise else taps * c
+    part = (part.astype(np.int32) if reduction < 33026 else part.astype(np.int64).astype(np.int32)).ravel()
     acc = _span(core.acc, ins.acc_addr, part.size, "accumulator")
     if ins.accumulate:
         acc += part
@@ -166,13 +169,16 @@ def _requant(m: Machine, core: CoreState, ins: Instruction) -> None:
     n = ins.k * ins.cols
     acc = _span(core.acc, ins.acc_addr, n, "accumulator").reshape(ins.cols, ins.k)
     bias = _span(core.spad, ins.bias_addr, 4 * ins.k, "scratchpad bias").view("<i4")
-    total = (acc.astype(np.int64) + bias).astype(np.int32)
+    total = acc + bias                              # int32, wrapping as the hardware adds
     if ins.out32:                                   # raw int32 results, no requantization
         _span(core.spad, ins.dst_addr, 4 * n, "scratchpad output")[:] = total.ravel().view(np.uint8)
         return
     scale = _span(core.spad, ins.scale_addr, 4 * ins.k, "scratchpad scale").view("<f4")
-    y = np.rint(total.astype(np.float32) * scale).astype(np.float64) + ins.zp
-    y = np.clip(y, ins.lo, ins.hi).astype(np.int8)
+    y = total.astype(np.float32)
+    y *= scale
+    np.rint(y, out=y)
+    y += np.float32(ins.zp)        # exact below 2**24; anything larger saturates the same way
+    y = np.clip(y, ins.lo, ins.hi, out=y).astype(np.int8)
     _span(core.spad, ins.dst_addr, n, "scratchpad output")[:] = y.ravel().view(np.uint8)
 
 

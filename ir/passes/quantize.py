@@ -77,12 +77,13 @@ def activation_qparams(lo: float, hi: float) -> QuantParams:
 
 
 def _quantize_weights(node: Node, s_in: np.float32, s_out: np.float32) -> dict[str, np.ndarray]:
-    w = node.params["w"].astype(np.float64)
+    w = node.params["w"]
     k = w.shape[0]
-    amax = np.abs(w.reshape(k, -1)).max(axis=1)
+    amax = np.abs(w.reshape(k, -1)).max(axis=1).astype(np.float64)       # exact in the weights' own type
     s_w = np.where(amax > 0, amax / 127.0, 1.0).astype(np.float32)
     bshape = (k,) + (1,) * (w.ndim - 1)
-    wq = np.clip(np.rint(w / s_w.reshape(bshape)), -127, 127).astype(np.int8)
+    q = np.divide(w, s_w.reshape(bshape), dtype=np.float64)            # in float64, without a float64 copy of w
+    wq = np.clip(np.rint(q, out=q), -127, 127, out=q).astype(np.int8)
     s_acc = (np.float32(s_in) * s_w).astype(np.float32)
     bias = np.rint(node.params["b"].astype(np.float64) / s_acc.astype(np.float64))
     bias = np.clip(bias, -2**31, 2**31 - 1).astype(np.int32)
