@@ -1,7 +1,7 @@
 """ResNet-50 at 224x224 (4.1 GMAC) on `default`, from the command line as a user runs it (process start
 included): `sieve compile` (ONNX file -> .sieve, calibration on 8 images, the dense twin included),
 `sieve run` bit-exact on one image, `sieve run --timing-only` (each with -q: the summary lines only).
-Median of 5 runs of each, with the default threads (compile: the BLAS library's default, for
+Median of 7 runs of each (interleaved), with the default threads (compile: the BLAS library's default, for
 calibration; run: one BLAS thread) and with --threads 1 everywhere. Process start is included, and
 Python's bytecode cache is used as in a normal shell (PYTHONDONTWRITEBYTECODE unset; the figures
 with it set, where Python compiles Sieve's sources at every start, are reported too). The time to
@@ -25,7 +25,7 @@ import numpy as np
 
 from benchmarks.common import out_dir
 
-REPEAT = 5
+REPEAT = 7
 SIEVE = str(Path(sys.executable).with_name("sieve"))
 TARGETS = {"compile": 3.0, "run": 2.0, "timing": 0.5}
 
@@ -37,13 +37,6 @@ def _timed(argv: list[str], cwd: Path, env: dict) -> tuple[float, str]:
     if done.returncode:
         raise RuntimeError(f"sieve {' '.join(argv)} failed: {done.stderr}")
     return elapsed, done.stdout
-
-
-def _median(argv: list[str], cwd: Path, env: dict) -> tuple[float, list[float], str]:
-    _timed(argv, cwd, env)                             # warm the OS file cache and the bytecode cache
-    runs = [_timed(argv, cwd, env) for _ in range(REPEAT)]
-    times = [t for t, _ in runs]
-    return statistics.median(times), times, runs[-1][1]
 
 
 def _loaded(stdout: str) -> float:
@@ -61,16 +54,24 @@ def main() -> dict:
     cached = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
     configs = {"default": ([], cached), "--threads 1": (["--threads", "1"], cached),
                "default, no bytecode cache": ([], {**cached, "PYTHONDONTWRITEBYTECODE": "1"})}
-    for label, (t, env) in configs.items():
-        compile_s, compile_all, out = _median(["compile", "resnet50.onnx", "--calibrate", "calib.npy", "-o",
-                                               "r50.sieve", "-q"] + t, tmp, env)
-        run_s, run_all, run_out = _median(["run", "r50.sieve", "--input", "x.npy", "--output", "out.npz", "-q"] + t,
-                                          tmp, env)
-        timing_s, timing_all, timing_out = _median(["run", "r50.sieve", "--timing-only", "-q"] + t, tmp, env)
+    commands = {"compile": ["compile", "resnet50.onnx", "--calibrate", "calib.npy", "-o", "r50.sieve", "-q"],
+                "run": ["run", "r50.sieve", "--input", "x.npy", "--output", "out.npz", "-q"],
+                "timing": ["run", "r50.sieve", "--timing-only", "-q"]}
+    times = {(c, k): [] for c in configs for k in commands}
+    last = {}
+    for rep in range(REPEAT + 1):                      # interleaved, so that a slow spell of a shared machine
+        for label, (flags, env) in configs.items():    # hits every configuration alike; run 0 warms caches
+            for key, argv in commands.items():
+                elapsed, stdout = _timed(argv + flags, tmp, env)
+                if rep:
+                    times[label, key].append(elapsed)
+                last[label, key] = stdout
+    for label in configs:
+        med = {k: statistics.median(times[label, k]) for k in commands}
         report["threads"][label] = {
-            "compile_s": compile_s, "run_bitexact_s": run_s, "run_timing_only_s": timing_s,
-            "load_binary_s": _loaded(timing_out), "all_runs": {"compile": compile_all, "run": run_all,
-                                                                "timing": timing_all}}
+            "compile_s": med["compile"], "run_bitexact_s": med["run"], "run_timing_only_s": med["timing"],
+            "load_binary_s": _loaded(last[label, "timing"]),
+            "all_runs": {k: times[label, k] for k in commands}}
         print(label, report["threads"][label], flush=True)
     subprocess.run([SIEVE, "interpret", "resnet50.onnx", "--calibrate", "calib.npy", "--input", "x.npy",
                     "--output", "ref.npz", "-q"], cwd=tmp, check=True, capture_output=True)
