@@ -43,6 +43,7 @@ class Opcode(enum.IntEnum):
     ADD = 5         # int8 + int8 with two multipliers -> int8
     MAXPOOL = 6     # int8 max over windows
     RELU = 7        # int8 max(x, zp)
+    AFFINE = 8      # per channel: dequantize, x * scale + shift, quantize (float32 steps)
 
 
 class Queue(enum.IntEnum):
@@ -53,7 +54,7 @@ class Queue(enum.IntEnum):
 
 QUEUE_OF = {Opcode.HALT: Queue.COMPUTE, Opcode.LOAD: Queue.LOAD, Opcode.STORE: Queue.STORE,
             Opcode.MATMUL: Queue.COMPUTE, Opcode.REQUANT: Queue.COMPUTE, Opcode.ADD: Queue.COMPUTE,
-            Opcode.MAXPOOL: Queue.COMPUTE, Opcode.RELU: Queue.COMPUTE}
+            Opcode.MAXPOOL: Queue.COMPUTE, Opcode.RELU: Queue.COMPUTE, Opcode.AFFINE: Queue.COMPUTE}
 
 _DMA = [("dram_addr", "u", 32), ("spad_addr", "u", 24), ("rows", "u", 16), ("row_bytes", "u", 24),
         ("dram_stride", "u", 32), ("spad_stride", "u", 24)]
@@ -81,6 +82,9 @@ FIELDS: dict[Opcode, list[tuple[str, str, int]]] = {
                      ("kernel_w", "u", 4), ("stride_h", "u", 4), ("stride_w", "u", 4),
                      ("pad_top", "u", 4), ("pad_left", "u", 4)],
     Opcode.RELU: [("src_addr", "u", 24), ("dst_addr", "u", 24), ("count", "u", 24), ("zp", "s", 8)],
+    Opcode.AFFINE: [("src_addr", "u", 24), ("dst_addr", "u", 24), ("count", "u", 24), ("c", "u", 16),
+                    ("param_addr", "u", 24), ("zx", "s", 8), ("sx", "f", 32), ("zy", "s", 8), ("sy", "f", 32),
+                    ("lo", "s", 8), ("hi", "s", 8)],
 }
 
 for _op, _fields in FIELDS.items():

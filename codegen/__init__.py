@@ -5,7 +5,7 @@ from sieve.arch.binary import LayerSymbol, Program, TensorDesc
 from sieve.arch.isa import Instruction, Opcode
 from sieve.codegen.emit import Emitter
 from sieve.codegen.layout import CodegenError, DataImage, TensorLayout, plan_tensors
-from sieve.codegen.lower import EMIT, pack_weights
+from sieve.codegen.lower import CONSTANTS, EMIT
 from sieve.ir.graph import Graph, Op
 from sieve.ir.types import DType
 from sieve.ir.registry import opdef
@@ -34,8 +34,8 @@ def generate(sched: Schedule) -> Program:
     graph = sched.graph
     data = DataImage()
     core = sched.arch.core
-    bundles = {p.node: pack_weights(graph, graph[p.node], p, sched.orders, data, core.simd_lanes, core.pe_rows)
-               for p in sched.layers if p.kind == "matmul"}
+    bundles = {p.node: CONSTANTS[p.kind](graph, graph[p.node], p, sched.orders, data, core.simd_lanes, core.pe_rows)
+               for p in sched.layers if p.kind in CONSTANTS}
     layouts, dram_end = plan_tensors(graph, len(data.buf), sched.orders)
     em, symbols = Emitter(), []
     for plan in sched.layers:

@@ -23,7 +23,7 @@ def _parser() -> lark.Lark:
     return lark.Lark(resources.files("sieve.codegen").joinpath("asm.lark").read_text(), parser="lalr",
                      propagate_positions=True, maybe_placeholders=False)
 _HEX_FIELDS = {"dram_addr", "spad_addr", "w_addr", "x_addr", "acc_addr", "dst_addr", "bias_addr",
-               "scale_addr", "a_addr", "b_addr", "src_addr"}
+               "scale_addr", "a_addr", "b_addr", "src_addr", "param_addr"}
 DATA_LINE = 64
 
 

@@ -199,4 +199,36 @@ def emit_concat(em: Emitter, graph: Graph, node: Node, plan: LayerPlan, layouts,
         c_off += c
 
 
-EMIT = {"matmul": emit_matmul, "pool": emit_pool, "eltwise": emit_eltwise, "concat": emit_concat}
+def pack_affine(graph: Graph, node: Node, plan: LayerPlan, orders: dict, data: DataImage, lanes: int,
+                pe_rows: int) -> tuple[int, int]:
+    """The channel parameters: float32 scale[c] then shift[c]; (DRAM address, bytes)."""
+    blob = node.params["scale"].astype("<f4").tobytes() + node.params["shift"].astype("<f4").tobytes()
+    return data.put(blob), len(blob)
+
+
+def emit_affine(em: Emitter, graph: Graph, node: Node, plan: LayerPlan, layouts, params) -> None:
+    """Load the channel parameters once, then whole-pixel tiles: load, AFFINE, store."""
+    c = node.out.shape[1]
+    qi, qo = graph[node.inputs[0]].out.quant, node.out.quant
+    lo, hi = act_bounds(node)
+    offs = plan.spad.offsets()
+    pslots, xslots, oslots = Slots(offs["p"]), Slots(offs["x"]), Slots(offs["out"])
+    p_dram, p_bytes = params
+    src, dst = layouts[node.inputs[0]].addr, layouts[node.name].addr
+    for p0, npx in split(node.out.size // c, plan.tile_elems):
+        p_addr, fresh, free = pslots.acquire("params")
+        if fresh:
+            em.load([(p_dram, p_addr, 1, p_bytes, 0, 0)], free)
+        x_addr, _, free = xslots.acquire()
+        em.load([(src + p0 * c, x_addr, 1, npx * c, 0, 0)], free)
+        o_addr, _, o_free = oslots.acquire()
+        em.compute(Opcode.AFFINE, out_free_wait=o_free, src_addr=x_addr, dst_addr=o_addr, count=npx * c, c=c,
+                   param_addr=p_addr, zx=qi.zp, sx=qi.scale[0], zy=qo.zp, sy=qo.scale[0], lo=lo, hi=hi)
+        step = em.end_step()
+        pslots.release(step)
+        xslots.release(step)
+        oslots.release(em.store([(dst + p0 * c, o_addr, 1, npx * c, 0, 0)], step))
+
+
+CONSTANTS = {"matmul": pack_weights, "affine": pack_affine}
+EMIT = {"matmul": emit_matmul, "affine": emit_affine, "pool": emit_pool, "eltwise": emit_eltwise, "concat": emit_concat}

@@ -135,6 +135,12 @@ class _Importer:
                                 "only", self.source,
                                 hint="run onnxruntime's quant_pre_process before quantize_static so that "
                                      "BatchNormalization is folded into the convolutions")
+        if tensor in self.pending:
+            raise FrontendError(f"'{tensor}' is a float value inside a quantized model (the result of a "
+                                f"{self.pending[tensor][0]} group with no QuantizeLinear after it), read by an op "
+                                "that onnxruntime would also compute in float and that Sieve cannot reproduce "
+                                "in integers", self.source,
+                                hint="run onnxruntime's quant_pre_process before quantize_static")
         if tensor not in self.names:
             raise FrontendError(f"tensor '{tensor}' is used before it is produced (or is a float value "
                                 "inside a quantized region)", self.source)

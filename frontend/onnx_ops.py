@@ -155,6 +155,8 @@ def _dequantize(imp: _Importer, node) -> None:
     if src in imp.consts:                            # weights, or an int32 bias
         imp.dq_const[node.output[0]] = (imp.consts[src], q)
         return
+    if src in imp.raw_inputs:                        # an integer graph input: its scale is this DQ's
+        _int_input(imp, src, q)
     if src not in imp.qinfo:
         raise imp.error("DequantizeLinear of a tensor that is not quantized", node)
     imp.dq[node.output[0]] = src
@@ -254,7 +256,7 @@ def _attach_act(imp: _Importer, node, x: str, act: tuple) -> bool:
     if x not in imp.pending:
         return False
     kind, args = imp.pending.pop(x)
-    if kind not in ("conv", "dense", "add"):
+    if kind not in ("conv", "dense", "add", "affine"):
         raise imp.error("an activation after this op inside a QDQ group is not supported", node)
     args = (*args[:-1], act)
     imp.pending[node.output[0]] = (kind, args)
@@ -430,11 +432,30 @@ def _fold_affine(imp: _Importer, node, kind: str) -> None:
     imp.names[node.output[0]] = prod.name
 
 
+def _float_const(imp: _Importer, node, name: str, what: str) -> np.ndarray:
+    """A float constant, or a DequantizeLinear of one, computed as onnxruntime folds it:
+    float32(q - zero_point) * scale (per tensor, or per channel along the tensor's only axis)."""
+    if name in imp.dq_const:
+        q, qp = imp.dq_const[name]
+        zp = (qp.zp if qp.zp.size > 1 else qp.zp[0])
+        return ((q.astype(np.int64) - zp).astype(np.float32) * (qp.scale if qp.scale.size > 1 else qp.scale[0]))
+    return imp.const(name, node, what).astype(np.float32)
+
+
 @handles("BatchNormalization")
 def _batchnorm(imp: _Importer, node) -> None:
     x = node.input[0]
-    scale, shift, mean, var = (imp.const(n, node, "batch-norm parameter") for n in node.input[1:5])
     eps = imp.attrs(node).get("epsilon", 1e-5)
+    if x in imp.dq:                                   # a batch norm left between DQ and Q: runs in float
+        src = imp.dq[x]
+        gamma, beta, mean, var = (_float_const(imp, node, n, "batch-norm parameter") for n in node.input[1:5])
+        # onnxruntime's arithmetic, float32 throughout: 1 / sqrt(var + eps), times gamma; beta - mean * that
+        inv = np.float32(1) / np.sqrt(var + np.float32(eps))
+        scale = (inv * gamma).astype(np.float32)
+        shift = (beta - mean * scale).astype(np.float32)
+        imp.pending[node.output[0]] = ("affine", (src, scale, shift, ("none", 0, 0)))
+        return
+    scale, shift, mean, var = (imp.const(n, node, "batch-norm parameter") for n in node.input[1:5])
     s = scale.astype(np.float64) / np.sqrt(var.astype(np.float64) + eps)
     t = shift - mean * s
     prod = imp.b.nodes.get(imp.names.get(x, ""))
@@ -495,6 +516,12 @@ def _maxpool(imp: _Importer, node) -> None:
         raise imp.error("ceil_mode=1 is not supported", node)
     if any(d != 1 for d in a.get("dilations", [1, 1])):
         raise imp.error("dilated max pooling is not supported", node)
+    if imp.pending.get(x, ("",))[0] == "affine":     # a float max pool after a float batch norm
+        src = imp.pending[x][1][0]
+        ca = _conv_attrs(imp, node, imp.shape(src), a["kernel_shape"])
+        attrs = {"kernel": ca["kernel"], "stride": ca["stride"], "pad": ca["pad"]}
+        imp.pending[out] = ("affine_pool", (x, imp.pending.pop(x)[1], attrs))
+        return
     ca = _conv_attrs(imp, node, imp.shape(_dq_input(imp, x)[0] if x in imp.dq else x), a["kernel_shape"])
     attrs = {"kernel": ca["kernel"], "stride": ca["stride"], "pad": ca["pad"]}
     if x in imp.dq:
@@ -613,3 +640,25 @@ def _finish_concat(imp, out, yq, srcs):
 
 
 FINISH["concat"] = _finish_concat
+
+
+def _finish_affine(imp, out, yq, src, scale, shift, act):
+    """A batch norm (and a Relu/Clip after it) between DequantizeLinear and QuantizeLinear: the float
+    arithmetic, emulated exactly; the activation is a clamp of the result (quantization is monotone)."""
+    imp.emit(out, Op.AFFINE, [src], _act_attrs(act), {"scale": scale, "shift": shift}, DType.INT8,
+             yq.activation())
+    imp.qinfo[out] = yq
+
+
+FINISH["affine"] = _finish_affine
+
+
+def _finish_affine_pool(imp, out, yq, affine_out, affine_args, attrs):
+    """Batch norm [-> Relu] -> MaxPool in float, then QuantizeLinear: quantization is monotone, so it
+    commutes with the maximum; the batch norm is quantized with the pool's scale, then pooled."""
+    _finish_affine(imp, affine_out, yq, *affine_args)
+    imp.emit(out, Op.MAXPOOL, [affine_out], attrs, None, DType.INT8, yq.activation())
+    imp.qinfo[out] = yq
+
+
+FINISH["affine_pool"] = _finish_affine_pool

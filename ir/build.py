@@ -32,7 +32,7 @@ def normalize_attrs(op: Op, attrs: dict[str, Any]) -> dict[str, Any]:
     if op is Op.CONV2D:
         a["dilation"] = _pair(a.get("dilation", 1))
         a["groups"] = int(a.get("groups", 1))
-    if op in (Op.CONV2D, Op.DENSE, Op.ADD):
+    if op in (Op.CONV2D, Op.DENSE, Op.ADD, Op.AFFINE):
         a.setdefault("act", "none")
         if a["act"] not in ("none", "relu", "clip"):
             raise IRError(f"unknown activation '{a['act']}' (supported: none, relu, clip)")

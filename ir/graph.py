@@ -42,6 +42,7 @@ class Op(enum.Enum):
     AVGPOOL = "avgpool"      # windows with count_include_pad semantics (padding counts as zero)
     FLATTEN = "flatten"
     CONCAT = "concat"
+    AFFINE = "affine"        # per channel x * scale + shift (a batch norm that is not folded)
     SOFTMAX = "softmax"      # runs on the host, in float, on a dequantized graph output
 
 

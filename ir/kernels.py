@@ -111,6 +111,15 @@ def dq_requantize(x: np.ndarray, zx: int, sx, zy: int, sy, lo: int = -128, hi: i
     return np.clip(np.rint(v / np.float32(sy)).astype(np.float64) + zy, lo, hi).astype(np.int8)
 
 
+def affine_float(x: np.ndarray, zx: int, sx, scale: np.ndarray, shift: np.ndarray, zy: int, sy) -> np.ndarray:
+    """A per-channel affine map through float, as onnxruntime runs DequantizeLinear -> BatchNormalization
+    -> QuantizeLinear: clamp(rhe(f32(f32(f32(f32(x - zx) * sx) * scale[c]) + shift[c]) / sy) + zy), every
+    step a float32 operation (no fused multiply-add), ``scale``/``shift`` broadcast along x's channels."""
+    v = (x.astype(np.float32) - np.float32(zx)) * np.float32(sx)
+    v = v * scale.astype(np.float32) + shift.astype(np.float32)
+    return np.clip(np.rint(v / np.float32(sy)).astype(np.float64) + zy, -128, 127).astype(np.int8)
+
+
 def add_float(a: np.ndarray, b: np.ndarray, za: int, zb: int, sa, sb, sc, zc: int, lo: int = -128,
               hi: int = 127) -> np.ndarray:
     """Add through float, as onnxruntime runs DequantizeLinear x2 -> Add -> QuantizeLinear unfused:

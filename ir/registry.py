@@ -304,6 +304,34 @@ def _concat_int(node: Node, xs: Arrays, ins: Types) -> np.ndarray:
     return np.concatenate(parts, axis=1)
 
 
+def _per_channel(node: Node, x: np.ndarray, key: str) -> np.ndarray:
+    """A parameter [C] shaped to broadcast along x's channel axis (axis 1)."""
+    return node.params[key].reshape((1, -1) + (1,) * (x.ndim - 2))
+
+
+def _affine_infer(node: Node, ins: Types) -> tuple[int, ...]:
+    c = ins[0].shape[1] if len(ins[0].shape) >= 2 else 0
+    for key in ("scale", "shift"):
+        if node.params[key].shape != (c,):
+            raise IRError(f"parameter '{key}' must have one value per channel ({c})", node.name)
+    return ins[0].shape
+
+
+def _affine_float(node: Node, xs: Arrays) -> np.ndarray:
+    x = xs[0].astype(np.float32)
+    return act_float(node, x * _per_channel(node, x, "scale").astype(np.float32)
+                     + _per_channel(node, x, "shift").astype(np.float32))
+
+
+def _affine_int(node: Node, xs: Arrays, ins: Types) -> np.ndarray:
+    """As onnxruntime computes a batch norm between DequantizeLinear and QuantizeLinear (in float)."""
+    qi, qo = ins[0].quant, node.out.quant
+    y = K.affine_float(xs[0], qi.zp, qi.scale[0], _per_channel(node, xs[0], "scale"),
+                       _per_channel(node, xs[0], "shift"), qo.zp, qo.scale[0])
+    lo, hi = act_bounds(node)                       # a fused Relu/Clip: quantization is monotone
+    return np.clip(y, lo, hi).astype(np.int8)
+
+
 def _softmax_float(node: Node, xs: Arrays) -> np.ndarray:
     x = xs[0].astype(np.float64)
     e = np.exp(x - x.max(axis=node.attrs.get("axis", -1), keepdims=True))
@@ -334,6 +362,7 @@ REGISTRY: dict[Op, OpDef] = {
     Op.AVGPOOL: OpDef(1, _pool_infer, _avgpool_macs, _avgpool_float, _avgpool_int),
     Op.FLATTEN: OpDef(1, _flatten_infer, _no_macs, _flatten, _flatten),
     Op.CONCAT: OpDef(-1, _concat_infer, _no_macs, _concat_float, _concat_int),
+    Op.AFFINE: OpDef(1, _affine_infer, _no_macs, _affine_float, _affine_int),
     Op.SOFTMAX: OpDef(1, _same_shape_infer, _no_macs, _softmax_float, _softmax_int),
 }
 

@@ -62,6 +62,10 @@ def _check_node(graph: Graph, node) -> None:
         raise IRError("int8 tensor needs per-tensor quantization", node.name)
     if not -128 <= node.out.quant.zp <= 127:
         raise IRError(f"zero point {node.out.quant.zp} out of int8 range", node.name)
+    if node.op is Op.AFFINE:
+        for key in ("scale", "shift"):
+            if node.params[key].dtype != np.float32:
+                raise IRError(f"parameter '{key}' must be float32", node.name)
     if node.op in (Op.GLOBALAVGPOOL, Op.AVGPOOL):
         r = node.params.get("requant")
         if r is None or r.dtype != np.float32 or r.shape != (node.out.shape[1],):

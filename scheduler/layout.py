@@ -29,6 +29,11 @@ def memory_orders(graph: Graph) -> dict[str, MemoryOrder]:
     for node in graph:
         if node.op in (Op.FLATTEN, Op.SOFTMAX):
             orders[node.name] = orders[node.inputs[0]]
+        elif node.op is Op.AFFINE:                      # per channel: channels must be stored innermost
+            src = orders[node.inputs[0]]
+            if src.perm[-1] != 1 or src.view_shape != node.out.shape:
+                raise ScheduleError("a per-channel affine needs its input stored channels-last", node.name)
+            orders[node.name] = src
         elif node.op in (Op.ADD, Op.RELU, Op.CONCAT):
             first = orders[node.inputs[0]]
             for other in node.inputs[1:]:

@@ -150,6 +150,22 @@ def _lower_eltwise(graph: Graph, node: Node, arch: ArchConfig) -> LayerPlan:
                      reason=f"{tile} elements per tile: the largest that fits; {steps} steps")
 
 
+def _lower_affine(graph: Graph, node: Node, arch: ArchConfig) -> LayerPlan:
+    """Whole pixels (all channels) per tile; the channel parameters stay in the scratchpad."""
+    c = node.out.shape[1]
+    pixels = node.out.size // c
+    params = 8 * c
+    per = (arch.core.scratchpad_bytes - 2 * align(params)) // 4 // 16 * 16 // c
+    if per < 1:
+        raise ScheduleError(f"one pixel of {c} channels and their parameters do not fit the scratchpad", node.name)
+    tile = min(pixels, per, ((1 << 24) - 16) // c)
+    layout = SpadLayout((("p", params), ("x", tile * c), ("out", tile * c)))
+    steps = ceil_div(pixels, tile)
+    est = dma_cycles(2 * node.out.size + params, arch) + steps * arch.memory.dram_latency_cycles
+    return LayerPlan(node.name, "affine", layout, tile_elems=tile, est_cycles=est,
+                     reason=f"{tile} pixels per tile, {c} channel parameters loaded once; {steps} steps")
+
+
 def _lower_alias(graph: Graph, node: Node, arch: ArchConfig) -> LayerPlan:
     return LayerPlan(node.name, "alias", reason="a view of its input: no data moves")
 
@@ -184,5 +200,6 @@ LOWER: dict[Op, Callable[[Graph, Node, ArchConfig], LayerPlan]] = {
     Op.FLATTEN: _lower_alias,
     Op.SOFTMAX: _lower_host,
     Op.CONCAT: _lower_concat,
+    Op.AFFINE: _lower_affine,
     Op.INPUT: _lower_alias,
 }

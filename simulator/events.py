@@ -82,6 +82,14 @@ def _eltwise(ops_per_elem: int) -> Callable:
     return cost
 
 
+def _affine(f: Fields, arch: ArchConfig) -> tuple[np.ndarray, dict]:
+    """Four float operations per element (dequantize, scale, shift, quantize); the channel parameters
+    (8 bytes per channel) are read once."""
+    ops = 4 * f["count"]
+    return _cdiv(ops, arch.core.vector_lanes) + arch.core.vector_fill_cycles, {
+        "spad_read_bytes": f["count"] + 8 * f["c"], "spad_write_bytes": f["count"], "vector_ops": ops}
+
+
 def _maxpool(f: Fields, arch: ArchConfig) -> tuple[np.ndarray, dict]:
     outs = f["out_h"] * f["out_w"] * f["c"]
     ops = outs * f["kernel_h"] * f["kernel_w"]
@@ -98,6 +106,7 @@ COST: dict[Opcode, Callable[[Fields, ArchConfig], tuple[np.ndarray, dict]]] = {
     Opcode.ADD: _eltwise(2),
     Opcode.RELU: _eltwise(1),
     Opcode.MAXPOOL: _maxpool,
+    Opcode.AFFINE: _affine,
 }
 
 

@@ -237,6 +237,20 @@ def _relu(m: Machine, core: CoreState, ins: Instruction) -> None:
         np.maximum(x, np.int8(ins.zp)).view(np.uint8)
 
 
+def _affine(m: Machine, core: CoreState, ins) -> None:
+    """Element i belongs to channel i % c (channels innermost); float32 steps, as onnxruntime's batch norm
+    between DequantizeLinear and QuantizeLinear: dequantize, * scale[c], + shift[c], / sy, round, + zy."""
+    count, c = ins.count, ins.c
+    if c == 0 or count % c:
+        raise OutOfBounds(f"AFFINE over {count} elements is not a whole number of {c}-channel pixels")
+    params = _span(core.spad, ins.param_addr, 8 * c, "scratchpad channel parameters").view("<f4")
+    x = _i8(core.spad, ins.src_addr, count, "scratchpad input").reshape(-1, c)
+    v = (x.astype(np.float32) - np.float32(ins.zx)) * np.float32(ins.sx)
+    v = v * params[:c] + params[c:]
+    y = np.clip(np.rint(v / np.float32(ins.sy)).astype(np.float64) + ins.zy, ins.lo, ins.hi).astype(np.int8)
+    _span(core.spad, ins.dst_addr, count, "scratchpad output")[:] = y.ravel().view(np.uint8)
+
+
 def _halt(m: Machine, core: CoreState, ins: Instruction) -> None:
     pass
 
@@ -244,7 +258,8 @@ def _halt(m: Machine, core: CoreState, ins: Instruction) -> None:
 # one entry per opcode; ``ins`` is anything with the opcode's fields as attributes (an Instruction,
 # or the named tuple of a decoded stream's record)
 EXECUTE = {Opcode.LOAD: _load, Opcode.STORE: _store, Opcode.MATMUL: _matmul, Opcode.REQUANT: _requant,
-           Opcode.ADD: _add, Opcode.MAXPOOL: _maxpool, Opcode.RELU: _relu, Opcode.HALT: _halt}
+           Opcode.ADD: _add, Opcode.MAXPOOL: _maxpool, Opcode.RELU: _relu, Opcode.AFFINE: _affine,
+           Opcode.HALT: _halt}
 
 
 def execute(m: Machine, core: int, ins: Instruction) -> None:

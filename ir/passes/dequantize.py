@@ -30,7 +30,7 @@ def dequantize_graph(graph: Graph) -> Graph:
             per_k = s_w.reshape(k_shape + (1,) * (w.ndim - len(k_shape)))
             params = {"w": (w * per_k).astype(np.float32),
                       "b": (node.params["b"].astype(np.float64) * s_in * s_w).astype(np.float32)}
-        elif node.out.dtype is DType.FLOAT32:
+        elif node.out.dtype is DType.FLOAT32 or node.op is Op.AFFINE:
             params = dict(node.params)
         nodes.append(node.evolve(out=out, params=params))
     return graph.replace_nodes(nodes)

@@ -64,3 +64,41 @@ def test_saturation_is_exercised():
     want = ort_run(model, {"x": x})[0]
     assert (want == 0).any() or (want == 255).any()
     np.testing.assert_array_equal(_sieve(model, x, load_arch("default")), want)
+
+
+def _bn_model(c: int, act: str, u8: bool, rng):
+    """DequantizeLinear -> BatchNormalization [-> Relu/Clip] -> QuantizeLinear with random parameters."""
+    from onnx import TensorProto, helper, numpy_helper
+    dt, lo, hi = (np.uint8, 0, 255) if u8 else (np.int8, -128, 127)
+    p = {"g": 1 + 0.5 * rng.standard_normal(c), "b": 0.3 * rng.standard_normal(c), "m": 0.3 * rng.standard_normal(c),
+         "v": 0.2 + np.abs(rng.standard_normal(c))}
+    inits = [numpy_helper.from_array(v.astype(np.float32), k) for k, v in p.items()]
+    inits += [numpy_helper.from_array(np.float32(10 ** rng.uniform(-3, -1)), "sx"),
+              numpy_helper.from_array(np.array(rng.integers(lo, hi + 1), dt), "zx"),
+              numpy_helper.from_array(np.float32(10 ** rng.uniform(-3, -1)), "sy"),
+              numpy_helper.from_array(np.array(rng.integers(lo, hi + 1), dt), "zy")]
+    nodes = [helper.make_node("DequantizeLinear", ["x", "sx", "zx"], ["xf"]),
+             helper.make_node("BatchNormalization", ["xf", "g", "b", "m", "v"], ["bn"],
+                              epsilon=float(10 ** rng.uniform(-6, -2)))]
+    if act == "relu":
+        nodes.append(helper.make_node("Relu", ["bn"], ["a"]))
+    elif act == "clip":
+        inits += [numpy_helper.from_array(np.float32(-0.5), "cmin"), numpy_helper.from_array(np.float32(1.5), "cmax")]
+        nodes.append(helper.make_node("Clip", ["bn", "cmin", "cmax"], ["a"]))
+    nodes.append(helper.make_node("QuantizeLinear", ["a" if act != "none" else "bn", "sy", "zy"], ["y"]))
+    elem = TensorProto.UINT8 if u8 else TensorProto.INT8
+    graph = helper.make_graph(nodes, "bn", [helper.make_tensor_value_info("x", elem, [1, c, 6, 7])],
+                              [helper.make_tensor_value_info("y", elem, [1, c, 6, 7])], inits)
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 9
+    return model, rng.integers(lo, hi + 1, (1, c, 6, 7)).astype(dt)
+
+
+@SETTINGS
+@given(arch=ARCHS, c=st.integers(1, 300), act=st.sampled_from(["none", "relu", "clip"]), uint8=st.booleans(),
+       seed=st.integers(0, 2**16))
+def test_float_batch_norm_between_dq_and_q_matches_onnxruntime(arch, c, act, uint8, seed):
+    """onnxruntime computes it in float32 (mul then add, no FMA); the AFFINE instruction reproduces it."""
+    model, x = _bn_model(c, act, uint8, np.random.default_rng(seed))
+    want = ort_run(model, {"x": x})[0]
+    np.testing.assert_array_equal(_sieve(model, x, arch), want)
