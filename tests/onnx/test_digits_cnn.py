@@ -83,3 +83,34 @@ def test_gradual_pruning_during_training(tmp_path, target):
     f, q = ex.sieve_top1(ex.export(net, tmp_path / "p.onnx"), x[:200], x[1400:], y[1400:])
     print(f"gradual {target}: float {f:.4f} int8 {q:.4f}")
     assert f > 0.9 and q >= f - 0.01
+
+
+def test_float_accuracy_of_an_already_quantized_model(digits_onnx, tmp_path):
+    """`interpret --float` and `--eval` on a model onnxruntime quantized: the dequantized-weight float
+    model scores as the float original does (it used to run integer weights as floats: chance level)."""
+    import warnings
+
+    from onnxruntime.quantization import CalibrationDataReader, QuantType, quantize_static
+
+    import sieve
+    path, x, y = digits_onnx
+    batches = iter([{"x": x[i:i + 1]} for i in range(64)])
+
+    class Reader(CalibrationDataReader):
+        def get_next(self):
+            return next(batches, None)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        quantize_static(str(path), str(tmp_path / "q.onnx"), Reader(), activation_type=QuantType.QUInt8,
+                        weight_type=QuantType.QInt8, per_channel=True)
+    x_test, y_test = x[1400:], y[1400:]
+    top1 = lambda outputs: float((next(iter(outputs.values())).argmax(1) == y_test).mean())  # noqa: E731
+    float_acc = top1(sieve.interpret(path, x_test, float_model=True).floats)
+    deq_acc = top1(sieve.interpret(tmp_path / "q.onnx", x_test, float_model=True).floats)
+    int_acc = top1(sieve.interpret(tmp_path / "q.onnx", x_test).floats)
+    assert float_acc > 0.9 and abs(deq_acc - float_acc) <= 0.01 and int_acc >= float_acc - 0.02, \
+        (float_acc, deq_acc, int_acc)
+    np.savez(tmp_path / "eval.npz", x=x_test, y=y_test)
+    from sieve.cli import main
+    assert main(["compile", str(tmp_path / "q.onnx"), "-o", str(tmp_path / "q.sieve"), "--eval",
+                 str(tmp_path / "eval.npz"), "-q"]) == 0
