@@ -77,7 +77,7 @@ def main() -> dict:
                     "--output", "ref.npz", "-q"], cwd=tmp, check=True, capture_output=True)
     got, ref = np.load(tmp / "out.npz"), np.load(tmp / "ref.npz")
     assert all(np.array_equal(got[k], ref[k]) for k in ref.files), "the simulator differs from the reference"
-    stats = subprocess.run([SIEVE, "run", "r50.sieve", "--timing-only", "--stats", "s.json", "-q"], cwd=tmp,
+    subprocess.run([SIEVE, "run", "r50.sieve", "--timing-only", "--stats", "s.json", "-q"], cwd=tmp,
                            check=True, capture_output=True)
     s = json.loads((tmp / "s.json").read_text())
     report.update(binary_mb=(tmp / "r50.sieve").stat().st_size / 1e6, cycles=s["cycles"],

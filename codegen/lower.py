@@ -5,7 +5,7 @@ import numpy as np
 
 from sieve.arch.isa import ADD_MODES, Opcode
 from sieve.codegen.emit import Box, Emitter, Slots
-from sieve.codegen.layout import CodegenError, DataImage, TensorLayout
+from sieve.codegen.layout import CodegenError, DataImage
 from sieve.scheduler.layout import hw_weights
 from sieve.ir.graph import Graph, Node, Op
 from sieve.ir.registry import act_bounds, add_arith, add_multipliers

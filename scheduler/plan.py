@@ -66,21 +66,23 @@ class ConvGeom:
         """Values reduced per output: the kernel window, times the channel tile unless depthwise."""
         return self.taps if self.depthwise else self.taps * c_t
 
-    def row_groups(self, c_t: int, lanes: int) -> int:
-        """SIMD groups an output channel costs per tile (an estimate for unstructured weights)."""
+    def row_groups(self, c_t, lanes: int):
+        """SIMD groups an output channel costs per tile (an estimate for unstructured weights); c_t may
+        be an array of channel tiles (the tiling search prices all candidates at once)."""
         r = self.reduction(c_t)
         if self.fmt == "unstructured":
-            return -(-int(np.ceil(self.dmax * r)) // lanes)
+            return -(-np.ceil(self.dmax * r).astype(np.int64) // lanes)
         if self.fmt == "nm":
             n, m = self.nm
             return -(-(-(-r // m) * n) // lanes)
         return -(-r // lanes) * self.w_bytes
 
-    def weight_tile_bytes(self, k_t: int, c_t: int, lanes: int) -> int:
-        """An upper bound on a weight tile's bytes in this format (sizes the scratchpad region)."""
+    def weight_tile_bytes(self, k_t, c_t, lanes: int):
+        """An upper bound on a weight tile's bytes in this format (sizes the scratchpad region); k_t and
+        c_t may be arrays."""
         r = self.reduction(c_t)
         if self.fmt == "unstructured":
-            per_row = -(-min(r, self.nnz_max) // lanes) * lanes
+            per_row = -(-np.minimum(r, self.nnz_max) // lanes) * lanes
             return 4 * k_t + 3 * k_t * per_row + 1
         if self.fmt == "nm":
             n, m = self.nm

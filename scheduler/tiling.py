@@ -13,13 +13,12 @@ the latency are priced as latency-bound.
 from __future__ import annotations
 
 import functools
-import itertools
 from dataclasses import dataclass
 
 import numpy as np
 
 from sieve.arch.config import ArchConfig
-from sieve.scheduler.plan import ALIGN, ConvGeom, MatmulTiling, SpadLayout, align, ceil_div, dma_cycles, split
+from sieve.scheduler.plan import ALIGN, ConvGeom, MatmulTiling, SpadLayout, align, ceil_div
 
 ORDERS = ("k_outer", "pixels_outer")
 
@@ -52,54 +51,12 @@ class Estimate:
     x_loads: int
 
 
-def _sizes(total: int, tile: int) -> list[tuple[int, int]]:
-    """The tile sizes of a split and how often each occurs (at most two entries)."""
-    full, rest = divmod(total, tile)
-    return [(tile, full)] * bool(full) + [(rest, 1)] * bool(rest)
-
-
 def estimate(g: ConvGeom, t: MatmulTiling, arch: ArchConfig) -> Estimate:
-    c = arch.core
-    ks, cs = _sizes(g.k, t.k_t), _sizes(g.c, t.c_t)
-    pixels = [(ny * nx, ny, nx, my * mx) for ny, my in _sizes(g.oh, t.oh_t) for nx, mx in _sizes(g.ow, t.ow_t)]
-    # compute: every (k, c, pixel) tile once per image
-    if g.depthwise:                 # channels are tiled once, together with the outputs
-        cs = [(1, 1)]
-    if g.fmt == "unstructured" and g.rows is not None:     # exact: the layer's own nonzero pattern
-        tiles = sum(mk for _, mk in ks) * sum(mc for _, mc in cs)
-        bg = g.rows.batch_groups(t.k_t, t.c_t, c.simd_lanes, c.pe_rows, g.balance)
-        mm = bg * sum(mp * cols for cols, _, _, mp in pixels) + tiles * sum(mp for *_, mp in pixels) * \
-            c.matmul_fill_cycles
-    else:
-        mm = sum(mk * mc * mp * (ceil_div(nk, c.pe_rows) * g.row_groups(nc, c.simd_lanes) * cols
-                                 + c.matmul_fill_cycles)
-                 for nk, mk in ks for nc, mc in cs for cols, _, _, mp in pixels)
-    rq = sum(mk * mp * (ceil_div(nk * cols, c.vector_lanes) + c.vector_fill_cycles)
-             for nk, mk in ks for cols, _, _, mp in pixels)
-    compute = g.n * g.groups * (mm + rq)
-    # DMA: bytes re-fetched under the loop order
-    n_sp = sum(mp for *_, mp in pixels)
-    n_k, n_c = ceil_div(g.k, t.k_t), 1 if g.depthwise else ceil_div(g.c, t.c_t)
-    w_bytes = sum(mk * mc * g.weight_tile_bytes(nk, nc, c.simd_lanes) for nk, mk in ks for nc, mc in cs) + 8 * g.k
-    x_bytes = sum(mp * g.max_in(ny, g.sh, g.dh, g.kh, g.h) * g.max_in(nx, g.sw, g.dw, g.kw, g.w)
-                  for _, ny, nx, mp in pixels) * g.c
-    if t.order == "k_outer":
-        w_loads = 1 if n_c == 1 else n_sp * g.n
-        x_loads = n_k if n_sp * n_c * g.n > 1 else 1
-    else:                         # (k, c) inner: a c split re-fetches the input per k tile
-        w_loads = g.n * n_sp if n_k * n_c > 1 else 1
-        x_loads = n_k if n_c > 1 else 1
-    if g.depthwise:                 # each k tile reads its own channels: no re-fetch
-        x_loads = 1
-    moved = g.groups * (w_bytes * w_loads + x_bytes * x_loads * g.n + g.n * g.oh * g.ow * g.k * g.out_bytes)
-    dma = dma_cycles(moved, arch)
-    # double-buffered steady state: a step's period is bounded by compute, by the DRAM channel,
-    # and by the two-slot loop (load, its latency and compute of two steps in flight)
-    steps = g.groups * g.n * n_sp * n_k * n_c
-    lat = arch.memory.dram_latency_cycles
-    period = max(compute / steps, dma / steps, (lat + (dma + compute) / steps) / 2)
-    total = int(steps * period + dma / steps + 2 * lat)
-    return Estimate(total, compute, dma, w_loads, x_loads)
+    """The cost model's figures for one tiling (``_estimate_all`` on a single candidate)."""
+    one = lambda v: np.array([v], np.int64)  # noqa: E731
+    total, compute, dma, w_loads, x_loads = _estimate_all(g, one(t.k_t), one(t.c_t), one(t.oh_t), one(t.ow_t),
+                                                          np.array([t.order == "pixels_outer"]), arch)
+    return Estimate(int(total[0]), int(compute[0]), int(dma[0]), int(w_loads[0]), int(x_loads[0]))
 
 
 def fits(g: ConvGeom, t: MatmulTiling, arch: ArchConfig) -> bool:
@@ -109,30 +66,6 @@ def fits(g: ConvGeom, t: MatmulTiling, arch: ArchConfig) -> bool:
 
 def _fmt_name(g: ConvGeom) -> str:
     return {"dense": "dense", "unstructured": "unstructured"}.get(g.fmt, f"{g.nm[0]}:{g.nm[1]}")
-
-
-def _wtb(g: ConvGeom, k_t: np.ndarray, c_t: np.ndarray, lanes: int) -> np.ndarray:
-    """ConvGeom.weight_tile_bytes over arrays of tile sizes."""
-    r = np.full_like(c_t, g.taps) if g.depthwise else g.taps * c_t
-    if g.fmt == "unstructured":
-        per_row = -(-np.minimum(r, g.nnz_max) // lanes) * lanes
-        return 4 * k_t + 3 * k_t * per_row + 1
-    if g.fmt == "nm":
-        n, m = g.nm
-        values = k_t * -(-r // m) * n
-        return values + (values + 1) // 2
-    return k_t * r * g.w_bytes
-
-
-def _row_groups(g: ConvGeom, c_t: np.ndarray, lanes: int) -> np.ndarray:
-    """ConvGeom.row_groups over an array of channel tiles."""
-    r = np.full_like(c_t, g.taps) if g.depthwise else g.taps * c_t
-    if g.fmt == "unstructured":
-        return -(-np.ceil(g.dmax * r).astype(np.int64) // lanes)
-    if g.fmt == "nm":
-        n, m = g.nm
-        return -(-(-(-r // m) * n) // lanes)
-    return -(-r // lanes) * g.w_bytes
 
 
 def _max_in(size: np.ndarray, stride: int, dil: int, kern: int, extent: int) -> np.ndarray:
@@ -150,8 +83,11 @@ def _align(n: np.ndarray) -> np.ndarray:
 
 
 def _estimate_all(g: ConvGeom, k_t, c_t, oh_t, ow_t, pixels_outer, arch: ArchConfig):
-    """``estimate`` over arrays of candidates: (cycles, compute, dma), each [candidates]; the same
-    arithmetic, term for term, so the same numbers."""
+    """The cost model over arrays of candidate tilings: (cycles, compute, dma, weight loads, input
+    loads), each [candidates]. Compute: every (k, c, pixel) tile once per image (exact for unstructured
+    weights, from the layer's own nonzero pattern); DMA: the bytes each loop order re-fetches over the
+    DRAM bandwidth; double-buffered steady state: a step's period is bounded by compute, by the DRAM
+    channel, and by the two-slot loop (load, its latency and compute of two steps in flight)."""
     c = arch.core
     ks, cs = _split(g.k, k_t), _split(g.c, c_t)
     if g.depthwise:
@@ -166,14 +102,14 @@ def _estimate_all(g: ConvGeom, k_t, c_t, oh_t, ow_t, pixels_outer, arch: ArchCon
         bg = np.array([bgs[a, b] for a, b in zip(k_t.tolist(), c_t.tolist())], np.int64)
         mm = bg * sum(mp * cols for cols, _, _, mp in pixels) + tiles * n_sp * c.matmul_fill_cycles
     else:
-        mm = sum(mk * mc * mp * (-(-nk // c.pe_rows) * _row_groups(g, nc, c.simd_lanes) * cols + c.matmul_fill_cycles)
+        mm = sum(mk * mc * mp * (-(-nk // c.pe_rows) * g.row_groups(nc, c.simd_lanes) * cols + c.matmul_fill_cycles)
                  for nk, mk in ks for nc, mc in cs for cols, _, _, mp in pixels)
     rq = sum(mk * mp * (-(-(nk * cols) // c.vector_lanes) + c.vector_fill_cycles)
              for nk, mk in ks for cols, _, _, mp in pixels)
     compute = g.n * g.groups * (mm + rq)
     n_k = -(-g.k // k_t)
     n_c = np.ones_like(c_t) if g.depthwise else -(-g.c // c_t)
-    w_bytes = sum(mk * mc * _wtb(g, nk, nc, c.simd_lanes) for nk, mk in ks for nc, mc in cs) + 8 * g.k
+    w_bytes = sum(mk * mc * g.weight_tile_bytes(nk, nc, c.simd_lanes) for nk, mk in ks for nc, mc in cs) + 8 * g.k
     x_bytes = sum(mp * _max_in(ny, g.sh, g.dh, g.kh, g.h) * _max_in(nx, g.sw, g.dw, g.kw, g.w)
                   for _, ny, nx, mp in pixels) * g.c
     many = (n_k * n_c) > 1
@@ -187,7 +123,7 @@ def _estimate_all(g: ConvGeom, k_t, c_t, oh_t, ow_t, pixels_outer, arch: ArchCon
     lat = arch.memory.dram_latency_cycles
     period = np.maximum(np.maximum(compute / steps, dma / steps), (lat + (dma + compute) / steps) / 2)
     total = (steps * period + dma / steps + 2 * lat).astype(np.int64)
-    return total, compute, dma
+    return total, compute, dma, w_loads, x_loads
 
 
 @functools.lru_cache(maxsize=1024)
@@ -219,13 +155,13 @@ def search(g: ConvGeom, arch: ArchConfig) -> tuple[MatmulTiling, Estimate, str] 
         if g.depthwise:
             c_t = k_t.copy()
         ih, iw = _max_in(oh_t, g.sh, g.dh, g.kh, g.h), _max_in(ow_t, g.sw, g.dw, g.kw, g.w)
-        spad = 2 * (_align(_align(_wtb(g, k_t, c_t, c.simd_lanes)) + 8 * k_t) + _align(ih * iw * c_t)
+        spad = 2 * (_align(_align(g.weight_tile_bytes(k_t, c_t, c.simd_lanes)) + 8 * k_t) + _align(ih * iw * c_t)
                     + _align(oh_t * ow_t * k_t * g.out_bytes))
         ok = (spad <= c.scratchpad_bytes) & (k_t * oh_t * ow_t <= arch.acc_entries)
         if not ok.any():
             continue
         k_t, c_t, oh_t, ow_t, po = k_t[ok], c_t[ok], oh_t[ok], ow_t[ok], po[ok]
-        cycles, _, _ = _estimate_all(g, k_t, c_t, oh_t, ow_t, po == 1, arch)
+        cycles = _estimate_all(g, k_t, c_t, oh_t, ow_t, po == 1, arch)[0]
         steps = -(-g.k // k_t) * -(-g.c // c_t) * -(-g.oh // oh_t) * -(-g.ow // ow_t)
         rank = np.lexsort((np.arange(len(cycles)), po, steps, cycles))
         tiling = [MatmulTiling(int(k_t[i]), int(oh_t[i]), int(ow_t[i]), int(c_t[i]), ORDERS[int(po[i])])

@@ -69,7 +69,6 @@ def cmd_zoo_export(args) -> None:
     out = files.check_output(args.output, "zoo export", (".onnx", ".sv"))
     kwargs = {"seed": args.seed} | ({"size": args.size} if args.size else {})
     if out.suffix == ".onnx":
-        import onnx
         raw = zoo.onnx_model(args.name, **kwargs).SerializeToString()
         files.write_bytes(out, raw)
         print(f"wrote {out} ({len(raw):,} bytes)")
@@ -116,7 +115,7 @@ def _front_options(args) -> dict:
 def cmd_compile(args) -> None:
     import numpy as np
     from sieve import api, files
-    from sieve.pipeline import compile_model, is_quantized
+    from sieve.pipeline import compile_model
     inputs = files.model_files(args.model)
     out = files.check_output(args.output or Path(Path(args.model).with_suffix(".sieve").name), "compile",
                              (".sieve",), inputs, {".onnx": "`sieve quantize -o MODEL.onnx` writes the "
