@@ -130,17 +130,20 @@ def cmd_compile(args) -> None:
     program, qgraph = c.program, c.lowered.qgraph
     con = _console() if not args.quiet or args.eval else None
     if not args.quiet:
-        from rich.table import Table
-        t = Table(title=f"{qgraph.name} on arch '{program.arch.name}'", title_justify="left")
-        for col in ("layer", "op", "weights", "zeros %", "instructions", "MACs", "est. cycles", "plan"):
-            t.add_column(col, justify="left" if col in ("layer", "op", "weights", "plan") else "right",
-                         no_wrap=col not in ("plan",))
+        from sieve.report import table
+        wide = con.width >= 140 or args.verbose          # the plan column needs room; -v always shows it
+        t = table(f"{qgraph.name} on arch '{program.arch.name}'" + ("" if wide else " (plans: -v or a wider terminal)"),
+                  ["layer", "op", "weights", "zeros %", "instructions", "MACs", "est. cycles"] + ["plan"] * wide, 3)
+        if wide:
+            t.columns[-1].justify = "left"
         for sym in program.layers:
             plan, node = c.schedule.plan(sym.name), qgraph[sym.name]
             zeros = f"{100 * np.mean(node.params['w'] == 0):.1f}" if "w" in node.params else ""
-            t.add_row(sym.name, sym.op, sym.weight_format if plan.kind == "matmul" else "", zeros,
-                      f"{sym.end - sym.start:,}", f"{sym.macs:,}", f"{plan.est_cycles:,}",
-                      plan.reason if args.verbose else plan.reason.split(": est")[0])
+            row = [sym.name, sym.op, sym.weight_format if plan.kind == "matmul" else "", zeros,
+                   f"{sym.end - sym.start:,}", f"{sym.macs:,}", f"{plan.est_cycles:,}"]
+            if wide:
+                row.append(plan.reason if args.verbose else plan.reason.split(": est")[0])
+            t.add_row(*row)
         con.print(t)
         con.print(_model_size(c.lowered.graph, program))
     stages = ", ".join(f"{k} {v:.2f} s" for k, v in c.seconds.items() if v >= 0.005)

@@ -63,7 +63,7 @@ def _num(v, fmt: str = ",", suffix: str = "") -> str:
     return "-" if v is None else f"{v:{fmt}}{suffix}"
 
 
-def _table(title: str, columns: list[str], left: int = 1):
+def table(title: str, columns: list[str], left: int = 1):
     """A table whose first ``left`` columns are text and the rest numbers; in a narrow terminal every
     cell wraps (folds) instead of being cut, so no digit is ever lost."""
     from rich.table import Table
@@ -76,10 +76,10 @@ def _table(title: str, columns: list[str], left: int = 1):
 def sparsity_tables(report: dict):
     """Three tables that fit an 80-column terminal: sparsity per layer, cycles and energy against
     the dense twin."""
-    a = _table("sparsity per weight layer", ["layer", "weights", "density %", "lane util %", "skipped MACs"], 2)
-    b = _table("cycles against the dense twin (same layer compiled dense, simulated at compile time)",
+    a = table("sparsity per weight layer", ["layer", "weights", "density %", "lane util %", "skipped MACs"], 2)
+    b = table("cycles against the dense twin (same layer compiled dense, simulated at compile time)",
                ["layer", "MAC-array cycles", "dense", "cycles", "dense", "speedup"])
-    c = _table("energy against the dense twin", ["layer", "nJ", "dense nJ", "saved"])
+    c = table("energy against the dense twin", ["layer", "nJ", "dense nJ", "saved"])
 
     def nj(v):
         return _num(None if v is None else v / 1e3, ",.1f")
@@ -111,7 +111,7 @@ def _kb(n: int) -> str:
 
 
 def stats_table(stats: RunStats, title: str):
-    t = _table(title, ["layer", "op", "cycles", "util %", "MACs", "DRAM rd KiB", "DRAM wr KiB", "spad KiB",
+    t = table(title, ["layer", "op", "cycles", "util %", "MACs", "DRAM rd KiB", "DRAM wr KiB", "spad KiB",
                        "energy nJ"], 2)
     for layer in stats.layers:
         e = layer.events
@@ -127,7 +127,7 @@ def stats_table(stats: RunStats, title: str):
 
 
 def energy_table(stats: RunStats):
-    t = _table("energy by component", ["component", "nJ", "share"])
+    t = table("energy by component", ["component", "nJ", "share"])
     total = stats.energy_total_pj or 1.0
     for name, pj in stats.energy_pj.items():
         t.add_row(name, f"{pj / 1e3:,.2f}", f"{100 * pj / total:.1f} %")
