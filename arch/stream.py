@@ -15,8 +15,7 @@ from typing import Iterable
 
 import numpy as np
 
-from sieve.arch.isa import (FIELDS, HEADER_BITS, QUEUE_OF, VALUE_BITS, WORD_BYTES, Instruction, ISAError, Opcode,
-                            Queue)
+from sieve.arch.isa import FIELDS, HEADER_BITS, QUEUE_OF, VALUE_BITS, WORD_BYTES, Instruction, ISAError, Opcode
 
 LIMBS = WORD_BYTES // 8
 _OPCODES = np.zeros(256, bool)
@@ -215,12 +214,3 @@ class Stream(Sequence):
                     records[j] = row
             self._records = records
         return self._records
-
-    def column(self, op: Opcode, name: str) -> np.ndarray:
-        return self.fields[op][1][name]
-
-    def positions(self, op: Opcode) -> np.ndarray:
-        return self.fields[op][0] if op in self.fields else np.zeros(0, np.int64)
-
-    def is_queue(self, q: Queue) -> np.ndarray:
-        return self.queue == int(q)

@@ -15,8 +15,6 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Callable, Iterator, Union
 
-import numpy as np
-
 from sieve.arch import ArchConfig, Program, load_arch
 from sieve.codegen import generate
 from sieve.data import Data, calibration_inputs
@@ -183,7 +181,3 @@ def with_dense_twin(qgraph: Graph, arch: ArchConfig, program: Program) -> Progra
                            dense_energy_pj=ref[s.name].energy_total_pj) if s.name in ref else s
                    for s in program.layers)
     return replace(program, layers=layers)
-
-
-def as_array_dict(values: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-    return {k: np.asarray(v) for k, v in values.items()}

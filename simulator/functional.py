@@ -260,7 +260,3 @@ def _halt(m: Machine, core: CoreState, ins: Instruction) -> None:
 EXECUTE = {Opcode.LOAD: _load, Opcode.STORE: _store, Opcode.MATMUL: _matmul, Opcode.REQUANT: _requant,
            Opcode.ADD: _add, Opcode.MAXPOOL: _maxpool, Opcode.RELU: _relu, Opcode.AFFINE: _affine,
            Opcode.HALT: _halt}
-
-
-def execute(m: Machine, core: int, ins: Instruction) -> None:
-    EXECUTE[ins.opcode](m, m.cores[core], ins)
