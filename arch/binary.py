@@ -26,7 +26,7 @@ from sieve.arch.config import ArchConfig, ArchError, arch_from_dict
 from sieve.arch.isa import Instruction, ISAError, decode_stream, encode_stream
 
 MAGIC = b"SIEVEBIN"
-VERSION = (1, 0)
+VERSION = (2, 0)
 HEADER = struct.Struct("<8sHH32sII8x")
 ENTRY = struct.Struct("<IIQQII")
 
@@ -87,7 +87,8 @@ class TensorDesc:
 
 @dataclass(frozen=True)
 class LayerSymbol:
-    """Instructions [start, end) of one core's stream belong to one layer."""
+    """Instructions [start, end) of one core's stream belong to one layer. A layer split across
+    cores has one symbol per core; all of them carry the layer's figures (MACs, plan, twin)."""
     name: str
     op: str
     core: int
@@ -110,6 +111,13 @@ class Program:
     inputs: tuple[TensorDesc, ...]
     outputs: tuple[TensorDesc, ...]
     layers: tuple[LayerSymbol, ...] = field(default=())
+
+    def layer_groups(self) -> dict[str, list[LayerSymbol]]:
+        """Layer name -> its symbols (one per core it runs on), in program order."""
+        out: dict[str, list[LayerSymbol]] = {}
+        for sym in self.layers:
+            out.setdefault(sym.name, []).append(sym)
+        return out
 
     def layer_of(self, core: int, index: int) -> str:
         for sym in self.layers:

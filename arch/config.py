@@ -32,22 +32,28 @@ class CoreConfig:
     pe_rows: int = 16                 # PE rows: output channels computed in parallel
     simd_lanes: int = 16              # lanes per PE row: reduction values per cycle
     scratchpad_bytes: int = 262144    # software-managed scratchpad per core
-    scratchpad_banks: int = 8
+    scratchpad_banks: int = 8         # contiguous banks of scratchpad_bytes / banks bytes each
+    scratchpad_port_bytes: int = 16   # bytes per cycle one bank's read port feeds the MAC array
     accumulator_bytes: int = 65536    # int32 accumulator buffer per core
     vector_lanes: int = 16            # elements per cycle in the vector/post-processing unit
-    matmul_fill_cycles: int = 8       # MAC-array pipeline fill per MATMUL instruction
+    matmul_fill_cycles: int = 8       # MAC-array pipeline skew and drain per MATMUL instruction
     vector_fill_cycles: int = 4       # vector-unit pipeline fill per vector instruction
+    weights_double_buffered: bool = True   # the array loads the next weight block while computing
 
 
 @dataclass(frozen=True)
 class MemoryConfig:
-    l2_bytes: int = 0                 # shared L2; 0 = none (modelled in a later revision)
-    l2_ways: int = 8
-    l2_line_bytes: int = 64
-    l2_banks: int = 4
-    l2_latency_cycles: int = 12
-    dram_bytes_per_cycle: float = 16.0
+    l2_bytes: int = 0                 # shared L2 (all cores); 0 = none
+    l2_ways: int = 8                  # set associativity (LRU, write-back, write-allocate)
+    l2_line_bytes: int = 64           # the unit of tags, fills and write-backs
+    l2_banks: int = 4                 # lines interleaved over banks (line address mod banks)
+    l2_bank_bytes_per_cycle: int = 32 # what one bank delivers per cycle
+    l2_latency_cycles: int = 12       # hit latency; a miss adds dram_latency_cycles
+    l2_mshrs: int = 32                # misses in flight at once (bounds the DRAM bandwidth it can use)
+    dram_bytes_per_cycle: float = 16.0  # one channel, shared by all cores
     dram_latency_cycles: int = 100
+    dram_burst_bytes: int = 64        # DRAM moves whole bursts (without an L2)
+    dma_outstanding: int = 32         # requests each DMA engine (per core: load, store) keeps in flight
 
 
 @dataclass(frozen=True)
@@ -57,7 +63,7 @@ class EnergyConfig:
     acc_add_pj: float = 0.1           # 32-bit integer add (Horowitz 2014)
     spad_pj_per_byte: float = 0.0     # derived: 64-bit read 10 pJ * sqrt(bytes / 8 KiB), / 8
     acc_pj_per_byte: float = 0.0      # derived the same way from accumulator_bytes
-    l2_pj_per_byte: float = 0.0       # derived the same way from l2_bytes
+    l2_pj_per_byte: float = 0.0       # derived the same way from l2_bytes (per byte of each line accessed)
     dram_pj_per_byte: float = 243.75  # 1.95 nJ per 64 bits, middle of 1.3-2.6 nJ (Horowitz 2014)
     metadata_pj_per_byte: float = 0.0 # derived: equal to a scratchpad byte
     vector_op_pj: float = 3.9         # fp32 multiply 3.7 + int32 add 0.1 + 8-bit clamp 0.1
@@ -109,7 +115,7 @@ class ArchConfig:
             lines += ["", f"[{section}]"]
             for f in fields(getattr(self, section)):
                 value = getattr(getattr(self, section), f.name)
-                line = f"{f.name} = {value!r}"
+                line = f"{f.name} = {json.dumps(value) if isinstance(value, bool) else repr(value)}"
                 if section == "energy" and value == 0 and getattr(derived, f.name):
                     line += f"    # 0 = derived from capacity: {getattr(derived, f.name):.4g}"
                 lines.append(line)
@@ -130,6 +136,10 @@ _TOP = {"name": str, "cores": int, "clock_mhz": float}
 def _typed(value: Any, want: type, key: str, source: str) -> Any:
     if want is float and isinstance(value, int) and not isinstance(value, bool):
         return float(value)
+    if want is bool:
+        if not isinstance(value, bool):
+            raise ArchError(f"key '{key}' must be true or false, got {value!r}", source)
+        return value
     if not isinstance(value, want) or isinstance(value, bool):
         raise ArchError(f"key '{key}' must be {want.__name__}, got {value!r} ({type(value).__name__})", source)
     return value
@@ -166,7 +176,9 @@ def validate(arch: ArchConfig, source: str = "") -> ArchConfig:
     _check(1 <= c.simd_lanes <= 256, "core.simd_lanes", f"must be 1..256, got {c.simd_lanes}", source)
     _check(4096 <= c.scratchpad_bytes <= 1 << 24, "core.scratchpad_bytes",
            f"must be 4 KiB..16 MiB, got {c.scratchpad_bytes}", source)
-    _check(c.scratchpad_banks >= 1, "core.scratchpad_banks", "must be at least 1", source)
+    _check(1 <= c.scratchpad_banks <= 64 and c.scratchpad_bytes % c.scratchpad_banks == 0, "core.scratchpad_banks",
+           f"must be 1..64 and divide scratchpad_bytes, got {c.scratchpad_banks}", source)
+    _check(c.scratchpad_port_bytes >= 1, "core.scratchpad_port_bytes", "must be at least 1", source)
     _check(1024 <= c.accumulator_bytes <= 1 << 22 and c.accumulator_bytes % 4 == 0,
            "core.accumulator_bytes", f"must be a multiple of 4 in 1 KiB..4 MiB, got {c.accumulator_bytes}", source)
     _check(c.vector_lanes >= 1, "core.vector_lanes", "must be at least 1", source)
@@ -178,8 +190,15 @@ def validate(arch: ArchConfig, source: str = "") -> ArchConfig:
     _check(m.l2_ways >= 1, "memory.l2_ways", "must be at least 1", source)
     _check(m.l2_bytes % (m.l2_ways * m.l2_line_bytes) == 0, "memory.l2_bytes",
            "must be a multiple of l2_ways * l2_line_bytes", source)
+    _check(m.l2_banks >= 1, "memory.l2_banks", "must be at least 1", source)
+    _check(m.l2_bank_bytes_per_cycle >= 1, "memory.l2_bank_bytes_per_cycle", "must be at least 1", source)
+    _check(m.l2_latency_cycles >= 0, "memory.l2_latency_cycles", "must not be negative", source)
+    _check(m.l2_mshrs >= 1, "memory.l2_mshrs", "must be at least 1", source)
     _check(m.dram_bytes_per_cycle > 0, "memory.dram_bytes_per_cycle", "must be positive", source)
     _check(m.dram_latency_cycles >= 0, "memory.dram_latency_cycles", "must not be negative", source)
+    _check(m.dram_burst_bytes > 0 and m.dram_burst_bytes & (m.dram_burst_bytes - 1) == 0, "memory.dram_burst_bytes",
+           f"must be a power of two, got {m.dram_burst_bytes}", source)
+    _check(m.dma_outstanding >= 1, "memory.dma_outstanding", "must be at least 1", source)
     for f in fields(EnergyConfig):
         _check(getattr(arch.energy, f.name) >= 0, f"energy.{f.name}", "must not be negative", source)
     return arch

@@ -44,6 +44,7 @@ class Opcode(enum.IntEnum):
     MAXPOOL = 6     # int8 max over windows
     RELU = 7        # int8 max(x, zp)
     AFFINE = 8      # per channel: dequantize, x * scale + shift, quantize (float32 steps)
+    WAIT = 9        # hold the load queue until another core's counter reaches a value
 
 
 class Queue(enum.IntEnum):
@@ -54,7 +55,8 @@ class Queue(enum.IntEnum):
 
 QUEUE_OF = {Opcode.HALT: Queue.COMPUTE, Opcode.LOAD: Queue.LOAD, Opcode.STORE: Queue.STORE,
             Opcode.MATMUL: Queue.COMPUTE, Opcode.REQUANT: Queue.COMPUTE, Opcode.ADD: Queue.COMPUTE,
-            Opcode.MAXPOOL: Queue.COMPUTE, Opcode.RELU: Queue.COMPUTE, Opcode.AFFINE: Queue.COMPUTE}
+            Opcode.MAXPOOL: Queue.COMPUTE, Opcode.RELU: Queue.COMPUTE, Opcode.AFFINE: Queue.COMPUTE,
+            Opcode.WAIT: Queue.LOAD}
 
 _DMA = [("dram_addr", "u", 32), ("spad_addr", "u", 24), ("rows", "u", 16), ("row_bytes", "u", 24),
         ("dram_stride", "u", 32), ("spad_stride", "u", 24)]
@@ -85,6 +87,7 @@ FIELDS: dict[Opcode, list[tuple[str, str, int]]] = {
     Opcode.AFFINE: [("src_addr", "u", 24), ("dst_addr", "u", 24), ("count", "u", 24), ("c", "u", 16),
                     ("param_addr", "u", 24), ("zx", "s", 8), ("sx", "f", 32), ("zy", "s", 8), ("sy", "f", 32),
                     ("lo", "s", 8), ("hi", "s", 8)],
+    Opcode.WAIT: [("core", "u", 6), ("counter", "u", 4), ("value", "u", 20)],
 }
 
 for _op, _fields in FIELDS.items():

@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 from sieve.arch.binary import LayerSymbol, Program, TensorDesc
-from sieve.arch.isa import Instruction, Opcode
 from sieve.codegen.emit import Emitter
 from sieve.codegen.layout import CodegenError, DataImage, TensorLayout, plan_tensors
 from sieve.codegen.lower import CONSTANTS, EMIT
@@ -28,33 +27,55 @@ def _desc(graph: Graph, name: str, lay: TensorLayout) -> TensorDesc:
                       "uint8" if t.quant.unsigned else "int8")
 
 
+def _source(graph: Graph, name: str, kinds: dict[str, str]) -> str:
+    """The node whose stores hold tensor ``name`` (views resolve to what they view)."""
+    while kinds.get(name) == "alias" and graph[name].inputs:
+        name = graph[name].inputs[0]
+    return name
+
+
 def generate(sched: Schedule) -> Program:
-    """Schedule -> Program: constants from DRAM address 0, activations after them,
-    one instruction stream (core 0; further cores halt at once), IO descriptors, symbols."""
-    graph = sched.graph
+    """Schedule -> Program: constants from DRAM address 0, activations after them, one instruction
+    stream per core (each core runs its part of every layer it has a part of), IO descriptors,
+    layer symbols (one per layer and core)."""
+    graph, arch = sched.graph, sched.arch
     data = DataImage()
-    core = sched.arch.core
+    core = arch.core
     bundles = {p.node: CONSTANTS[p.kind](graph, graph[p.node], p, sched.orders, data, core.simd_lanes, core.pe_rows)
                for p in sched.layers if p.kind in CONSTANTS}
     layouts, dram_end = plan_tensors(graph, len(data.buf), sched.orders)
-    em, symbols = Emitter(), []
+    kinds = {p.node: p.kind for p in sched.layers}
+    ems = [Emitter() for _ in range(arch.cores)]
+    stored: dict[str, dict[int, int]] = {}          # tensor -> {core: STORED after its last store there}
+    symbols = []
     for plan in sched.layers:
         if plan.kind == "alias":
             continue
         node = graph[plan.node]
-        start = len(em.code)
-        em.begin_layer()
-        EMIT[plan.kind](em, graph, node, plan, layouts, bundles.get(plan.node))
         n_macs = opdef(node.op).macs(node, [graph[i].out for i in node.inputs])
         fmt = plan.geom.fmt if plan.geom is not None else "dense"
         fmt = f"{plan.geom.nm[0]}:{plan.geom.nm[1]}" if fmt == "nm" else fmt
-        symbols.append(LayerSymbol(node.name, node.op.value, 0, start, len(em.code), n_macs, plan.reason, fmt))
-    em.halt()
-    idle = (Instruction.make(Opcode.HALT),)
-    streams = (tuple(em.code),) + tuple(idle for _ in range(sched.arch.cores - 1))
+        deps = {}
+        for name in node.inputs:
+            for c, value in stored.get(_source(graph, name, kinds), {}).items():
+                deps[c] = max(deps.get(c, 0), value)
+        for part in plan.parts:
+            em = ems[part.core]
+            start = len(em.code)
+            for c, value in sorted(deps.items()):
+                if c != part.core:                      # this core's own stores: the layer fence covers them
+                    em.wait_core(c, value)
+            em.begin_layer()
+            EMIT[plan.kind](em, graph, node, plan, part, layouts, bundles.get(plan.node))
+            stored.setdefault(node.name, {})[part.core] = em.stored
+            symbols.append(LayerSymbol(node.name, node.op.value, part.core, start, len(em.code), n_macs,
+                                       plan.reason, fmt))
+    for em in ems:
+        em.halt()
     inputs = tuple(_desc(graph, n.name, layouts[n.name]) for n in graph.inputs)
     outputs = tuple(_desc(graph, o, layouts[o]) for o in graph.outputs)
-    return Program(sched.arch, streams, bytes(data.buf), dram_end, inputs, outputs, tuple(symbols))
+    return Program(arch, tuple(tuple(em.code) for em in ems), bytes(data.buf), dram_end, inputs, outputs,
+                   tuple(symbols))
 
 
 __all__ = ["generate", "CodegenError"]

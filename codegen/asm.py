@@ -36,6 +36,8 @@ class AsmError(Exception):
 # ---------------------------------------------------------------- disassembler
 
 def _v(value) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
     if isinstance(value, str):
         return json.dumps(value)
     if isinstance(value, (list, tuple)):
@@ -116,6 +118,8 @@ class _Values(lark.Transformer):
         return (int(a), int(b))
 
     def word(self, t):
+        if t[0] in ("true", "false"):
+            return t[0] == "true"
         return _Word(t[0])
 
     def list(self, t):

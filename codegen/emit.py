@@ -7,8 +7,12 @@ Counters (timeline semaphores, per core):
 A compute step waits LOADED >= its loads; a load into a buffer slot waits
 STEPPED >= the last step that read that slot; a REQUANT/vector op into an
 output slot waits STORED >= the store that drained it; a store waits STEPPED
->= the step that produced its tile. The first load of a layer waits until every
-earlier store has landed, which orders layers through DRAM.
+>= the step that produced its tile. The first load of a layer on a core waits
+until that core's earlier stores have landed (its scratchpad is reused).
+Across cores, synchronization follows the data: before a layer's first load, a
+WAIT instruction per other core that wrote part of an input tensor holds the
+load queue until that core's STORED counter reaches its value after the
+tensor's last store.
 """
 from __future__ import annotations
 
@@ -75,7 +79,15 @@ class Emitter:
 
     # ---------------------------------------------------------------- layers
     def begin_layer(self) -> None:
+        """The next load waits until this core's earlier stores have landed: the scratchpad regions
+        of the new layer may overlap the output slots of the last one (and a tensor this core
+        produced is then in DRAM)."""
         self._layer_fence = self.stored
+
+    def wait_core(self, core: int, stored: int) -> None:
+        """Hold this core's load queue until ``core`` has completed ``stored`` stores: the data a
+        following load reads was written there."""
+        self.code.append(Instruction.make(Opcode.WAIT, core=core, counter=STORED, value=stored))
 
     # ---------------------------------------------------------------- loads
     def load(self, transfers, free_wait: int = 0) -> None:

@@ -24,25 +24,36 @@ def _constants(graph: Graph, node: Node, orders: dict) -> tuple[np.ndarray, np.n
     return hw_weights(graph, node, orders), b, scale
 
 
+def k_tiles(g, t, part) -> list[tuple[int, int]]:
+    """(first output channel, count) of each k tile of a core's share (channels per group)."""
+    k0, k1 = part.range("k", g.k)
+    return [(k0 + s, n) for s, n in split(k1 - k0, t.k_t)]
+
+
 def pack_weights(graph: Graph, node: Node, plan: LayerPlan, orders: dict, data: DataImage, lanes: int,
                  pe_rows: int) -> dict:
-    """Constant bundles per (group, k tile, c tile): the weight tile; the last c tile of each k tile
-    also carries what REQUANT reads: [pad to 16][int32 bias][float32 scale]."""
+    """Constant bundles per (group, first output channel, c tile), for the k tiles of every core's
+    share: the weight tile; the last c tile of each k tile also carries what REQUANT reads:
+    [pad to 16][int32 bias][float32 scale]. Cores that share a k tile share its bundle."""
     w, bias, scale = _constants(graph, node, orders)
     g, t = plan.geom, plan.tiling
     bundles = {}
     c_tiles = [(0, 1)] if g.depthwise else split(g.c, t.c_t)
-    for gi in range(g.groups):
-        for ki, (k0, nk) in enumerate(split(g.k, t.k_t)):
-            k0 += gi * g.k
-            for ci, (c0, nc) in enumerate(c_tiles):
-                tile = np.ascontiguousarray(w[k0:k0 + nk, :, :, c0:c0 + nc])
-                packed = _pack(tile.reshape(nk, -1), g, lanes, pe_rows)
-                blob = packed.blob
-                tail = align(len(blob))
-                if ci == len(c_tiles) - 1:
-                    blob += bytes(tail - len(blob)) + bias[k0:k0 + nk].tobytes() + scale[k0:k0 + nk].tobytes()
-                bundles[gi, ki, ci] = (data.put(blob), len(blob), tail, packed)
+    for part in plan.parts:
+        g0, g1 = part.range("g", g.groups)
+        for gi in range(g0, g1):
+            for kt, nk in k_tiles(g, t, part):
+                k0 = kt + gi * g.k
+                for ci, (c0, nc) in enumerate(c_tiles):
+                    if (gi, kt, ci) in bundles:
+                        continue
+                    tile = np.ascontiguousarray(w[k0:k0 + nk, :, :, c0:c0 + nc])
+                    packed = _pack(tile.reshape(nk, -1), g, lanes, pe_rows)
+                    blob = packed.blob
+                    tail = align(len(blob))
+                    if ci == len(c_tiles) - 1:
+                        blob += bytes(tail - len(blob)) + bias[k0:k0 + nk].tobytes() + scale[k0:k0 + nk].tobytes()
+                    bundles[gi, kt, ci] = (data.put(blob), len(blob), tail, packed)
     return bundles
 
 
@@ -56,7 +67,7 @@ def _pack(tile: np.ndarray, g, lanes: int, pe_rows: int) -> PackedTile:
     return PackedTile(blob, 3 if g.w_bytes == 2 else 0, 0, 0, 0)
 
 
-def emit_matmul(em: Emitter, graph: Graph, node: Node, plan: LayerPlan, layouts, bundles) -> None:
+def emit_matmul(em: Emitter, graph: Graph, node: Node, plan: LayerPlan, part, layouts, bundles) -> None:
     g, t = plan.geom, plan.tiling
     src, dst = layouts[node.inputs[0]], layouts[node.name]
     # channels as stored in DRAM: channel groups share a pixel; batched groups are separate images
@@ -65,24 +76,26 @@ def emit_matmul(em: Emitter, graph: Graph, node: Node, plan: LayerPlan, layouts,
     wslots, xslots, oslots = Slots(offs["w"]), Slots(offs["x"]), Slots(offs["out"])
     x_zp = graph[node.inputs[0]].out.quant.zp
     lo, hi = act_bounds(node) if g.out_bytes == 1 else (-128, 127)
-    ks = list(enumerate(split(g.k, t.k_t)))
+    ks = k_tiles(g, t, part)
     cs = [(0, (0, 0))] if g.depthwise else list(enumerate(split(g.c, t.c_t)))
-    pix = [(n, y, x) for n in range(g.n) for y in split(g.oh, t.oh_t) for x in split(g.ow, t.ow_t)]
+    (y_lo, y_hi), (x_lo, x_hi) = part.range("y", g.oh), part.range("x", g.ow)
+    pix = [(n, (y_lo + y, ny), (x_lo + x, nx)) for n in range(*part.range("n", g.n))
+           for y, ny in split(y_hi - y_lo, t.oh_t) for x, nx in split(x_hi - x_lo, t.ow_t)]
     if t.order == "k_outer":
         steps = [(k, p, c) for k in ks for p in pix for c in cs]
     else:
         steps = [(k, p, c) for p in pix for k in ks for c in cs]
     ob = g.out_bytes
-    for gi in range(g.groups):
-        for (ki, (k0, nk)), (n, (y0, ny), (x0, nx)), (ci, (c0, nc)) in steps:
+    for gi in range(*part.range("g", g.groups)):
+        for (k0, nk), (n, (y0, ny), (x0, nx)), (ci, (c0, nc)) in steps:
             if g.depthwise:
                 c0, nc = k0, nk                                  # the channels of this k tile
             if g.batched:                                        # offsets in the stored tensors
                 x_base, o_base, cg0, kg0 = gi * g.h * g.w * g.c, gi * g.oh * g.ow * g.k, c0, k0
             else:
                 x_base, o_base, cg0, kg0 = 0, 0, gi * g.c + c0, gi * g.k + k0
-            b_addr, b_len, b_off, packed = bundles[gi, ki, ci]
-            w_addr, fresh, free = wslots.acquire((gi, ki, ci))
+            b_addr, b_len, b_off, packed = bundles[gi, k0, ci]
+            w_addr, fresh, free = wslots.acquire((gi, k0, ci))
             if fresh:
                 em.load([(b_addr, w_addr, 1, b_len, 0, 0)], free)
             iy0, iy1, py = g.in_rows(y0, ny, g.sh, g.dh, g.kh, g.pt, g.h)
@@ -113,15 +126,17 @@ def emit_matmul(em: Emitter, graph: Graph, node: Node, plan: LayerPlan, layouts,
                 oslots.release(em.store(box.transfers(o_addr), step))
 
 
-def emit_pool(em: Emitter, graph: Graph, node: Node, plan: LayerPlan, layouts, bundles) -> None:
+def emit_pool(em: Emitter, graph: Graph, node: Node, plan: LayerPlan, part, layouts, bundles) -> None:
     n, c, h, w = graph[node.inputs[0]].out.shape
     _, _, oh, ow = node.out.shape
     (kh, kw), (sh, sw), (pt, pl, _, _) = node.attrs["kernel"], node.attrs["stride"], node.attrs["pad"]
     src, dst = layouts[node.inputs[0]], layouts[node.name]
     offs = plan.spad.offsets()
     xslots, oslots = Slots(offs["x"]), Slots(offs["out"])
+    y_lo, y_hi = part.range("y", oh)
     for b in range(n):
-        for y0, ny in split(oh, plan.pool_rows):
+        for y0, ny in split(y_hi - y_lo, plan.pool_rows):
+            y0 += y_lo
             for c0, nc in split(c, plan.pool_c):
                 lo = y0 * sh - pt
                 iy0, iy1 = max(lo, 0), min(h, (y0 + ny - 1) * sh - pt + kh)
@@ -139,14 +154,16 @@ def emit_pool(em: Emitter, graph: Graph, node: Node, plan: LayerPlan, layouts, b
                 oslots.release(em.store(box.transfers(o_addr), step))
 
 
-def emit_eltwise(em: Emitter, graph: Graph, node: Node, plan: LayerPlan, layouts, bundles) -> None:
+def emit_eltwise(em: Emitter, graph: Graph, node: Node, plan: LayerPlan, part, layouts, bundles) -> None:
     offs = plan.spad.offsets()
     names = [nm for nm, _ in plan.spad.regions]
     in_slots = [Slots(offs[nm]) for nm in names[:-1]]
     oslots = Slots(offs["out"])
     ins = [graph[i].out for i in node.inputs]
     lo, hi = act_bounds(node) if node.op is Op.ADD else (-128, 127)
-    for e0, ne in split(node.out.size, plan.tile_elems):
+    e_lo, e_hi = part.range("e", node.out.size)
+    for e0, ne in split(e_hi - e_lo, plan.tile_elems):
+        e0 += e_lo
         addrs = []
         for slots, name in zip(in_slots, node.inputs):
             addr, _, free = slots.acquire()
@@ -175,17 +192,19 @@ def emit_eltwise(em: Emitter, graph: Graph, node: Node, plan: LayerPlan, layouts
         oslots.release(em.store([(layouts[node.name].addr + e0, o_addr, 1, ne, 0, 0)], step))
 
 
-def emit_concat(em: Emitter, graph: Graph, node: Node, plan: LayerPlan, layouts, bundles) -> None:
+def emit_concat(em: Emitter, graph: Graph, node: Node, plan: LayerPlan, part, layouts, bundles) -> None:
     """Copy each input into its channel slice of the output, requantized on the vector unit."""
     out, q = node.out, node.out.quant
     c_total, pixels = out.shape[1], out.size // out.shape[1]
     offs = plan.spad.offsets()
     aslots, oslots = Slots(offs["a"]), Slots(offs["out"])
     c_off = 0
+    p_lo, p_hi = part.range("e", pixels)
     for name in node.inputs:
         t = graph[name].out
         c = t.shape[1]
-        for p0, npx in split(pixels, plan.tile_elems):
+        for p0, npx in split(p_hi - p_lo, plan.tile_elems):
+            p0 += p_lo
             a_addr, _, free = aslots.acquire()
             em.load([(layouts[name].addr + p0 * c, a_addr, 1, npx * c, 0, 0)], free)
             o_addr, _, o_free = oslots.acquire()
@@ -206,7 +225,7 @@ def pack_affine(graph: Graph, node: Node, plan: LayerPlan, orders: dict, data: D
     return data.put(blob), len(blob)
 
 
-def emit_affine(em: Emitter, graph: Graph, node: Node, plan: LayerPlan, layouts, params) -> None:
+def emit_affine(em: Emitter, graph: Graph, node: Node, plan: LayerPlan, part, layouts, params) -> None:
     """Load the channel parameters once, then whole-pixel tiles: load, AFFINE, store."""
     c = node.out.shape[1]
     qi, qo = graph[node.inputs[0]].out.quant, node.out.quant
@@ -215,7 +234,9 @@ def emit_affine(em: Emitter, graph: Graph, node: Node, plan: LayerPlan, layouts,
     pslots, xslots, oslots = Slots(offs["p"]), Slots(offs["x"]), Slots(offs["out"])
     p_dram, p_bytes = params
     src, dst = layouts[node.inputs[0]].addr, layouts[node.name].addr
-    for p0, npx in split(node.out.size // c, plan.tile_elems):
+    p_lo, p_hi = part.range("e", node.out.size // c)
+    for p0, npx in split(p_hi - p_lo, plan.tile_elems):
+        p0 += p_lo
         p_addr, fresh, free = pslots.acquire("params")
         if fresh:
             em.load([(p_dram, p_addr, 1, p_bytes, 0, 0)], free)

@@ -7,18 +7,24 @@ from sieve.arch.config import ArchConfig
 from sieve.ir.graph import Graph, Op
 from sieve.ir.types import DType
 from sieve.scheduler.layout import memory_orders
-from sieve.scheduler.lower import LOWER, _lower_matmul, conv_geom
-from sieve.scheduler.plan import (ConvGeom, LayerPlan, MatmulTiling, Schedule, ScheduleError, SpadLayout, split)
+from sieve.scheduler.lower import LOWER, Options, conv_geom
+from sieve.scheduler.partition import PARTITIONS
+from sieve.scheduler.plan import (ConvGeom, LayerPlan, MatmulTiling, Part, Schedule, ScheduleError, SpadLayout, split)
 
 
 def schedule(graph: Graph, arch: ArchConfig, sparse: bool = True, balance: bool = True,
-             formats: tuple[str, ...] | None = None,
+             formats: tuple[str, ...] | None = None, partition: str = "auto",
              progress: Callable[[int, int], None] | None = None) -> Schedule:
     """Plan every node of a quantized graph on ``arch``. With ``sparse`` the cost model may pick a
-    packed weight format per layer; ``balance`` orders PE rows by work in unstructured tiles.
+    packed weight format per layer; ``balance`` orders PE rows by work in unstructured tiles;
+    ``partition`` splits conv/dense layers across the arch's cores by output ``channels``, ``rows``
+    or ``batch``, or lets the cost model choose per layer (``auto``).
     ``progress(done, total)`` reports the nodes planned so far."""
+    if partition not in PARTITIONS:
+        raise ScheduleError(f"unknown partition '{partition}'", hint=f"choose one of: {', '.join(PARTITIONS)}")
     plans = []
     orders = memory_orders(graph)
+    opts = Options(orders, sparse, balance, formats, partition)
     for done, node in enumerate(graph):
         if progress is not None:
             progress(done, len(graph))
@@ -27,14 +33,11 @@ def schedule(graph: Graph, arch: ArchConfig, sparse: bool = True, balance: bool 
         if node.op not in LOWER:
             raise ScheduleError(f"op '{node.op.value}' has no lowering", node.name,
                                 f"supported: {', '.join(op.value for op in LOWER)}")
-        if LOWER[node.op] is _lower_matmul:
-            plans.append(_lower_matmul(graph, node, arch, orders, sparse, balance, formats))
-        else:
-            plans.append(LOWER[node.op](graph, node, arch))
+        plans.append(LOWER[node.op](graph, node, arch, opts))
     if progress is not None:
         progress(len(graph), len(graph))
     return Schedule(graph, arch, tuple(plans), orders)
 
 
-__all__ = ["schedule", "Schedule", "LayerPlan", "MatmulTiling", "ConvGeom", "SpadLayout",
+__all__ = ["schedule", "Schedule", "LayerPlan", "MatmulTiling", "ConvGeom", "SpadLayout", "Part", "PARTITIONS",
            "ScheduleError", "split", "conv_geom"]

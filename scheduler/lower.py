@@ -1,7 +1,7 @@
 """Per-op lowering to a LayerPlan: one entry per op in LOWER."""
 from __future__ import annotations
 
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from typing import Callable
 
 import numpy as np
@@ -9,9 +9,11 @@ import numpy as np
 from sieve.arch.config import ArchConfig
 from sieve.ir.graph import Graph, Node, Op
 from sieve.ir.types import DType
-from sieve.scheduler.plan import (ConvGeom, RowCounts, LayerPlan, ScheduleError, SpadLayout, align, ceil_div, dma_cycles)
+from sieve.scheduler.plan import (ConvGeom, RowCounts, LayerPlan, Part, ScheduleError, SpadLayout, align, ceil_div,
+                                  dma_cycles)
 from sieve.scheduler.layout import hw_weights
-from sieve.scheduler.tiling import matmul_spad, search
+from sieve.scheduler.partition import flat_parts, matmul_parts, sub_geom
+from sieve.scheduler.tiling import estimate, matmul_spad, search
 
 
 def conv_geom(graph: Graph, node: Node) -> ConvGeom:
@@ -87,109 +89,186 @@ def weight_formats(graph: Graph, node: Node, g: ConvGeom, lanes: int, orders: di
     return out
 
 
-def _lower_matmul(graph: Graph, node: Node, arch: ArchConfig, orders: dict, sparse: bool = True,
-                  balance: bool = True, formats: tuple[str, ...] | None = None) -> LayerPlan:
-    g = replace(conv_geom(graph, node), balance=balance)
+@dataclass(frozen=True)
+class Options:
+    """What the user chose for the whole schedule."""
+    orders: dict                                 # tensor -> MemoryOrder (scheduler.layout)
+    sparse: bool = True                          # the cost model may pick a packed weight format
+    balance: bool = True                         # order PE rows by work in unstructured tiles
+    formats: tuple[str, ...] | None = None       # restrict the weight formats (tests, comparisons)
+    partition: str = "auto"                      # how conv/dense layers are split across cores
+
+
+def _envelope(subs: list[ConvGeom]) -> ConvGeom:
+    """A geometry at least as large as every core's share in each dimension: the scratchpad layout
+    sized for it holds any part's tiles (interior row parts read a full window, border ones less)."""
+    first = subs[0]
+    same = all((s.h, s.pt, s.w, s.pl) == (first.h, first.pt, first.w, first.pl) for s in subs)
+    return replace(first, n=max(s.n for s in subs), h=max(s.h for s in subs), w=max(s.w for s in subs),
+                   k=max(s.k for s in subs), oh=max(s.oh for s in subs), ow=max(s.ow for s in subs),
+                   groups=max(s.groups for s in subs), pt=first.pt if same else 0, pl=first.pl if same else 0)
+
+
+def _price(g: ConvGeom, parts: tuple[Part, ...], arch: ArchConfig):
+    """(tiling, estimated cycles, the tiling's reason) of one format and partition, or None when no
+    tile fits. All cores run at once and share the DRAM channel: the estimate is the slowest core's,
+    or all cores' DRAM transfers back to back, whichever is longer."""
+    subs = [sub_geom(g, p) for p in parts]
+    env = _envelope(subs)
+    found = search(env, arch)
+    if found is None:
+        return None
+    tiling, est, reason = found
+    if len(parts) == 1 and subs[0] == env:
+        return tiling, est.cycles, reason, env
+    ests = {}
+    for s in subs:
+        if s not in ests:
+            ests[s] = estimate(s, tiling, arch)
+    per_core = [ests[s] for s in subs]
+    cycles = max(max(e.cycles for e in per_core), sum(e.dma for e in per_core))
+    return tiling, cycles, reason, env
+
+
+def _lower_matmul(graph: Graph, node: Node, arch: ArchConfig, opts: Options) -> LayerPlan:
+    g = replace(conv_geom(graph, node), balance=opts.balance)
     if max(g.kh, g.kw) > 31 or max(g.sh, g.sw, g.dh, g.dw, g.pt, g.pl) > 15:
         raise ScheduleError(f"kernel {g.kh}x{g.kw} (at most 31), stride, dilation and padding (at most 15) "
                             "exceed the MATMUL instruction's fields", node.name)
-    options = weight_formats(graph, node, g, arch.core.simd_lanes, orders) if sparse else [g]
-    if formats is not None:                          # restrict the choice (tests, comparisons)
-        options = [f for f in options if f.fmt in formats] or options[:1]
-    found = [(f, search(f, arch)) for f in options]
-    found = [(f, r) for f, r in found if r is not None]
+    options = weight_formats(graph, node, g, arch.core.simd_lanes, opts.orders) if opts.sparse else [g]
+    if opts.formats is not None:                     # restrict the choice (tests, comparisons)
+        options = [f for f in options if f.fmt in opts.formats] or options[:1]
+    strategies = ("channels", "rows", "batch") if opts.partition == "auto" else (opts.partition,)
+    found = []
+    for f in options:
+        seen = set()
+        for how in strategies:
+            used, parts = matmul_parts(f, how, arch.cores, arch.core.pe_rows)
+            if parts in seen:                        # a fallback that repeats another strategy
+                continue
+            seen.add(parts)
+            priced = _price(f, parts, arch)
+            if priced is not None:
+                found.append((f, used, parts, priced))
     if not found:
         raise ScheduleError(
             f"no tile fits: even one output channel group and one pixel needs more than the "
             f"{arch.core.scratchpad_bytes}-byte scratchpad or {arch.acc_entries}-entry accumulator",
             node.name, "use an arch with a larger scratchpad")
-    found.sort(key=lambda fr: fr[1][1].cycles)
-    g, (tiling, est, reason) = found[0]
-    if len(found) > 1:
-        others = ", ".join(f"{_fmt(f)} {r[1].cycles}" for f, r in found[1:])
-        reason = f"{reason}; other formats: {others}"
-    return LayerPlan(node.name, "matmul", matmul_spad(g, tiling, arch.core.simd_lanes), tiling, g,
-                     est_cycles=est.cycles, reason=reason)
+    found.sort(key=lambda c: c[3][1])
+    g, used, parts, (tiling, est, reason, env) = found[0]
+    if used != "single":
+        reason = f"{used} over {len(parts)} cores, est {est} cycles; per core: {reason}"
+    others = [f"{_fmt(f)} {u} {p[1]}" if used != "single" else f"{_fmt(f)} {p[1]}"
+              for f, u, _, p in found[1:]]
+    if others:
+        reason = f"{reason}; other choices: {', '.join(others)}"
+    layout = matmul_spad(env, tiling, arch.core.simd_lanes).banked(
+        arch.core.scratchpad_bytes // arch.core.scratchpad_banks, arch.core.scratchpad_bytes)
+    return LayerPlan(node.name, "matmul", layout, tiling, g,
+                     est_cycles=est, reason=reason, partition=used, parts=parts)
 
 
 def _fmt(g: ConvGeom) -> str:
     return g.fmt if g.fmt != "nm" else f"{g.nm[0]}:{g.nm[1]}"
 
 
-def _lower_pool(graph: Graph, node: Node, arch: ArchConfig) -> LayerPlan:
+def _longest(parts: tuple[Part, ...], dim: str, total: int) -> int:
+    return max(hi - lo for lo, hi in (p.range(dim, total) for p in parts))
+
+
+def _split_note(parts: tuple[Part, ...], what: str) -> str:
+    return f"; {what} split over {len(parts)} cores" if len(parts) > 1 else ""
+
+
+def _lower_pool(graph: Graph, node: Node, arch: ArchConfig, opts: Options) -> LayerPlan:
     n, c, h, w = graph[node.inputs[0]].out.shape
     _, _, oh, ow = node.out.shape
     (kh, _), (sh, _) = node.attrs["kernel"], node.attrs["stride"]
+    parts = flat_parts(oh, arch.cores, "y")
+    longest = _longest(parts, "y", oh)
     budget = arch.core.scratchpad_bytes
     c_t = c
     while True:
-        for rows in range(oh, 0, -1):
+        for rows in range(longest, 0, -1):
             ih = min(h, (rows - 1) * sh + kh)
             layout = SpadLayout((("x", ih * w * c_t), ("out", rows * ow * c_t)))
             if layout.total <= budget:
-                steps = n * ceil_div(oh, rows) * ceil_div(c, c_t)
+                steps = n * ceil_div(longest, rows) * ceil_div(c, c_t)
                 est = dma_cycles(n * (h * w + oh * ow) * c, arch) + steps * arch.memory.dram_latency_cycles
                 reason = (f"rows={rows} channels={c_t}: the largest tile that fits (pooling is DMA-bound, "
-                          f"so fewer, larger transfers win); {steps} steps")
+                          f"so fewer, larger transfers win); {steps} steps" + _split_note(parts, "output rows"))
                 return LayerPlan(node.name, "pool", layout, pool_rows=rows, pool_c=c_t, est_cycles=est,
-                                 reason=reason)
+                                 reason=reason, partition="rows" if len(parts) > 1 else "single", parts=parts)
         if c_t == 1:
             raise ScheduleError("one row of the pooling window does not fit the scratchpad", node.name)
         c_t = ceil_div(c_t, 2)
 
 
-def _lower_eltwise(graph: Graph, node: Node, arch: ArchConfig) -> LayerPlan:
+def _lower_eltwise(graph: Graph, node: Node, arch: ArchConfig, opts: Options) -> LayerPlan:
     names = ("a", "b", "out") if len(node.inputs) == 2 else ("a", "out")
     total = node.out.size
+    parts = flat_parts(total, arch.cores, "e", 64)
+    longest = _longest(parts, "e", total)
     per = (arch.core.scratchpad_bytes // (2 * len(names))) // 16 * 16
-    tile = max(16, min(align(total), per, (1 << 24) - 16))
+    tile = max(16, min(align(longest), per, (1 << 24) - 16))
     layout = SpadLayout(tuple((name, tile) for name in names))
-    steps = ceil_div(total, tile)
+    steps = ceil_div(longest, tile)
     est = dma_cycles(total * len(names), arch) + steps * arch.memory.dram_latency_cycles
     return LayerPlan(node.name, "eltwise", layout, tile_elems=tile, est_cycles=est,
-                     reason=f"{tile} elements per tile: the largest that fits; {steps} steps")
+                     reason=f"{tile} elements per tile: the largest that fits; {steps} steps"
+                     + _split_note(parts, "elements"), partition="elements" if len(parts) > 1 else "single",
+                     parts=parts)
 
 
-def _lower_affine(graph: Graph, node: Node, arch: ArchConfig) -> LayerPlan:
+def _lower_affine(graph: Graph, node: Node, arch: ArchConfig, opts: Options) -> LayerPlan:
     """Whole pixels (all channels) per tile; the channel parameters stay in the scratchpad."""
     c = node.out.shape[1]
     pixels = node.out.size // c
+    parts = flat_parts(pixels, arch.cores, "e")
+    longest = _longest(parts, "e", pixels)
     params = 8 * c
     per = (arch.core.scratchpad_bytes - 2 * align(params)) // 4 // 16 * 16 // c
     if per < 1:
         raise ScheduleError(f"one pixel of {c} channels and their parameters do not fit the scratchpad", node.name)
-    tile = min(pixels, per, ((1 << 24) - 16) // c)
+    tile = min(longest, per, ((1 << 24) - 16) // c)
     layout = SpadLayout((("p", params), ("x", tile * c), ("out", tile * c)))
-    steps = ceil_div(pixels, tile)
-    est = dma_cycles(2 * node.out.size + params, arch) + steps * arch.memory.dram_latency_cycles
+    steps = ceil_div(longest, tile)
+    est = dma_cycles(2 * node.out.size + params * len(parts), arch) + steps * arch.memory.dram_latency_cycles
     return LayerPlan(node.name, "affine", layout, tile_elems=tile, est_cycles=est,
-                     reason=f"{tile} pixels per tile, {c} channel parameters loaded once; {steps} steps")
+                     reason=f"{tile} pixels per tile, {c} channel parameters loaded once; {steps} steps"
+                     + _split_note(parts, "pixels"), partition="pixels" if len(parts) > 1 else "single",
+                     parts=parts)
 
 
-def _lower_alias(graph: Graph, node: Node, arch: ArchConfig) -> LayerPlan:
-    return LayerPlan(node.name, "alias", reason="a view of its input: no data moves")
+def _lower_alias(graph: Graph, node: Node, arch: ArchConfig, opts: Options) -> LayerPlan:
+    return LayerPlan(node.name, "alias", reason="a view of its input: no data moves", parts=())
 
 
-def _lower_host(graph: Graph, node: Node, arch: ArchConfig) -> LayerPlan:
-    return LayerPlan(node.name, "alias", reason="runs on the host, in float, on the dequantized output")
+def _lower_host(graph: Graph, node: Node, arch: ArchConfig, opts: Options) -> LayerPlan:
+    return LayerPlan(node.name, "alias", reason="runs on the host, in float, on the dequantized output", parts=())
 
 
-def _lower_concat(graph: Graph, node: Node, arch: ArchConfig) -> LayerPlan:
+def _lower_concat(graph: Graph, node: Node, arch: ArchConfig, opts: Options) -> LayerPlan:
     """Each input is requantized into its channel slice, a tile of pixels at a time."""
     c_max = max(graph[i].out.shape[1] for i in node.inputs)
     pixels = node.out.size // node.out.shape[1]
+    parts = flat_parts(pixels, arch.cores, "e")
+    longest = _longest(parts, "e", pixels)
     per = arch.core.scratchpad_bytes // 4 // 16 * 16 // c_max
     if per < 1:
         raise ScheduleError(f"one pixel of {c_max} channels does not fit the scratchpad", node.name)
-    tile = min(pixels, per, ((1 << 24) - 16) // c_max)
+    tile = min(longest, per, ((1 << 24) - 16) // c_max)
     layout = SpadLayout((("a", tile * c_max), ("out", tile * c_max)))
-    steps = len(node.inputs) * ceil_div(pixels, tile)
+    steps = len(node.inputs) * ceil_div(longest, tile)
     est = dma_cycles(2 * node.out.size, arch) + steps * arch.memory.dram_latency_cycles
     return LayerPlan(node.name, "concat", layout, tile_elems=tile, est_cycles=est,
-                     reason=f"{tile} pixels per tile, each input requantized into its channel slice; {steps} steps")
+                     reason=f"{tile} pixels per tile, each input requantized into its channel slice; {steps} steps"
+                     + _split_note(parts, "pixels"), partition="pixels" if len(parts) > 1 else "single",
+                     parts=parts)
 
 
-LOWER: dict[Op, Callable[[Graph, Node, ArchConfig], LayerPlan]] = {
+LOWER: dict[Op, Callable[[Graph, Node, ArchConfig, Options], LayerPlan]] = {
     Op.CONV2D: _lower_matmul,
     Op.DENSE: _lower_matmul,
     Op.MAXPOOL: _lower_pool,

@@ -57,6 +57,14 @@ class ConvGeom:
     nnz_max: int = 0          # that channel's nonzero count (bounds a packed tile's size)
     balance: bool = True      # order PE rows by work (unstructured)
     rows: "RowCounts | None" = None   # the layer's nonzero pattern, for exact sparse compute estimates
+    c_mem: int = 0            # channels per pixel of the stored input and output (0: the whole
+    k_mem: int = 0            # layer's, c * groups and k * groups; a core's share of a split layer has fewer)
+
+    def stored_channels(self) -> tuple[int, int]:
+        """Channels per pixel of the input and output tensors as stored in DRAM."""
+        if self.batched:
+            return self.c_mem or self.c, self.k_mem or self.k
+        return self.c_mem or self.c * self.groups, self.k_mem or self.k * self.groups
 
     @property
     def taps(self) -> int:
@@ -135,6 +143,15 @@ class RowCounts:
             self._memo[key] = int(g.reshape(tiles, batches, pe_rows, n_c).max(axis=2).sum())
         return self._memo[key]
 
+    def sub(self, k0: int, k1: int) -> "RowCounts":
+        """The counts of output channels [k0, k1) (one object per range, so tiling searches cache)."""
+        key = ("sub", k0, k1)
+        if key not in self._memo:
+            part = RowCounts.__new__(RowCounts)
+            part.nz, part._memo = self.nz[k0:k1], {}
+            self._memo[key] = part
+        return self._memo[key]
+
 
 @dataclass(frozen=True)
 class MatmulTiling:
@@ -147,21 +164,60 @@ class MatmulTiling:
 
 @dataclass(frozen=True)
 class SpadLayout:
-    """Byte sizes of one slot of each double-buffered region; codegen places them in order."""
+    """Byte sizes of one slot of each double-buffered region; codegen places them in order, each slot
+    at a multiple of ``align``, and the regions named in ``bank_starts`` at a multiple of ``bank``.
+    The scheduler puts the activations on a bank boundary after the weights when that fits (or every
+    slot on its own banks), so the MAC array reads the two through different banks' ports."""
     regions: tuple[tuple[str, int], ...]
+    align: int = ALIGN
+    bank: int = 0
+    bank_starts: tuple[str, ...] = ()
 
     def offsets(self) -> dict[str, tuple[int, int]]:
         """region name -> (slot 0 address, slot 1 address)."""
         out, addr = {}, 0
         for name, size in self.regions:
-            size = align(size)
+            if name in self.bank_starts:
+                addr = align(addr, self.bank)
+            size = align(size, self.align)
             out[name] = (addr, addr + size)
             addr += 2 * size
         return out
 
     @property
     def total(self) -> int:
-        return sum(2 * align(size) for _, size in self.regions)
+        """The bytes the layout spans."""
+        end = 0
+        for name, (_, slot1) in self.offsets().items():
+            end = max(end, slot1 + align(dict(self.regions)[name], self.align))
+        return end
+
+    def banked(self, bank_bytes: int, capacity: int, separate: str = "x") -> "SpadLayout":
+        """This layout with every slot on bank boundaries if that fits ``capacity``, else with region
+        ``separate`` starting on one, else unchanged."""
+        for option in (SpadLayout(self.regions, bank_bytes), SpadLayout(self.regions, self.align, bank_bytes, (separate,))):
+            if option.total <= capacity:
+                return option
+        return self
+
+
+@dataclass(frozen=True)
+class Part:
+    """One core's share of a layer as half-open ranges; ``None`` means the whole extent. For a
+    matmul: output channels ``k`` (per group), output rows ``y``, output columns ``x``, images ``n``
+    and groups ``g``; for pooling ``y`` and ``n``; for elementwise layers ``e`` (elements), for
+    affine and concat layers ``e`` (pixels)."""
+    core: int
+    k: tuple[int, int] | None = None
+    y: tuple[int, int] | None = None
+    x: tuple[int, int] | None = None
+    n: tuple[int, int] | None = None
+    g: tuple[int, int] | None = None
+    e: tuple[int, int] | None = None
+
+    def range(self, dim: str, total: int) -> tuple[int, int]:
+        r = getattr(self, dim)
+        return (0, total) if r is None else r
 
 
 @dataclass(frozen=True)
@@ -176,6 +232,8 @@ class LayerPlan:
     pool_c: int = 0                    # pool: channels per tile
     est_cycles: int = 0
     reason: str = ""
+    partition: str = "single"          # how the layer is split across cores (scheduler.partition)
+    parts: tuple[Part, ...] = (Part(0),)   # one per working core
 
 
 @dataclass(frozen=True)

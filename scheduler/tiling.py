@@ -78,6 +78,10 @@ def _split(total: int, tile: np.ndarray):
     return (tile, full), (rest, (rest > 0).astype(np.int64))
 
 
+def _granule(n, gran: int):
+    return -(-n // gran) * gran
+
+
 def _align(n: np.ndarray) -> np.ndarray:
     return (n + ALIGN - 1) // ALIGN * ALIGN
 
@@ -95,29 +99,68 @@ def _estimate_all(g: ConvGeom, k_t, c_t, oh_t, ow_t, pixels_outer, arch: ArchCon
     ys, xs = _split(g.oh, oh_t), _split(g.ow, ow_t)
     pixels = [(ny * nx, ny, nx, my * mx) for ny, my in ys for nx, mx in xs]
     n_sp = sum(mp for *_, mp in pixels)
+    # the MAC array: per weight block (pe_rows x simd_lanes) a cycle per output column, plus the block's
+    # load and drain where weights are not double-buffered; at least what the busiest scratchpad port
+    # delivers (weights and activations in banks of their own: the layout puts slots on bank boundaries)
+    bank, port = c.scratchpad_bytes // c.scratchpad_banks, c.scratchpad_port_bytes
+    per_col, per_block = (1, 0) if c.weights_double_buffered else (
+        1, -(-(c.pe_rows * c.simd_lanes) // port) + c.matmul_fill_cycles)
+
+    def fed(nbytes, span):
+        """Cycles to read ``nbytes`` spread over a ``span``-byte region through its banks' ports."""
+        return -(-nbytes // (port * np.minimum(np.maximum(-(-span // bank), 1), c.scratchpad_banks)))
+
     if g.fmt == "unstructured" and g.rows is not None:
         tiles = sum(mk for _, mk in ks) * sum(mc for _, mc in cs)
         pairs = {(int(a), int(b)) for a, b in zip(k_t.tolist(), c_t.tolist())}
         bgs = {pair: g.rows.batch_groups(pair[0], pair[1], c.simd_lanes, c.pe_rows, g.balance) for pair in pairs}
         bg = np.array([bgs[a, b] for a, b in zip(k_t.tolist(), c_t.tolist())], np.int64)
-        mm = bg * sum(mp * cols for cols, _, _, mp in pixels) + tiles * n_sp * c.matmul_fill_cycles
+        all_cols = sum(mp * cols for cols, _, _, mp in pixels)
+        x_span = _max_in(oh_t, g.sh, g.dh, g.kh, g.h) * _max_in(ow_t, g.sw, g.dw, g.kw, g.w) * c_t
+        mac = bg * (all_cols * per_col + n_sp * per_block)
+        mm = np.maximum(mac, fed(bg * c.simd_lanes * all_cols, x_span)) + tiles * n_sp * c.matmul_fill_cycles
     else:
-        mm = sum(mk * mc * mp * (-(-nk // c.pe_rows) * g.row_groups(nc, c.simd_lanes) * cols + c.matmul_fill_cycles)
-                 for nk, mk in ks for nc, mc in cs for cols, _, _, mp in pixels)
+        mm = 0
+        for nk, mk in ks:
+            batches = -(-nk // c.pe_rows)
+            for nc, mc in cs:
+                blocks = batches * g.row_groups(nc, c.simd_lanes)
+                w_tile = g.weight_tile_bytes(nk, nc, c.simd_lanes)
+                r = g.reduction(nc)
+                for cols, ny, nx, mp in pixels:
+                    x_span = _max_in(ny, g.sh, g.dh, g.kh, g.h) * _max_in(nx, g.sw, g.dw, g.kw, g.w) * (
+                        nk if g.depthwise else nc)
+                    x_read = (nk if g.depthwise else batches) * r * cols
+                    step = np.maximum(np.maximum(blocks * (cols * per_col + per_block), fed(w_tile, w_tile)),
+                                      fed(x_read, x_span))
+                    mm = mm + mk * mc * mp * (step + c.matmul_fill_cycles)
     rq = sum(mk * mp * (-(-(nk * cols) // c.vector_lanes) + c.vector_fill_cycles)
              for nk, mk in ks for cols, _, _, mp in pixels)
     compute = g.n * g.groups * (mm + rq)
     n_k = -(-g.k // k_t)
     n_c = np.ones_like(c_t) if g.depthwise else -(-g.c // c_t)
     w_bytes = sum(mk * mc * g.weight_tile_bytes(nk, nc, c.simd_lanes) for nk, mk in ks for nc, mc in cs) + 8 * g.k
-    x_bytes = sum(mp * _max_in(ny, g.sh, g.dh, g.kh, g.h) * _max_in(nx, g.sw, g.dw, g.kw, g.w)
-                  for _, ny, nx, mp in pixels) * g.c
+    # DRAM moves whole granules (bursts, or L2 lines): a tile of fewer channels than a stored pixel
+    # holds is a row per pixel, each rounded up
+    gran = arch.memory.l2_line_bytes if arch.memory.l2_bytes else arch.memory.dram_burst_bytes
+    c_mem, k_mem = g.stored_channels()
+    n_c_tiles = -(-g.c // c_t)
+    x_bytes = 0
+    for _, ny, nx, mp in pixels:
+        ih, iw = _max_in(ny, g.sh, g.dh, g.kh, g.h), _max_in(nx, g.sw, g.dw, g.kw, g.w)
+        if g.depthwise:
+            row = np.where(k_t >= k_mem, _granule(iw * k_mem, gran), iw * _granule(k_t, gran) * -(-g.k // k_t))
+        else:
+            row = np.where(c_t >= c_mem, _granule(iw * c_mem, gran), iw * _granule(c_t, gran) * n_c_tiles)
+        x_bytes = x_bytes + mp * ih * row
+    out_row = np.where(k_t * g.out_bytes >= k_mem * g.out_bytes, _granule(g.ow * k_mem * g.out_bytes, gran),
+                       g.ow * _granule(k_t * g.out_bytes, gran) * -(-g.k // k_t))
     many = (n_k * n_c) > 1
     w_loads = np.where(pixels_outer, np.where(many, g.n * n_sp, 1), np.where(n_c == 1, 1, n_sp * g.n))
     x_loads = np.where(pixels_outer, np.where(n_c > 1, n_k, 1), np.where(n_sp * n_c * g.n > 1, n_k, 1))
     if g.depthwise:
         x_loads = np.ones_like(x_loads)
-    moved = g.groups * (w_bytes * w_loads + x_bytes * x_loads * g.n + g.n * g.oh * g.ow * g.k * g.out_bytes)
+    moved = g.groups * (w_bytes * w_loads + x_bytes * x_loads * g.n + g.n * g.oh * out_row)
     dma = np.ceil(moved / arch.memory.dram_bytes_per_cycle).astype(np.int64)
     steps = g.groups * g.n * n_sp * n_k * n_c
     lat = arch.memory.dram_latency_cycles

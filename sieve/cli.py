@@ -124,7 +124,7 @@ def cmd_compile(args) -> None:
     from sieve.threads import blas_threads
     with _progress(args) as progress, blas_threads(_threads(args, None)):
         c = compile_model(args.model, args.arch, **_front_options(args), balance=not args.no_balance,
-                          dense_twin=not args.no_twin, progress=progress)
+                          dense_twin=not args.no_twin, partition=args.partition, progress=progress)
     size = api.save(c.program, out)
     elapsed = time.perf_counter() - t0
     program, qgraph = c.program, c.lowered.qgraph
@@ -136,11 +136,11 @@ def cmd_compile(args) -> None:
                   ["layer", "op", "weights", "zeros %", "instructions", "MACs", "est. cycles"] + ["plan"] * wide, 3)
         if wide:
             t.columns[-1].justify = "left"
-        for sym in program.layers:
-            plan, node = c.schedule.plan(sym.name), qgraph[sym.name]
+        for name, syms in program.layer_groups().items():
+            sym, plan, node = syms[0], c.schedule.plan(name), qgraph[name]
             zeros = f"{100 * np.mean(node.params['w'] == 0):.1f}" if "w" in node.params else ""
-            row = [sym.name, sym.op, sym.weight_format if plan.kind == "matmul" else "", zeros,
-                   f"{sym.end - sym.start:,}", f"{sym.macs:,}", f"{plan.est_cycles:,}"]
+            row = [name, sym.op, sym.weight_format if plan.kind == "matmul" else "", zeros,
+                   f"{sum(s.end - s.start for s in syms):,}", f"{sym.macs:,}", f"{plan.est_cycles:,}"]
             if wide:
                 row.append(plan.reason if args.verbose else plan.reason.split(": est")[0])
             t.add_row(*row)
@@ -444,6 +444,9 @@ def parser() -> argparse.ArgumentParser:
     c.add_argument("--arch", default="default", help="preset name (%(default)s, edge) or TOML file")
     c.add_argument("-o", "--output", help="output binary, .sieve (default: MODEL.sieve in the current folder)")
     _calibration_options(c)
+    c.add_argument("--partition", choices=("auto", "channels", "rows", "batch"), default="auto",
+                   help="split conv/dense layers across the arch's cores by output channels, output rows or "
+                   "images (auto, the default: the cost model chooses per layer)")
     c.add_argument("--no-balance", action="store_true",
                    help="keep output channels in their natural order on the PE rows (for comparison)")
     c.add_argument("--no-twin", action="store_true", help="skip compiling and simulating the dense twin that "

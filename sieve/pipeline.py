@@ -151,7 +151,7 @@ class Compiled:
 def compile_model(model: ModelLike, arch: str | Path | ArchConfig = "default", *, calibrate: Data | None = None,
                   calibration: str = "minmax", percentile: float = 99.99, prune: str | float | None = None,
                   prune_scope: str = "layer", keep_ends: bool = False, balance: bool = True,
-                  dense_twin: bool = True, batch: int | None = None, seed: int = 0,
+                  dense_twin: bool = True, partition: str = "auto", batch: int | None = None, seed: int = 0,
                   progress: Progress = _no_progress) -> Compiled:
     """The whole compiler. The stages, in order:"""
     arch = resolve_arch(arch)
@@ -160,22 +160,23 @@ def compile_model(model: ModelLike, arch: str | Path | ArchConfig = "default", *
                             progress=progress)                       # load, prune, calibrate, quantize
     seconds = dict(lowered.seconds)
     with _stage("schedule", seconds):
-        sched = schedule(lowered.qgraph, arch, balance=balance,      # weight format and tiling per layer
+        sched = schedule(lowered.qgraph, arch, balance=balance,      # format, tiling, cores per layer
+                         partition=partition,
                          progress=lambda d, t: progress("schedule", d, t))
     with _stage("codegen", seconds):
         program = generate(sched)                                    # allocation, instructions, symbols
     if dense_twin:
         with _stage("dense twin", seconds):
-            program = with_dense_twin(lowered.qgraph, arch, program)  # the dense reference for --report
+            program = with_dense_twin(lowered.qgraph, arch, program, partition)  # dense reference, --report
     return Compiled(program, lowered, sched, seconds)
 
 
-def with_dense_twin(qgraph: Graph, arch: ArchConfig, program: Program) -> Program:
+def with_dense_twin(qgraph: Graph, arch: ArchConfig, program: Program, partition: str = "auto") -> Program:
     """Record, per layer, the same layer compiled dense on the same arch and simulated (timing only)."""
     from sieve.simulator import run as simulate_program
     if all(s.weight_format == "dense" for s in program.layers):
         return program
-    dense = simulate_program(generate(schedule(qgraph, arch, sparse=False)), functional=False).stats
+    dense = simulate_program(generate(schedule(qgraph, arch, sparse=False, partition=partition)), functional=False).stats
     ref = {layer.name: layer for layer in dense.layers}
     layers = tuple(replace(s, dense_cycles=ref[s.name].cycles, dense_mac_cycles=ref[s.name].mac_cycles,
                            dense_energy_pj=ref[s.name].energy_total_pj) if s.name in ref else s

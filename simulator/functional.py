@@ -259,4 +259,4 @@ def _halt(m: Machine, core: CoreState, ins: Instruction) -> None:
 # or the named tuple of a decoded stream's record)
 EXECUTE = {Opcode.LOAD: _load, Opcode.STORE: _store, Opcode.MATMUL: _matmul, Opcode.REQUANT: _requant,
            Opcode.ADD: _add, Opcode.MAXPOOL: _maxpool, Opcode.RELU: _relu, Opcode.AFFINE: _affine,
-           Opcode.HALT: _halt}
+           Opcode.HALT: _halt, Opcode.WAIT: _halt}

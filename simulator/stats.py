@@ -24,7 +24,7 @@ class LayerStats:
     cycles: int               # end_cycle - start_cycle
     instructions: int
     macs: int                 # useful multiply-accumulates
-    utilization: float        # macs / (cycles * pe_rows * simd_lanes)
+    utilization: float        # macs / (cycles * pe_rows * simd_lanes * cores the layer runs on)
     busy_cycles: dict         # per queue: cycles its unit was occupied
     mac_cycles: int           # cycles the MAC array was busy (MATMUL instructions)
     events: dict              # event name -> count
@@ -69,24 +69,37 @@ def _events(v: np.ndarray) -> dict:
 
 
 def collect(p: Program, t: Timeline) -> RunStats:
+    """Per layer (summed over the cores it runs on; its span from the first start to the last end)
+    and in total."""
     arch = p.arch
     peak = arch.core.pe_rows * arch.core.simd_lanes
     layers = []
-    for sym in p.layers:
-        sl = slice(sym.start, sym.end)
-        s, e = int(t.start[sym.core][sl].min()), int(t.end[sym.core][sl].max())
-        counts = t.counts[sym.core][sl].sum(axis=0)
-        stream, busy_cycles = t.streams[sym.core], t.busy[sym.core][sl]
-        queue = stream.queue[sl]
-        busy = {q.name.lower(): int(busy_cycles[queue == int(q)].sum()) for q in Queue}
+    for name, syms in p.layer_groups().items():
+        s = e = None
+        counts = np.zeros(len(EVENTS), np.int64)
+        busy = {q.name.lower(): 0 for q in Queue}
+        mac_cycles = instructions = 0
+        for sym in syms:
+            sl = slice(sym.start, sym.end)
+            if sym.end > sym.start:
+                s0, e0 = int(t.start[sym.core][sl].min()), int(t.end[sym.core][sl].max())
+                s, e = (s0, e0) if s is None else (min(s, s0), max(e, e0))
+            counts += t.counts[sym.core][sl].sum(axis=0)
+            stream, busy_cycles = t.streams[sym.core], t.busy[sym.core][sl]
+            queue = stream.queue[sl]
+            for q in Queue:
+                busy[q.name.lower()] += int(busy_cycles[queue == int(q)].sum())
+            mac_cycles += int(busy_cycles[stream.opcode[sl] == int(Opcode.MATMUL)].sum())
+            instructions += sym.end - sym.start
+        s, e = s or 0, e or 0
         cycles = e - s
         macs = int(counts[E["macs"]])
-        mac_cycles = int(busy_cycles[stream.opcode[sl] == int(Opcode.MATMUL)].sum())
-        layers.append(LayerStats(sym.name, sym.op, s, e, cycles, sym.end - sym.start, macs,
-                                 macs / (cycles * peak) if cycles else 0.0, busy, mac_cycles, _events(counts),
-                                 energy_pj(counts, cycles, arch)))
+        cores = len(syms)
+        layers.append(LayerStats(name, syms[0].op, s, e, cycles, instructions, macs,
+                                 macs / (cycles * peak * cores) if cycles else 0.0, busy, mac_cycles,
+                                 _events(counts), energy_pj(counts, cycles, arch, cores)))
     total = sum(c.sum(axis=0) for c in t.counts)
     macs = int(total[E["macs"]])
     util = macs / (t.cycles * peak * arch.cores) if t.cycles else 0.0
     return RunStats(arch.name, arch.clock_mhz, t.cycles, macs, util, _events(total),
-                    energy_pj(total, t.cycles, arch), tuple(layers))
+                    energy_pj(total, t.cycles, arch, arch.cores), tuple(layers))

@@ -1,42 +1,53 @@
-"""Transaction-level timing of the three decoupled queues per core.
+"""Discrete-event timing of the three decoupled queues per core over a stateful memory system.
 
 Each instruction starts when its queue is free and every counter it waits on has reached its
-value; it then occupies its unit for the cycles ``events.COST`` gives. DMA transfers from all
-queues and cores share one DRAM channel: a transfer starts when the channel is free, holds it for
-bytes / bandwidth cycles, and completes ``dram_latency_cycles`` later (the DMA engine keeps issuing
-while earlier requests are in flight). A signal increments its counter at completion.
-Instructions are scheduled earliest-ready first (ties: lower core, then load, compute, store
-queue), so the order of issue is the order of simulated time.
+value (a WAIT instruction: another core's counter). A compute instruction occupies its unit for
+the cycles ``events.COST`` gives (closed form, from its fields and the arch). A LOAD or STORE goes
+to the memory system (``simulator.memory``): per-core DMA engines, the shared L2, DRAM; its data
+phase ends when the shared resources have moved its bytes (their bandwidth shared among the
+transfers in flight at each moment), its queue is then free for the next transfer, and it
+completes - signals - one latency later. Events are processed in simulated-time order (ties: data
+phases that end, then the lowest core, then load, compute, store queue), so the order of issue is
+a valid order of execution for the functional model.
 
-Costs are priced for all instructions at once from the decoded arrays; the scheduling loop keeps
-each queue head's ready time and re-examines a head only when its own queue moves or a counter
-it waits on is signalled.
+Costs are priced for all instructions at once from the decoded arrays (numpy); the event loop
+runs compiled (numba) over flat arrays of every queue's instructions in program order.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
 
 import numpy as np
+from numba import njit
 
 from sieve.arch.binary import Program
-from sieve.arch.isa import NUM_COUNTERS, Queue
+from sieve.arch.isa import NUM_COUNTERS, Opcode, Queue
 from sieve.arch.stream import Stream
 from sieve.simulator.errors import SimulatorError
-from sieve.simulator.events import costs
+from sieve.simulator.events import E, MEMORY_EVENTS, costs
+from sieve.simulator.memory import DRAM, L2, NEVER, MemoryState, next_end, pop_end, start_transfer
 
-NEVER = 1 << 62                    # the ready time of a head that waits on an unsignalled counter
+# stall cycles by cause, per instruction: DMA transfers slowed by the DRAM (its bandwidth shared,
+# its engine's request limit) and by L2 bank conflicts; MATMULs fed slower than the MAC array
+# computes (scratchpad port); WAIT instructions holding a load queue for another core
+STALLS = ("dram", "l2_bank", "spad_port", "core")
+_MEM_COLUMNS = np.array([E[name] for name in MEMORY_EVENTS])
+_SLOTS = NUM_COUNTERS + 1
 
 
 @dataclass(frozen=True)
 class Timeline:
-    """Per core: start/end cycle and event counts of every instruction, and the issue order."""
+    """Per core: start/end cycle, event counts, unit cycles and stall cycles of every instruction, and
+    the issue order."""
     start: tuple[np.ndarray, ...]
     end: tuple[np.ndarray, ...]
     counts: tuple[np.ndarray, ...]        # [instructions][len(EVENTS)]
-    busy: tuple[np.ndarray, ...]          # unit cycles per instruction
+    busy: tuple[np.ndarray, ...]          # unit cycles per instruction (a transfer: its data phase)
     order: tuple[tuple[int, int], ...]    # (core, index) in simulated-time order
     cycles: int
     streams: tuple[Stream, ...] = ()      # the array form the timing was computed from
+    stalls: tuple[np.ndarray, ...] = ()   # [instructions][len(STALLS)]
+    l2_dirty_lines: int = 0               # dirty L2 lines left at the end (not written back)
 
 
 def as_streams(p: Program) -> tuple[Stream, ...]:
@@ -45,112 +56,251 @@ def as_streams(p: Program) -> tuple[Stream, ...]:
 
 def simulate_timing(p: Program) -> Timeline:
     arch = p.arch
-    latency = arch.memory.dram_latency_cycles
     streams = as_streams(p)
     priced = [costs(s, arch) for s in streams]
     n_cores = len(streams)
-    # one entry per (core, queue), k = 3 * core + queue: its instructions' indices, cycles, signals and
-    # wait conditions as parallel lists, in program order
-    idx, cyc, sig, w0, v0, w1, v1, qcore, is_dma = [], [], [], [], [], [], [], [], []
+    # every queue's instructions in program order, one flat array per field; queue k = 3 * core + queue
+    cols = {name: [] for name in ("core", "index", "cycles", "signal", "wc0", "wv0", "wc1", "wv1", "rcore", "rctr",
+                                  "rval", "addr", "rows", "row_bytes", "stride", "store")}
+    q_start, q_dma, signals = [0], [], np.zeros((n_cores, _SLOTS), np.int64)
     for core, (s, (cycles, _)) in enumerate(zip(streams, priced)):
+        remote = _remote_waits(p, s, core, n_cores)
+        dma = _dma_fields(s)
+        np.add.at(signals[core], s.signal, 1)
         for q in Queue:
             sel = np.flatnonzero(s.queue == int(q))
-            idx.append(sel.tolist())
-            cyc.append(cycles[sel].tolist())
-            sig.append(s.signal[sel].tolist())
-            w0.append(s.wait_counter[sel, 0].tolist())
-            v0.append(s.wait_value[sel, 0].tolist())
-            w1.append(s.wait_counter[sel, 1].tolist())
-            v1.append(s.wait_value[sel, 1].tolist())
-            qcore.append(core)
-            is_dma.append(q != Queue.COMPUTE)
-    start = [[0] * len(s) for s in streams]
-    end = [[0] * len(s) for s in streams]
-    reached = [[[] for _ in range(NUM_COUNTERS + 1)] for _ in range(n_cores)]
-    waiting: dict[tuple[int, int], list[int]] = {}          # (core, counter) -> heads blocked on it
-    size = [len(x) for x in idx]
-    pos = [0] * len(idx)
-    free = [0] * len(idx)
-    ready = [NEVER] * len(idx)
-
-    def examine(k: int) -> None:
-        """The ready time of queue k's head, or NEVER (and note the counter it waits on)."""
-        j = pos[k]
-        if j >= size[k]:
-            ready[k] = NEVER
-            return
-        r = free[k]
-        c = w0[k][j]
-        if c:
-            times, v = reached[qcore[k]][c], v0[k][j]
-            if len(times) < v:
-                ready[k] = NEVER
-                waiting.setdefault((qcore[k], c), []).append(k)
-                return
-            if v and times[v - 1] > r:
-                r = times[v - 1]
-        c = w1[k][j]
-        if c:
-            times, v = reached[qcore[k]][c], v1[k][j]
-            if len(times) < v:
-                ready[k] = NEVER
-                waiting.setdefault((qcore[k], c), []).append(k)
-                return
-            if v and times[v - 1] > r:
-                r = times[v - 1]
-        ready[k] = r
-
-    for k in range(len(idx)):
-        examine(k)
-    order: list[tuple[int, int]] = []
-    append = order.append
-    channel_free = 0
-    remaining = sum(size)
-    while remaining:
-        r = min(ready)
-        if r >= NEVER:
-            raise _deadlock(p, streams, idx, pos, reached)
-        k = ready.index(r)                      # ties: the lowest core, then load, compute, store
-        core, j = qcore[k], pos[k]
-        i = idx[k][j]
-        if is_dma[k]:
-            if channel_free > r:
-                r = channel_free
-            channel_free = r + cyc[k][j]
-            free[k] = channel_free
-            finish = channel_free + latency
-        else:
-            finish = free[k] = r + cyc[k][j]
-        start[core][i] = r
-        end[core][i] = finish
-        append((core, i))
-        pos[k] = j + 1
-        remaining -= 1
-        s = sig[k][j]
-        if s:                                   # signal first: the next head may wait on it
-            reached[core][s].append(finish)
-            examine(k)
-            for b in waiting.pop((core, s), ()):
-                if b != k:
-                    examine(b)
-        else:
-            examine(k)
-    starts = tuple(np.asarray(x, np.int64) for x in start)
-    ends = tuple(np.asarray(x, np.int64) for x in end)
+            for name, values in (("core", np.full(len(sel), core)), ("index", sel), ("cycles", cycles[sel]),
+                                 ("signal", s.signal[sel]), ("wc0", s.wait_counter[sel, 0]),
+                                 ("wv0", s.wait_value[sel, 0]), ("wc1", s.wait_counter[sel, 1]),
+                                 ("wv1", s.wait_value[sel, 1]), ("rcore", remote[0][sel]), ("rctr", remote[1][sel]),
+                                 ("rval", remote[2][sel]), ("addr", dma[0][sel]), ("rows", dma[1][sel]),
+                                 ("row_bytes", dma[2][sel]), ("stride", dma[3][sel]), ("store", dma[4][sel])):
+                cols[name].append(np.asarray(values, np.int64))
+            q_start.append(q_start[-1] + len(sel))
+            q_dma.append(int(q != Queue.COMPUTE))
+    flat = {name: np.concatenate(v) if v else np.zeros(0, np.int64) for name, v in cols.items()}
+    n = len(flat["core"])
+    mem = MemoryState(arch, len(q_dma))
+    # where each (core, counter)'s completion times go: room for every signal of it in the program
+    slots = np.concatenate([[0], np.cumsum(signals.ravel())]).astype(np.int64)
+    out_start, out_end, out_busy = np.zeros(n), np.zeros(n), np.zeros(n)
+    out_mem, out_stall, order = np.zeros((n, len(MEMORY_EVENTS)), np.int64), np.zeros((n, 3)), np.zeros(n, np.int64)
+    status = _run(np.asarray(q_start, np.int64), np.asarray(q_dma, np.int64), flat["core"], flat["cycles"],
+                  flat["signal"], flat["wc0"], flat["wv0"], flat["wc1"], flat["wv1"], flat["rcore"], flat["rctr"],
+                  flat["rval"], flat["addr"], flat["rows"], flat["row_bytes"], flat["stride"], flat["store"], slots,
+                  mem.arrays(), out_start, out_end, out_busy, out_mem, out_stall, order)
+    if status >= 0:
+        raise _deadlock(p, streams, flat, status)
+    # back to per-core arrays in program order
+    starts, ends, busy, counts, stalls = [], [], [], [], []
+    for core, (s, (cycles, c)) in enumerate(zip(streams, priced)):
+        sel = np.flatnonzero(flat["core"] == core)
+        at = flat["index"][sel]
+        for out, values, dtype in ((starts, out_start, np.float64), (ends, out_end, np.float64),
+                                   (busy, out_busy, np.float64)):
+            a = np.zeros(len(s), dtype)
+            a[at] = values[sel]
+            out.append(a)
+        c = c.copy()
+        c[np.ix_(at, _MEM_COLUMNS)] = out_mem[sel]
+        counts.append(c)
+        st = np.zeros((len(s), len(STALLS)))
+        st[at, 0], st[at, 1], st[at, 3] = out_stall[sel, 0], out_stall[sel, 1], out_stall[sel, 2]
+        st[:, 2] = c[:, E["spad_port_stall_cycles"]]
+        stalls.append(np.ceil(st - 1e-9).astype(np.int64))
+    starts = tuple(np.floor(a + 1e-9).astype(np.int64) for a in starts)
+    ends = tuple(np.ceil(a - 1e-9).astype(np.int64) for a in ends)
+    busy = tuple(np.ceil(a - 1e-9).astype(np.int64) for a in busy)
     total = int(max((e.max() for e in ends if e.size), default=0))
-    return Timeline(starts, ends, tuple(c for _, c in priced), tuple(c for c, _ in priced), tuple(order), total,
-                    streams)
+    issue = tuple(zip(flat["core"][order].tolist(), flat["index"][order].tolist()))
+    return Timeline(starts, ends, tuple(counts), busy, issue, total, streams, tuple(stalls),
+                    int((mem.dirty != 0).sum()) if arch.memory.l2_bytes else 0)
 
 
-def _deadlock(p: Program, streams, indices, pos, reached) -> SimulatorError:
-    for k, rows in enumerate(indices):
-        if pos[k] < len(rows):
-            core, q = divmod(k, 3)
-            idx = rows[pos[k]]
-            s = streams[core]
-            waits = ", ".join(f"counter {c} >= {v} (has {len(reached[core][c])})"
-                              for c, v in zip(s.wait_counter[idx].tolist(), s.wait_value[idx].tolist()) if c)
-            return SimulatorError(f"deadlock: {Queue(q).name.lower()} queue waits for {waits}, which no "
-                                  "remaining instruction can signal", core, idx, p.layer_of(core, idx),
-                                  "the binary's synchronization is inconsistent")
-    return SimulatorError("deadlock")
+@njit(cache=True, nogil=True)
+def _examine(k, pos, q_start, inflight, free, ready, blocked, core_of, wc0, wv0, wc1, wv1, rcore, rctr, rval,
+             slots, count, reached):
+    """The ready time of queue k's head, or NEVER (then ``blocked[k]`` names the counter it waits on)."""
+    j = pos[k]
+    blocked[k] = -1
+    if j >= q_start[k + 1] or inflight[k] >= 0:
+        ready[k] = NEVER
+        return
+    r = free[k]
+    for w in range(3):
+        if w == 0:
+            c, v, core = wc0[j], wv0[j], core_of[j]
+        elif w == 1:
+            c, v, core = wc1[j], wv1[j], core_of[j]
+        else:
+            c, v, core = rctr[j], rval[j], rcore[j]
+        if c == 0:
+            continue
+        key = core * 16 + c
+        if count[key] < v:
+            ready[k] = NEVER
+            blocked[k] = key
+            return
+        if v > 0 and reached[slots[key] + v - 1] > r:
+            r = reached[slots[key] + v - 1]
+    ready[k] = r
+
+
+@njit(cache=True, nogil=True)
+def _run(q_start, q_dma, core_of, cycles, signal, wc0, wv0, wc1, wv1, rcore, rctr, rval, addr, rows, row_bytes,
+         stride, store, slots, mem, out_start, out_end, out_busy, out_mem, out_stall, order):
+    """The event loop. Returns -1, or the queue whose head can never start (a deadlock)."""
+    server, vfin, on = mem[0], mem[1], mem[2]
+    n_q = q_dma.size
+    pos = q_start[:-1].copy()
+    free = np.zeros(n_q)
+    ready = np.full(n_q, NEVER)
+    blocked = np.full(n_q, -1)
+    inflight = np.full(n_q, -1)
+    pending = np.zeros(n_q, np.int64)
+    latency, ideal, conflict = np.zeros(n_q), np.zeros(n_q), np.zeros(n_q)
+    retired = np.zeros(n_q)
+    reached = np.zeros(max(slots[-1], 1))
+    count = np.zeros(slots.size - 1, np.int64)
+    for k in range(n_q):
+        _examine(k, pos, q_start, inflight, free, ready, blocked, core_of, wc0, wv0, wc1, wv1, rcore, rctr, rval,
+                 slots, count, reached)
+    remaining = core_of.size
+    issued = 0
+    flying = 0
+    while remaining > 0 or flying > 0:
+        r, kk = NEVER, -1
+        for k in range(n_q):
+            if ready[k] < r:
+                r, kk = ready[k], k
+        t = next_end(server)
+        if flying > 0 and t <= r:                # data phases that end first
+            for s in (DRAM, L2):
+                while True:
+                    k = pop_end(server, vfin, on, s, t)
+                    if k < 0:
+                        break
+                    pending[k] -= 1
+                    if pending[k] == 0:
+                        flying -= 1
+                        _retire(k, t, inflight, latency, ideal, conflict, retired, free, out_start, out_end, out_busy,
+                                out_stall, signal, core_of, slots, count, reached, pos, q_start, ready, blocked, wc0,
+                                wv0, wc1, wv1, rcore, rctr, rval)
+            continue
+        if kk < 0:                               # nothing can start and nothing is in flight
+            for k in range(n_q):
+                if pos[k] < q_start[k + 1]:
+                    return pos[k]
+            return 0
+        j = pos[kk]
+        out_start[j] = r
+        order[issued] = j
+        issued += 1
+        pos[kk] = j + 1
+        remaining -= 1
+        if addr[j] >= 0:                         # LOAD / STORE: into the memory system
+            n, latency[kk], ideal[kk], conflict[kk] = start_transfer(mem, r, kk, addr[j], rows[j], row_bytes[j],
+                                                                     stride[j], store[j], out_mem[j])
+            inflight[kk] = j
+            ready[kk] = NEVER
+            pending[kk] = n
+            if n == 0:                           # nothing to move
+                _retire(kk, r, inflight, latency, ideal, conflict, retired, free, out_start, out_end, out_busy,
+                        out_stall, signal, core_of, slots, count, reached, pos, q_start, ready, blocked, wc0, wv0,
+                        wc1, wv1, rcore, rctr, rval)
+            else:
+                flying += 1
+            continue
+        if q_dma[kk]:                            # WAIT: it held its queue for another core
+            out_stall[j, 2] = r - free[kk]
+        finish = r + cycles[j]
+        free[kk] = finish
+        out_end[j] = finish
+        out_busy[j] = cycles[j]
+        if signal[j]:
+            _signal(core_of[j] * 16 + signal[j], finish, slots, count, reached, pos, q_start, inflight, free, ready,
+                    blocked, core_of, wc0, wv0, wc1, wv1, rcore, rctr, rval)
+        _examine(kk, pos, q_start, inflight, free, ready, blocked, core_of, wc0, wv0, wc1, wv1, rcore, rctr, rval,
+                 slots, count, reached)
+    return -1
+
+
+@njit(cache=True, nogil=True)
+def _retire(k, t, inflight, latency, ideal, conflict, retired, free, out_start, out_end, out_busy, out_stall, signal,
+            core_of, slots, count, reached, pos, q_start, ready, blocked, wc0, wv0, wc1, wv1, rcore, rctr, rval):
+    """Transfer of queue k ends its data phase at t: it completes a latency later, in order."""
+    j = inflight[k]
+    inflight[k] = -1
+    done = max(t + latency[k], retired[k])
+    retired[k] = done
+    out_end[j] = done
+    out_busy[j] = t - out_start[j]
+    out_stall[j, 0] = max(0.0, t - out_start[j] - ideal[k] - conflict[k])
+    out_stall[j, 1] = conflict[k]
+    free[k] = t
+    if signal[j]:
+        _signal(core_of[j] * 16 + signal[j], done, slots, count, reached, pos, q_start, inflight, free, ready, blocked,
+                core_of, wc0, wv0, wc1, wv1, rcore, rctr, rval)
+    _examine(k, pos, q_start, inflight, free, ready, blocked, core_of, wc0, wv0, wc1, wv1, rcore, rctr, rval, slots,
+             count, reached)
+
+
+@njit(cache=True, nogil=True)
+def _signal(key, t, slots, count, reached, pos, q_start, inflight, free, ready, blocked, core_of, wc0, wv0, wc1, wv1,
+            rcore, rctr, rval):
+    """Counter ``key`` (core * 16 + counter) reaches its next value at cycle t; heads that waited on it
+    are examined again."""
+    base = slots[key]
+    i = count[key]
+    while i > 0 and reached[base + i - 1] > t:  # completion times stay sorted
+        reached[base + i] = reached[base + i - 1]
+        i -= 1
+    reached[base + i] = t
+    count[key] += 1
+    for k in range(ready.size):
+        if blocked[k] == key:
+            _examine(k, pos, q_start, inflight, free, ready, blocked, core_of, wc0, wv0, wc1, wv1, rcore, rctr, rval,
+                     slots, count, reached)
+
+
+def _remote_waits(p: Program, s: Stream, core: int, n_cores: int) -> tuple[np.ndarray, ...]:
+    """Per instruction (core, counter, value) of a WAIT, zeros elsewhere; a WAIT naming a core or counter
+    that does not exist is an error naming the instruction."""
+    rc, rw, rv = (np.zeros(len(s), np.int64) for _ in range(3))
+    if Opcode.WAIT in s.fields:
+        pos, f = s.fields[Opcode.WAIT]
+        bad = np.flatnonzero((f["core"] >= n_cores) | (f["counter"] == 0))
+        if bad.size:
+            i = int(pos[bad[0]])
+            raise SimulatorError(f"WAIT on core {int(f['core'][bad[0]])} counter {int(f['counter'][bad[0]])}: the "
+                                 f"program has {n_cores} core(s) and counters 1..{NUM_COUNTERS}", core, i,
+                                 p.layer_of(core, i))
+        rc[pos], rw[pos], rv[pos] = f["core"], f["counter"], f["value"]
+    return rc, rw, rv
+
+
+def _dma_fields(s: Stream) -> list[np.ndarray]:
+    """Per instruction: DRAM address (-1 for anything that is not a transfer), rows, row bytes, DRAM
+    stride, and whether it is a store."""
+    out = [np.full(len(s), -1, np.int64)] + [np.zeros(len(s), np.int64) for _ in range(4)]
+    for op, store in ((Opcode.LOAD, 0), (Opcode.STORE, 1)):
+        if op in s.fields:
+            where, f = s.fields[op]
+            out[0][where], out[1][where], out[2][where] = f["dram_addr"], f["rows"], f["row_bytes"]
+            out[3][where], out[4][where] = f["dram_stride"], store
+    return out
+
+
+def _deadlock(p: Program, streams, flat, j: int) -> SimulatorError:
+    """The first queue head that can never start: its waits and how far each counter got."""
+    core, idx = int(flat["core"][j]), int(flat["index"][j])
+    s = streams[core]
+    signals = [np.bincount(x.signal, minlength=_SLOTS) for x in streams]
+    conds = [(core, int(c), int(v)) for c, v in zip(s.wait_counter[idx].tolist(), s.wait_value[idx].tolist()) if c]
+    if flat["rctr"][j]:
+        conds.append((int(flat["rcore"][j]), int(flat["rctr"][j]), int(flat["rval"][j])))
+    text = ", ".join(f"core {c} counter {n} >= {v} (the program signals it {int(signals[c][n])} times)"
+                     for c, n, v in conds)
+    q = Queue(int(s.queue[idx])).name.lower()
+    return SimulatorError(f"deadlock: {q} queue waits for {text or 'nothing'}, which no remaining instruction can "
+                          "satisfy", core, idx, p.layer_of(core, idx), "the binary's synchronization is inconsistent")

@@ -20,13 +20,14 @@ def random_calibration(graph: Graph, rng: np.random.Generator, n: int = 8) -> di
     return {i.name: rng.standard_normal((n,) + i.out.shape[1:]).astype(np.float32) for i in graph.inputs}
 
 
-def compile_bytes(qgraph: Graph, arch: ArchConfig) -> bytes:
-    return encode_program(generate(schedule(qgraph, arch)))
+def compile_bytes(qgraph: Graph, arch: ArchConfig, **options) -> bytes:
+    return encode_program(generate(schedule(qgraph, arch, **options)))
 
 
-def check_bitexact(qgraph: Graph, arch: ArchConfig, inputs: dict[str, np.ndarray]):
-    """Compile through the binary, simulate, and assert every output equals the integer reference."""
-    program = decode_program(compile_bytes(qgraph, arch))
+def check_bitexact(qgraph: Graph, arch: ArchConfig, inputs: dict[str, np.ndarray], **options):
+    """Compile through the binary, simulate, and assert every output equals the integer reference.
+    ``options`` go to the scheduler (partition, sparse, formats, ...)."""
+    program = decode_program(compile_bytes(qgraph, arch, **options))
     q_in = quantize_inputs(qgraph, inputs)
     result = run(program, q_in)
     ref = run_int(qgraph, q_in)

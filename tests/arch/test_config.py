@@ -52,7 +52,7 @@ def test_bad_toml_is_one_clear_error(tmp_path, text, match):
 
 
 def test_unknown_preset_lists_presets():
-    with pytest.raises(ArchError, match="presets: default, edge"):
+    with pytest.raises(ArchError, match="presets: cores16, default, edge, multicore"):
         load_arch("nonesuch")
 
 

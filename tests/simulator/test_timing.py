@@ -36,33 +36,56 @@ def matmul(k: int, c: int, cols: int, signal: int = 0, waits=()) -> Instruction:
                             accumulate=0, fmt=0, depthwise=0)
 
 
+BURST = ARCH.memory.dram_burst_bytes
+
+
+def bursts(n: int, rows: int) -> int:
+    """Each row of a transfer moves the DRAM bursts it touches, whole."""
+    rb = n // rows
+    return sum(((r * rb) % BURST + rb + BURST - 1) // BURST for r in range(rows))
+
+
 @pytest.mark.parametrize("n,rows", [(1000, 1), (1000, 10), (16, 1), (1, 1), (65536, 64)])
-def test_single_dma_is_latency_plus_bytes_over_bandwidth(n, rows):
+def test_single_dma_is_latency_plus_bursts_over_bandwidth(n, rows):
     t = simulate_timing(program(load(n, rows)))
-    assert t.cycles == LAT + math.ceil(n / BW)
+    assert t.cycles == LAT + math.ceil(bursts(n, rows) * BURST / BW)
+    assert bursts(1000, 1) == 16 and bursts(1000, 10) == 25 and bursts(1, 1) == 1
 
 
-def test_single_dense_tile():
-    # k=32 rows -> 2 row batches of 16; reduction 64 -> 4 groups of 16 lanes; 10 columns
+PORT = ARCH.core.scratchpad_port_bytes          # 16 B per cycle per bank; banks of 32 KiB
+
+
+def test_dense_tile_fed_at_the_mac_rate():
+    # k=32 rows -> 2 row batches of 16; reduction 64 -> 4 groups of 16 lanes; 100 columns: 800 cycles.
+    # The activations (bank 0) are read once per row batch, 2 * 64 * 100 B at 16 B/cycle: 800 cycles
+    # too; the weights (bank 1) 2048 B: 128 cycles
+    t = simulate_timing(program(matmul(32, 64, 100)))
+    assert t.cycles == 2 * 4 * 100 + ARCH.core.matmul_fill_cycles == 808
+
+
+def test_dense_tile_with_few_columns_is_bound_by_the_weight_port():
+    # 10 columns: the array computes 2 * 4 * 10 = 80 cycles, but the 2048 weight bytes take 128 cycles
+    # through their bank's port
     t = simulate_timing(program(matmul(32, 64, 10)))
-    assert t.cycles == 2 * 4 * 10 + ARCH.core.matmul_fill_cycles == 88
+    assert t.cycles == 32 * 64 // PORT + ARCH.core.matmul_fill_cycles == 136
 
 
 def test_ragged_tile_costs_its_padded_groups_and_batches():
-    # k=17 -> 2 batches; reduction 17 -> 2 groups; 3 columns
-    t = simulate_timing(program(matmul(17, 17, 3)))
-    assert t.cycles == 2 * 2 * 3 + ARCH.core.matmul_fill_cycles
+    # k=17 -> 2 batches; reduction 17 -> 2 groups; 30 columns: 120 cycles of the array; activations
+    # 2 * 17 * 30 = 1020 B (64 cycles), weights 289 B (19 cycles), in different banks
+    t = simulate_timing(program(matmul(17, 17, 30)))
+    assert t.cycles == 2 * 2 * 30 + ARCH.core.matmul_fill_cycles
 
 
 def test_independent_load_and_compute_overlap():
-    dma = LAT + math.ceil(1000 / BW)                       # 163
+    dma = LAT + 16 * BURST // BW                            # 1000 B are 16 bursts: 164
     t = simulate_timing(program(load(1000), matmul(32, 64, 10)))
-    assert t.cycles == max(dma, 88) == 163
+    assert t.cycles == max(dma, 136) == 164
 
 
 def test_token_serializes_compute_after_load():
     t = simulate_timing(program(load(1000, signal=1), matmul(32, 64, 10, waits=((1, 1),))))
-    assert t.cycles == 163 + 88
+    assert t.cycles == 164 + 136
 
 
 def test_back_to_back_loads_pipeline_behind_one_latency():
@@ -72,9 +95,12 @@ def test_back_to_back_loads_pipeline_behind_one_latency():
 
 
 def test_load_and_store_share_the_dram_channel():
-    # different queues, one DRAM channel: the store's transfer waits for the load's
+    # different queues, one DRAM channel shared equally while both move: the store's 800 B are 13
+    # bursts, 832 B at 8 B/cycle: they end at 104; the load's other 1600 - 832 B then move at 16 B/cycle
+    # (48 cycles): 152; each completes a latency after its data phase
     t = simulate_timing(program(load(1600), store(800)))
-    assert t.cycles == 100 + 50 + LAT
+    assert t.end[0][1] == 104 + LAT                 # the store completes first
+    assert t.cycles == 104 + 48 + LAT
 
 
 def test_deadlock_is_reported_not_hung():
@@ -88,12 +114,12 @@ def test_energy_is_counts_times_table():
     stats = run(p, functional=False).stats
     e = ARCH.energy
     assert stats.events["macs"] == 32 * 64 * 10
-    assert stats.events["dram_read_bytes"] == 1000
+    assert stats.events["dram_read_bytes"] == 1024           # 16 whole bursts
     assert stats.energy_pj["mac"] == pytest.approx(32 * 64 * 10 * e.mac_pj)
-    assert stats.energy_pj["dram"] == pytest.approx(1000 * e.dram_pj_per_byte)
+    assert stats.energy_pj["dram"] == pytest.approx(1024 * e.dram_pj_per_byte)
     assert stats.energy_pj["leakage"] == pytest.approx(stats.cycles * e.leakage_pj_per_cycle)
     counts = np.array([stats.events[k] for k in EVENTS])
-    assert energy_pj(counts, stats.cycles, ARCH) == stats.energy_pj
+    assert energy_pj(counts, stats.cycles, ARCH, ARCH.cores) == stats.energy_pj
     assert counts[E["spad_write_bytes"]] == 1000
 
 
