@@ -100,6 +100,7 @@ class LayerSymbol:
     dense_cycles: int = 0             # the same layer compiled dense on the same arch, simulated at
     dense_mac_cycles: int = 0         # compile time (0: no dense twin was simulated)
     dense_energy_pj: float = 0.0
+    partition: str = "single"         # how the layer is split across cores (scheduler.partition)
 
 
 @dataclass(frozen=True)

@@ -69,7 +69,7 @@ def generate(sched: Schedule) -> Program:
             EMIT[plan.kind](em, graph, node, plan, part, layouts, bundles.get(plan.node))
             stored.setdefault(node.name, {})[part.core] = em.stored
             symbols.append(LayerSymbol(node.name, node.op.value, part.core, start, len(em.code), n_macs,
-                                       plan.reason, fmt))
+                                       plan.reason, fmt, partition=plan.partition))
     for em in ems:
         em.halt()
     inputs = tuple(_desc(graph, n.name, layouts[n.name]) for n in graph.inputs)

@@ -91,7 +91,8 @@ def disassemble(p: Program) -> str:
                 s = starts[i]
                 lines.append(f".layer {s.name} op={_v(s.op)} macs={s.macs} info={_v(s.info)} "
                              f"format={_v(s.weight_format)} dense_cycles={s.dense_cycles} "
-                             f"dense_mac_cycles={s.dense_mac_cycles} dense_energy_pj={s.dense_energy_pj!r}")
+                             f"dense_mac_cycles={s.dense_mac_cycles} dense_energy_pj={s.dense_energy_pj!r} "
+                             f"partition={_v(s.partition)}")
             lines.append(f"    {format_instruction(ins)}    ; {i}")
         if len(stream) in ends:
             lines.append(".endlayer")
@@ -190,13 +191,13 @@ class _Assembler:
             self.open_layer = (str(pos[0]), str(kv.get("op", "")), len(self.streams[-1]),
                                int(kv.get("macs", 0)), str(kv.get("info", "")), str(kv.get("format", "dense")),
                                int(kv.get("dense_cycles", 0)), int(kv.get("dense_mac_cycles", 0)),
-                               float(kv.get("dense_energy_pj", 0.0)))
+                               float(kv.get("dense_energy_pj", 0.0)), str(kv.get("partition", "single")))
         elif name == "endlayer":
             if self.open_layer is None:
                 raise self.error(".endlayer without .layer", meta)
-            n, op, start, macs, info, fmt, dc, dmc, de = self.open_layer
+            n, op, start, macs, info, fmt, dc, dmc, de, part = self.open_layer
             self.layers.append(LayerSymbol(n, op, len(self.streams) - 1, start, len(self.streams[-1]), macs, info,
-                                           fmt, dc, dmc, de))
+                                           fmt, dc, dmc, de, part))
             self.open_layer = None
         else:
             raise self.error(f"unknown directive '.{name}'", meta)

@@ -254,7 +254,8 @@ def cmd_run(args) -> None:
     src = [Path(args.binary)] + ([Path(args.input)] if args.input else [])
     out = files.check_output(args.output, "--output", ARRAYS, src)
     stats_path = files.check_output(args.stats, "--stats", (".json",), src)
-    files.check_distinct(out, stats_path)
+    trace_path = files.check_output(args.trace, "--trace", (".json",), src)
+    files.check_distinct(out, stats_path, trace_path)
     t0 = time.perf_counter()
     arch = None
     if args.arch:
@@ -282,20 +283,26 @@ def cmd_run(args) -> None:
         d["inferences"] = result.inferences
         d["sparsity"] = report
         files.write_text(stats_path, json.dumps(d, indent=1))
+    if trace_path:
+        files.write_text(trace_path, json.dumps(result.trace(), separators=(",", ":")))
     n = sum(len(s) for s in program.streams)
     how = "timing only" if args.timing_only else f"{result.inferences} inference(s), bit-exact"
     tail = [f"loaded {args.binary} ({n:,} instructions) in {t_load:.3f} s",
-            f"simulated in {elapsed:.3f} s ({how})" + "".join(f"; wrote {p}" for p in (out, stats_path) if p)]
+            f"simulated in {elapsed:.3f} s ({how})" + "".join(f"; wrote {p}" for p in (out, stats_path, trace_path)
+                                                             if p)]
     if args.quiet and not args.report:                # plain lines: no table library to load
         print(summary_line(result.stats))
         print("\n".join(tail))
         return
-    from sieve.report import energy_table, sparsity_tables, stats_table
+    from sieve.report import cores_table, energy_table, memory_table, sparsity_tables, stats_table
     con = _console()
     if args.quiet:
         con.print(summary_line(result.stats))
     else:
         con.print(stats_table(result.stats, f"per layer, one inference on arch '{result.stats.arch}'"))
+        if len(result.stats.cores) > 1:
+            con.print(cores_table(result.stats))
+        con.print(memory_table(result.stats))
         con.print(energy_table(result.stats))
         con.print(summary_line(result.stats) + (f"; {result.inferences} inference(s) executed"
                                                  if result.inferences else ""))
@@ -469,6 +476,8 @@ def parser() -> argparse.ArgumentParser:
     r.add_argument("--output", help="write outputs to this .npz: NAME (dequantized float32) and NAME.int8 "
                    "(NAME.uint8 for uint8 models, NAME.int32 for raw int32 outputs), NAME as in the model")
     r.add_argument("--stats", help="write every figure of the report as JSON (schema: docs/stats.md)")
+    r.add_argument("--trace", help="write the run as Chrome/Perfetto trace JSON (open at ui.perfetto.dev): a track "
+                   "per queue per core, the layers, arrows for cross-core waits")
     r.add_argument("--arch", help="run on this arch instead of the embedded one (may differ only in "
                    "memory, clock and energy)")
     r.add_argument("--timing-only", action="store_true", help="skip functional execution (same cycles)")

@@ -111,18 +111,48 @@ def _kb(n: int) -> str:
 
 
 def stats_table(stats: RunStats, title: str):
-    t = table(title, ["layer", "op", "cycles", "util %", "MACs", "DRAM rd KiB", "DRAM wr KiB", "spad KiB",
-                       "energy nJ"], 2)
+    split = any(len(layer.cores) > 1 for layer in stats.layers)
+    t = table(title, ["layer", "op"] + ["split"] * split + ["cycles", "util %", "MACs", "DRAM rd KiB", "DRAM wr KiB",
+                                                            "spad KiB", "energy nJ"], 2 + split)
     for layer in stats.layers:
         e = layer.events
-        t.add_row(layer.name, layer.op, f"{layer.cycles:,}", f"{100 * layer.utilization:.1f}", f"{layer.macs:,}",
-                  _kb(e["dram_read_bytes"]), _kb(e["dram_write_bytes"]),
+        where = [f"{layer.partition} x{len(layer.cores)}" if len(layer.cores) > 1 else f"core {layer.cores[0]}"] \
+            if split else []
+        t.add_row(layer.name, layer.op, *where, f"{layer.cycles:,}", f"{100 * layer.utilization:.1f}",
+                  f"{layer.macs:,}", _kb(e["dram_read_bytes"]), _kb(e["dram_write_bytes"]),
                   _kb(e["spad_read_bytes"] + e["spad_write_bytes"]), f"{layer.energy_total_pj / 1e3:,.1f}")
     e = stats.events
     t.add_section()
-    t.add_row("total", "", f"{stats.cycles:,}", f"{100 * stats.utilization:.1f}", f"{stats.macs:,}",
+    t.add_row("total", "", *([""] * split), f"{stats.cycles:,}", f"{100 * stats.utilization:.1f}", f"{stats.macs:,}",
               _kb(e["dram_read_bytes"]), _kb(e["dram_write_bytes"]),
               _kb(e["spad_read_bytes"] + e["spad_write_bytes"]), f"{stats.energy_total_pj / 1e3:,.1f}")
+    return t
+
+
+def cores_table(stats: RunStats):
+    """Per core: when it finished, how busy its units were, and its stall cycles by cause."""
+    causes = list(stats.stall_cycles)
+    t = table("per core: busy and stall cycles (stalls: DMA beyond full bandwidth, L2 bank conflicts, "
+              "scratchpad port, waiting for another core)",
+              ["core", "end cycle", "util %", "load busy", "compute busy", "store busy"]
+              + [f"stall {c}" for c in causes])
+    for c in stats.cores:
+        t.add_row(str(c.core), f"{c.end_cycle:,}", f"{100 * c.utilization:.1f}", f"{c.busy_cycles['load']:,}",
+                  f"{c.busy_cycles['compute']:,}", f"{c.busy_cycles['store']:,}",
+                  *(f"{c.stall_cycles[x]:,}" for x in causes))
+    return t
+
+
+def memory_table(stats: RunStats):
+    """Per memory level: traffic, and for the L2 its hits, misses and write-backs."""
+    t = table("memory levels", ["level", "read KiB", "write KiB", "lines hit", "missed", "written back",
+                                "hit rate", "bandwidth use"])
+    l2, dram = stats.memory["l2"], stats.memory["dram"]
+    if l2 is not None:
+        t.add_row(f"L2 {l2['capacity_bytes'] // 1024:,} KiB", _kb(l2["bytes"]), "", f"{l2['hits']:,}",
+                  f"{l2['misses']:,}", f"{l2['write_backs']:,}", f"{100 * l2['hit_rate']:.1f} %", "")
+    t.add_row("DRAM", _kb(dram["read_bytes"]), _kb(dram["write_bytes"]), "", "", "", "",
+              f"{100 * dram['bandwidth_utilization']:.1f} %")
     return t
 
 

@@ -61,6 +61,12 @@ class RunResult:
     stats: RunStats                      # one inference
     inferences: int
     program: Program
+    timeline: Timeline | None = None     # per instruction: start, end, events, stalls
+
+    def trace(self) -> dict:
+        """The run as Chrome/Perfetto trace JSON (``simulator.trace``)."""
+        from sieve.simulator.trace import chrome_trace
+        return chrome_trace(self.program, self.timeline)
 
     def model_outputs(self) -> dict[str, np.ndarray]:
         """Outputs in the model's own integer types (uint8 where the model is uint8)."""
@@ -93,7 +99,7 @@ def run(p: Program, inputs: Mapping[str, np.ndarray] | None = None, functional: 
     timeline = simulate_timing(p)
     stats = collect(p, timeline)
     if not functional:
-        return RunResult({}, {}, stats, 0, p)
+        return RunResult({}, {}, stats, 0, p, timeline)
     inputs = dict(inputs or {})
     batch = None
     q_inputs = {}
@@ -110,4 +116,4 @@ def run(p: Program, inputs: Mapping[str, np.ndarray] | None = None, functional: 
                                     for d in p.inputs}) for i in range(batch or 1)]
     outputs = {d.name: np.concatenate([part[d.name] for part in parts]) for d in p.outputs}
     floats = {d.name: _host_post(dequantize(outputs[d.name], d), d) for d in p.outputs if d.dtype != "int32"}
-    return RunResult(outputs, floats, stats, batch or 1, p)
+    return RunResult(outputs, floats, stats, batch or 1, p, timeline)

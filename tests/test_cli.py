@@ -45,7 +45,7 @@ def test_walking_skeleton_commands(workdir, capsys):
     for k in ref.files:
         np.testing.assert_array_equal(got[k], ref[k])
     stats = json.loads(Path("stats.json").read_text())
-    assert stats["stats_version"] == 1 and stats["inferences"] == 3
+    assert stats["stats_version"] == 2 and stats["inferences"] == 3
     assert stats["cycles"] >= max(l["end_cycle"] for l in stats["layers"])
     assert stats["macs"] == 416520
     assert stats["energy_total_pj"] == pytest.approx(sum(stats["energy_pj"].values()))
@@ -57,6 +57,32 @@ def test_walking_skeleton_commands(workdir, capsys):
     assert Path("again.sieve").read_bytes() == Path("lenet5.sieve").read_bytes()
     out, _ = sieve("run", "lenet5.sieve", "--timing-only", "-q", capsys=capsys)
     assert "timing only" in out
+
+
+@pytest.mark.parametrize("partition", ["auto", "channels", "rows", "batch"])
+def test_multicore_compile_run_trace_and_retarget(workdir, capsys, partition):
+    """The issue's session: a multi-core preset, a forced partition, a bit-exact run with stats and a
+    Perfetto trace, then the same binary on another L2 without recompiling."""
+    sieve("zoo", "export", "lenet5", "-o", "lenet5.sv", capsys=capsys)
+    np.save("x.npy", np.random.default_rng(1).random((2, 1, 32, 32)).astype(np.float32))
+    out, _ = sieve("arch", "multicore", capsys=capsys)
+    Path("big-l2.toml").write_text(out.replace("l2_bytes = 1048576", "l2_bytes = 4194304"))
+    sieve("compile", "lenet5.sv", "--arch", "multicore", "--partition", partition, "-o", "mc.sieve", capsys=capsys)
+    out, _ = sieve("run", "mc.sieve", "--input", "x.npy", "--output", "out.npz", "--stats", "s.json", "--trace",
+                   "t.json", capsys=capsys)
+    assert "per core" in out and "memory levels" in out and "L2 1,024 KiB" in out
+    sieve("interpret", "lenet5.sv", "--input", "x.npy", "--output", "ref.npz", capsys=capsys)
+    np.testing.assert_array_equal(np.load("out.npz")["logits.int8"], np.load("ref.npz")["logits.int8"])
+    stats = json.loads(Path("s.json").read_text())
+    assert len(stats["cores"]) == 4 and stats["memory"]["l2"]["capacity_bytes"] == 1 << 20
+    assert sum(c["events"]["macs"] for c in stats["cores"]) == stats["macs"]
+    assert any(len(layer["cores"]) > 1 for layer in stats["layers"])
+    trace = json.loads(Path("t.json").read_text())
+    assert {e["pid"] for e in trace["traceEvents"] if e["ph"] == "X"} == {0, 1, 2, 3}
+    out, _ = sieve("run", "mc.sieve", "--arch", "big-l2.toml", "--timing-only", "--stats", "s4.json", capsys=capsys)
+    big = json.loads(Path("s4.json").read_text())
+    assert big["memory"]["l2"]["capacity_bytes"] == 4 << 20
+    assert big["memory"]["l2"]["misses"] <= stats["memory"]["l2"]["misses"]
 
 
 def _one_line_error(err: str, pattern: str) -> None:
