@@ -32,13 +32,14 @@ class CoreConfig:
     pe_rows: int = 16                 # PE rows: output channels computed in parallel
     simd_lanes: int = 16              # lanes per PE row: reduction values per cycle
     scratchpad_bytes: int = 262144    # software-managed scratchpad per core
-    scratchpad_banks: int = 8         # contiguous banks of scratchpad_bytes / banks bytes each
+    scratchpad_banks: int = 8         # banks, interleaved every scratchpad_port_bytes
     scratchpad_port_bytes: int = 16   # bytes per cycle one bank's read port feeds the MAC array
     accumulator_bytes: int = 65536    # int32 accumulator buffer per core
     vector_lanes: int = 16            # elements per cycle in the vector/post-processing unit
     matmul_fill_cycles: int = 8       # MAC-array pipeline skew and drain per MATMUL instruction
     vector_fill_cycles: int = 4       # vector-unit pipeline fill per vector instruction
     weights_double_buffered: bool = True   # the array loads the next weight block while computing
+    vector_own_path: bool = False     # the vector unit runs beside the MAC array (own ports), in program order
 
 
 @dataclass(frozen=True)
@@ -176,8 +177,7 @@ def validate(arch: ArchConfig, source: str = "") -> ArchConfig:
     _check(1 <= c.simd_lanes <= 256, "core.simd_lanes", f"must be 1..256, got {c.simd_lanes}", source)
     _check(4096 <= c.scratchpad_bytes <= 1 << 24, "core.scratchpad_bytes",
            f"must be 4 KiB..16 MiB, got {c.scratchpad_bytes}", source)
-    _check(1 <= c.scratchpad_banks <= 64 and c.scratchpad_bytes % c.scratchpad_banks == 0, "core.scratchpad_banks",
-           f"must be 1..64 and divide scratchpad_bytes, got {c.scratchpad_banks}", source)
+    _check(1 <= c.scratchpad_banks <= 64, "core.scratchpad_banks", f"must be 1..64, got {c.scratchpad_banks}", source)
     _check(c.scratchpad_port_bytes >= 1, "core.scratchpad_port_bytes", "must be at least 1", source)
     _check(1024 <= c.accumulator_bytes <= 1 << 22 and c.accumulator_bytes % 4 == 0,
            "core.accumulator_bytes", f"must be a multiple of 4 in 1 KiB..4 MiB, got {c.accumulator_bytes}", source)

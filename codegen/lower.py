@@ -86,6 +86,7 @@ def emit_matmul(em: Emitter, graph: Graph, node: Node, plan: LayerPlan, part, la
     else:
         steps = [(k, p, c) for p in pix for k in ks for c in cs]
     ob = g.out_bytes
+    acc_half, tile_no = t.k_t * t.oh_t * t.ow_t, 0      # output tiles alternate accumulator buffers
     for gi in range(*part.range("g", g.groups)):
         for (k0, nk), (n, (y0, ny), (x0, nx)), (ci, (c0, nc)) in steps:
             if g.depthwise:
@@ -105,7 +106,8 @@ def emit_matmul(em: Emitter, graph: Graph, node: Node, plan: LayerPlan, part, la
                 box = Box(src.addr + x_base + ((n * g.h + iy0) * g.w + ix0) * c_total + cg0, iy1 - iy0, ix1 - ix0, nc,
                           g.w * c_total, c_total)
                 em.load(box.transfers(x_addr), free)
-            em.compute(Opcode.MATMUL, w_addr=w_addr, x_addr=x_addr, acc_addr=0, k=nk, out_h=ny, out_w=nx,
+            acc = tile_no % t.acc_buffers * acc_half
+            em.compute(Opcode.MATMUL, w_addr=w_addr, x_addr=x_addr, acc_addr=acc, k=nk, out_h=ny, out_w=nx,
                        in_h=iy1 - iy0, in_w=ix1 - ix0, in_c=nc, kernel_h=g.kh, kernel_w=g.kw,
                        stride_h=g.sh, stride_w=g.sw, dil_h=g.dh, dil_w=g.dw, pad_top=py, pad_left=px,
                        x_zp=x_zp, accumulate=int(ci > 0), fmt=packed.fmt, depthwise=int(g.depthwise),
@@ -114,7 +116,8 @@ def emit_matmul(em: Emitter, graph: Graph, node: Node, plan: LayerPlan, part, la
             last_c = ci == len(cs) - 1
             if last_c:
                 o_addr, _, o_free = oslots.acquire()
-                em.compute(Opcode.REQUANT, out_free_wait=o_free, acc_addr=0, dst_addr=o_addr, cols=ny * nx,
+                tile_no += 1
+                em.compute(Opcode.REQUANT, out_free_wait=o_free, acc_addr=acc, dst_addr=o_addr, cols=ny * nx,
                            k=nk, bias_addr=w_addr + b_off, scale_addr=w_addr + b_off + 4 * nk,
                            zp=node.out.quant.zp if ob == 1 else 0, lo=lo, hi=hi, out32=int(ob == 4))
             step = em.end_step()

@@ -13,7 +13,7 @@ from sieve.scheduler.plan import (ConvGeom, RowCounts, LayerPlan, Part, Schedule
                                   dma_cycles)
 from sieve.scheduler.layout import hw_weights
 from sieve.scheduler.partition import flat_parts, matmul_parts, sub_geom
-from sieve.scheduler.tiling import estimate, matmul_spad, search
+from sieve.scheduler.tiling import estimate, matmul_spad, search, stream_tile
 
 
 def conv_geom(graph: Graph, node: Node) -> ConvGeom:
@@ -163,9 +163,7 @@ def _lower_matmul(graph: Graph, node: Node, arch: ArchConfig, opts: Options) -> 
               for f, u, _, p in found[1:]]
     if others:
         reason = f"{reason}; other choices: {', '.join(others)}"
-    layout = matmul_spad(env, tiling, arch.core.simd_lanes).banked(
-        arch.core.scratchpad_bytes // arch.core.scratchpad_banks, arch.core.scratchpad_bytes)
-    return LayerPlan(node.name, "matmul", layout, tiling, g,
+    return LayerPlan(node.name, "matmul", matmul_spad(env, tiling, arch.core.simd_lanes), tiling, g,
                      est_cycles=est, reason=reason, partition=used, parts=parts)
 
 
@@ -184,25 +182,28 @@ def _split_note(parts: tuple[Part, ...], what: str) -> str:
 def _lower_pool(graph: Graph, node: Node, arch: ArchConfig, opts: Options) -> LayerPlan:
     n, c, h, w = graph[node.inputs[0]].out.shape
     _, _, oh, ow = node.out.shape
-    (kh, _), (sh, _) = node.attrs["kernel"], node.attrs["stride"]
+    (kh, kw), (sh, _) = node.attrs["kernel"], node.attrs["stride"]
     parts = flat_parts(oh, arch.cores, "y")
     longest = _longest(parts, "y", oh)
     budget = arch.core.scratchpad_bytes
     c_t = c
     while True:
-        for rows in range(longest, 0, -1):
-            ih = min(h, (rows - 1) * sh + kh)
-            layout = SpadLayout((("x", ih * w * c_t), ("out", rows * ow * c_t)))
-            if layout.total <= budget:
-                steps = n * ceil_div(longest, rows) * ceil_div(c, c_t)
-                est = dma_cycles(n * (h * w + oh * ow) * c, arch) + steps * arch.memory.dram_latency_cycles
-                reason = (f"rows={rows} channels={c_t}: the largest tile that fits (pooling is DMA-bound, "
-                          f"so fewer, larger transfers win); {steps} steps" + _split_note(parts, "output rows"))
-                return LayerPlan(node.name, "pool", layout, pool_rows=rows, pool_c=c_t, est_cycles=est,
-                                 reason=reason, partition="rows" if len(parts) > 1 else "single", parts=parts)
+        fits = [rows for rows in range(longest, 0, -1)
+                if SpadLayout((("x", min(h, (rows - 1) * sh + kh) * w * c_t), ("out", rows * ow * c_t))).total <= budget]
+        if fits:
+            break
         if c_t == 1:
             raise ScheduleError("one row of the pooling window does not fit the scratchpad", node.name)
         c_t = ceil_div(c_t, 2)
+    # an output row reads stride rows of the input and writes one row
+    rows, est = stream_tile(longest, fits[0], sh * w * c, ow * c, ow * c * kh * kw, arch)
+    ih = min(h, (rows - 1) * sh + kh)
+    layout = SpadLayout((("x", ih * w * c_t), ("out", rows * ow * c_t)))
+    steps = n * ceil_div(longest, rows) * ceil_div(c, c_t)
+    reason = (f"rows={rows} channels={c_t}: the cheapest double-buffered stream of the tiles that fit; {steps} steps"
+              + _split_note(parts, "output rows"))
+    return LayerPlan(node.name, "pool", layout, pool_rows=rows, pool_c=c_t, est_cycles=est * n, reason=reason,
+                     partition="rows" if len(parts) > 1 else "single", parts=parts)
 
 
 def _lower_eltwise(graph: Graph, node: Node, arch: ArchConfig, opts: Options) -> LayerPlan:
@@ -211,14 +212,14 @@ def _lower_eltwise(graph: Graph, node: Node, arch: ArchConfig, opts: Options) ->
     parts = flat_parts(total, arch.cores, "e", 64)
     longest = _longest(parts, "e", total)
     per = (arch.core.scratchpad_bytes // (2 * len(names))) // 16 * 16
-    tile = max(16, min(align(longest), per, (1 << 24) - 16))
+    largest = max(16, min(align(longest), per, (1 << 24) - 16))
+    tile, est = stream_tile(longest, largest, len(names) - 1, 1, len(names) - 1, arch, 16)
     layout = SpadLayout(tuple((name, tile) for name in names))
     steps = ceil_div(longest, tile)
-    est = dma_cycles(total * len(names), arch) + steps * arch.memory.dram_latency_cycles
     return LayerPlan(node.name, "eltwise", layout, tile_elems=tile, est_cycles=est,
-                     reason=f"{tile} elements per tile: the largest that fits; {steps} steps"
-                     + _split_note(parts, "elements"), partition="elements" if len(parts) > 1 else "single",
-                     parts=parts)
+                     reason=f"{tile} elements per tile: the cheapest double-buffered stream of the tiles that fit; "
+                     f"{steps} steps" + _split_note(parts, "elements"),
+                     partition="elements" if len(parts) > 1 else "single", parts=parts)
 
 
 def _lower_affine(graph: Graph, node: Node, arch: ArchConfig, opts: Options) -> LayerPlan:
@@ -231,10 +232,9 @@ def _lower_affine(graph: Graph, node: Node, arch: ArchConfig, opts: Options) -> 
     per = (arch.core.scratchpad_bytes - 2 * align(params)) // 4 // 16 * 16 // c
     if per < 1:
         raise ScheduleError(f"one pixel of {c} channels and their parameters do not fit the scratchpad", node.name)
-    tile = min(longest, per, ((1 << 24) - 16) // c)
+    tile, est = stream_tile(longest, min(longest, per, ((1 << 24) - 16) // c), c, c, 4 * c, arch)
     layout = SpadLayout((("p", params), ("x", tile * c), ("out", tile * c)))
     steps = ceil_div(longest, tile)
-    est = dma_cycles(2 * node.out.size + params * len(parts), arch) + steps * arch.memory.dram_latency_cycles
     return LayerPlan(node.name, "affine", layout, tile_elems=tile, est_cycles=est,
                      reason=f"{tile} pixels per tile, {c} channel parameters loaded once; {steps} steps"
                      + _split_note(parts, "pixels"), partition="pixels" if len(parts) > 1 else "single",
@@ -258,10 +258,10 @@ def _lower_concat(graph: Graph, node: Node, arch: ArchConfig, opts: Options) -> 
     per = arch.core.scratchpad_bytes // 4 // 16 * 16 // c_max
     if per < 1:
         raise ScheduleError(f"one pixel of {c_max} channels does not fit the scratchpad", node.name)
-    tile = min(longest, per, ((1 << 24) - 16) // c_max)
+    c_all = node.out.shape[1]
+    tile, est = stream_tile(longest, min(longest, per, ((1 << 24) - 16) // c_max), c_all, c_all, 2 * c_all, arch)
     layout = SpadLayout((("a", tile * c_max), ("out", tile * c_max)))
     steps = len(node.inputs) * ceil_div(longest, tile)
-    est = dma_cycles(2 * node.out.size, arch) + steps * arch.memory.dram_latency_cycles
     return LayerPlan(node.name, "concat", layout, tile_elems=tile, est_cycles=est,
                      reason=f"{tile} pixels per tile, each input requantized into its channel slice; {steps} steps"
                      + _split_note(parts, "pixels"), partition="pixels" if len(parts) > 1 else "single",

@@ -160,45 +160,27 @@ class MatmulTiling:
     ow_t: int
     c_t: int
     order: str          # "k_outer": weights stay while pixels stream; "pixels_outer": the reverse
+    acc_buffers: int = 1  # 2: output tiles alternate accumulator halves, so the vector unit (with its own
+                          # path) requantizes one while the MAC array fills the other
 
 
 @dataclass(frozen=True)
 class SpadLayout:
-    """Byte sizes of one slot of each double-buffered region; codegen places them in order, each slot
-    at a multiple of ``align``, and the regions named in ``bank_starts`` at a multiple of ``bank``.
-    The scheduler puts the activations on a bank boundary after the weights when that fits (or every
-    slot on its own banks), so the MAC array reads the two through different banks' ports."""
+    """Byte sizes of one slot of each double-buffered region; codegen places them in order."""
     regions: tuple[tuple[str, int], ...]
-    align: int = ALIGN
-    bank: int = 0
-    bank_starts: tuple[str, ...] = ()
 
     def offsets(self) -> dict[str, tuple[int, int]]:
         """region name -> (slot 0 address, slot 1 address)."""
         out, addr = {}, 0
         for name, size in self.regions:
-            if name in self.bank_starts:
-                addr = align(addr, self.bank)
-            size = align(size, self.align)
+            size = align(size)
             out[name] = (addr, addr + size)
             addr += 2 * size
         return out
 
     @property
     def total(self) -> int:
-        """The bytes the layout spans."""
-        end = 0
-        for name, (_, slot1) in self.offsets().items():
-            end = max(end, slot1 + align(dict(self.regions)[name], self.align))
-        return end
-
-    def banked(self, bank_bytes: int, capacity: int, separate: str = "x") -> "SpadLayout":
-        """This layout with every slot on bank boundaries if that fits ``capacity``, else with region
-        ``separate`` starting on one, else unchanged."""
-        for option in (SpadLayout(self.regions, bank_bytes), SpadLayout(self.regions, self.align, bank_bytes, (separate,))):
-            if option.total <= capacity:
-                return option
-        return self
+        return sum(2 * align(size) for _, size in self.regions)
 
 
 @dataclass(frozen=True)

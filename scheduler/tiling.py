@@ -21,6 +21,7 @@ from sieve.arch.config import ArchConfig
 from sieve.scheduler.plan import ALIGN, ConvGeom, MatmulTiling, SpadLayout, align, ceil_div
 
 ORDERS = ("k_outer", "pixels_outer")
+NEAR = 0.01        # estimates this close to the cheapest count as equal (the smallest footprint wins)
 
 
 def _choices(total: int, quantum: int = 1) -> list[int]:
@@ -55,13 +56,14 @@ def estimate(g: ConvGeom, t: MatmulTiling, arch: ArchConfig) -> Estimate:
     """The cost model's figures for one tiling (``_estimate_all`` on a single candidate)."""
     one = lambda v: np.array([v], np.int64)  # noqa: E731
     total, compute, dma, w_loads, x_loads = _estimate_all(g, one(t.k_t), one(t.c_t), one(t.oh_t), one(t.ow_t),
-                                                          np.array([t.order == "pixels_outer"]), arch)
+                                                          np.array([t.order == "pixels_outer"]), arch,
+                                                          np.array([t.acc_buffers == 2]))
     return Estimate(int(total[0]), int(compute[0]), int(dma[0]), int(w_loads[0]), int(x_loads[0]))
 
 
 def fits(g: ConvGeom, t: MatmulTiling, arch: ArchConfig) -> bool:
     return (matmul_spad(g, t, arch.core.simd_lanes).total <= arch.core.scratchpad_bytes
-            and t.k_t * t.oh_t * t.ow_t <= arch.acc_entries)
+            and t.k_t * t.oh_t * t.ow_t * t.acc_buffers <= arch.acc_entries)
 
 
 def _fmt_name(g: ConvGeom) -> str:
@@ -78,6 +80,19 @@ def _split(total: int, tile: np.ndarray):
     return (tile, full), (rest, (rest > 0).astype(np.int64))
 
 
+def _window_conflicts(g: ConvGeom, iw, chans, core):
+    """A depthwise window's reads per output column on its busiest scratchpad bank (the simulator's
+    rule: a vector of channels at each window position, banks interleaved every port width)."""
+    banks, port = core.scratchpad_banks, core.scratchpad_port_bytes
+    iw, chans = np.broadcast_arrays(np.asarray(iw), np.asarray(chans))
+    counts = np.zeros(iw.shape + (banks,), np.int64)
+    for dy in range(g.kh):
+        for dx in range(g.kw):
+            bank = ((dy * g.dh * iw * chans + dx * g.dw * chans) // port) % banks
+            counts += bank[..., None] == np.arange(banks)
+    return counts.max(axis=-1) * -(-np.minimum(chans, core.pe_rows) // port)
+
+
 def _granule(n, gran: int):
     return -(-n // gran) * gran
 
@@ -86,12 +101,15 @@ def _align(n: np.ndarray) -> np.ndarray:
     return (n + ALIGN - 1) // ALIGN * ALIGN
 
 
-def _estimate_all(g: ConvGeom, k_t, c_t, oh_t, ow_t, pixels_outer, arch: ArchConfig):
+def _estimate_all(g: ConvGeom, k_t, c_t, oh_t, ow_t, pixels_outer, arch: ArchConfig, overlap=False):
     """The cost model over arrays of candidate tilings: (cycles, compute, dma, weight loads, input
     loads), each [candidates]. Compute: every (k, c, pixel) tile once per image (exact for unstructured
-    weights, from the layer's own nonzero pattern); DMA: the bytes each loop order re-fetches over the
-    DRAM bandwidth; double-buffered steady state: a step's period is bounded by compute, by the DRAM
-    channel, and by the two-slot loop (load, its latency and compute of two steps in flight)."""
+    weights, from the layer's own nonzero pattern); where ``overlap`` (two accumulator buffers and a
+    vector unit with its own path) an output tile's requantization runs while the next tile's matmuls
+    do, so the slower of the two paces the layer and the last requantization is added; DMA: the bytes
+    each loop order re-fetches over the DRAM bandwidth; double-buffered steady state: a step's period
+    is bounded by compute, by the DRAM channel, and by the two-slot loop (load, its latency and compute
+    of two steps in flight)."""
     c = arch.core
     ks, cs = _split(g.k, k_t), _split(g.c, c_t)
     if g.depthwise:
@@ -100,15 +118,11 @@ def _estimate_all(g: ConvGeom, k_t, c_t, oh_t, ow_t, pixels_outer, arch: ArchCon
     pixels = [(ny * nx, ny, nx, my * mx) for ny, my in ys for nx, mx in xs]
     n_sp = sum(mp for *_, mp in pixels)
     # the MAC array: per weight block (pe_rows x simd_lanes) a cycle per output column, plus the block's
-    # load and drain where weights are not double-buffered; at least what the busiest scratchpad port
-    # delivers (weights and activations in banks of their own: the layout puts slots on bank boundaries)
-    bank, port = c.scratchpad_bytes // c.scratchpad_banks, c.scratchpad_port_bytes
+    # load and drain where weights are not double-buffered; at least what the scratchpad ports deliver
+    # (banks x port bytes per cycle, weights and activations together; docs/memory.md)
+    port = c.scratchpad_banks * c.scratchpad_port_bytes
     per_col, per_block = (1, 0) if c.weights_double_buffered else (
         1, -(-(c.pe_rows * c.simd_lanes) // port) + c.matmul_fill_cycles)
-
-    def fed(nbytes, span):
-        """Cycles to read ``nbytes`` spread over a ``span``-byte region through its banks' ports."""
-        return -(-nbytes // (port * np.minimum(np.maximum(-(-span // bank), 1), c.scratchpad_banks)))
 
     if g.fmt == "unstructured" and g.rows is not None:
         tiles = sum(mk for _, mk in ks) * sum(mc for _, mc in cs)
@@ -116,9 +130,10 @@ def _estimate_all(g: ConvGeom, k_t, c_t, oh_t, ow_t, pixels_outer, arch: ArchCon
         bgs = {pair: g.rows.batch_groups(pair[0], pair[1], c.simd_lanes, c.pe_rows, g.balance) for pair in pairs}
         bg = np.array([bgs[a, b] for a, b in zip(k_t.tolist(), c_t.tolist())], np.int64)
         all_cols = sum(mp * cols for cols, _, _, mp in pixels)
-        x_span = _max_in(oh_t, g.sh, g.dh, g.kh, g.h) * _max_in(ow_t, g.sw, g.dw, g.kw, g.w) * c_t
         mac = bg * (all_cols * per_col + n_sp * per_block)
-        mm = np.maximum(mac, fed(bg * c.simd_lanes * all_cols, x_span)) + tiles * n_sp * c.matmul_fill_cycles
+        w_read = g.n * tiles * n_sp * g.weight_tile_bytes(k_t, c_t, c.simd_lanes)
+        fed = -(-(bg * c.simd_lanes * all_cols + w_read) // port)
+        mm = np.maximum(mac, fed) + tiles * n_sp * c.matmul_fill_cycles
     else:
         mm = 0
         for nk, mk in ks:
@@ -128,15 +143,17 @@ def _estimate_all(g: ConvGeom, k_t, c_t, oh_t, ow_t, pixels_outer, arch: ArchCon
                 w_tile = g.weight_tile_bytes(nk, nc, c.simd_lanes)
                 r = g.reduction(nc)
                 for cols, ny, nx, mp in pixels:
-                    x_span = _max_in(ny, g.sh, g.dh, g.kh, g.h) * _max_in(nx, g.sw, g.dw, g.kw, g.w) * (
-                        nk if g.depthwise else nc)
                     x_read = (nk if g.depthwise else batches) * r * cols
-                    step = np.maximum(np.maximum(blocks * (cols * per_col + per_block), fed(w_tile, w_tile)),
-                                      fed(x_read, x_span))
+                    fed = -(-(w_tile + x_read) // port)
+                    if g.depthwise:
+                        iw = _max_in(nx, g.sw, g.dw, g.kw, g.w)
+                        fed = np.maximum(fed, batches * cols * _window_conflicts(g, iw, nk, c))
+                    step = np.maximum(blocks * (cols * per_col + per_block), fed)
                     mm = mm + mk * mc * mp * (step + c.matmul_fill_cycles)
     rq = sum(mk * mp * (-(-(nk * cols) // c.vector_lanes) + c.vector_fill_cycles)
              for nk, mk in ks for cols, _, _, mp in pixels)
-    compute = g.n * g.groups * (mm + rq)
+    out_tiles = sum(mk * mp for _, mk in ks for *_, mp in pixels)
+    compute = g.n * g.groups * np.where(overlap, np.maximum(mm, rq) + rq // out_tiles, mm + rq)
     n_k = -(-g.k // k_t)
     n_c = np.ones_like(c_t) if g.depthwise else -(-g.c // c_t)
     w_bytes = sum(mk * mc * g.weight_tile_bytes(nk, nc, c.simd_lanes) for nk, mk in ks for nc, mc in cs) + 8 * g.k
@@ -160,13 +177,99 @@ def _estimate_all(g: ConvGeom, k_t, c_t, oh_t, ow_t, pixels_outer, arch: ArchCon
     x_loads = np.where(pixels_outer, np.where(n_c > 1, n_k, 1), np.where(n_sp * n_c * g.n > 1, n_k, 1))
     if g.depthwise:
         x_loads = np.ones_like(x_loads)
-    moved = g.groups * (w_bytes * w_loads + x_bytes * x_loads * g.n + g.n * g.oh * out_row)
-    dma = np.ceil(moved / arch.memory.dram_bytes_per_cycle).astype(np.int64)
+    out_bytes = g.n * g.oh * out_row
+    moved = g.groups * (w_bytes * w_loads + x_bytes * x_loads * g.n + out_bytes)
+    dram_rate, l2_rate, lat = transfer_rates(arch)
+    if arch.memory.l2_bytes:
+        # with an L2, what is fetched again hits when one pass of it fits this core's share of the L2
+        share = arch.memory.l2_bytes / arch.cores
+        w_again = np.where(g.groups * w_bytes <= share, 1, w_loads)
+        x_again = np.where(g.groups * x_bytes * g.n <= share, 1, x_loads)
+        from_dram = g.groups * (w_bytes * w_again + x_bytes * x_again * g.n + out_bytes)
+        dma = np.ceil(np.maximum(from_dram / dram_rate, moved / l2_rate)).astype(np.int64)
+    else:
+        dma = np.ceil(moved / dram_rate).astype(np.int64)
     steps = g.groups * g.n * n_sp * n_k * n_c
-    lat = arch.memory.dram_latency_cycles
-    period = np.maximum(np.maximum(compute / steps, dma / steps), (lat + (dma + compute) / steps) / 2)
-    total = (steps * period + dma / steps + 2 * lat).astype(np.int64)
+    # the pipeline fills with the first step's operands and drains with the last step's output
+    ih0 = _max_in(np.minimum(oh_t, g.oh), g.sh, g.dh, g.kh, g.h)
+    iw0 = _max_in(np.minimum(ow_t, g.ow), g.sw, g.dw, g.kw, g.w)
+    first = g.weight_tile_bytes(np.minimum(k_t, g.k), np.minimum(c_t, g.c), c.simd_lanes) + ih0 * iw0 * np.minimum(
+        np.where(g.depthwise, k_t, c_t), g.c)
+    last = np.minimum(oh_t, g.oh) * np.minimum(ow_t, g.ow) * np.minimum(k_t, g.k) * g.out_bytes
+    # a step's period: its compute, its transfers, or the two-slot loop (a slot waits a round trip for its
+    # load and the output slot one for its store: half of two latencies and a step's work)
+    period = np.maximum(np.maximum(compute / steps, dma / steps), (2 * lat + (dma + compute) / steps) / 2)
+    total = (steps * period + (first + last) / dram_rate + 2 * lat).astype(np.int64)
     return total, compute, dma, w_loads, x_loads
+
+
+def stream_estimate(items: int, tile: int, in_bytes: float, out_bytes: float, ops: float, arch: ArchConfig) -> int:
+    """Cycles of a layer that streams ``items`` through the vector unit, ``tile`` at a time, double-buffered:
+    per item ``in_bytes`` loaded, ``out_bytes`` stored and ``ops`` vector operations. A step's period is
+    bounded by its compute, its transfers, and the two-slot loop, in which a slot waits a round trip for
+    its load and another for the store that frees its output slot (half of two latencies per step, as
+    the simulator shows for small tiles); then the first tile's fill and the last one's drain."""
+    steps = -(-items // tile)
+    dram_rate, _, lat = transfer_rates(arch)
+    dma = items * (in_bytes + out_bytes) / dram_rate
+    compute = steps * arch.core.vector_fill_cycles + items * ops / arch.core.vector_lanes
+    period = max(compute / steps, dma / steps, (2 * lat + (dma + compute) / steps) / 2)
+    return int(steps * period + min(tile, items) * (in_bytes + out_bytes) / dram_rate + 2 * lat)
+
+
+def stream_tile(items: int, largest: int, in_bytes: float, out_bytes: float, ops: float, arch: ArchConfig,
+                quantum: int = 1) -> tuple[int, int]:
+    """(tile, estimated cycles): of the whole extent and the powers of two times ``quantum`` that fit
+    (``largest``), the cheapest by ``stream_estimate``; within 1 % of the cheapest, the smallest tile
+    (the candidates do not depend on the scratchpad size, so a larger one can only add candidates)."""
+    options = {items} if items <= largest else set()
+    t = quantum
+    while t < items and t <= largest:
+        options.add(t)
+        t *= 2
+    options = sorted(options or {max(quantum, largest // quantum * quantum)})
+    priced = [(stream_estimate(items, t, in_bytes, out_bytes, ops, arch), t) for t in options]
+    best = min(e for e, _ in priced)
+    return next((t, e) for e, t in priced if e <= best * 1.01)
+
+
+def transfer_rates(arch: ArchConfig) -> tuple[float, float, int]:
+    """(bytes per cycle one transfer can move from DRAM, through the L2, the round-trip latency): the
+    channel or the engine's requests in flight, whichever is lower (docs/memory.md)."""
+    m = arch.memory
+    lat = m.dram_latency_cycles + (m.l2_latency_cycles if m.l2_bytes else 0)
+    request = m.l2_line_bytes if m.l2_bytes else m.dram_burst_bytes
+    engine = m.dma_outstanding * request / max(lat, 1)
+    dram = min(m.dram_bytes_per_cycle, engine)
+    if m.l2_bytes:
+        dram = min(dram, m.l2_mshrs * m.l2_line_bytes / max(lat, 1))
+        l2 = min(m.l2_banks * m.l2_bank_bytes_per_cycle / arch.cores,
+                 m.dma_outstanding * m.l2_line_bytes / max(m.l2_latency_cycles, 1))
+        return dram, l2, lat
+    return dram, dram, lat
+
+
+def _near(cheapest, arch: ArchConfig):
+    """Estimates up to this count as equal to ``cheapest``."""
+    return cheapest * (1 + NEAR)
+
+
+def _binding(every, ok, fits_spad, fits_acc, spad, acc, arch: ArchConfig):
+    """A function of the chosen candidate (an index among the fitting ones) saying which capacity binds:
+    none when no candidate that does not fit would be cheaper, else the scratchpad or the accumulator
+    (whichever a cheaper candidate exceeds), with what the choice uses of each."""
+    better = _near(every, arch) < every[ok].min()
+    spad_binds = bool((better & ~fits_spad).any())
+    acc_binds = bool((better & fits_spad & ~fits_acc).any())
+
+    def say(i: int) -> str:
+        use = (f"uses {int(spad[i]):,} of {arch.core.scratchpad_bytes:,} scratchpad bytes and {int(acc[i]):,} of "
+               f"{arch.acc_entries:,} accumulator entries")
+        if not (spad_binds or acc_binds):
+            return f"{use}; neither binds (a larger one would not change the plan)"
+        which = " and ".join(n for n, b in (("the scratchpad", spad_binds), ("the accumulator", acc_binds)) if b)
+        return f"{use}; {which} binds (a larger one admits a cheaper tiling)"
+    return say
 
 
 @functools.lru_cache(maxsize=1024)
@@ -200,20 +303,31 @@ def search(g: ConvGeom, arch: ArchConfig) -> tuple[MatmulTiling, Estimate, str] 
         ih, iw = _max_in(oh_t, g.sh, g.dh, g.kh, g.h), _max_in(ow_t, g.sw, g.dw, g.kw, g.w)
         spad = 2 * (_align(_align(g.weight_tile_bytes(k_t, c_t, c.simd_lanes)) + 8 * k_t) + _align(ih * iw * c_t)
                     + _align(oh_t * ow_t * k_t * g.out_bytes))
-        ok = (spad <= c.scratchpad_bytes) & (k_t * oh_t * ow_t <= arch.acc_entries)
+        acc_used = k_t * oh_t * ow_t
+        fits_spad, fits_acc = spad <= c.scratchpad_bytes, acc_used <= arch.acc_entries
+        ok = fits_spad & fits_acc
         if not ok.any():
             continue
-        k_t, c_t, oh_t, ow_t, po = k_t[ok], c_t[ok], oh_t[ok], ow_t[ok], po[ok]
-        cycles = _estimate_all(g, k_t, c_t, oh_t, ow_t, po == 1, arch)[0]
+        # with a vector unit of its own, a tile whose accumulator fits twice alternates halves
+        two = c.vector_own_path & (2 * acc_used <= arch.acc_entries)
+        acc_used = acc_used * np.where(two, 2, 1)
+        every = _estimate_all(g, k_t, c_t, oh_t, ow_t, po == 1, arch, two)[0]
+        binds = _binding(every, ok, fits_spad, fits_acc, spad[ok], acc_used[ok], arch)
+        k_t, c_t, oh_t, ow_t, po, two = k_t[ok], c_t[ok], oh_t[ok], ow_t[ok], po[ok], two[ok]
+        cycles = every[ok]
         steps = -(-g.k // k_t) * -(-g.c // c_t) * -(-g.oh // oh_t) * -(-g.ow // ow_t)
-        rank = np.lexsort((np.arange(len(cycles)), po, steps, cycles))
-        tiling = [MatmulTiling(int(k_t[i]), int(oh_t[i]), int(ow_t[i]), int(c_t[i]), ORDERS[int(po[i])])
-                  for i in rank[:2]]
+        # within NEAR of the cheapest, the smallest footprint: a larger capacity changes
+        # the plan only for an estimated gain the model can tell from its own error
+        near = cycles <= _near(cycles.min(), arch)
+        rank = np.lexsort((np.arange(len(cycles)), po, steps, cycles, acc_used[ok], spad[ok], ~near))
+        tiling = [MatmulTiling(int(k_t[i]), int(oh_t[i]), int(ow_t[i]), int(c_t[i]), ORDERS[int(po[i])],
+                               2 if two[i] else 1) for i in rank[:2]]
         t, e = tiling[0], estimate(g, tiling[0], arch)
         bound = "compute-bound" if e.compute >= e.dma else "DMA-bound"
-        reason = (f"{_fmt_name(g)} k_t={t.k_t} oh_t={t.oh_t} ow_t={t.ow_t} c_t={t.c_t} {t.order}: est {e.cycles} "
+        reason = (f"{_fmt_name(g)} k_t={t.k_t} oh_t={t.oh_t} ow_t={t.ow_t} c_t={t.c_t} {t.order}"
+                  f"{', two accumulator buffers' if t.acc_buffers == 2 else ''}: est {e.cycles} "
                   f"cycles (compute {e.compute}, DMA {e.dma}, {bound}; weights fetched {e.w_loads}x, inputs "
-                  f"{e.x_loads}x), cheapest of {len(cycles)} fitting candidates")
+                  f"{e.x_loads}x), cheapest of {len(cycles)} fitting candidates; {binds(rank[0])}")
         if len(tiling) > 1:
             t2 = tiling[1]
             reason += (f"; runner-up k_t={t2.k_t} oh_t={t2.oh_t} ow_t={t2.ow_t} c_t={t2.c_t} "

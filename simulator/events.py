@@ -35,32 +35,37 @@ def _dma(f: Fields, arch: ArchConfig, load: bool) -> tuple[np.ndarray, dict]:
     return 0, {"spad_write_bytes" if load else "spad_read_bytes": nbytes}
 
 
-def _bank_bytes(lo, length, nbytes, bank: int, size: int):
-    """Of ``nbytes`` read evenly over [lo, lo + length), the share that lies in bank ``bank``."""
-    overlap = np.clip(np.minimum(lo + length, (bank + 1) * size) - np.maximum(lo, bank * size), 0, None)
-    return nbytes * overlap / np.maximum(length, 1)
-
-
-def _port_cycles(f: Fields, w_len, w_read, x_len, x_read, arch: ArchConfig):
-    """Cycles the busiest scratchpad bank needs to deliver a MATMUL's operands: the weights (``w_read``
-    bytes read evenly over the ``w_len`` bytes at ``w_addr``) and the activations (``x_read`` over
-    ``x_len`` at ``x_addr``), each bank ``scratchpad_port_bytes`` per cycle."""
+def _window_conflicts(f: Fields, arch: ArchConfig):
+    """Cycles per output column of a depthwise matmul's activation reads: each cycle it reads a vector of
+    ``k`` channels at every window position; a vector lies in bank (address / port bytes) mod banks, and
+    the positions whose vectors land in one bank are read one after another there."""
     c = arch.core
-    size = c.scratchpad_bytes // c.scratchpad_banks
-    worst = np.zeros(len(w_len))
-    for b in range(c.scratchpad_banks):
-        load = _bank_bytes(f["w_addr"], w_len, w_read, b, size) + _bank_bytes(f["x_addr"], x_len, x_read, b, size)
-        worst = np.maximum(worst, load)
-    return np.ceil(worst / c.scratchpad_port_bytes - 1e-9).astype(np.int64)
+    n = len(f["k"])
+    worst = np.ones(n, np.int64)
+    dw = np.flatnonzero(f["depthwise"] == 1)
+    if dw.size == 0:
+        return worst
+    kh, kw, dil_h, dil_w = f["kernel_h"][dw], f["kernel_w"][dw], f["dil_h"][dw], f["dil_w"][dw]
+    row, chans = f["in_w"][dw] * f["in_c"][dw], f["in_c"][dw]
+    hits = np.zeros((dw.size, c.scratchpad_banks), np.int64)
+    for dy in range(int(kh.max())):
+        for dx in range(int(kw.max())):
+            bank = ((dy * dil_h * row + dx * dil_w * chans) // c.scratchpad_port_bytes) % c.scratchpad_banks
+            live = (dy < kh) & (dx < kw)
+            np.add.at(hits, (np.arange(dw.size)[live], bank[live]), 1)
+    # a vector (a row batch's channels) wider than one port takes several cycles of its bank
+    worst[dw] = hits.max(axis=1) * _cdiv(np.minimum(f["k"][dw], c.pe_rows), c.scratchpad_port_bytes)
+    return worst
 
 
 def _matmul(f: Fields, arch: ArchConfig) -> tuple[np.ndarray, dict]:
     """A weight-stationary array: the weights enter it a block (``pe_rows`` x ``simd_lanes``) at a
     time, then the output columns stream past, one per cycle. Per block it computes ``cols`` cycles;
-    an array without double-buffered weights also stops to load the block (its bytes at one bank's
-    port rate) and to drain before the next. The operands reach the array through the scratchpad
-    ports, so the instruction takes at least the busiest bank's bytes / port bytes; plus the skew
-    and drain once (``matmul_fill_cycles``)."""
+    an array without double-buffered weights also stops to load the block (through the scratchpad
+    ports) and to drain before the next. The operands reach the array through the ports, so the
+    instruction takes at least (weight + activation bytes) / (banks x port bytes) cycles, and a
+    depthwise window whose vectors crowd a bank takes that bank's pace; plus the skew and drain once
+    (``matmul_fill_cycles``). docs/memory.md derives examples."""
     c = arch.core
     k, cols = f["k"], f["out_h"] * f["out_w"]
     taps = f["kernel_h"] * f["kernel_w"]
@@ -80,9 +85,12 @@ def _matmul(f: Fields, arch: ArchConfig) -> tuple[np.ndarray, dict]:
     w_read = np.where(packed, values + meta, k * r * passes)
     x_read = np.where(packed, f["batch_groups"] * c.simd_lanes * cols,
                       np.where(dw, k * r * cols, batches * r * cols))
-    x_len = f["in_h"] * f["in_w"] * np.where(dw, k, f["in_c"])
-    port = _port_cycles(f, w_read, w_read, x_len, x_read, arch)
-    load = _cdiv(c.pe_rows * c.simd_lanes, c.scratchpad_port_bytes)
+    # the scratchpad: banks interleaved every port-width bytes, so a contiguous stream spreads over all of
+    # them; together they deliver banks x port bytes per cycle to the array (weights and activations)
+    port = _cdiv(w_read + x_read, c.scratchpad_banks * c.scratchpad_port_bytes)
+    # a depthwise window reads several vectors per cycle, which can crowd a bank
+    port = np.maximum(port, np.where(dw, batches * cols * _window_conflicts(f, arch), 0))
+    load = _cdiv(c.pe_rows * c.simd_lanes, c.scratchpad_banks * c.scratchpad_port_bytes)
     per_block = cols if c.weights_double_buffered else cols + load + c.matmul_fill_cycles
     mac_cycles = blocks * per_block
     cycles = np.maximum(mac_cycles, port) + c.matmul_fill_cycles
@@ -143,6 +151,71 @@ COST: dict[Opcode, Callable[[Fields, ArchConfig], tuple[np.ndarray, dict]]] = {
     Opcode.AFFINE: _affine,
     Opcode.WAIT: lambda f, arch: (0, {}),            # holds its queue; costs nothing itself
 }
+
+
+# What a compute instruction touches that the other compute unit may also touch, per opcode: the MAC
+# array reads weights and activations from the scratchpad and writes the accumulator; a vector
+# instruction writes the scratchpad and (REQUANT) reads the accumulator. Ranges are [start, end):
+# "w" and "x" scratchpad bytes read by a MATMUL, "dst" scratchpad bytes a vector op writes, "acc"
+# accumulator entries. Used where the vector unit has its own path (``core.vector_own_path``).
+def _matmul_touches(f: Fields, arch: ArchConfig) -> dict:
+    c = arch.core
+    taps = f["kernel_h"] * f["kernel_w"]
+    values = f["groups"] * c.simd_lanes
+    w = np.select([f["fmt"] == 1, f["fmt"] == 2, f["depthwise"] == 1],
+                  [4 * f["k"] + 3 * values, values + (values + 1) // 2, f["k"] * taps],
+                  f["k"] * taps * f["in_c"]) * np.where(f["fmt"] == 3, 2, 1)
+    return {"w": (f["w_addr"], f["w_addr"] + w), "x": (f["x_addr"], f["x_addr"] + f["in_h"] * f["in_w"] * f["in_c"]),
+            "acc": (f["acc_addr"], f["acc_addr"] + f["k"] * f["out_h"] * f["out_w"])}
+
+
+def _requant_touches(f: Fields, arch: ArchConfig) -> dict:
+    n = f["k"] * f["cols"]
+    return {"acc": (f["acc_addr"], f["acc_addr"] + n),
+            "dst": (f["dst_addr"], f["dst_addr"] + n * np.where(f["out32"] == 1, 4, 1))}
+
+
+TOUCHES: dict[Opcode, Callable[[Fields, ArchConfig], dict]] = {
+    Opcode.MATMUL: _matmul_touches,
+    Opcode.REQUANT: _requant_touches,
+    Opcode.ADD: lambda f, arch: {"dst": (f["dst_addr"], f["dst_addr"] + f["count"])},
+    Opcode.RELU: lambda f, arch: {"dst": (f["dst_addr"], f["dst_addr"] + f["count"])},
+    Opcode.AFFINE: lambda f, arch: {"dst": (f["dst_addr"], f["dst_addr"] + f["count"])},
+    Opcode.MAXPOOL: lambda f, arch: {"dst": (f["dst_addr"], f["dst_addr"] + f["c"] * f["out_h"] * f["out_w"])},
+}
+
+
+def units(stream: Stream, arch: ArchConfig) -> tuple[np.ndarray, np.ndarray]:
+    """(unit of each instruction: 0 the MAC array or a queue's only unit, 1 the vector unit where it has
+    its own path; the instruction each must wait for on the other unit, or -1). Compute instructions
+    issue in program order, each to its unit; one waits for the last instruction issued before it to
+    the other unit only when their footprints (``TOUCHES``) overlap, and all earlier instructions on
+    that unit ended before that one started."""
+    n = len(stream)
+    unit, dep = np.zeros(n, np.int64), np.full(n, -1, np.int64)
+    if not arch.core.vector_own_path:
+        return unit, dep
+    ranges = {name: (np.zeros(n, np.int64), np.zeros(n, np.int64)) for name in ("w", "x", "acc", "dst")}
+    for op, (idx, fields) in stream.fields.items():
+        if op in TOUCHES:
+            unit[idx] = int(op is not Opcode.MATMUL)
+            for name, (lo, hi) in TOUCHES[op](fields, arch).items():
+                ranges[name][0][idx], ranges[name][1][idx] = lo, hi
+    compute = np.flatnonzero(np.isin(stream.opcode, [int(op) for op in TOUCHES]))
+    u = unit[compute]
+    # the last compute instruction before each one on the other unit (positions in ``compute``)
+    last = [np.maximum.accumulate(np.where(u == side, np.arange(u.size), -1)) for side in (0, 1)]
+    prev = np.where(u == 0, np.r_[-1, last[1][:-1]], np.r_[-1, last[0][:-1]])
+    have = prev >= 0
+    a, b = compute[have], compute[prev[have]]
+    mm, vec = np.where(unit[a] == 0, a, b), np.where(unit[a] == 0, b, a)
+
+    def overlap(one: str, other: str) -> np.ndarray:
+        (lo1, hi1), (lo2, hi2) = ranges[one], ranges[other]
+        return (lo1[mm] < hi2[vec]) & (lo2[vec] < hi1[mm]) & (lo1[mm] < hi1[mm]) & (lo2[vec] < hi2[vec])
+    clash = overlap("acc", "acc") | overlap("w", "dst") | overlap("x", "dst")
+    dep[a[clash]] = b[clash]
+    return unit, dep
 
 
 def costs(stream: Stream, arch: ArchConfig) -> tuple[np.ndarray, np.ndarray]:

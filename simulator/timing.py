@@ -24,7 +24,7 @@ from sieve.arch.binary import Program
 from sieve.arch.isa import NUM_COUNTERS, Opcode, Queue
 from sieve.arch.stream import Stream
 from sieve.simulator.errors import SimulatorError
-from sieve.simulator.events import E, MEMORY_EVENTS, costs
+from sieve.simulator.events import E, MEMORY_EVENTS, costs, units
 from sieve.simulator.memory import DRAM, L2, NEVER, MemoryState, next_end, pop_end, start_transfer
 
 # stall cycles by cause, per instruction: DMA transfers slowed by the DRAM (its bandwidth shared,
@@ -61,23 +61,30 @@ def simulate_timing(p: Program) -> Timeline:
     n_cores = len(streams)
     # every queue's instructions in program order, one flat array per field; queue k = 3 * core + queue
     cols = {name: [] for name in ("core", "index", "cycles", "signal", "wc0", "wv0", "wc1", "wv1", "rcore", "rctr",
-                                  "rval", "addr", "rows", "row_bytes", "stride", "store")}
+                                  "rval", "addr", "rows", "row_bytes", "stride", "store", "unit", "dep")}
     q_start, q_dma, signals = [0], [], np.zeros((n_cores, _SLOTS), np.int64)
     for core, (s, (cycles, _)) in enumerate(zip(streams, priced)):
         remote = _remote_waits(p, s, core, n_cores)
         dma = _dma_fields(s)
+        unit, dep = units(s, arch)
+        flat_of = np.zeros(len(s), np.int64)             # stream index -> position in the flat arrays
         np.add.at(signals[core], s.signal, 1)
         for q in Queue:
             sel = np.flatnonzero(s.queue == int(q))
+            flat_of[sel] = q_start[-1] + np.arange(len(sel))
             for name, values in (("core", np.full(len(sel), core)), ("index", sel), ("cycles", cycles[sel]),
                                  ("signal", s.signal[sel]), ("wc0", s.wait_counter[sel, 0]),
                                  ("wv0", s.wait_value[sel, 0]), ("wc1", s.wait_counter[sel, 1]),
                                  ("wv1", s.wait_value[sel, 1]), ("rcore", remote[0][sel]), ("rctr", remote[1][sel]),
                                  ("rval", remote[2][sel]), ("addr", dma[0][sel]), ("rows", dma[1][sel]),
-                                 ("row_bytes", dma[2][sel]), ("stride", dma[3][sel]), ("store", dma[4][sel])):
+                                 ("row_bytes", dma[2][sel]), ("stride", dma[3][sel]), ("store", dma[4][sel]),
+                                 ("unit", unit[sel]), ("dep", dep[sel])):
                 cols[name].append(np.asarray(values, np.int64))
             q_start.append(q_start[-1] + len(sel))
             q_dma.append(int(q != Queue.COMPUTE))
+        here = cols["dep"][-3:]                          # this core's queues: dependences as flat positions
+        for i, d in enumerate(here):
+            here[i] = np.where(d >= 0, flat_of[np.maximum(d, 0)], -1)
     flat = {name: np.concatenate(v) if v else np.zeros(0, np.int64) for name, v in cols.items()}
     n = len(flat["core"])
     mem = MemoryState(arch, len(q_dma))
@@ -87,7 +94,8 @@ def simulate_timing(p: Program) -> Timeline:
     out_mem, out_stall, order = np.zeros((n, len(MEMORY_EVENTS)), np.int64), np.zeros((n, 3)), np.zeros(n, np.int64)
     status = _run(np.asarray(q_start, np.int64), np.asarray(q_dma, np.int64), flat["core"], flat["cycles"],
                   flat["signal"], flat["wc0"], flat["wv0"], flat["wc1"], flat["wv1"], flat["rcore"], flat["rctr"],
-                  flat["rval"], flat["addr"], flat["rows"], flat["row_bytes"], flat["stride"], flat["store"], slots,
+                  flat["rval"], flat["addr"], flat["rows"], flat["row_bytes"], flat["stride"], flat["store"],
+                  flat["unit"], flat["dep"], slots,
                   mem.arrays(), out_start, out_end, out_busy, out_mem, out_stall, order)
     if status >= 0:
         raise _deadlock(p, streams, flat, status)
@@ -119,7 +127,7 @@ def simulate_timing(p: Program) -> Timeline:
 
 @njit(cache=True, nogil=True)
 def _examine(k, pos, q_start, inflight, free, ready, blocked, core_of, wc0, wv0, wc1, wv1, rcore, rctr, rval,
-             slots, count, reached):
+             unit, dep, unit_free, out_end, slots, count, reached):
     """The ready time of queue k's head, or NEVER (then ``blocked[k]`` names the counter it waits on)."""
     j = pos[k]
     blocked[k] = -1
@@ -143,12 +151,16 @@ def _examine(k, pos, q_start, inflight, free, ready, blocked, core_of, wc0, wv0,
             return
         if v > 0 and reached[slots[key] + v - 1] > r:
             r = reached[slots[key] + v - 1]
+    # a compute instruction also waits for its unit, and for the other unit's instruction whose data it shares
+    r = max(r, unit_free[2 * k + unit[j]])
+    if dep[j] >= 0:
+        r = max(r, out_end[dep[j]])
     ready[k] = r
 
 
 @njit(cache=True, nogil=True)
 def _run(q_start, q_dma, core_of, cycles, signal, wc0, wv0, wc1, wv1, rcore, rctr, rval, addr, rows, row_bytes,
-         stride, store, slots, mem, out_start, out_end, out_busy, out_mem, out_stall, order):
+         stride, store, unit, dep, slots, mem, out_start, out_end, out_busy, out_mem, out_stall, order):
     """The event loop. Returns -1, or the queue whose head can never start (a deadlock)."""
     server, vfin, on = mem[0], mem[1], mem[2]
     n_q = q_dma.size
@@ -160,11 +172,12 @@ def _run(q_start, q_dma, core_of, cycles, signal, wc0, wv0, wc1, wv1, rcore, rct
     pending = np.zeros(n_q, np.int64)
     latency, ideal, conflict = np.zeros(n_q), np.zeros(n_q), np.zeros(n_q)
     retired = np.zeros(n_q)
+    unit_free = np.zeros(2 * n_q)            # per queue, per unit (a compute queue: MAC array, vector unit)
     reached = np.zeros(max(slots[-1], 1))
     count = np.zeros(slots.size - 1, np.int64)
     for k in range(n_q):
         _examine(k, pos, q_start, inflight, free, ready, blocked, core_of, wc0, wv0, wc1, wv1, rcore, rctr, rval,
-                 slots, count, reached)
+                 unit, dep, unit_free, out_end, slots, count, reached)
     remaining = core_of.size
     issued = 0
     flying = 0
@@ -185,7 +198,7 @@ def _run(q_start, q_dma, core_of, cycles, signal, wc0, wv0, wc1, wv1, rcore, rct
                         flying -= 1
                         _retire(k, t, inflight, latency, ideal, conflict, retired, free, out_start, out_end, out_busy,
                                 out_stall, signal, core_of, slots, count, reached, pos, q_start, ready, blocked, wc0,
-                                wv0, wc1, wv1, rcore, rctr, rval)
+                                wv0, wc1, wv1, rcore, rctr, rval, unit, dep, unit_free)
             continue
         if kk < 0:                               # nothing can start and nothing is in flight
             for k in range(n_q):
@@ -207,27 +220,35 @@ def _run(q_start, q_dma, core_of, cycles, signal, wc0, wv0, wc1, wv1, rcore, rct
             if n == 0:                           # nothing to move
                 _retire(kk, r, inflight, latency, ideal, conflict, retired, free, out_start, out_end, out_busy,
                         out_stall, signal, core_of, slots, count, reached, pos, q_start, ready, blocked, wc0, wv0,
-                        wc1, wv1, rcore, rctr, rval)
+                        wc1, wv1, rcore, rctr, rval, unit, dep, unit_free)
             else:
                 flying += 1
             continue
         if q_dma[kk]:                            # WAIT: it held its queue for another core
             out_stall[j, 2] = r - free[kk]
         finish = r + cycles[j]
-        free[kk] = finish
         out_end[j] = finish
         out_busy[j] = cycles[j]
+        if q_dma[kk]:
+            free[kk] = finish
+            done = finish
+        else:                                    # issue in order; retire (signal) in order
+            free[kk] = r
+            unit_free[2 * kk + unit[j]] = finish
+            done = max(finish, retired[kk])
+            retired[kk] = done
         if signal[j]:
-            _signal(core_of[j] * 16 + signal[j], finish, slots, count, reached, pos, q_start, inflight, free, ready,
-                    blocked, core_of, wc0, wv0, wc1, wv1, rcore, rctr, rval)
+            _signal(core_of[j] * 16 + signal[j], done, slots, count, reached, pos, q_start, inflight, free, ready,
+                    blocked, core_of, wc0, wv0, wc1, wv1, rcore, rctr, rval, unit, dep, unit_free, out_end)
         _examine(kk, pos, q_start, inflight, free, ready, blocked, core_of, wc0, wv0, wc1, wv1, rcore, rctr, rval,
-                 slots, count, reached)
+                 unit, dep, unit_free, out_end, slots, count, reached)
     return -1
 
 
 @njit(cache=True, nogil=True)
 def _retire(k, t, inflight, latency, ideal, conflict, retired, free, out_start, out_end, out_busy, out_stall, signal,
-            core_of, slots, count, reached, pos, q_start, ready, blocked, wc0, wv0, wc1, wv1, rcore, rctr, rval):
+            core_of, slots, count, reached, pos, q_start, ready, blocked, wc0, wv0, wc1, wv1, rcore, rctr, rval,
+            unit, dep, unit_free):
     """Transfer of queue k ends its data phase at t: it completes a latency later, in order."""
     j = inflight[k]
     inflight[k] = -1
@@ -240,14 +261,14 @@ def _retire(k, t, inflight, latency, ideal, conflict, retired, free, out_start, 
     free[k] = t
     if signal[j]:
         _signal(core_of[j] * 16 + signal[j], done, slots, count, reached, pos, q_start, inflight, free, ready, blocked,
-                core_of, wc0, wv0, wc1, wv1, rcore, rctr, rval)
-    _examine(k, pos, q_start, inflight, free, ready, blocked, core_of, wc0, wv0, wc1, wv1, rcore, rctr, rval, slots,
-             count, reached)
+                core_of, wc0, wv0, wc1, wv1, rcore, rctr, rval, unit, dep, unit_free, out_end)
+    _examine(k, pos, q_start, inflight, free, ready, blocked, core_of, wc0, wv0, wc1, wv1, rcore, rctr, rval,
+             unit, dep, unit_free, out_end, slots, count, reached)
 
 
 @njit(cache=True, nogil=True)
 def _signal(key, t, slots, count, reached, pos, q_start, inflight, free, ready, blocked, core_of, wc0, wv0, wc1, wv1,
-            rcore, rctr, rval):
+            rcore, rctr, rval, unit, dep, unit_free, out_end):
     """Counter ``key`` (core * 16 + counter) reaches its next value at cycle t; heads that waited on it
     are examined again."""
     base = slots[key]
@@ -260,7 +281,7 @@ def _signal(key, t, slots, count, reached, pos, q_start, inflight, free, ready, 
     for k in range(ready.size):
         if blocked[k] == key:
             _examine(k, pos, q_start, inflight, free, ready, blocked, core_of, wc0, wv0, wc1, wv1, rcore, rctr, rval,
-                     slots, count, reached)
+                     unit, dep, unit_free, out_end, slots, count, reached)
 
 
 def _remote_waits(p: Program, s: Stream, core: int, n_cores: int) -> tuple[np.ndarray, ...]:

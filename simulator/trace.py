@@ -1,7 +1,8 @@
 """A run as Chrome/Perfetto trace JSON (open it at ui.perfetto.dev or chrome://tracing).
 
-One process per core; in it a thread per unit (the load, compute and store queues) with a slice
-per instruction (a transfer's slice is its data phase; its completion is a latency later), and a
+One process per core; in it a thread per unit (the load, compute and store queues; where the vector
+unit has its own path, ``core.vector_own_path``, the compute queue's vector instructions get a
+thread of their own, since they overlap the MAC array's) with a slice per instruction (a transfer's slice is its data phase; its completion is a latency later), and a
 thread of the layers in the order the core runs them. A WAIT instruction gets a flow arrow from
 the store on the other core whose completion it waited for. Times are microseconds at the arch's
 clock (``displayTimeUnit`` ns).
@@ -12,9 +13,10 @@ import numpy as np
 
 from sieve.arch.binary import Program
 from sieve.arch.isa import Opcode, Queue
+from sieve.simulator.events import units
 from sieve.simulator.timing import Timeline
 
-LAYERS_TID = 3
+LAYERS_TID, VECTOR_TID = 3, 4
 
 
 def chrome_trace(p: Program, t: Timeline) -> dict:
@@ -28,11 +30,16 @@ def chrome_trace(p: Program, t: Timeline) -> dict:
             events.append({"ph": "M", "name": "thread_name", "pid": core, "tid": int(q),
                            "args": {"name": f"{q.name.lower()} queue"}})
         events.append({"ph": "M", "name": "thread_name", "pid": core, "tid": LAYERS_TID, "args": {"name": "layers"}})
+        unit = units(s, p.arch)[0]
+        if p.arch.core.vector_own_path:
+            events.append({"ph": "M", "name": "thread_name", "pid": core, "tid": VECTOR_TID,
+                           "args": {"name": "vector unit"}})
         layer = np.full(len(s), "", object)
         for sym in p.layers:
             if sym.core == core:
                 layer[sym.start:sym.end] = sym.name
-        start, busy, queue, opcode = t.start[core], t.busy[core], s.queue, s.opcode
+        start, busy, opcode = t.start[core], t.busy[core], s.opcode
+        queue = np.where(unit == 1, VECTOR_TID, s.queue)
         for i in range(len(s)):
             events.append({"ph": "X", "pid": core, "tid": int(queue[i]), "ts": float(start[i]) * us,
                            "dur": float(busy[i]) * us, "name": names.get(int(opcode[i]), "?"),

@@ -34,20 +34,22 @@ def _graph(model: str):
 
 def _cases():
     """Each model once per partition; across its four runs every core count appears once, and half the
-    runs have an L2, half sparse weights (a rotating covering design, 24 runs in all)."""
+    runs have an L2, half sparse weights, half a vector unit with its own path (a rotating covering
+    design, 24 runs in all)."""
     for m, model in enumerate(MODELS):
         for p, partition in enumerate(PARTITIONS):
-            yield model, partition, CORES[(p + m) % 4], (p + m) % 2 == 0, (p + m // 2) % 2 == 1
+            yield (model, partition, CORES[(p + m) % 4], (p + m) % 2 == 0, (p + m // 2) % 2 == 1,
+                   (p + (m + 1) // 2) % 2 == 1)
 
 
-@pytest.mark.parametrize("model,partition,cores,l2,sparse", list(_cases()))
-def test_zoo_bitexact_across_cores(model, partition, cores, l2, sparse):
+@pytest.mark.parametrize("model,partition,cores,l2,sparse,own", list(_cases()))
+def test_zoo_bitexact_across_cores(model, partition, cores, l2, sparse, own):
     rng = np.random.default_rng(3)
     g = _graph(model)
     if sparse:
         g = prune_nm(g, 2, 4) if model in ("resnet18", "vgg16") else prune_magnitude(g, 0.9)
     q = quantize(g, random_calibration(g, rng, 4))
-    arch = multicore(cores, 1 << 20 if l2 else 0)
+    arch = multicore(cores, 1 << 20 if l2 else 0, **{"core.vector_own_path": own})
     result = check_bitexact(q, arch, random_calibration(g, rng, 2), partition=partition)
     _check_counts_add_up(result.stats, arch)
     if cores > 1:
@@ -61,6 +63,7 @@ def test_every_core_count_model_and_l2_appear_in_the_zoo_cases():
         assert sorted(c[2] for c in mine) == CORES
         assert {c[3] for c in mine} == {True, False}
     assert {c[4] for c in cases} == {True, False}
+    assert sum(c[5] for c in cases) == len(cases) // 2
 
 
 def _check_counts_add_up(stats, arch):
@@ -99,8 +102,9 @@ def layers(draw):
 @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(layer=layers(), cores=st.sampled_from([1, 2, 3, 4, 7, 16]), partition=st.sampled_from(PARTITIONS),
        l2=st.sampled_from([0, 4096, 16384, 65536]), ways=st.sampled_from([1, 2, 4]),
-       line=st.sampled_from([32, 64, 128]), banks=st.sampled_from([1, 2, 4]), sparsity=st.sampled_from([0.0, 0.8]))
-def test_any_layer_any_cores_any_l2_is_bitexact(layer, cores, partition, l2, ways, line, banks, sparsity):
+       line=st.sampled_from([32, 64, 128]), banks=st.sampled_from([1, 2, 4]), sparsity=st.sampled_from([0.0, 0.8]),
+       own=st.booleans())
+def test_any_layer_any_cores_any_l2_is_bitexact(layer, cores, partition, l2, ways, line, banks, sparsity, own):
     conv, c, k, hw, n = layer
     rng = np.random.default_rng(c * 100 + k)
     b = GraphBuilder("prop")
@@ -118,7 +122,8 @@ def test_any_layer_any_cores_any_l2_is_bitexact(layer, cores, partition, l2, way
     l2 = l2 - l2 % (ways * line)
     arch = with_overrides(load_arch("default"), {
         "cores": cores, "core.scratchpad_bytes": 16384, "core.accumulator_bytes": 4096, "core.scratchpad_banks": 4,
-        "memory.l2_bytes": l2, "memory.l2_ways": ways, "memory.l2_line_bytes": line, "memory.l2_banks": banks})
+        "memory.l2_bytes": l2, "memory.l2_ways": ways, "memory.l2_line_bytes": line, "memory.l2_banks": banks,
+        "core.vector_own_path": own})
     result = check_bitexact(q, arch, random_calibration(g, rng, g.inputs[0].out.shape[0]), partition=partition)
     _check_counts_add_up(result.stats, arch)
 
