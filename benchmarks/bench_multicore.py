@@ -8,7 +8,9 @@
    DRAM bytes >= 2x against no L2. The same with each binary compiled for its own L2 size is reported too.
 3. The vector unit with its own path (`core.vector_own_path`) against one shared compute path, one
    core, ResNet-50 and MobileNetV2, at the default DRAM and at 1024 B/cycle: cycles.
-4. Speed from the command line (process start included, median of 5, interleaved): `sieve run
+4. A pipeline of layers against splitting each layer: ResNet-18 at 224x224 with 4 and 16 images on
+   `multicore` (4 cores, 1 MiB L2), partitions auto, batch and pipeline: cycles.
+5. Speed from the command line (process start included, median of 5, interleaved): `sieve run
    --timing-only` and bit-exact on `cores16` (targets 2 s and 5 s), and the single-core commands of
    bench_resnet50 on `default` for comparison with the figures before the memory system.
 
@@ -92,6 +94,30 @@ def _vector_path(models: dict[str, Path], calib: np.ndarray) -> list[dict]:
     return rows
 
 
+def _pipeline(tmp: Path) -> list[dict]:
+    import onnx
+
+    from sieve.arch import load_arch
+    from sieve.pipeline import compile_model
+    from sieve.simulator import run
+    subprocess.run([SIEVE, "zoo", "export", "resnet18", "-o", "resnet18.onnx"], cwd=tmp, check=True,
+                   capture_output=True)
+    model = onnx.load(tmp / "resnet18.onnx")                 # a dynamic batch, so that --batch applies
+    dim = model.graph.input[0].type.tensor_type.shape.dim[0]
+    dim.ClearField("dim_value")
+    dim.dim_param = "N"
+    rows, arch = [], load_arch("multicore")
+    calib = np.random.default_rng(0).standard_normal((4, 3, 224, 224)).astype(np.float32)
+    for images in (4, 16):
+        row = {"model": "resnet18", "images": images}
+        for partition in ("auto", "batch", "pipeline"):
+            c = compile_model(model, arch, calibrate=calib, dense_twin=False, partition=partition, batch=images)
+            row[partition] = run(c.program, functional=False).stats.cycles
+        rows.append(row)
+        print(row, flush=True)
+    return rows
+
+
 def _timed(argv: list[str], cwd: Path) -> float:
     t0 = time.perf_counter()
     done = subprocess.run([SIEVE] + argv, cwd=cwd, capture_output=True, text=True)
@@ -145,6 +171,11 @@ def _markdown(report: dict) -> str:
     for r in report["vector"]:
         lines.append(f"| {r['model']} | {r['dram_bytes_per_cycle']:g} | {r['shared']:,} | {r['own']:,} | "
                      f"{r['gain']:.3f}x |")
+    lines += ["", "Consecutive layers on different cores (`--partition pipeline`) against splitting each layer "
+              "(`multicore`, 4 cores, 1 MiB L2, default DRAM):", "",
+              "| model | images | auto: cycles | batch: cycles | pipeline: cycles |", "|---|---:|---:|---:|---:|"]
+    for r in report["pipeline"]:
+        lines.append(f"| {r['model']} 224x224 | {r['images']} | {r['auto']:,} | {r['batch']:,} | {r['pipeline']:,} |")
     lines += ["", f"From the command line (process start included; median of {REPEAT}, {report['cpus']} CPUs, "
               "default threads):", "", "| command | median | runs |", "|---|---:|---|"]
     for k, v in report["speed"].items():
@@ -164,6 +195,7 @@ def main() -> dict:
     report = {"model": "resnet50 224x224", "cpus": os.cpu_count(),
               "scaling": _scaling(tmp / "resnet50.onnx", calib), "l2": _l2_sweep(tmp / "resnet50.onnx", calib),
               "vector": _vector_path({m: tmp / f"{m}.onnx" for m in ("resnet50", "mobilenetv2")}, calib),
+              "pipeline": _pipeline(tmp),
               "speed": _speed(tmp)}
     out = out_dir()
     (out / "multicore.json").write_text(json.dumps(report, indent=1))

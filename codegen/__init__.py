@@ -8,6 +8,7 @@ from sieve.codegen.lower import CONSTANTS, EMIT
 from sieve.ir.graph import Graph, Op
 from sieve.ir.types import DType
 from sieve.ir.registry import opdef
+from sieve.scheduler.pipeline import overlaps
 from sieve.scheduler.plan import Schedule
 
 
@@ -46,30 +47,31 @@ def generate(sched: Schedule) -> Program:
     layouts, dram_end = plan_tensors(graph, len(data.buf), sched.orders)
     kinds = {p.node: p.kind for p in sched.layers}
     ems = [Emitter() for _ in range(arch.cores)]
-    stored: dict[str, dict[int, int]] = {}          # tensor -> {core: STORED after its last store there}
+    # tensor -> (core, images, STORED on that core after the part's last store), per part written
+    stored: dict[str, list[tuple[int, tuple[int, int] | None, int]]] = {}
     symbols = []
-    for plan in sched.layers:
-        if plan.kind == "alias":
-            continue
-        node = graph[plan.node]
+    order = sched.order or tuple((li, pi) for li, p in enumerate(sched.layers) for pi in range(len(p.parts)))
+    for li, pi in order:
+        plan = sched.layers[li]
+        part, node = plan.parts[pi], graph[plan.node]
         n_macs = opdef(node.op).macs(node, [graph[i].out for i in node.inputs])
         fmt = plan.geom.fmt if plan.geom is not None else "dense"
         fmt = f"{plan.geom.nm[0]}:{plan.geom.nm[1]}" if fmt == "nm" else fmt
         deps = {}
         for name in node.inputs:
-            for c, value in stored.get(_source(graph, name, kinds), {}).items():
-                deps[c] = max(deps.get(c, 0), value)
-        for part in plan.parts:
-            em = ems[part.core]
-            start = len(em.code)
-            for c, value in sorted(deps.items()):
-                if c != part.core:                      # this core's own stores: the layer fence covers them
-                    em.wait_core(c, value)
-            em.begin_layer()
-            EMIT[plan.kind](em, graph, node, plan, part, layouts, bundles.get(plan.node))
-            stored.setdefault(node.name, {})[part.core] = em.stored
-            symbols.append(LayerSymbol(node.name, node.op.value, part.core, start, len(em.code), n_macs,
-                                       plan.reason, fmt, partition=plan.partition))
+            for c, images, value in stored.get(_source(graph, name, kinds), []):
+                # this core's own stores: the layer fence covers them
+                if c != part.core and overlaps(images, part.images):
+                    deps[c] = max(deps.get(c, 0), value)
+        em = ems[part.core]
+        start = len(em.code)
+        for c, value in sorted(deps.items()):
+            em.wait_core(c, value)
+        em.begin_layer()
+        EMIT[plan.kind](em, graph, node, plan, part, layouts, bundles.get(plan.node))
+        stored.setdefault(node.name, []).append((part.core, part.images, em.stored))
+        symbols.append(LayerSymbol(node.name, node.op.value, part.core, start, len(em.code), n_macs,
+                                   plan.reason, fmt, partition=plan.partition))
     for em in ems:
         em.halt()
     inputs = tuple(_desc(graph, n.name, layouts[n.name]) for n in graph.inputs)

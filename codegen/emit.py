@@ -9,10 +9,10 @@ STEPPED >= the last step that read that slot; a REQUANT/vector op into an
 output slot waits STORED >= the store that drained it; a store waits STEPPED
 >= the step that produced its tile. The first load of a layer on a core waits
 until that core's earlier stores have landed (its scratchpad is reused).
-Across cores, synchronization follows the data: before a layer's first load, a
-WAIT instruction per other core that wrote part of an input tensor holds the
-load queue until that core's STORED counter reaches its value after the
-tensor's last store.
+Across cores, synchronization follows the data: before a part's first load, a
+WAIT instruction per other core that wrote part of an input tensor (of the
+images the part covers, in a pipeline) holds the load queue until that core's
+STORED counter reaches its value after its last store of it.
 """
 from __future__ import annotations
 

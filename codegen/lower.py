@@ -137,7 +137,7 @@ def emit_pool(em: Emitter, graph: Graph, node: Node, plan: LayerPlan, part, layo
     offs = plan.spad.offsets()
     xslots, oslots = Slots(offs["x"]), Slots(offs["out"])
     y_lo, y_hi = part.range("y", oh)
-    for b in range(n):
+    for b in range(*part.range("n", n)):
         for y0, ny in split(y_hi - y_lo, plan.pool_rows):
             y0 += y_lo
             for c0, nc in split(c, plan.pool_c):

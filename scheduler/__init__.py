@@ -9,6 +9,7 @@ from sieve.ir.types import DType
 from sieve.scheduler.layout import memory_orders
 from sieve.scheduler.lower import LOWER, Options, conv_geom
 from sieve.scheduler.partition import PARTITIONS
+from sieve.scheduler.pipeline import emission_order, overlaps, pipeline
 from sieve.scheduler.plan import (ConvGeom, LayerPlan, MatmulTiling, Part, Schedule, ScheduleError, SpadLayout, split)
 
 
@@ -18,7 +19,8 @@ def schedule(graph: Graph, arch: ArchConfig, sparse: bool = True, balance: bool 
     """Plan every node of a quantized graph on ``arch``. With ``sparse`` the cost model may pick a
     packed weight format per layer; ``balance`` orders PE rows by work in unstructured tiles;
     ``partition`` splits conv/dense layers across the arch's cores by output ``channels``, ``rows``
-    or ``batch``, or lets the cost model choose per layer (``auto``).
+    or ``batch``, or lets the cost model choose per layer (``auto``); ``pipeline`` runs consecutive
+    layers on different cores instead (``scheduler.pipeline``).
     ``progress(done, total)`` reports the nodes planned so far."""
     if partition not in PARTITIONS:
         raise ScheduleError(f"unknown partition '{partition}'", hint=f"choose one of: {', '.join(PARTITIONS)}")
@@ -36,8 +38,10 @@ def schedule(graph: Graph, arch: ArchConfig, sparse: bool = True, balance: bool 
         plans.append(LOWER[node.op](graph, node, arch, opts))
     if progress is not None:
         progress(len(graph), len(graph))
-    return Schedule(graph, arch, tuple(plans), orders)
+    if partition == "pipeline" and arch.cores > 1:
+        plans = pipeline(graph, plans, arch.cores)
+    return Schedule(graph, arch, tuple(plans), orders, emission_order(graph, plans))
 
 
 __all__ = ["schedule", "Schedule", "LayerPlan", "MatmulTiling", "ConvGeom", "SpadLayout", "Part", "PARTITIONS",
-           "ScheduleError", "split", "conv_geom"]
+           "ScheduleError", "split", "conv_geom", "overlaps"]

@@ -98,6 +98,10 @@ class Options:
     formats: tuple[str, ...] | None = None       # restrict the weight formats (tests, comparisons)
     partition: str = "auto"                      # how conv/dense layers are split across cores
 
+    def cores(self, arch: ArchConfig) -> int:
+        """The cores one layer is split over (a pipeline runs each layer on one core)."""
+        return 1 if self.partition == "pipeline" else arch.cores
+
 
 def _envelope(subs: list[ConvGeom]) -> ConvGeom:
     """A geometry at least as large as every core's share in each dimension: the scratchpad layout
@@ -138,7 +142,8 @@ def _lower_matmul(graph: Graph, node: Node, arch: ArchConfig, opts: Options) -> 
     options = weight_formats(graph, node, g, arch.core.simd_lanes, opts.orders) if opts.sparse else [g]
     if opts.formats is not None:                     # restrict the choice (tests, comparisons)
         options = [f for f in options if f.fmt in opts.formats] or options[:1]
-    strategies = ("channels", "rows", "batch") if opts.partition == "auto" else (opts.partition,)
+    strategies = {"auto": ("channels", "rows", "batch"), "pipeline": ("single",)}.get(opts.partition,
+                                                                                     (opts.partition,))
     found = []
     for f in options:
         seen = set()
@@ -183,7 +188,7 @@ def _lower_pool(graph: Graph, node: Node, arch: ArchConfig, opts: Options) -> La
     n, c, h, w = graph[node.inputs[0]].out.shape
     _, _, oh, ow = node.out.shape
     (kh, kw), (sh, _) = node.attrs["kernel"], node.attrs["stride"]
-    parts = flat_parts(oh, arch.cores, "y")
+    parts = flat_parts(oh, opts.cores(arch), "y")
     longest = _longest(parts, "y", oh)
     budget = arch.core.scratchpad_bytes
     c_t = c
@@ -209,7 +214,7 @@ def _lower_pool(graph: Graph, node: Node, arch: ArchConfig, opts: Options) -> La
 def _lower_eltwise(graph: Graph, node: Node, arch: ArchConfig, opts: Options) -> LayerPlan:
     names = ("a", "b", "out") if len(node.inputs) == 2 else ("a", "out")
     total = node.out.size
-    parts = flat_parts(total, arch.cores, "e", 64)
+    parts = flat_parts(total, opts.cores(arch), "e", 64)
     longest = _longest(parts, "e", total)
     per = (arch.core.scratchpad_bytes // (2 * len(names))) // 16 * 16
     largest = max(16, min(align(longest), per, (1 << 24) - 16))
@@ -226,7 +231,7 @@ def _lower_affine(graph: Graph, node: Node, arch: ArchConfig, opts: Options) -> 
     """Whole pixels (all channels) per tile; the channel parameters stay in the scratchpad."""
     c = node.out.shape[1]
     pixels = node.out.size // c
-    parts = flat_parts(pixels, arch.cores, "e")
+    parts = flat_parts(pixels, opts.cores(arch), "e")
     longest = _longest(parts, "e", pixels)
     params = 8 * c
     per = (arch.core.scratchpad_bytes - 2 * align(params)) // 4 // 16 * 16 // c
@@ -253,7 +258,7 @@ def _lower_concat(graph: Graph, node: Node, arch: ArchConfig, opts: Options) -> 
     """Each input is requantized into its channel slice, a tile of pixels at a time."""
     c_max = max(graph[i].out.shape[1] for i in node.inputs)
     pixels = node.out.size // node.out.shape[1]
-    parts = flat_parts(pixels, arch.cores, "e")
+    parts = flat_parts(pixels, opts.cores(arch), "e")
     longest = _longest(parts, "e", pixels)
     per = arch.core.scratchpad_bytes // 4 // 16 * 16 // c_max
     if per < 1:

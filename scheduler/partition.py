@@ -8,7 +8,8 @@ its columns, so ``batch`` (and ``rows``, which a one-row output cannot use) spli
 grouped and batched matmuls split whole groups for ``channels``. Every other layer kind is
 split where no halo is needed: elements (elementwise), pixels (affine, concat), output rows
 (pooling). A dimension smaller than the core count leaves the remaining cores idle for that
-layer.
+layer. ``pipeline`` does not split layers: it runs consecutive layers on different cores
+(``scheduler.pipeline``).
 """
 from __future__ import annotations
 
@@ -16,7 +17,7 @@ from dataclasses import replace
 
 from sieve.scheduler.plan import ConvGeom, Part
 
-PARTITIONS = ("auto", "channels", "rows", "batch")
+PARTITIONS = ("auto", "channels", "rows", "batch", "pipeline")
 
 
 def even(total: int, parts: int, quantum: int = 1) -> list[tuple[int, int]]:
@@ -35,7 +36,7 @@ def even(total: int, parts: int, quantum: int = 1) -> list[tuple[int, int]]:
 def matmul_parts(g: ConvGeom, how: str, cores: int, pe_rows: int) -> tuple[str, tuple[Part, ...]]:
     """(the strategy used, one Part per working core) for a conv/dense layer. A strategy the
     layer cannot use falls back to the next that can: channels -> rows -> batch."""
-    if cores == 1:
+    if cores == 1 or how == "single":
         return "single", (Part(0),)
     dense = g.h == g.oh == 1 and g.taps == 1
 

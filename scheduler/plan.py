@@ -188,7 +188,9 @@ class Part:
     """One core's share of a layer as half-open ranges; ``None`` means the whole extent. For a
     matmul: output channels ``k`` (per group), output rows ``y``, output columns ``x``, images ``n``
     and groups ``g``; for pooling ``y`` and ``n``; for elementwise layers ``e`` (elements), for
-    affine and concat layers ``e`` (pixels)."""
+    affine and concat layers ``e`` (pixels). ``images`` are the images the part covers where it is
+    one image's share of a pipelined layer (``None``: every image); consumers wait only for the
+    parts of their inputs that cover their images."""
     core: int
     k: tuple[int, int] | None = None
     y: tuple[int, int] | None = None
@@ -196,6 +198,7 @@ class Part:
     n: tuple[int, int] | None = None
     g: tuple[int, int] | None = None
     e: tuple[int, int] | None = None
+    images: tuple[int, int] | None = None
 
     def range(self, dim: str, total: int) -> tuple[int, int]:
         r = getattr(self, dim)
@@ -224,6 +227,7 @@ class Schedule:
     arch: ArchConfig
     layers: tuple[LayerPlan, ...]
     orders: dict = field(default_factory=dict)   # tensor -> MemoryOrder (scheduler.layout)
+    order: tuple[tuple[int, int], ...] = ()      # (layer, part) in emission order; () = layer by layer
 
     def plan(self, node: str) -> LayerPlan:
         for p in self.layers:

@@ -35,7 +35,8 @@ def compile(model: ModelLike, arch: str | Path | ArchConfig = "default", *, cali
     or ArchConfig). ``calibrate``: calibration data for a float model (a .npy/.npz file, a folder of
     images, an array or a dict of arrays by input name); ``prune``: a fraction (0.9) or "N:M";
     ``partition``: how conv/dense layers are split across the arch's cores ("channels", "rows",
-    "batch", or "auto": the cost model's choice per layer)."""
+    "batch", or "auto": the cost model's choice per layer), or "pipeline": consecutive layers on
+    different cores (docs/memory.md)."""
     return compile_model(model, arch, calibrate=calibrate, calibration=calibration, percentile=percentile,
                          prune=prune, prune_scope=prune_scope, keep_ends=keep_ends, balance=balance,
                          dense_twin=dense_twin, partition=partition, batch=batch, seed=seed,

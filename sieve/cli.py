@@ -451,9 +451,10 @@ def parser() -> argparse.ArgumentParser:
     c.add_argument("--arch", default="default", help="preset name (%(default)s, edge) or TOML file")
     c.add_argument("-o", "--output", help="output binary, .sieve (default: MODEL.sieve in the current folder)")
     _calibration_options(c)
-    c.add_argument("--partition", choices=("auto", "channels", "rows", "batch"), default="auto",
+    c.add_argument("--partition", choices=("auto", "channels", "rows", "batch", "pipeline"), default="auto",
                    help="split conv/dense layers across the arch's cores by output channels, output rows or "
-                   "images (auto, the default: the cost model chooses per layer)")
+                   "images (auto, the default: the cost model chooses per layer), or run consecutive layers "
+                   "on different cores, images flowing through them (pipeline)")
     c.add_argument("--no-balance", action="store_true",
                    help="keep output channels in their natural order on the PE rows (for comparison)")
     c.add_argument("--no-twin", action="store_true", help="skip compiling and simulating the dense twin that "

@@ -129,7 +129,7 @@ def collect(p: Program, t: Timeline) -> RunStats:
         s, e = s or 0, e or 0
         cycles = e - s
         macs = int(counts[E["macs"]])
-        cores = tuple(sym.core for sym in syms)
+        cores = tuple(sorted({sym.core for sym in syms}))   # a pipelined layer: one core, a part per image
         layers.append(LayerStats(name, syms[0].op, s, e, cycles, instructions, macs,
                                  macs / (cycles * peak * len(cores)) if cycles else 0.0, busy, mac_cycles,
                                  _events(counts), energy_pj(counts, cycles, arch, len(cores)), cores, _stalls(stalls),
