@@ -21,7 +21,7 @@ from sieve.arch.config import ArchConfig
 from sieve.scheduler.plan import ALIGN, ConvGeom, MatmulTiling, SpadLayout, align, ceil_div
 
 ORDERS = ("k_outer", "pixels_outer")
-NEAR = 0.01        # estimates this close to the cheapest count as equal (the smallest footprint wins)
+NEAR = 0.01        # estimates this close to the cheapest count as equal (``_rank`` breaks the tie)
 
 
 def _choices(total: int, quantum: int = 1) -> list[int]:
@@ -249,34 +249,44 @@ def transfer_rates(arch: ArchConfig) -> tuple[float, float, int]:
     return dram, dram, lat
 
 
-def _near(cheapest, arch: ArchConfig):
+def _near(cheapest, arch: ArchConfig | None):
     """Estimates up to this count as equal to ``cheapest``."""
     return cheapest * (1 + NEAR)
 
 
-def _binding(every, ok, fits_spad, fits_acc, spad, acc, arch: ArchConfig):
+def _rank(cycles, dma, steps, spad, po):
+    """Candidates best first: among estimates within NEAR of the cheapest, the fewest DRAM bytes (less
+    energy for the same time), then the fewest steps (fewer instructions), then the smallest scratchpad
+    footprint, then the weights-outer order; the rest after them. A larger capacity thus changes a plan
+    only for an estimated gain the model can tell from its own error, or for less DRAM traffic at the
+    same estimate."""
+    near = cycles <= _near(cycles.min(), None)
+    return np.lexsort((np.arange(len(cycles)), po, spad, steps, dma, ~near))
+
+
+def _binding(every, dma, steps, spad, po, ok, fits_spad, acc, arch: ArchConfig):
     """A function of the chosen candidate (an index among the fitting ones) saying which capacity binds:
-    none when no candidate that does not fit would be cheaper, else the scratchpad or the accumulator
-    (whichever a cheaper candidate exceeds), with what the choice uses of each."""
-    better = _near(every, arch) < every[ok].min()
-    spad_binds = bool((better & ~fits_spad).any())
-    acc_binds = bool((better & fits_spad & ~fits_acc).any())
+    none when the best of all candidates, fitting or not, fits; else the capacity it exceeds, with what
+    the choice uses of each."""
+    top = _rank(every, dma, steps, spad, po)[0]
+    spad_binds = not fits_spad[top]
+    acc_binds = fits_spad[top] and not ok[top]
+    spad, acc = spad[ok], acc[ok]
 
     def say(i: int) -> str:
         use = (f"uses {int(spad[i]):,} of {arch.core.scratchpad_bytes:,} scratchpad bytes and {int(acc[i]):,} of "
                f"{arch.acc_entries:,} accumulator entries")
         if not (spad_binds or acc_binds):
             return f"{use}; neither binds (a larger one would not change the plan)"
-        which = " and ".join(n for n, b in (("the scratchpad", spad_binds), ("the accumulator", acc_binds)) if b)
-        return f"{use}; {which} binds (a larger one admits a cheaper tiling)"
+        which = "the scratchpad" if spad_binds else "the accumulator"
+        return f"{use}; {which} binds (a larger one admits a better tiling)"
     return say
 
 
 @functools.lru_cache(maxsize=1024)
 def search(g: ConvGeom, arch: ArchConfig) -> tuple[MatmulTiling, Estimate, str] | None:
-    """The cheapest fitting tiling (cached: networks repeat layer shapes, and both keys are frozen).
-    Every candidate is priced at once with numpy (``_estimate_all``); ties go to fewer steps, then
-    the weights-outer order, then the candidate listed first."""
+    """The best fitting tiling by ``_rank`` (cached: networks repeat layer shapes, and both keys are
+    frozen). Every candidate is priced at once with numpy (``_estimate_all``)."""
     c = arch.core
     # whole PE-row groups first; smaller tiles too, for layers whose window fills the scratchpad
     k_opts = sorted(set(_choices(g.k, c.pe_rows)) | set(_choices(min(g.k, c.pe_rows))), reverse=True)
@@ -311,15 +321,12 @@ def search(g: ConvGeom, arch: ArchConfig) -> tuple[MatmulTiling, Estimate, str] 
         # with a vector unit of its own, a tile whose accumulator fits twice alternates halves
         two = c.vector_own_path & (2 * acc_used <= arch.acc_entries)
         acc_used = acc_used * np.where(two, 2, 1)
-        every = _estimate_all(g, k_t, c_t, oh_t, ow_t, po == 1, arch, two)[0]
-        binds = _binding(every, ok, fits_spad, fits_acc, spad[ok], acc_used[ok], arch)
-        k_t, c_t, oh_t, ow_t, po, two = k_t[ok], c_t[ok], oh_t[ok], ow_t[ok], po[ok], two[ok]
-        cycles = every[ok]
+        every, _, dma_all, _, _ = _estimate_all(g, k_t, c_t, oh_t, ow_t, po == 1, arch, two)
         steps = -(-g.k // k_t) * -(-g.c // c_t) * -(-g.oh // oh_t) * -(-g.ow // ow_t)
-        # within NEAR of the cheapest, the smallest footprint: a larger capacity changes
-        # the plan only for an estimated gain the model can tell from its own error
-        near = cycles <= _near(cycles.min(), arch)
-        rank = np.lexsort((np.arange(len(cycles)), po, steps, cycles, acc_used[ok], spad[ok], ~near))
+        binds = _binding(every, dma_all, steps, spad, po, ok, fits_spad, acc_used, arch)
+        k_t, c_t, oh_t, ow_t, po, two = k_t[ok], c_t[ok], oh_t[ok], ow_t[ok], po[ok], two[ok]
+        cycles, steps = every[ok], steps[ok]
+        rank = _rank(cycles, dma_all[ok], steps, spad[ok], po)
         tiling = [MatmulTiling(int(k_t[i]), int(oh_t[i]), int(ow_t[i]), int(c_t[i]), ORDERS[int(po[i])],
                                2 if two[i] else 1) for i in rank[:2]]
         t, e = tiling[0], estimate(g, tiling[0], arch)
@@ -327,7 +334,8 @@ def search(g: ConvGeom, arch: ArchConfig) -> tuple[MatmulTiling, Estimate, str] 
         reason = (f"{_fmt_name(g)} k_t={t.k_t} oh_t={t.oh_t} ow_t={t.ow_t} c_t={t.c_t} {t.order}"
                   f"{', two accumulator buffers' if t.acc_buffers == 2 else ''}: est {e.cycles} "
                   f"cycles (compute {e.compute}, DMA {e.dma}, {bound}; weights fetched {e.w_loads}x, inputs "
-                  f"{e.x_loads}x), cheapest of {len(cycles)} fitting candidates; {binds(rank[0])}")
+                  f"{e.x_loads}x), best of {len(cycles)} fitting candidates (within 1 % of the cheapest estimate, "
+                  f"the fewest DRAM bytes); {binds(rank[0])}")
         if len(tiling) > 1:
             t2 = tiling[1]
             reason += (f"; runner-up k_t={t2.k_t} oh_t={t2.oh_t} ow_t={t2.ow_t} c_t={t2.c_t} "
