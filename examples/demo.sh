@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Sieve end to end on the bundled LeNet-5: export, compile, simulate, check against the
-# integer reference interpreter, and round-trip the binary through assembly.
+# integer reference interpreter, round-trip the binary through assembly, and run it on four cores.
 set -euo pipefail
 OUT=demo-out
 mkdir -p "$OUT"
@@ -35,3 +35,7 @@ step "the same binary with a narrower DRAM (same core, so no recompile): timing 
 sieve run lenet5.sieve --arch ../examples/default_narrow_dram.toml --timing-only -q
 step "the same binary on the edge preset (a different core): refused with one clear error"
 sieve run lenet5.sieve --arch edge --timing-only -q || echo "(refused, exit code $?)"
+step "four cores sharing a 1 MiB L2: compile, run bit-exact with a Perfetto trace"
+sieve compile lenet5.sv --arch multicore --calibrate calib.npy -q -o lenet5mc.sieve
+sieve run lenet5mc.sieve --input digit.npy --output outmc.npz --trace lenet5mc.json -q
+python -c "import numpy as n; a, b = n.load('outmc.npz'), n.load('ref.npz'); assert all((a[k] == b[k]).all() for k in b); print('4 cores == integer reference, bit for bit; open lenet5mc.json at ui.perfetto.dev')"
