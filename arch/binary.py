@@ -22,11 +22,11 @@ from dataclasses import asdict, dataclass, field
 
 import numpy as np
 
-from sieve.arch.config import ArchConfig, ArchError, arch_from_dict
+from sieve.arch.config import VISIBLE, ArchConfig, ArchError, arch_from_dict
 from sieve.arch.isa import Instruction, ISAError, decode_stream, encode_stream
 
 MAGIC = b"SIEVEBIN"
-VERSION = (2, 0)
+VERSION = (3, 0)
 HEADER = struct.Struct("<8sHH32sII8x")
 ENTRY = struct.Struct("<IIQQII")
 
@@ -218,7 +218,7 @@ def check_compatible(program: Program, arch: ArchConfig, source: str = "") -> No
     """A binary runs on an arch that differs only in what instructions cannot see."""
     if arch.fingerprint() != program.arch.fingerprint():
         diffs = [f"{k}: {getattr(program.arch.core, k)} vs {getattr(arch.core, k)}"
-                 for k in asdict(arch.core) if getattr(program.arch.core, k) != getattr(arch.core, k)]
+                 for k in VISIBLE if getattr(program.arch.core, k) != getattr(arch.core, k)]
         if arch.cores != program.arch.cores:
             diffs.insert(0, f"cores: {program.arch.cores} vs {arch.cores}")
         raise BinaryFormatError(f"{source}: compiled for arch '{program.arch.name}', which differs from "

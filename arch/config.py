@@ -71,6 +71,11 @@ class EnergyConfig:
     leakage_pj_per_cycle: float = 10.0  # per core; an assumption, not a Horowitz figure
 
 
+# the core fields an instruction stream depends on: MAC-array shape (weight packing, row batches) and
+# the scratchpad and accumulator sizes (every address in the stream lies within them)
+VISIBLE = ("pe_rows", "simd_lanes", "scratchpad_bytes", "accumulator_bytes")
+
+
 @dataclass(frozen=True)
 class ArchConfig:
     name: str = "default"
@@ -85,8 +90,11 @@ class ArchConfig:
         return self.core.accumulator_bytes // 4
 
     def fingerprint(self) -> str:
-        """sha256 of what the instruction stream can see: core count and core shape."""
-        visible = {"cores": self.cores, "core": dataclasses.asdict(self.core)}
+        """sha256 of what the instruction stream can see: the core count and the fields that bound or
+        shape its instructions (``VISIBLE``). The other core fields (ports, banks, fills, vector lanes,
+        double buffering, the vector unit's path) only change how long instructions take: a binary
+        runs on any of their values."""
+        visible = {"cores": self.cores, "core": {k: getattr(self.core, k) for k in VISIBLE}}
         return hashlib.sha256(json.dumps(visible, sort_keys=True).encode()).hexdigest()
 
     @functools.cached_property

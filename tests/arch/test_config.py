@@ -27,6 +27,14 @@ def test_fingerprint_sees_core_not_memory():
     d = load_arch("default")
     assert with_overrides(d, {"memory.dram_bytes_per_cycle": 2.0}).fingerprint() == d.fingerprint()
     assert with_overrides(d, {"core.pe_rows": 8}).fingerprint() != d.fingerprint()
+    # what bounds or shapes instructions changes it; what only changes their duration does not
+    for key, value in (("cores", 2), ("core.simd_lanes", 8), ("core.scratchpad_bytes", 65536),
+                       ("core.accumulator_bytes", 16384)):
+        assert with_overrides(d, {key: value}).fingerprint() != d.fingerprint(), key
+    for key, value in (("core.scratchpad_banks", 2), ("core.scratchpad_port_bytes", 4), ("core.vector_lanes", 4),
+                       ("core.matmul_fill_cycles", 20), ("core.vector_fill_cycles", 9),
+                       ("core.weights_double_buffered", False), ("core.vector_own_path", True), ("clock_mhz", 500.0)):
+        assert with_overrides(d, {key: value}).fingerprint() == d.fingerprint(), key
 
 
 def _write(tmp_path, text):
