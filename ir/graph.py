@@ -85,6 +85,10 @@ class Node:
             frozen[key] = arr
         object.__setattr__(self, "params", MappingProxyType(frozen))
 
+    def __reduce__(self):
+        """Pickled by its fields (a sweep hands graphs to worker processes)."""
+        return (Node, (self.name, self.op, self.inputs, self.out, dict(self.attrs), dict(self.params)))
+
     def evolve(self, **changes: Any) -> "Node":
         """A copy with some fields replaced (attrs/params replaced whole)."""
         return replace(self, **changes)
@@ -126,6 +130,9 @@ class Graph:
             if out not in self._nodes:
                 raise IRError(f"graph output '{out}' is not a node")
         self.io_names = MappingProxyType({k: v for k, v in (io_names or {}).items() if k in self._nodes})
+
+    def __reduce__(self):
+        return (Graph, (list(self._nodes.values()), self.outputs, self.name, dict(self.io_names)))
 
     def _topological_order(self) -> list[str]:
         """Kahn's algorithm, taking among the ready nodes the one given first (networkx's

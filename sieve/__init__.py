@@ -5,6 +5,7 @@
     res = sieve.simulate(prog, inputs=x)                # res.outputs, res.floats, res.stats
     sieve.save(prog, "r50.sieve")
     q = sieve.quantize("resnet50.onnx", calibrate="calib.npy", prune="2:4")   # a QDQ onnx.ModelProto
+    df = sieve.sweep({"memory.l2_bytes": [0, 1 << 20]}, models=["resnet50"])  # a pandas DataFrame
 
 Errors a user can cause are all in ``sieve.ERRORS`` (``except sieve.ERRORS``). docs/python-api.md
 has a worked example. Names are imported on first use, so that ``sieve`` commands that need only
@@ -23,6 +24,7 @@ _EXPORTS = {
     "ArchConfig": "sieve.arch", "Program": "sieve.arch", "Graph": "sieve.ir",
     "RunResult": "sieve.simulator", "RunStats": "sieve.simulator",
     "ERRORS": "sieve.errors", "UsageError": "sieve.errors",
+    "sweep": "sieve.sweeps",
 }
 _MODULES = ("arch", "zoo")
 __all__ = sorted(_EXPORTS) + list(_MODULES) + ["__version__"]

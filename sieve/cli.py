@@ -353,6 +353,35 @@ def cmd_asm(args) -> None:
     print(f"wrote {out} ({len(raw):,} bytes)")
 
 
+def cmd_sweep(args) -> None:
+    from sieve.dse.engine import run_sweep
+    from sieve.dse.spec import load_spec
+    from sieve.dse.store import Store
+    from sieve.sweeps import build_program, executor_for, prepare_model
+    spec = load_spec(args.spec)
+    out = Path(args.output)
+    if out.exists() and not out.is_dir():
+        raise _usage(f"{out}: exists and is not a folder")
+    if not args.quiet:
+        arch_points = len(spec.points())
+        total = arch_points * len(spec.models) * len(spec.prune) * len(spec.partition)
+        print(f"{spec.name}: {total:,} points ({len(spec.models)} model(s) x {len(spec.prune)} pruning x "
+              f"{len(spec.partition)} partition(s) x {arch_points:,} arch points), {spec.mode}; results in {out}/",
+              file=sys.stderr)
+    t0 = time.perf_counter()
+    with _progress(args) as bar, executor_for(args.workers, args.dask) as executor:
+        outcome = run_sweep(spec, out, prepare_model, build_program, executor, bar)
+    frame = Store(out).points()
+    print(f"{outcome.ran:,} point(s) run, {outcome.stored_before:,} already stored, {outcome.compiled} compile(s), "
+          f"{outcome.errors} error(s) in {time.perf_counter() - t0:.1f} s; {len(frame):,} rows in "
+          f"{out / 'points.parquet'} (per layer: {out / 'layers.parquet'})")
+
+
+def _usage(message: str):
+    from sieve.errors import UsageError
+    return UsageError(message)
+
+
 def cmd_arch(args) -> None:
     from sieve.arch import load_arch, preset_names
     if args.name is None:
@@ -503,6 +532,16 @@ def parser() -> argparse.ArgumentParser:
     a.add_argument("source", help="assembly file (.s)")
     a.add_argument("-o", "--output", required=True, help="output .sieve file")
     a.set_defaults(func=cmd_asm)
+
+    sw = command("sweep", "run a design-space sweep from a spec file (docs/sweeps.md); resumable")
+    sw.add_argument("spec", help="sweep spec (.toml)")
+    sw.add_argument("-o", "--output", required=True, metavar="FOLDER",
+                    help="results folder: points.parquet and layers.parquet; a rerun does only missing points")
+    sw.add_argument("--workers", type=int, default=1, metavar="N",
+                    help="local worker processes (default 1: in this process)")
+    sw.add_argument("--dask", metavar="ADDRESS", help="run on a Dask cluster: a scheduler address "
+                    "(tcp://host:8786), or 'local' for a LocalCluster of --workers processes")
+    sw.set_defaults(func=cmd_sweep)
 
     ar = command("arch", "list presets, or print one as TOML that --arch reads back")
     ar.add_argument("name", nargs="?", help="preset name or TOML file")

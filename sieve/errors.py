@@ -19,8 +19,10 @@ def _errors() -> tuple:
     from sieve.ir import IRError
     from sieve.scheduler import ScheduleError
     from sieve.simulator import SimulatorError
+    from sieve.dse.engine import SweepInterrupted
+    from sieve.dse.spec import SpecError
     return (UsageError, FrontendError, IRError, ArchError, ISAError, BinaryFormatError, ScheduleError,
-            CodegenError, AsmError, SimulatorError)
+            CodegenError, AsmError, SimulatorError, SpecError, SweepInterrupted)
 
 
 def __getattr__(name: str):
