@@ -77,6 +77,15 @@ VISIBLE = ("pe_rows", "simd_lanes", "scratchpad_bytes", "accumulator_bytes")
 
 
 @dataclass(frozen=True)
+class AreaConfig:
+    """µm² per unit (45 nm, docs/arch.md). A 0 SRAM figure is derived from a 6T bit cell."""
+    mac_um2: float = 419.0            # 8-bit multiply 282 + 32-bit add 137 (Horowitz 2014)
+    vector_lane_um2: float = 7837.0   # fp32 multiply 7700 + 32-bit add 137 (Horowitz 2014)
+    sram_um2_per_kib: float = 0.0     # derived: 8192 cells of 0.346 µm² at 70 % array efficiency
+    l2_um2_per_kib: float = 0.0       # derived the same way
+
+
+@dataclass(frozen=True)
 class ArchConfig:
     name: str = "default"
     cores: int = 1
@@ -84,6 +93,7 @@ class ArchConfig:
     core: CoreConfig = CoreConfig()
     memory: MemoryConfig = MemoryConfig()
     energy: EnergyConfig = EnergyConfig()
+    area: AreaConfig = AreaConfig()
 
     @property
     def acc_entries(self) -> int:
@@ -109,6 +119,20 @@ class ArchConfig:
             l2_pj_per_byte=e.l2_pj_per_byte or sram_pj_per_byte(self.memory.l2_bytes),
             metadata_pj_per_byte=e.metadata_pj_per_byte or spad)
 
+    def area_mm2(self) -> dict[str, float]:
+        """Silicon area per component and in total (mm²): counts of units times the area table."""
+        a, c = self.area, self.core
+        sram = a.sram_um2_per_kib or SRAM_CELL_UM2 * 8192 / SRAM_EFFICIENCY
+        l2 = a.l2_um2_per_kib or sram
+        parts = {"mac": self.cores * c.pe_rows * c.simd_lanes * a.mac_um2,
+                 "vector": self.cores * c.vector_lanes * a.vector_lane_um2,
+                 "scratchpad": self.cores * c.scratchpad_bytes / 1024 * sram,
+                 "accumulator": self.cores * c.accumulator_bytes / 1024 * sram,
+                 "l2": self.memory.l2_bytes / 1024 * l2}
+        out = {k: v / 1e6 for k, v in parts.items()}
+        out["total"] = sum(out.values())
+        return out
+
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
 
@@ -118,17 +142,27 @@ class ArchConfig:
     def to_toml(self) -> str:
         """TOML that ``load_arch`` reads back to this arch; derived energies are shown as comments."""
         derived = self.energy_table
+        area = self.area_mm2()
         lines = [f"# arch '{self.name}' (fingerprint {self.fingerprint()[:16]})",
+                 f"# area {area['total']:.2f} mm² at 45 nm: " + ", ".join(f"{k} {v:.2f}" for k, v in area.items()
+                                                                         if k != "total"),
                  f"name = {json.dumps(self.name)}", f"cores = {self.cores}", f"clock_mhz = {self.clock_mhz!r}"]
-        for section in ("core", "memory", "energy"):
+        for section in ("core", "memory", "energy", "area"):
             lines += ["", f"[{section}]"]
             for f in fields(getattr(self, section)):
                 value = getattr(getattr(self, section), f.name)
                 line = f"{f.name} = {json.dumps(value) if isinstance(value, bool) else repr(value)}"
                 if section == "energy" and value == 0 and getattr(derived, f.name):
                     line += f"    # 0 = derived from capacity: {getattr(derived, f.name):.4g}"
+                if section == "area" and value == 0:
+                    line += f"    # 0 = derived: {SRAM_CELL_UM2 * 8192 / SRAM_EFFICIENCY:.4g} (a 6T cell)"
                 lines.append(line)
         return "\n".join(lines) + "\n"
+
+
+# 45 nm 6T SRAM bit cell (Intel, Mistry et al., IEDM 2007) and the share of an array that is cells
+SRAM_CELL_UM2 = 0.346
+SRAM_EFFICIENCY = 0.7
 
 
 def sram_pj_per_byte(capacity_bytes: int) -> float:
@@ -138,7 +172,7 @@ def sram_pj_per_byte(capacity_bytes: int) -> float:
     return 10.0 * math.sqrt(capacity_bytes / 8192) / 8
 
 
-_SECTIONS = {"core": CoreConfig, "memory": MemoryConfig, "energy": EnergyConfig}
+_SECTIONS = {"core": CoreConfig, "memory": MemoryConfig, "energy": EnergyConfig, "area": AreaConfig}
 _TOP = {"name": str, "cores": int, "clock_mhz": float}
 
 
@@ -209,6 +243,8 @@ def validate(arch: ArchConfig, source: str = "") -> ArchConfig:
     _check(m.dma_outstanding >= 1, "memory.dma_outstanding", "must be at least 1", source)
     for f in fields(EnergyConfig):
         _check(getattr(arch.energy, f.name) >= 0, f"energy.{f.name}", "must not be negative", source)
+    for f in fields(AreaConfig):
+        _check(getattr(arch.area, f.name) >= 0, f"area.{f.name}", "must not be negative", source)
     return arch
 
 

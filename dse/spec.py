@@ -36,6 +36,9 @@ FIELDS: dict[str, type] = {"cores": int, "clock_mhz": float}
 for _section, _cls in (("core", CoreConfig), ("memory", MemoryConfig), ("energy", EnergyConfig)):
     FIELDS.update({f"{_section}.{f.name}": type(f.default) for f in dataclasses.fields(_cls)})
 DISTRIBUTIONS = ("uniform", "log_uniform", "choice")
+# what constraints may use besides the fields: the arch's area and its on-chip SRAM
+DERIVED = {"area_mm2": lambda a: a.area_mm2()["total"],
+           "sram_bytes": lambda a: a.cores * (a.core.scratchpad_bytes + a.core.accumulator_bytes) + a.memory.l2_bytes}
 MODES = ("timing", "bitexact")
 TOP = ("models", "size", "calibrate", "prune", "partition", "arch", "mode", "samples", "seed", "constraints",
        "space", "name")
@@ -97,8 +100,16 @@ class Spec:
         return out
 
     def _meets(self, point: dict[str, Any]) -> bool:
+        if not self._checks:
+            return True
         values = {k: getattr_dotted(self.arch, k) for k in FIELDS}
         values.update(point)
+        if any(_dotted(n) in DERIVED for tree in self._checks for n in ast.walk(tree) if isinstance(n, ast.Name)):
+            try:
+                arch = point_arch(self, point)
+            except ArchError:
+                return True                      # kept: recorded as an invalid arch
+            values.update({k: f(arch) for k, f in DERIVED.items()})
         return all(_evaluate(tree, values) for tree in self._checks)
 
 
@@ -285,7 +296,7 @@ def _parse_constraint(text: str, source: str):
         if isinstance(node, (ast.Name, ast.Attribute)):
             name = _dotted(node)
             section = isinstance(node, ast.Name) and name in ("core", "memory", "energy")
-            if name not in FIELDS and not section:
+            if name not in FIELDS and name not in DERIVED and not section:
                 raise SpecError(f"constraint '{text}' names '{name}', which is not an arch field", source)
         elif not isinstance(node, (ast.BinOp, ast.Compare, ast.BoolOp, ast.UnaryOp, ast.Constant, ast.operator,
                                    ast.cmpop, ast.boolop, ast.unaryop, ast.Load)):

@@ -377,6 +377,39 @@ def cmd_sweep(args) -> None:
           f"{out / 'points.parquet'} (per layer: {out / 'layers.parquet'})")
 
 
+def cmd_pareto(args) -> None:
+    import numpy as np
+    from sieve.dse.pareto import pareto_mask, plot_front
+    from sieve.dse.store import Store
+    frame = Store(args.results).points()
+    if frame.empty:
+        raise _usage(f"{args.results}: no sweep results (points.parquet) here")
+    from pandas.api.types import is_numeric_dtype
+    metrics = [m for m in (args.x, args.y, args.z) if m]
+    for m in metrics:
+        if m not in frame.columns or not is_numeric_dtype(frame[m]):
+            numeric = [c for c in frame.columns if is_numeric_dtype(frame[c])]
+            raise _usage(f"'{m}' is not a numeric column of the results; columns: {', '.join(numeric)}")
+    if "error" in frame.columns:
+        frame = frame[frame["error"].isna()]
+    mask = pareto_mask(frame[metrics].to_numpy(np.float64))
+    front = frame[mask].sort_values(metrics)
+    shown = ["model", "prune", "partition"] + [c for c in frame.columns if "." in c or c in ("cores", "clock_mhz")]
+    shown = list(dict.fromkeys(c for c in shown + metrics if c in frame.columns))
+    if args.csv:
+        front[shown].to_csv(args.csv, index=False)
+    if args.output:
+        plot_front(frame, args.x, args.y, args.z, mask, args.output)
+    if not args.quiet:
+        from sieve.report import table
+        t = table(f"Pareto front: {len(front)} of {len(frame)} points, minimizing {', '.join(metrics)}", shown, 0)
+        for _, row in front[shown].iterrows():
+            t.add_row(*[f"{v:,.4g}" if isinstance(v, float) else str(v) for v in row])
+        _console().print(t)
+    wrote = [str(p) for p in (args.output, args.csv) if p]
+    print(f"{len(front)} point(s) on the front of {len(frame)}" + (f"; wrote {', '.join(wrote)}" if wrote else ""))
+
+
 def _usage(message: str):
     from sieve.errors import UsageError
     return UsageError(message)
@@ -389,8 +422,9 @@ def cmd_arch(args) -> None:
             arch = load_arch(name)
             c = arch.core
             print(f"{name:<10} {arch.cores} core(s), {c.pe_rows}x{c.simd_lanes} MACs, "
-                  f"{c.scratchpad_bytes // 1024} KiB scratchpad, {arch.memory.dram_bytes_per_cycle:g} B/cycle DRAM, "
-                  f"{arch.clock_mhz:g} MHz")
+                  f"{c.scratchpad_bytes // 1024} KiB scratchpad, {arch.memory.l2_bytes // 1024} KiB L2, "
+                  f"{arch.memory.dram_bytes_per_cycle:g} B/cycle DRAM, {arch.clock_mhz:g} MHz, "
+                  f"{arch.area_mm2()['total']:.1f} mm²")
         print("show one as TOML: sieve arch NAME (save it, edit it, pass it to --arch)")
         return
     sys.stdout.write(load_arch(args.name).to_toml())
@@ -542,6 +576,15 @@ def parser() -> argparse.ArgumentParser:
     sw.add_argument("--dask", metavar="ADDRESS", help="run on a Dask cluster: a scheduler address "
                     "(tcp://host:8786), or 'local' for a LocalCluster of --workers processes")
     sw.set_defaults(func=cmd_sweep)
+
+    pa = command("pareto", "the Pareto front of sweep results over two or three metrics (all minimized)")
+    pa.add_argument("results", help="a sweep's results folder")
+    pa.add_argument("--x", required=True, help="metric on the x axis (a column: area_mm2, latency_ms, ...)")
+    pa.add_argument("--y", required=True, help="metric on the y axis")
+    pa.add_argument("--z", help="a third metric (the plot colours the front by it)")
+    pa.add_argument("-o", "--output", metavar="PNG", help="write the plot")
+    pa.add_argument("--csv", metavar="FILE", help="write the front as CSV")
+    pa.set_defaults(func=cmd_pareto)
 
     ar = command("arch", "list presets, or print one as TOML that --arch reads back")
     ar.add_argument("name", nargs="?", help="preset name or TOML file")

@@ -4,7 +4,7 @@ from __future__ import annotations
 import dataclasses
 from pathlib import Path
 
-from sieve.arch.config import ArchConfig, CoreConfig, EnergyConfig, MemoryConfig
+from sieve.arch.config import ArchConfig, AreaConfig, CoreConfig, EnergyConfig, MemoryConfig
 from sieve.simulator.events import EVENTS
 from sieve.simulator.energy import COMPONENTS
 
@@ -24,9 +24,9 @@ def test_stats_doc_lists_every_event_and_component():
 
 def test_arch_doc_lists_every_key():
     text = (DOCS / "arch.md").read_text()
-    for cls, prefix in ((CoreConfig, "core."), (MemoryConfig, "memory."), (EnergyConfig, "")):
+    for cls, prefix in ((CoreConfig, "core."), (MemoryConfig, "memory."), (EnergyConfig, ""), (AreaConfig, "")):
         for f in dataclasses.fields(cls):
             assert f.name in text, prefix + f.name
     for f in dataclasses.fields(ArchConfig):
-        if f.name not in ("core", "memory", "energy"):
+        if f.name not in ("core", "memory", "energy", "area"):
             assert f"`{f.name}`" in text

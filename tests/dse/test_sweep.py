@@ -152,3 +152,16 @@ def test_sweep_command(tmp_path):
     bad = subprocess.run([sieve, "sweep", "bad.toml", "-o", "res2"], cwd=tmp_path, capture_output=True, text=True)
     assert bad.returncode == 1 and bad.stderr.count("\n") == 1 and "memory.l2_bytes" in bad.stderr
     assert not (tmp_path / "res2").exists()
+
+
+def test_constraints_on_area_and_sram():
+    spec = _spec(space={"core.pe_rows": [8, 16, 32, 64], "core.scratchpad_bytes": [65536, 262144]},
+                 constraints=["area_mm2 <= 1.2", "sram_bytes >= 131072"])
+    points = spec.points()
+    assert points and all(spec.arch.__class__ is not None for _ in points)
+    from sieve.dse.spec import point_arch
+    for p in points:
+        a = point_arch(spec, p)
+        assert a.area_mm2()["total"] <= 1.2 and a.core.scratchpad_bytes + a.core.accumulator_bytes >= 131072
+    every = _spec(space={"core.pe_rows": [8, 16, 32, 64], "core.scratchpad_bytes": [65536, 262144]}).points()
+    assert len(points) < len(every)
