@@ -37,6 +37,7 @@ from sieve.arch.binary import Program, decode_program, encode_program
 from sieve.arch.config import ArchConfig, ArchError
 from sieve.dse.spec import Spec, point_arch, point_key
 from sieve.dse.store import Store
+from sieve.dse.study import classes_of
 from sieve.simulator.run import run as simulate
 from sieve.simulator.timing import STALLS
 
@@ -217,6 +218,7 @@ def _text(err: BaseException) -> str:
 
 _GRAPHS: dict[str, Any] = {}
 _PROGRAMS: dict[str, Program] = {}
+_CLASSES: dict[str, dict[str, str]] = {}
 
 
 def _prepare(prepare: Callable, model: str, size, calibrate, prune, path: str) -> str:
@@ -234,6 +236,7 @@ def _compile(build: Callable, graph_path: str, arch: ArchConfig, partition: str,
             _GRAPHS.clear()
             _GRAPHS[graph_path] = pickle.load(fh)
     program = build(_GRAPHS[graph_path], arch, partition)
+    Path(path + ".classes.json").write_text(json.dumps(classes_of(_GRAPHS[graph_path])))
     tmp = path + ".tmp"
     Path(tmp).write_bytes(encode_program(program))
     Path(tmp).replace(path)
@@ -246,6 +249,8 @@ def _simulate(binary: str, arch: ArchConfig, mode: str, key: str, base: dict) ->
         if len(_PROGRAMS) > 4:
             _PROGRAMS.clear()
         _PROGRAMS[binary] = decode_program(Path(binary).read_bytes(), binary)
+        classes = Path(binary + ".classes.json")
+        _CLASSES[binary] = json.loads(classes.read_text()) if classes.is_file() else {}
     compiled = _PROGRAMS[binary]
     program = Program(arch, compiled.streams, compiled.data, compiled.dram_bytes, compiled.inputs, compiled.outputs,
                       compiled.layers)
@@ -269,7 +274,8 @@ def _simulate(binary: str, arch: ArchConfig, mode: str, key: str, base: dict) ->
            **{f"stall_{name}": stats.stall_cycles[name] for name in STALLS},
            **{f"energy_{k}_uj": v / 1e6 for k, v in stats.energy_pj.items()},
            "error": None, "host_seconds": time.perf_counter() - t0}
-    layers = [{"key": key, "point": base["point"], "layer_index": i, "layer": layer.name, "op": layer.op, "partition": layer.partition,
+    layers = [{"key": key, "point": base["point"], "layer_index": i, "layer": layer.name, "op": layer.op,
+               "class": _CLASSES[binary].get(layer.name, layer.op), "partition": layer.partition,
                "cycles": layer.cycles, "macs": layer.macs, "utilization": layer.utilization,
                "energy_uj": layer.energy_total_pj / 1e6,
                "dram_bytes": layer.events["dram_read_bytes"] + layer.events["dram_write_bytes"]}

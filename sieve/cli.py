@@ -410,6 +410,31 @@ def cmd_pareto(args) -> None:
     print(f"{len(front)} point(s) on the front of {len(frame)}" + (f"; wrote {', '.join(wrote)}" if wrote else ""))
 
 
+def cmd_study(args) -> None:
+    from sieve.dse import study
+    from sieve.dse.engine import run_sweep
+    from sieve.dse.store import Store
+    from sieve.sweeps import build_program, executor_for, prepare_model
+    try:
+        budget = study.parse_bytes(args.sram_budget)
+        cores = [int(c) for c in args.cores.split(",")]
+    except ValueError as err:
+        raise _usage(f"--sram-budget/--cores: {err}") from None
+    spec = study.study_spec(args.model, budget, cores, args.arch, args.size, args.calibrate)
+    out = Path(args.output)
+    if not args.quiet:
+        print(f"{spec.name}: {len(spec.points())} splits over {', '.join(map(str, cores))} cores; results in {out}/",
+              file=sys.stderr)
+    with _progress(args) as bar, executor_for(args.workers, args.dask) as executor:
+        run_sweep(spec, out, prepare_model, build_program, executor, bar)
+    store = Store(out)
+    model = Path(args.model).stem if Path(args.model).suffix else args.model
+    _, text = study.write(store.points(), store.layers(), model, budget, out)
+    if not args.quiet:
+        print(text)
+    print(f"wrote {out / 'table.csv'}, {out / 'table.md'}, {out / 'heatmap.png'}, {out / 'summary.md'}")
+
+
 def _usage(message: str):
     from sieve.errors import UsageError
     return UsageError(message)
@@ -585,6 +610,19 @@ def parser() -> argparse.ArgumentParser:
     pa.add_argument("-o", "--output", metavar="PNG", help="write the plot")
     pa.add_argument("--csv", metavar="FILE", help="write the front as CSV")
     pa.set_defaults(func=cmd_pareto)
+
+    st = command("study", "a packaged comparison: sp-vs-l2, the same SRAM as per-core scratchpads or a shared L2")
+    st.add_argument("name", choices=("sp-vs-l2",), help="the study")
+    st.add_argument("--model", required=True, help="a zoo name or a model file")
+    st.add_argument("--sram-budget", required=True, metavar="SIZE", help="SRAM to split, e.g. 4MiB")
+    st.add_argument("--cores", default="1,2,4,8,16", help="core counts (default %(default)s)")
+    st.add_argument("--arch", default="default", help="the base arch (default %(default)s)")
+    st.add_argument("--size", type=int, help="input resolution of the zoo's ImageNet models")
+    st.add_argument("--calibrate", metavar="DATA", help="calibration data")
+    st.add_argument("-o", "--output", required=True, metavar="FOLDER", help="results folder (resumable)")
+    st.add_argument("--workers", type=int, default=1, metavar="N", help="local worker processes")
+    st.add_argument("--dask", metavar="ADDRESS", help="a Dask scheduler address, or 'local'")
+    st.set_defaults(func=cmd_study)
 
     ar = command("arch", "list presets, or print one as TOML that --arch reads back")
     ar.add_argument("name", nargs="?", help="preset name or TOML file")

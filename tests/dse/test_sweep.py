@@ -165,3 +165,24 @@ def test_constraints_on_area_and_sram():
         assert a.area_mm2()["total"] <= 1.2 and a.core.scratchpad_bytes + a.core.accumulator_bytes >= 131072
     every = _spec(space={"core.pe_rows": [8, 16, 32, 64], "core.scratchpad_bytes": [65536, 262144]}).points()
     assert len(points) < len(every)
+
+
+def test_study_table_has_a_row_per_core_count_and_split(tmp_path):
+    from sieve.dse import study
+    assert study.parse_bytes("4MiB") == 4 << 20 and study.parse_bytes("512KiB") == 512 << 10
+    with pytest.raises(ValueError):
+        study.parse_bytes("lots")
+    budget, cores = 512 << 10, [1, 2, 4]
+    spec = study.study_spec("lenet5", budget, cores)
+    run_sweep(spec, tmp_path, prepare_model, build_program)
+    store = Store(tmp_path)
+    t, text = study.write(store.points(), store.layers(), "lenet5", budget, tmp_path)
+    want = [(n, s // 1024, l2 // 1024) for n in cores for s, l2 in study.splits(budget, n)]
+    assert sorted(zip(t["cores"], t["scratchpad_kib"], t["l2_kib"])) == sorted(want)
+    assert list(t.drop(columns=["key"]).columns) == study.COLUMNS
+    assert (t["cores"] * t["scratchpad_kib"] + t["l2_kib"] == budget // 1024).all()
+    assert t.groupby("cores")["best"].sum().ge(1).all()
+    for n in cores:
+        assert f"**{n} core" in text
+    assert (tmp_path / "heatmap.png").stat().st_size > 1000 and (tmp_path / "table.csv").is_file()
+    assert set(store.layers()["class"]) >= {"conv", "fc", "pool"}
