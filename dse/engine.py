@@ -268,6 +268,8 @@ def _simulate(binary: str, arch: ArchConfig, mode: str, key: str, base: dict) ->
            "cycles": stats.cycles, "time_us": stats.time_us, "latency_ms": stats.time_us / 1000.0,
            "energy_uj": stats.energy_total_pj / 1e6, "energy_mj": stats.energy_total_pj / 1e9, "macs": stats.macs,
            "utilization": stats.utilization, "area_mm2": arch.area_mm2()["total"],
+           "peak_macs_per_cycle": arch.cores * arch.core.pe_rows * arch.core.simd_lanes,
+           "dram_bytes_per_cycle": arch.memory.dram_bytes_per_cycle,
            **{f"area_{k}_mm2": v for k, v in arch.area_mm2().items() if k != "total"}, "dram_bytes": ev["dram_read_bytes"] + ev["dram_write_bytes"],
            "dram_read_bytes": ev["dram_read_bytes"], "dram_write_bytes": ev["dram_write_bytes"],
            "l2_hit_rate": None if l2 is None else l2["hit_rate"],

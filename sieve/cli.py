@@ -435,6 +435,33 @@ def cmd_study(args) -> None:
     print(f"wrote {out / 'table.csv'}, {out / 'table.md'}, {out / 'heatmap.png'}, {out / 'summary.md'}")
 
 
+def cmd_plot(args) -> None:
+    from sieve.dse import plots
+    from sieve.dse.store import Store
+    store = Store(args.results)
+    points = store.points()
+    if points.empty:
+        raise _usage(f"{args.results}: no sweep results (points.parquet) here")
+    if "error" in points.columns:
+        points = points[points["error"].isna()]
+    if args.points:
+        try:
+            wanted = [int(p) for p in args.points.split(",")]
+        except ValueError:
+            raise _usage(f"--points: '{args.points}' is not a list of point numbers") from None
+        missing = sorted(set(wanted) - set(points["point"]))
+        if missing:
+            raise _usage(f"--points: no successful point numbered {missing[0]} in {args.results}")
+        points = points[points["point"].isin(wanted)]
+    if args.kind == "layers":
+        if len(points) > 60:
+            raise _usage(f"{len(points)} points are too many bars: choose some with --points")
+        plots.layer_breakdown(points, store.layers(), args.output)
+    else:
+        plots.roofline(points, args.output)
+    print(f"wrote {args.output} ({len(points)} point(s))")
+
+
 def _usage(message: str):
     from sieve.errors import UsageError
     return UsageError(message)
@@ -623,6 +650,13 @@ def parser() -> argparse.ArgumentParser:
     st.add_argument("--workers", type=int, default=1, metavar="N", help="local worker processes")
     st.add_argument("--dask", metavar="ADDRESS", help="a Dask scheduler address, or 'local'")
     st.set_defaults(func=cmd_study)
+
+    pl = command("plot", "plot sweep results: cycles per layer class (layers) or the roofline")
+    pl.add_argument("results", help="a sweep's results folder")
+    pl.add_argument("--kind", choices=("layers", "roofline"), default="layers", help="what to plot (%(default)s)")
+    pl.add_argument("--points", metavar="N,N,...", help="point numbers (the 'point' column); default all")
+    pl.add_argument("-o", "--output", required=True, metavar="PNG", help="the image to write")
+    pl.set_defaults(func=cmd_plot)
 
     ar = command("arch", "list presets, or print one as TOML that --arch reads back")
     ar.add_argument("name", nargs="?", help="preset name or TOML file")

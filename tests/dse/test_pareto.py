@@ -54,3 +54,24 @@ def test_pareto_command_on_a_sweep(tmp_path):
     bad = subprocess.run([sieve, "pareto", "res", "--x", "area", "--y", "latency_ms"], cwd=tmp_path,
                          capture_output=True, text=True)
     assert bad.returncode == 1 and "'area' is not a numeric column" in bad.stderr
+
+
+def test_plot_command_and_every_point_under_its_roof(tmp_path):
+    (tmp_path / "s.toml").write_text('models = ["lenet5"]\n[space]\ncore.pe_rows = [8, 16]\ncores = [1, 2]\n'
+                                     '"memory.dram_bytes_per_cycle" = [2.0, 64.0]\n"memory.l2_bytes" = [0, 65536]\n')
+    sieve = str(Path(sys.executable).with_name("sieve"))
+    assert subprocess.run([sieve, "sweep", "s.toml", "-o", "res", "-q"], cwd=tmp_path).returncode == 0
+    import pandas as pd
+    rows = pd.read_parquet(tmp_path / "res" / "points.parquet")
+    # no point beats its roofline: MACs per cycle <= min(peak, DRAM bytes per cycle x MACs per DRAM byte)
+    assert (rows["macs"] / rows["cycles"] <= rows["peak_macs_per_cycle"]).all()
+    assert (rows["dram_bytes"] / rows["cycles"] <= rows["dram_bytes_per_cycle"] * (1 + 1e-9)).all()
+    for kind in ("layers", "roofline"):
+        done = subprocess.run([sieve, "plot", "res", "--kind", kind, "-o", f"{kind}.png"] +
+                              (["--points", "0,1,5"] if kind == "layers" else []),
+                              cwd=tmp_path, capture_output=True, text=True)
+        assert done.returncode == 0, done.stderr
+        assert (tmp_path / f"{kind}.png").stat().st_size > 1000
+    bad = subprocess.run([sieve, "plot", "res", "--points", "99", "-o", "x.png"], cwd=tmp_path, capture_output=True,
+                         text=True)
+    assert bad.returncode == 1 and "no successful point numbered 99" in bad.stderr
