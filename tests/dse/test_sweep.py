@@ -186,3 +186,25 @@ def test_study_table_has_a_row_per_core_count_and_split(tmp_path):
         assert f"**{n} core" in text
     assert (tmp_path / "heatmap.png").stat().st_size > 1000 and (tmp_path / "table.csv").is_file()
     assert set(store.layers()["class"]) >= {"conv", "fc", "pool"}
+
+
+def test_a_failing_compile_is_recorded_for_its_points_and_the_rest_run(tmp_path):
+    def build(graph, arch, partition):
+        if arch.core.pe_rows == 8:
+            raise RuntimeError("no tile fits (injected)")
+        return build_program(graph, arch, partition)
+    outcome = run_sweep(_spec(prune=["none"]), tmp_path, prepare_model, build)
+    rows = Store(tmp_path).points()
+    failed = rows[rows["core.pe_rows"] == 8]
+    assert len(rows) == 8 and outcome.errors == 4 and outcome.compiled == 1
+    assert failed["error"].str.contains("no tile fits").all()
+    assert rows[rows["core.pe_rows"] == 16]["error"].isna().all()
+
+
+def test_bitexact_mode_gives_the_timing_modes_cycles(tmp_path):
+    timing = run_sweep(_spec(prune=["none"]), tmp_path / "t", prepare_model, build_program)
+    exact = run_sweep(_spec(prune=["none"], mode="bitexact"), tmp_path / "b", prepare_model, build_program)
+    assert timing.ran == exact.ran == 8
+    a, b = Store(tmp_path / "t").points(), Store(tmp_path / "b").points()
+    assert (a["cycles"].to_numpy() == b["cycles"].to_numpy()).all() and b["error"].isna().all()
+    assert set(a["key"]).isdisjoint(b["key"])               # the mode is part of a point's identity
