@@ -621,8 +621,9 @@ def parser() -> argparse.ArgumentParser:
 
     sw = command("sweep", "run a design-space sweep from a spec file (docs/sweeps.md); resumable")
     sw.add_argument("spec", help="sweep spec (.toml)")
-    sw.add_argument("-o", "--output", required=True, metavar="FOLDER",
-                    help="results folder: points.parquet and layers.parquet; a rerun does only missing points")
+    sw.add_argument("-o", "--output", default="results", metavar="FOLDER",
+                    help="results folder (default %(default)s): points.parquet and layers.parquet; a rerun does "
+                    "only the missing points")
     sw.add_argument("--workers", type=int, default=1, metavar="N",
                     help="local worker processes (default 1: in this process)")
     sw.add_argument("--dask", metavar="ADDRESS", help="run on a Dask cluster: a scheduler address "
