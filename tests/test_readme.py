@@ -25,5 +25,6 @@ def test_readme_walkthrough_runs(tmp_path):
     try_dir = tmp_path / "try"
     assert (try_dir / "again.sieve").read_bytes() == (try_dir / "lenet5.sieve").read_bytes()
     for f in ("r18_q.onnx", "r18.sieve", "r18nm.sieve", "sparse.sieve", "stats.json", "slow.toml", "r18mc.sieve",
-              "mc.json", "r18mc.json", "r18rows.sieve", "r18pipe.sieve"):
+              "mc.json", "r18mc.json", "r18rows.sieve", "r18pipe.sieve", "front.png", "study/summary.md",
+              "study/heatmap.png"):
         assert (try_dir / f).stat().st_size > 0, f
