@@ -51,11 +51,12 @@ def splits(budget: int, cores: int, smallest: int = 64 * KIB) -> list[tuple[int,
 def study_spec(model: str, budget: int, cores: list[int], arch: str = "default", size: int | None = None,
                calibrate: str | None = None, smallest: int = 64 * KIB) -> Spec:
     """The study as a sweep spec: core counts x splits, the budget held by a constraint."""
+    for n in cores:
+        if not splits(budget, n, smallest):
+            raise ValueError(f"a budget of {budget:,} bytes does not give each of {n} cores a "
+                             f"{smallest // KIB} KiB scratchpad")
     spads = sorted({s for n in cores for s, _ in splits(budget, n, smallest)})
     l2s = sorted({l2 for n in cores for _, l2 in splits(budget, n, smallest)})
-    if not spads:
-        raise ValueError(f"a budget of {budget:,} bytes does not give each of {max(cores)} cores a "
-                         f"{smallest // KIB} KiB scratchpad")
     data = {"name": f"scratchpad vs L2, {budget / (1 << 20):g} MiB of SRAM", "models": [model], "arch": arch,
             "space": {"cores": cores, "core.scratchpad_bytes": spads, "memory.l2_bytes": l2s},
             "constraints": [f"cores * core.scratchpad_bytes + memory.l2_bytes == {budget}"]}

@@ -417,10 +417,14 @@ def cmd_study(args) -> None:
     from sieve.sweeps import build_program, executor_for, prepare_model
     try:
         budget = study.parse_bytes(args.sram_budget)
+        if not all(c.strip().isdigit() for c in args.cores.split(",")):
+            raise ValueError(f"'{args.cores}' is not a list of core counts (e.g. 1,2,4)")
         cores = [int(c) for c in args.cores.split(",")]
+        if min(cores) < 1:
+            raise ValueError("core counts must be positive")
+        spec = study.study_spec(args.model, budget, cores, args.arch, args.size, args.calibrate)
     except ValueError as err:
         raise _usage(f"--sram-budget/--cores: {err}") from None
-    spec = study.study_spec(args.model, budget, cores, args.arch, args.size, args.calibrate)
     out = Path(args.output)
     if not args.quiet:
         print(f"{spec.name}: {len(spec.points())} splits over {', '.join(map(str, cores))} cores; results in {out}/",

@@ -39,7 +39,11 @@ def executor_for(workers: int = 1, dask: str | None = None):
         from distributed import Client, LocalCluster
         cluster = LocalCluster(n_workers=max(workers, 1), threads_per_worker=1, processes=True,
                                dashboard_address=None) if dask == "local" else None
-        client = Client(cluster if cluster is not None else dask)
+        try:
+            client = Client(cluster if cluster is not None else dask, timeout="20s")
+        except (OSError, TimeoutError, ValueError) as err:
+            from sieve.errors import UsageError
+            raise UsageError(f"cannot reach the Dask scheduler at '{dask}': {err}") from None
         try:
             yield client.get_executor()
         finally:

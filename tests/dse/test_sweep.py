@@ -208,3 +208,17 @@ def test_bitexact_mode_gives_the_timing_modes_cycles(tmp_path):
     a, b = Store(tmp_path / "t").points(), Store(tmp_path / "b").points()
     assert (a["cycles"].to_numpy() == b["cycles"].to_numpy()).all() and b["error"].isna().all()
     assert set(a["key"]).isdisjoint(b["key"])               # the mode is part of a point's identity
+
+
+@pytest.mark.parametrize("args,message", [
+    (["--sram-budget", "lots"], "'lots' is not a size"),
+    (["--sram-budget", "64KiB", "--cores", "1,2"], "does not give each of 2 cores a 64 KiB scratchpad"),
+    (["--sram-budget", "1MiB", "--cores", "1,x"], "is not a list of core counts"),
+    (["--sram-budget", "1MiB", "--cores", "0,2"], "core counts must be positive"),
+])
+def test_study_command_errors_are_one_line_and_write_nothing(tmp_path, args, message):
+    sieve = str(Path(sys.executable).with_name("sieve"))
+    done = subprocess.run([sieve, "study", "sp-vs-l2", "--model", "lenet5", "-o", "st"] + args, cwd=tmp_path,
+                          capture_output=True, text=True)
+    assert done.returncode == 1 and message in done.stderr and done.stderr.count("\n") == 1
+    assert not (tmp_path / "st").exists()
