@@ -110,6 +110,8 @@ def run_sweep(spec: Spec, out: str | Path, prepare: Callable, build: Callable,
         (out / sub).mkdir(parents=True, exist_ok=True)
     done = store.done()
     tasks, bad = plan(spec)
+    # what the cached graphs and binaries depend on besides the model: the calibration data's contents
+    calib = spec.calibrate and hashlib.sha256(Path(spec.calibrate).read_bytes()).hexdigest()[:16]
     result = Outcome(stored_before=len(done))
     bad = [row for row in bad if row["key"] not in done]
     if bad:
@@ -124,7 +126,7 @@ def run_sweep(spec: Spec, out: str | Path, prepare: Callable, build: Callable,
     wanted = sorted({(t["model"], t["prune"]) for t in todo}, key=str)
     futures = {}
     for model, prune in wanted:
-        path = out / "cache" / f"{_digest([_model_id(model, spec.size), str(prune), spec.calibrate])}.graph"
+        path = out / "cache" / f"{_digest([_model_id(model, spec.size), str(prune), calib])}.graph"
         if path.is_file():
             graphs[model, prune] = str(path)
             continue
@@ -143,7 +145,7 @@ def run_sweep(spec: Spec, out: str | Path, prepare: Callable, build: Callable,
     for g, members in groups.items():
         first = members[0]
         graph = graphs[first["model"], first["prune"]]
-        path = out / "binaries" / f"{_digest(list(g))}.sieve"
+        path = out / "binaries" / f"{_digest(list(g) + [calib])}.sieve"
         if isinstance(graph, BaseException):
             binaries[g] = graph
         elif path.is_file():

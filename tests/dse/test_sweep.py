@@ -222,3 +222,16 @@ def test_study_command_errors_are_one_line_and_write_nothing(tmp_path, args, mes
                           capture_output=True, text=True)
     assert done.returncode == 1 and message in done.stderr and done.stderr.count("\n") == 1
     assert not (tmp_path / "st").exists()
+
+
+def test_new_calibration_data_is_not_served_from_the_cache(tmp_path):
+    import numpy as np
+    calib = tmp_path / "calib.npy"
+    np.save(calib, np.random.default_rng(0).standard_normal((4, 64)).astype(np.float32))
+    spec = {"models": ["mlp"], "calibrate": str(calib), "space": {"memory.l2_bytes": [0]}}
+    run_sweep(spec_from_dict(spec), tmp_path / "r", prepare_model, build_program)
+    np.save(calib, 5 * np.random.default_rng(1).standard_normal((4, 64)).astype(np.float32))
+    outcome = run_sweep(spec_from_dict(spec), tmp_path / "r", prepare_model, build_program)
+    assert outcome.ran == 1 and outcome.prepared == 1 and outcome.compiled == 1     # a new point, prepared again
+    rows = Store(tmp_path / "r").points()
+    assert len(rows) == 2 and rows["key"].nunique() == 2
