@@ -73,10 +73,15 @@ def _model_id(model: str, size: int | None) -> str:
     return model if size is None else f"{model}@{size}"
 
 
-def plan(spec: Spec) -> tuple[list[dict], list[dict]]:
-    """(every point as a task description, error rows for points whose arch is invalid)."""
+def _calib_id(spec: Spec) -> str | None:
+    """The calibration data's identity: a hash of its contents."""
+    return spec.calibrate and hashlib.sha256(Path(spec.calibrate).read_bytes()).hexdigest()[:16]
+
+
+def plan(spec: Spec, calib: str | None) -> tuple[list[dict], list[dict]]:
+    """(every point as a task description, error rows for points whose arch is invalid); ``calib`` is
+    ``_calib_id(spec)``."""
     tasks, bad = [], []
-    calib = spec.calibrate and hashlib.sha256(Path(spec.calibrate).read_bytes()).hexdigest()[:16]
     arch_points = spec.points()
     index = 0
     for model in spec.models:
@@ -109,9 +114,9 @@ def run_sweep(spec: Spec, out: str | Path, prepare: Callable, build: Callable,
     for sub in ("cache", "binaries"):
         (out / sub).mkdir(parents=True, exist_ok=True)
     done = store.done()
-    tasks, bad = plan(spec)
-    # what the cached graphs and binaries depend on besides the model: the calibration data's contents
-    calib = spec.calibrate and hashlib.sha256(Path(spec.calibrate).read_bytes()).hexdigest()[:16]
+    # what points, cached graphs and binaries depend on besides the model: the calibration data's contents
+    calib = _calib_id(spec)
+    tasks, bad = plan(spec, calib)
     result = Outcome(stored_before=len(done))
     bad = [row for row in bad if row["key"] not in done]
     if bad:
@@ -219,8 +224,7 @@ def _text(err: BaseException) -> str:
 # ---------------------------------------------------------------- tasks (run on workers)
 
 _GRAPHS: dict[str, Any] = {}
-_PROGRAMS: dict[str, Program] = {}
-_CLASSES: dict[str, dict[str, str]] = {}
+_PROGRAMS: dict[str, tuple[Program, dict[str, str]]] = {}    # binary -> (program, layer -> class)
 
 
 def _prepare(prepare: Callable, model: str, size, calibrate, prune, path: str) -> str:
@@ -250,10 +254,10 @@ def _simulate(binary: str, arch: ArchConfig, mode: str, key: str, base: dict) ->
     if binary not in _PROGRAMS:
         if len(_PROGRAMS) > 4:
             _PROGRAMS.clear()
-        _PROGRAMS[binary] = decode_program(Path(binary).read_bytes(), binary)
         classes = Path(binary + ".classes.json")
-        _CLASSES[binary] = json.loads(classes.read_text()) if classes.is_file() else {}
-    compiled = _PROGRAMS[binary]
+        _PROGRAMS[binary] = (decode_program(Path(binary).read_bytes(), binary),
+                             json.loads(classes.read_text()) if classes.is_file() else {})
+    compiled, classes = _PROGRAMS[binary]
     program = Program(arch, compiled.streams, compiled.data, compiled.dram_bytes, compiled.inputs, compiled.outputs,
                       compiled.layers)
     inputs = None
@@ -279,7 +283,7 @@ def _simulate(binary: str, arch: ArchConfig, mode: str, key: str, base: dict) ->
            **{f"energy_{k}_uj": v / 1e6 for k, v in stats.energy_pj.items()},
            "error": None, "host_seconds": time.perf_counter() - t0}
     layers = [{"key": key, "point": base["point"], "layer_index": i, "layer": layer.name, "op": layer.op,
-               "class": _CLASSES[binary].get(layer.name, layer.op), "partition": layer.partition,
+               "class": classes.get(layer.name, layer.op), "partition": layer.partition,
                "cycles": layer.cycles, "macs": layer.macs, "utilization": layer.utilization,
                "energy_uj": layer.energy_total_pj / 1e6,
                "dram_bytes": layer.events["dram_read_bytes"] + layer.events["dram_write_bytes"]}

@@ -354,10 +354,8 @@ def cmd_asm(args) -> None:
 
 
 def cmd_sweep(args) -> None:
-    from sieve.dse.engine import run_sweep
     from sieve.dse.spec import load_spec
     from sieve.dse.store import Store
-    from sieve.sweeps import build_program, executor_for, prepare_model
     spec = load_spec(args.spec)
     out = Path(args.output)
     if out.exists() and not out.is_dir():
@@ -369,8 +367,7 @@ def cmd_sweep(args) -> None:
               f"{len(spec.partition)} partition(s) x {arch_points:,} arch points), {spec.mode}; results in {out}/",
               file=sys.stderr)
     t0 = time.perf_counter()
-    with _progress(args) as bar, executor_for(args.workers, args.dask) as executor:
-        outcome = run_sweep(spec, out, prepare_model, build_program, executor, bar)
+    outcome = _run_spec(spec, out, args)
     frame = Store(out).points()
     print(f"{outcome.ran:,} point(s) run, {outcome.stored_before:,} already stored, {outcome.compiled} compile(s), "
           f"{outcome.errors} error(s) in {time.perf_counter() - t0:.1f} s; {len(frame):,} rows in "
@@ -412,9 +409,7 @@ def cmd_pareto(args) -> None:
 
 def cmd_study(args) -> None:
     from sieve.dse import study
-    from sieve.dse.engine import run_sweep
     from sieve.dse.store import Store
-    from sieve.sweeps import build_program, executor_for, prepare_model
     try:
         budget = study.parse_bytes(args.sram_budget)
         if not all(c.strip().isdigit() for c in args.cores.split(",")):
@@ -429,8 +424,7 @@ def cmd_study(args) -> None:
     if not args.quiet:
         print(f"{spec.name}: {len(spec.points())} splits over {', '.join(map(str, cores))} cores; results in {out}/",
               file=sys.stderr)
-    with _progress(args) as bar, executor_for(args.workers, args.dask) as executor:
-        run_sweep(spec, out, prepare_model, build_program, executor, bar)
+    _run_spec(spec, out, args)
     store = Store(out)
     model = Path(args.model).stem if Path(args.model).suffix else args.model
     _, text = study.write(store.points(), store.layers(), model, budget, out)
@@ -464,6 +458,20 @@ def cmd_plot(args) -> None:
     else:
         plots.roofline(points, args.output)
     print(f"wrote {args.output} ({len(points)} point(s))")
+
+
+def _run_spec(spec, out: Path, args):
+    """A sweep spec on the engine the options chose (--workers, --dask), with a progress bar."""
+    from sieve.sweeps import run_spec
+    with _progress(args) as bar:
+        return run_spec(spec, out, args.workers, args.dask, bar)
+
+
+def _engine_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--workers", type=int, default=1, metavar="N",
+                   help="local worker processes (default 1: in this process)")
+    p.add_argument("--dask", metavar="ADDRESS", help="run on a Dask cluster: a scheduler address "
+                   "(tcp://host:8786), or 'local' for a LocalCluster of --workers processes")
 
 
 def _usage(message: str):
@@ -598,8 +606,8 @@ def parser() -> argparse.ArgumentParser:
     r.add_argument("--stats", help="write every figure of the report as JSON (schema: docs/stats.md)")
     r.add_argument("--trace", help="write the run as Chrome/Perfetto trace JSON (open at ui.perfetto.dev): a track "
                    "per queue per core, the layers, arrows for cross-core waits")
-    r.add_argument("--arch", help="run on this arch instead of the embedded one (may differ only in "
-                   "memory, clock and energy)")
+    r.add_argument("--arch", help="run on this arch instead of the embedded one (may differ in memory, clock, "
+                   "energy, area and the core's timing fields, not in cores, PE array or buffer sizes)")
     r.add_argument("--timing-only", action="store_true", help="skip functional execution (same cycles)")
     r.add_argument("--report", action="store_true", help="the sparsity report: per layer weight format, density, "
                    "lane utilization, skipped MACs, and cycles and energy against the dense twin")
@@ -628,10 +636,7 @@ def parser() -> argparse.ArgumentParser:
     sw.add_argument("-o", "--output", default="results", metavar="FOLDER",
                     help="results folder (default %(default)s): points.parquet and layers.parquet; a rerun does "
                     "only the missing points")
-    sw.add_argument("--workers", type=int, default=1, metavar="N",
-                    help="local worker processes (default 1: in this process)")
-    sw.add_argument("--dask", metavar="ADDRESS", help="run on a Dask cluster: a scheduler address "
-                    "(tcp://host:8786), or 'local' for a LocalCluster of --workers processes")
+    _engine_arguments(sw)
     sw.set_defaults(func=cmd_sweep)
 
     pa = command("pareto", "the Pareto front of sweep results over two or three metrics (all minimized)")
@@ -652,8 +657,7 @@ def parser() -> argparse.ArgumentParser:
     st.add_argument("--size", type=int, help="input resolution of the zoo's ImageNet models")
     st.add_argument("--calibrate", metavar="DATA", help="calibration data")
     st.add_argument("-o", "--output", required=True, metavar="FOLDER", help="results folder (resumable)")
-    st.add_argument("--workers", type=int, default=1, metavar="N", help="local worker processes")
-    st.add_argument("--dask", metavar="ADDRESS", help="a Dask scheduler address, or 'local'")
+    _engine_arguments(st)
     st.set_defaults(func=cmd_study)
 
     pl = command("plot", "plot sweep results: cycles per layer class (layers) or the roofline")

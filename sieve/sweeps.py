@@ -58,6 +58,15 @@ def executor_for(workers: int = 1, dask: str | None = None):
         yield InlineExecutor()
 
 
+def run_spec(spec, out: str | Path, workers: int = 1, dask: str | None = None,
+             progress: Callable[[str, int, int], None] | None = None):
+    """Run a spec's missing points into ``out`` with this pipeline on the chosen engine; returns the
+    engine's ``Outcome``. ``sieve sweep``, ``sieve study`` and ``sweep()`` all run through here."""
+    from sieve.dse.engine import run_sweep
+    with executor_for(workers, dask) as executor:
+        return run_sweep(spec, out, prepare_model, build_program, executor, progress)
+
+
 def sweep(space: dict | str | Path, out: str | Path | None = None, *, models: list[str] | None = None,
           prune: list | None = None, partition: list[str] | None = None, arch: str = "default",
           mode: str = "timing", samples: int = 0, seed: int = 0, size: int | None = None,
@@ -67,7 +76,6 @@ def sweep(space: dict | str | Path, out: str | Path | None = None, *, models: li
     fields to values (``{"core.pe_rows": [8, 16], "memory.l2_bytes": [0, 1 << 20]}``) with the other
     spec keys given here (docs/sweeps.md). Results are stored in ``out`` (resumable: points already
     there are not run again); without ``out`` in a temporary folder."""
-    from sieve.dse.engine import run_sweep
     from sieve.dse.spec import load_spec, spec_from_dict
     from sieve.dse.store import Store
     if isinstance(space, (str, Path)):
@@ -83,6 +91,5 @@ def sweep(space: dict | str | Path, out: str | Path | None = None, *, models: li
     with contextlib.ExitStack() as stack:
         if out is None:
             out = stack.enter_context(tempfile.TemporaryDirectory(prefix="sieve-sweep-"))
-        with executor_for(workers, dask) as executor:
-            run_sweep(spec, out, prepare_model, build_program, executor, progress)
+        run_spec(spec, out, workers, dask, progress)
         return Store(out).points()
