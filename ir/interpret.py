@@ -6,7 +6,7 @@ from typing import Callable, Mapping
 import numpy as np
 
 from sieve.ir.graph import Graph, IRError, Op
-from sieve.ir.kernels import dequantize, quantize
+from sieve_numerics.integer import dequantize, quantize
 from sieve.ir.registry import opdef
 from sieve.ir.types import DType
 

@@ -11,6 +11,7 @@ from typing import Callable, Sequence
 import numpy as np
 
 from sieve.ir import kernels as K
+from sieve_numerics import integer as Q
 from sieve.ir.graph import IRError, Node, Op
 from sieve.ir.types import DType, TensorType
 
@@ -57,7 +58,7 @@ def _finish_int(node: Node, acc: np.ndarray, scale: np.ndarray) -> np.ndarray:
     """int32 outputs (ConvInteger-style) keep the accumulator; int8 outputs are requantized."""
     if node.out.dtype is DType.INT32:
         return acc.astype(np.int32)
-    return K.requantize(acc.astype(np.int32), scale, node.out.quant.zp, *act_bounds(node))
+    return Q.requantize(acc.astype(np.int32), scale, node.out.quant.zp, *act_bounds(node))
 
 
 def _need_rank(node: Node, t: TensorType, rank: int) -> None:
@@ -187,10 +188,10 @@ def _add_int(node: Node, xs: Arrays, ins: Types) -> np.ndarray:
     arith = add_arith(node)
     za, zb, zc = ins[0].quant.zp, ins[1].quant.zp, node.out.quant.zp
     if arith == "float":
-        return K.add_float(xs[0], xs[1], za, zb, ins[0].quant.scale[0], ins[1].quant.scale[0],
+        return Q.add_float(xs[0], xs[1], za, zb, ins[0].quant.scale[0], ins[1].quant.scale[0],
                            node.out.quant.scale[0], zc, *act_bounds(node))
     ma, mb = add_multipliers(ins, node.out)
-    return K.add_requantize(xs[0], xs[1], za, zb, ma, mb, zc, *act_bounds(node), u8=arith == "u8")
+    return Q.add_qlinear(xs[0], xs[1], za, zb, ma, mb, zc, *act_bounds(node), u8=arith == "u8")
 
 
 def _relu_float(node: Node, xs: Arrays) -> np.ndarray:
@@ -300,7 +301,7 @@ def _concat_float(node: Node, xs: Arrays) -> np.ndarray:
 def _concat_int(node: Node, xs: Arrays, ins: Types) -> np.ndarray:
     """Each input requantized to the output's scale through float, as onnxruntime's QLinearConcat."""
     q = node.out.quant
-    parts = [K.dq_requantize(x, t.quant.zp, t.quant.scale[0], q.zp, q.scale[0]) for x, t in zip(xs, ins)]
+    parts = [Q.dq_requantize(x, t.quant.zp, t.quant.scale[0], q.zp, q.scale[0]) for x, t in zip(xs, ins)]
     return np.concatenate(parts, axis=1)
 
 
@@ -326,21 +327,17 @@ def _affine_float(node: Node, xs: Arrays) -> np.ndarray:
 def _affine_int(node: Node, xs: Arrays, ins: Types) -> np.ndarray:
     """As onnxruntime computes a batch norm between DequantizeLinear and QuantizeLinear (in float)."""
     qi, qo = ins[0].quant, node.out.quant
-    y = K.affine_float(xs[0], qi.zp, qi.scale[0], _per_channel(node, xs[0], "scale"),
-                       _per_channel(node, xs[0], "shift"), qo.zp, qo.scale[0])
-    lo, hi = act_bounds(node)                       # a fused Relu/Clip: quantization is monotone
-    return np.clip(y, lo, hi).astype(np.int8)
+    return Q.affine_float(xs[0], qi.zp, qi.scale[0], _per_channel(node, xs[0], "scale"),
+                          _per_channel(node, xs[0], "shift"), qo.zp, qo.scale[0], *act_bounds(node))
 
 
 def _softmax_float(node: Node, xs: Arrays) -> np.ndarray:
-    x = xs[0].astype(np.float64)
-    e = np.exp(x - x.max(axis=node.attrs.get("axis", -1), keepdims=True))
-    return (e / e.sum(axis=node.attrs.get("axis", -1), keepdims=True)).astype(np.float32)
+    return Q.softmax_host(xs[0], node.attrs.get("axis", -1))
 
 
 def _softmax_int(node: Node, xs: Arrays, ins: Types) -> np.ndarray:
     """The host's softmax: float, on the dequantized integer input."""
-    return _softmax_float(node, [K.dequantize(xs[0], ins[0].quant.scale[0], ins[0].quant.zp)])
+    return _softmax_float(node, [Q.dequantize(xs[0], ins[0].quant.scale[0], ins[0].quant.zp)])
 
 
 def _input_infer(node: Node, ins: Types) -> tuple[int, ...]:

@@ -12,6 +12,7 @@ import numpy as np
 
 from sieve.arch.binary import Program
 from sieve.arch.isa import Instruction, Opcode
+from sieve_numerics import integer
 
 
 class OutOfBounds(Exception):
@@ -174,31 +175,8 @@ def _requant(m: Machine, core: CoreState, ins: Instruction) -> None:
         _span(core.spad, ins.dst_addr, 4 * n, "scratchpad output")[:] = total.ravel().view(np.uint8)
         return
     scale = _span(core.spad, ins.scale_addr, 4 * ins.k, "scratchpad scale").view("<f4")
-    y = total.astype(np.float32)
-    y *= scale
-    np.rint(y, out=y)
-    y += np.float32(ins.zp)        # exact below 2**24; anything larger saturates the same way
-    y = np.clip(y, ins.lo, ins.hi, out=y).astype(np.int8)
+    y = integer.requantize(total, scale, ins.zp, ins.lo, ins.hi)
     _span(core.spad, ins.dst_addr, n, "scratchpad output")[:] = y.ravel().view(np.uint8)
-
-
-def _fma32(x, y, z) -> np.ndarray:
-    """float32 fused multiply-add of small integers x, rounded once: float64 sum and its exact error
-    (TwoSum), the error deciding at a float32 midpoint."""
-    p = np.asarray(x, np.float64) * np.float64(np.float32(y))        # exact: at most 33 significant bits
-    z64 = np.asarray(z, np.float32).astype(np.float64)
-    s = p + z64
-    bb = s - p
-    e = (p - (s - bb)) + (z64 - bb)                                  # s + e == p + z exactly (TwoSum)
-    r = np.asarray(s.astype(np.float32))
-    r64 = r.astype(np.float64)
-    d = s - r64
-    near = (e != 0) & (d != 0)          # rounding s again can differ only when s is a float32 midpoint
-    if np.any(near):
-        n = np.nextafter(r, np.where(d > 0, np.float32(np.inf), np.float32(-np.inf))).astype(np.float32)
-        tie = near & (s == (r64 + n.astype(np.float64)) * 0.5) & (np.sign(e) == np.sign(d))
-        r = np.where(tie, n, r)
-    return r
 
 
 def _add(m: Machine, core: CoreState, ins: Instruction) -> None:
@@ -210,17 +188,10 @@ def _add(m: Machine, core: CoreState, ins: Instruction) -> None:
     b = _i8(core.spad, ins.b_addr, ins.count, "scratchpad b")
     lo = ins.zc if ins.relu else -128
     if ins.mode == 2:
-        fa = (a.astype(np.float32) - np.float32(ins.za)) * np.float32(ins.ma)
-        fb = (b.astype(np.float32) - np.float32(ins.zb)) * np.float32(ins.mb)
-        y = np.rint((fa + fb) / np.float32(ins.sc)).astype(np.float64) + ins.zc
+        y = integer.add_float(a, b, ins.za, ins.zb, ins.ma, ins.mb, ins.sc, ins.zc, lo, ins.hi)
     else:
-        off = 128 if ins.mode == 1 else 0           # the uint8 kernel sees int8 values + 128
-        ma, mb = np.float32(ins.ma), np.float32(ins.mb)
-        k = np.float32(np.float32(ins.zc + off) - _fma32(ins.za + off, ma, np.float32(mb * np.float32(ins.zb + off))))
-        c = _fma32(a.astype(np.int16) + off, ma, _fma32(b.astype(np.int16) + off, mb, k))
-        y = np.rint(c).astype(np.float64) - off
-    _span(core.spad, ins.dst_addr, ins.count, "scratchpad output")[:] = \
-        np.clip(y, lo, ins.hi).astype(np.int8).view(np.uint8)
+        y = integer.add_qlinear(a, b, ins.za, ins.zb, ins.ma, ins.mb, ins.zc, lo, ins.hi, u8=ins.mode == 1)
+    _span(core.spad, ins.dst_addr, ins.count, "scratchpad output")[:] = y.view(np.uint8)
 
 
 def _maxpool(m: Machine, core: CoreState, ins: Instruction) -> None:
@@ -245,9 +216,7 @@ def _affine(m: Machine, core: CoreState, ins) -> None:
         raise OutOfBounds(f"AFFINE over {count} elements is not a whole number of {c}-channel pixels")
     params = _span(core.spad, ins.param_addr, 8 * c, "scratchpad channel parameters").view("<f4")
     x = _i8(core.spad, ins.src_addr, count, "scratchpad input").reshape(-1, c)
-    v = (x.astype(np.float32) - np.float32(ins.zx)) * np.float32(ins.sx)
-    v = v * params[:c] + params[c:]
-    y = np.clip(np.rint(v / np.float32(ins.sy)).astype(np.float64) + ins.zy, ins.lo, ins.hi).astype(np.int8)
+    y = integer.affine_float(x, ins.zx, ins.sx, params[:c], params[c:], ins.zy, ins.sy, ins.lo, ins.hi)
     _span(core.spad, ins.dst_addr, count, "scratchpad output")[:] = y.ravel().view(np.uint8)
 
 

@@ -6,6 +6,7 @@ from pathlib import Path
 from typing import Mapping
 
 import numpy as np
+from sieve_numerics import integer
 
 from sieve.arch.binary import BinaryFormatError, Program, TensorDesc, check_compatible, decode_program
 from sieve.arch.config import ArchConfig
@@ -38,19 +39,17 @@ def load_binary(source: str | Path | bytes, arch: ArchConfig | None = None) -> P
 
 def quantize(x: np.ndarray, d: TensorDesc) -> np.ndarray:
     """Host-side input quantization: saturate(round_half_even(x / scale) + zero_point)."""
-    q = np.rint(x.astype(np.float32) / np.float32(d.scale)).astype(np.float64) + d.zero_point
-    return np.clip(q, -128, 127).astype(np.int8)
+    return integer.quantize(x, d.scale, d.zero_point)
 
 
 def dequantize(q: np.ndarray, d: TensorDesc) -> np.ndarray:
-    return ((q.astype(np.float32) - np.float32(d.zero_point)) * np.float32(d.scale)).astype(np.float32)
+    return integer.dequantize(q, d.scale, d.zero_point)
 
 
 def _host_post(y: np.ndarray, d: TensorDesc) -> np.ndarray:
     """What the host does after the accelerator: softmax over the last axis, in float."""
     if d.post == "softmax":
-        e = np.exp(y.astype(np.float64) - y.max(axis=-1, keepdims=True))
-        return (e / e.sum(axis=-1, keepdims=True)).astype(np.float32)
+        return integer.softmax_host(y)
     return y
 
 

@@ -47,7 +47,9 @@ def test_api_surface_and_errors(tmp_path):
     assert small.energy_table.l2_pj_per_byte > 0 and small.fingerprint() == sieve.arch.load("default").fingerprint()
 
 
-def test_wheel_installs_only_the_sieve_namespace(tmp_path):
+def test_wheel_installs_only_the_sieve_packages(tmp_path):
+    """The sieve namespace, and beside it sieve_numerics: the integer rules below every layer, which
+    the golden model (ir) and the simulator both import (neither may import the other's layers)."""
     dist, src = tmp_path / "dist", tmp_path / "src"
     import shutil                              # build from a clean copy: no stale build/ of the tree
     shutil.copytree(ROOT, src, ignore=shutil.ignore_patterns(".venv", ".git", "build", "*.egg-info", "__pycache__",
@@ -59,7 +61,7 @@ def test_wheel_installs_only_the_sieve_namespace(tmp_path):
     with zipfile.ZipFile(wheel) as z:
         names = z.namelist()
     tops = {n.split("/")[0] for n in names}
-    assert {t for t in tops if not t.endswith(".dist-info")} == {"sieve"}
+    assert {t for t in tops if not t.endswith(".dist-info")} == {"sieve", "sieve_numerics"}
     for packaged in ("sieve/arch/presets/default.toml", "sieve/frontend/sieve.lark", "sieve/codegen/asm.lark",
                      "sieve/ir/passes/quantize.py", "sieve/cli.py"):
         assert packaged in names, packaged
@@ -73,7 +75,7 @@ def test_wheel_installs_only_the_sieve_namespace(tmp_path):
     subprocess.run([str(py), "-m", "pip", "install", "--quiet", "--no-deps", "--no-index", str(wheel)],
                    check=True)
     added = sorted({p.name for p in site.iterdir()} - before)
-    assert [a for a in added if not a.endswith(".dist-info")] == ["sieve"], added
+    assert [a for a in added if not a.endswith(".dist-info")] == ["sieve", "sieve_numerics"], added
     assert sorted({p.name for p in (venv / "bin").iterdir()} - scripts) == ["sieve"]
     # run from the fresh install (the project's own dependencies after it on the path), outside the tree
     deps = next(Path(sys.executable).parent.parent.glob("lib/python*/site-packages"))

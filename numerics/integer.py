@@ -1,0 +1,133 @@
+"""The scalar integer rules, specified once: the golden model (``ir``) and the simulator both call them.
+
+Each function is the exact arithmetic of one step of the contract in docs/onnx.md: requantization,
+onnxruntime's QLinearAdd sequence, the float round trips onnxruntime runs for unfused ops, and (in
+``numerics.tables``) the 256-entry lookup tables of element-wise functions. They take numpy arrays
+and plain numbers, know nothing of graphs or instructions, and import nothing of Sieve: the layer
+below both ``ir`` and ``simulator``. What stays independent between those two is where bugs really
+live: tiling, packing, addressing and ordering.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+
+def requantize(acc: np.ndarray, scale, zero_point: int, lo: int = -128, hi: int = 127) -> np.ndarray:
+    """y = clamp(round_half_even(float32(acc) * float32(scale)) + zp, lo, hi), the contract's requantization
+    (onnxruntime's QLinearConv/QLinearMatMul on the CPU). ``acc`` is int32 (already wrapped), ``scale``
+    broadcasts against it; lo/hi carry fused activations (ReLU: lo = zp) and lie in the int8 range.
+    Adding zp in float32 is exact below 2**24, and anything larger saturates the same way."""
+    y = np.asarray(acc).astype(np.float32)
+    scale = np.asarray(scale, np.float32)
+    y = np.multiply(y, scale, out=y if np.broadcast_shapes(y.shape, scale.shape) == y.shape else None)
+    np.rint(y, out=y)
+    y += np.float32(zero_point)
+    return np.clip(y, lo, hi, out=y).astype(np.int8)
+
+
+def quantize(x: np.ndarray, scale: float, zero_point: int) -> np.ndarray:
+    """Host-side quantization of a float tensor: saturate(round_half_even(x / s) + zp)."""
+    q = np.rint(x.astype(np.float32) / np.float32(scale)).astype(np.float64) + zero_point
+    return np.clip(q, -128, 127).astype(np.int8)
+
+
+def dequantize(q: np.ndarray, scale: float, zero_point: int) -> np.ndarray:
+    return ((q.astype(np.float32) - np.float32(zero_point)) * np.float32(scale)).astype(np.float32)
+
+
+def fma32(x, y, z) -> np.ndarray:
+    """float32 fused multiply-add x·y + z, rounded once, for float32 (or small integer) x and float32 y, z:
+    the product is exact in float64 (at most 48 significant bits), the sum in float64 plus its exact
+    error (TwoSum); a second rounding to float32 can differ from the one rounding only at a float32
+    midpoint, where the error's sign decides."""
+    p = np.asarray(x, np.float64) * np.asarray(np.float32(y), np.float64)    # exact
+    z64 = np.asarray(z, np.float32).astype(np.float64)
+    s = p + z64
+    bb = s - p
+    e = (p - (s - bb)) + (z64 - bb)                                  # s + e == p + z exactly (TwoSum)
+    r = np.asarray(s.astype(np.float32))
+    r64 = r.astype(np.float64)
+    d = s - r64
+    near = (e != 0) & (d != 0)          # rounding s again can differ only when s is a float32 midpoint
+    if np.any(near):
+        n = np.nextafter(r, np.where(d > 0, np.float32(np.inf), np.float32(-np.inf))).astype(np.float32)
+        tie = near & (s == (r64 + n.astype(np.float64)) * 0.5) & (np.sign(e) == np.sign(d))
+        r = np.where(tie, n, r)
+    return r
+
+
+def dq_requantize(x: np.ndarray, zx: int, sx, zy: int, sy, lo: int = -128, hi: int = 127) -> np.ndarray:
+    """Requantization through float, as onnxruntime's QLinearConcat lookup table (and a float
+    DequantizeLinear -> QuantizeLinear pair) computes it: clamp(rhe(f32(f32(x - zx) * sx) / sy) + zy)."""
+    v = (x.astype(np.float32) - np.float32(zx)) * np.float32(sx)
+    return np.clip(np.rint(v / np.float32(sy)).astype(np.float64) + zy, lo, hi).astype(np.int8)
+
+
+def affine_float(x: np.ndarray, zx: int, sx, scale: np.ndarray, shift: np.ndarray, zy: int, sy, lo: int = -128,
+                 hi: int = 127) -> np.ndarray:
+    """A per-channel affine map through float, as onnxruntime runs DequantizeLinear -> BatchNormalization
+    -> QuantizeLinear: clamp(rhe(f32(f32(f32(f32(x - zx) * sx) * scale[c]) + shift[c]) / sy) + zy), every
+    step a float32 operation (no fused multiply-add), ``scale``/``shift`` broadcast along x's channels."""
+    v = (x.astype(np.float32) - np.float32(zx)) * np.float32(sx)
+    v = v * scale.astype(np.float32) + shift.astype(np.float32)
+    return np.clip(np.rint(v / np.float32(sy)).astype(np.float64) + zy, lo, hi).astype(np.int8)
+
+
+def add_float(a: np.ndarray, b: np.ndarray, za: int, zb: int, sa, sb, sc, zc: int, lo: int = -128,
+              hi: int = 127) -> np.ndarray:
+    """Add through float, as onnxruntime runs DequantizeLinear x2 -> Add -> QuantizeLinear unfused:
+    clamp(rhe((f32(f32(a - za) * sa) + f32(f32(b - zb) * sb)) / sc) + zc)."""
+    fa = (a.astype(np.float32) - np.float32(za)) * np.float32(sa)
+    fb = (b.astype(np.float32) - np.float32(zb)) * np.float32(sb)
+    return np.clip(np.rint((fa + fb) / np.float32(sc)).astype(np.float64) + zc, lo, hi).astype(np.int8)
+
+
+def add_qlinear(a: np.ndarray, b: np.ndarray, za: int, zb: int, ma: np.float32, mb: np.float32,
+                   zc: int, lo: int = -128, hi: int = 127, u8: bool = False) -> np.ndarray:
+    """Integer Add, as onnxruntime's QLinearAdd computes it with its AVX2 kernel (ma = sa/sc, mb = sb/sc):
+    k = f32(zc) - fma(ma, za, f32(mb*zb)) (the compiler contracts ma*za + mb*zb into an FMA);
+    y = clamp(rhe(fma(a, ma, fma(b, mb, k))), lo, hi). With u8 the arithmetic runs on the uint8
+    values (stored shifted by -128), as in the model."""
+    off = 128 if u8 else 0
+    ma, mb = np.float32(ma), np.float32(mb)
+    k = np.float32(np.float32(zc + off) - fma32(za + off, ma, np.float32(mb * np.float32(zb + off))))
+    t = fma32(b.astype(np.int16) + off, mb, k)
+    c = fma32(a.astype(np.int16) + off, ma, t)
+    y = np.rint(c).astype(np.float64) - off
+    return np.clip(y, lo, hi).astype(np.int8)
+
+
+def softmax_host(x: np.ndarray, axis: int = -1) -> np.ndarray:
+    """The host's softmax, in float64 on float32 values, returned as float32 (after the accelerator
+    has written the logits)."""
+    x = np.asarray(x, np.float64)
+    e = np.exp(x - x.max(axis=axis, keepdims=True))
+    return (e / e.sum(axis=axis, keepdims=True)).astype(np.float32)
+
+
+def mul_qlinear(a: np.ndarray, b: np.ndarray, za: int, zb: int, ratio, zc: int, lo: int = -128, hi: int = 127,
+                u8: bool = False) -> np.ndarray:
+    """Integer Mul of two activations, as onnxruntime's QLinearMul computes it on x86-64 (ratio =
+    float32(float32(sa * sb) / sc)): clamp(rhe(float32(float32((a - za)(b - zb)) * ratio) + float32(zc))).
+    The zero point is added in float32 before rounding, so with u8 (a model's uint8 tensors, stored
+    here as int8 = uint8 - 128) the sum is formed with the uint8 zero point. ``b`` broadcasts."""
+    off = 128 if u8 else 0
+    p = (a.astype(np.int32) - za) * (b.astype(np.int32) - zb)           # |p| <= 255 * 255: exact in float32
+    v = p.astype(np.float32) * np.float32(ratio)
+    v += np.float32(zc + off)
+    y = np.rint(v).astype(np.float64) - off
+    return np.clip(y, lo, hi).astype(np.int8)
+
+
+def mul_ratio(sa, sb, sc) -> np.float32:
+    """QLinearMul's multiplier: float32(float32(sa * sb) / sc)."""
+    return np.float32(np.float32(np.float32(sa) * np.float32(sb)) / np.float32(sc))
+
+
+def mul_float(a: np.ndarray, b: np.ndarray, za: int, zb: int, sa, sb, sc, zc: int, lo: int = -128,
+              hi: int = 127) -> np.ndarray:
+    """Mul through float, as onnxruntime runs DequantizeLinear x2 -> Mul -> QuantizeLinear unfused:
+    clamp(rhe(f32(f32(f32(a - za) * sa) * f32(f32(b - zb) * sb)) / sc) + zc)."""
+    fa = (a.astype(np.float32) - np.float32(za)) * np.float32(sa)
+    fb = (b.astype(np.float32) - np.float32(zb)) * np.float32(sb)
+    return np.clip(np.rint((fa * fb) / np.float32(sc)).astype(np.float64) + zc, lo, hi).astype(np.int8)
