@@ -5,7 +5,7 @@ from sieve.arch.binary import LayerSymbol, Program, TensorDesc
 from sieve.codegen.emit import Emitter
 from sieve.codegen.layout import CodegenError, DataImage, TensorLayout, plan_tensors
 from sieve.codegen.lower import CONSTANTS, EMIT
-from sieve.ir.graph import Graph, Op
+from sieve.ir.graph import Graph
 from sieve.ir.types import DType
 from sieve.ir.registry import opdef
 from sieve.scheduler.pipeline import overlaps
@@ -14,7 +14,7 @@ from sieve.scheduler.plan import Schedule
 
 def _desc(graph: Graph, name: str, lay: TensorLayout) -> TensorDesc:
     node = graph[name]
-    if node.op is Op.SOFTMAX:                 # the accelerator writes the logits; the host finishes
+    if opdef(node.op).scale == "host":        # the accelerator writes the logits; the host finishes
         axis = node.attrs.get("axis", -1)
         if axis not in (-1, len(node.out.shape) - 1):
             raise CodegenError("the host's softmax runs on the last axis only", name)
@@ -44,8 +44,9 @@ def generate(sched: Schedule) -> Program:
     core = arch.core
     bundles = {p.node: CONSTANTS[p.kind](graph, graph[p.node], p, sched.orders, data, core.simd_lanes, core.pe_rows)
                for p in sched.layers if p.kind in CONSTANTS}
-    layouts, dram_end = plan_tensors(graph, len(data.buf), sched.orders)
     kinds = {p.node: p.kind for p in sched.layers}
+    layouts, dram_end = plan_tensors(graph, len(data.buf), sched.orders,
+                                     {name for name, kind in kinds.items() if kind == "alias"})
     ems = [Emitter() for _ in range(arch.cores)]
     # tensor -> (core, images, STORED on that core after the part's last store), per part written
     stored: dict[str, list[tuple[int, tuple[int, int] | None, int]]] = {}

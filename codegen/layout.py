@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from sieve.ir.graph import Graph, Op
+from sieve.ir.graph import Graph
 
 DRAM_ALIGN = 64
 
@@ -45,14 +45,14 @@ class DataImage:
         return addr
 
 
-def plan_tensors(graph: Graph, start: int, orders: dict) -> tuple[dict[str, TensorLayout], int]:
-    """Give every tensor a DRAM address (each its own buffer; views share); return layouts and DRAM end.
-    ``orders`` are the memory orders the scheduler chose (Schedule.orders)."""
+def plan_tensors(graph: Graph, start: int, orders: dict, views: set[str]) -> tuple[dict[str, TensorLayout], int]:
+    """Give every tensor a DRAM address (each its own buffer; ``views`` share their input's); return
+    layouts and DRAM end. ``orders`` are the memory orders the scheduler chose (Schedule.orders)."""
     layouts: dict[str, TensorLayout] = {}
     addr = start
     for node in graph:
         o = orders[node.name]
-        if node.op in (Op.FLATTEN, Op.SOFTMAX):
+        if node.name in views and node.inputs:
             layouts[node.name] = TensorLayout(layouts[node.inputs[0]].addr, node.out.shape, o.view_shape, o.perm)
             continue
         layouts[node.name] = TensorLayout(addr, node.out.shape, o.view_shape, o.perm)

@@ -157,13 +157,38 @@ def emit_pool(em: Emitter, graph: Graph, node: Node, plan: LayerPlan, part, layo
                 oslots.release(em.store(box.transfers(o_addr), step))
 
 
+def _add_instr(em: Emitter, graph: Graph, node: Node, addrs: list[int], o_addr: int, ne: int, wait) -> None:
+    ins = [graph[i].out for i in node.inputs]
+    lo, hi = act_bounds(node)
+    if lo not in (-128, node.out.quant.zp):
+        raise CodegenError(f"the vector unit's add clamps below at the zero point or not at all; "
+                           f"a lower bound of {lo} is not supported", node.name)
+    arith = add_arith(node)
+    if arith == "float":                                 # scales, not multipliers
+        ma, mb, sc = ins[0].quant.scale[0], ins[1].quant.scale[0], node.out.quant.scale[0]
+    else:
+        (ma, mb), sc = add_multipliers(ins, node.out), 0.0
+    em.compute(Opcode.ADD, out_free_wait=wait, a_addr=addrs[0], b_addr=addrs[1], dst_addr=o_addr,
+               count=ne, za=ins[0].quant.zp, zb=ins[1].quant.zp, zc=node.out.quant.zp,
+               ma=float(ma), mb=float(mb), relu=int(lo != -128), hi=hi, mode=ADD_MODES[arith], sc=float(sc))
+
+
+def _relu_instr(em: Emitter, graph: Graph, node: Node, addrs: list[int], o_addr: int, ne: int, wait) -> None:
+    em.compute(Opcode.RELU, out_free_wait=wait, src_addr=addrs[0], dst_addr=o_addr, count=ne,
+               zp=graph[node.inputs[0]].out.quant.zp)
+
+
+# the instruction of each element-wise op, on one tile: operand addresses, output address, elements
+ELEMENTWISE = {Op.ADD: _add_instr, Op.RELU: _relu_instr}
+
+
 def emit_eltwise(em: Emitter, graph: Graph, node: Node, plan: LayerPlan, part, layouts, bundles) -> None:
+    """A stream of element tiles: load each operand, one vector instruction, store."""
     offs = plan.spad.offsets()
     names = [nm for nm, _ in plan.spad.regions]
     in_slots = [Slots(offs[nm]) for nm in names[:-1]]
     oslots = Slots(offs["out"])
-    ins = [graph[i].out for i in node.inputs]
-    lo, hi = act_bounds(node) if node.op is Op.ADD else (-128, 127)
+    instr = ELEMENTWISE[node.op]
     e_lo, e_hi = part.range("e", node.out.size)
     for e0, ne in split(e_hi - e_lo, plan.tile_elems):
         e0 += e_lo
@@ -173,22 +198,7 @@ def emit_eltwise(em: Emitter, graph: Graph, node: Node, plan: LayerPlan, part, l
             em.load([(layouts[name].addr + e0, addr, 1, ne, 0, 0)], free)
             addrs.append(addr)
         o_addr, _, wait = oslots.acquire()
-        if node.op is Op.ADD:
-            if lo not in (-128, node.out.quant.zp):
-                raise CodegenError(f"the vector unit's add clamps below at the zero point or not at all; "
-                                   f"a lower bound of {lo} is not supported", node.name)
-            arith = add_arith(node)
-            if arith == "float":                                 # scales, not multipliers
-                ma, mb, sc = ins[0].quant.scale[0], ins[1].quant.scale[0], node.out.quant.scale[0]
-            else:
-                (ma, mb), sc = add_multipliers(ins, node.out), 0.0
-            em.compute(Opcode.ADD, out_free_wait=wait, a_addr=addrs[0], b_addr=addrs[1], dst_addr=o_addr,
-                       count=ne, za=ins[0].quant.zp, zb=ins[1].quant.zp, zc=node.out.quant.zp,
-                       ma=float(ma), mb=float(mb), relu=int(lo != -128), hi=hi, mode=ADD_MODES[arith],
-                       sc=float(sc))
-        else:
-            em.compute(Opcode.RELU, out_free_wait=wait, src_addr=addrs[0], dst_addr=o_addr, count=ne,
-                       zp=ins[0].quant.zp)
+        instr(em, graph, node, addrs, o_addr, ne, wait)
         step = em.end_step()
         for slots in in_slots:
             slots.release(step)

@@ -6,39 +6,15 @@ from typing import Any
 import numpy as np
 
 from sieve.ir.graph import Graph, IRError, Node, Op
-from sieve.ir.registry import opdef
+from sieve.ir.registry import act_attrs, opdef
 from sieve.ir.types import DType, QuantParams, TensorType
 
 
-def _pair(v: Any) -> tuple[int, int]:
-    return (int(v), int(v)) if np.isscalar(v) else (int(v[0]), int(v[1]))
-
-
-def _pad4(v: Any) -> tuple[int, int, int, int]:
-    """pad as one int, (h, w), or (top, left, bottom, right)."""
-    if np.isscalar(v):
-        return (int(v),) * 4
-    v = tuple(int(x) for x in v)
-    return v * 2 if len(v) == 2 else v
-
-
 def normalize_attrs(op: Op, attrs: dict[str, Any]) -> dict[str, Any]:
-    """Fill defaults and canonical tuple forms of spatial attributes."""
-    a = dict(attrs)
-    if op in (Op.CONV2D, Op.MAXPOOL, Op.AVGPOOL):
-        a["kernel"] = _pair(a["kernel"])
-        a["stride"] = _pair(a.get("stride", 1 if op is Op.CONV2D else a["kernel"]))
-        a["pad"] = _pad4(a.get("pad", 0))
-    if op is Op.CONV2D:
-        a["dilation"] = _pair(a.get("dilation", 1))
-        a["groups"] = int(a.get("groups", 1))
-    if op in (Op.CONV2D, Op.DENSE, Op.ADD, Op.AFFINE):
-        a.setdefault("act", "none")
-        if a["act"] not in ("none", "relu", "clip"):
-            raise IRError(f"unknown activation '{a['act']}' (supported: none, relu, clip)")
-        if a["act"] == "clip":
-            a["clip_min"], a["clip_max"] = float(a["clip_min"]), float(a["clip_max"])
-    return a
+    """Fill defaults and canonical tuple forms of the op's attributes (its registry entry's rules)."""
+    d = opdef(op)
+    a = d.attrs(dict(attrs))
+    return act_attrs(a) if d.act else a
 
 
 class GraphBuilder:
@@ -64,7 +40,7 @@ class GraphBuilder:
         if dtype is DType.FLOAT32:
             params = {k: np.asarray(v, dtype=np.float32) for k, v in (params or {}).items()}
         params = dict(params or {})
-        if op in (Op.CONV2D, Op.DENSE) and "b" not in params:
+        if d.weighted and "b" not in params:
             k = params["w"].shape[0] if params["w"].ndim != 3 else params["w"].shape[:2]
             params["b"] = np.zeros(k, np.float32 if dtype is DType.FLOAT32 else np.int32)
         proto = Node(name, op, tuple(inputs), TensorType((0,)), normalize_attrs(op, attrs or {}), params)

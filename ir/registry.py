@@ -19,13 +19,28 @@ Arrays = Sequence[np.ndarray]
 Types = Sequence[TensorType]
 
 
+def _no_attrs(attrs: dict) -> dict:
+    return attrs
+
+
 @dataclass(frozen=True)
 class OpDef:
-    arity: int
-    infer: Callable[[Node, Types], tuple[int, ...]]
+    """Everything ``ir`` knows about one op. The passes consult these fields, never the op's name."""
+    arity: int                                               # inputs (-1: any number)
+    infer: Callable[[Node, Types], tuple[int, ...]]          # output shape
     macs: Callable[[Node, Types], int]
     ref_float: Callable[[Node, Arrays], np.ndarray]
     ref_int: Callable[[Node, Arrays, Types], np.ndarray]
+    attrs: Callable[[dict], dict] = _no_attrs                # defaults and canonical forms of attributes
+    act: bool = False                                        # may carry a fused activation ("act")
+    # the int8 output's quantization: "own" (calibrated), "keep" (the input's), "host" (stays float, on
+    # the host after the accelerator, as a graph output)
+    scale: str = "own"
+    weighted: bool = False                                   # has weights "w" (pruned, counted)
+    # (node, input types, int8 output type) -> the integer node's params and attributes
+    quantize: Callable[[Node, Types, TensorType], tuple[dict, dict]] | None = None
+    check_int: Callable[[Node, Types], None] | None = None   # checks an integer node's params
+    dequantize: Callable[[Node, Types], dict] | None = None  # float params of an integer node
 
 
 # ---------------------------------------------------------------- helpers
@@ -76,6 +91,130 @@ def add_multipliers(in_types: Types, out: TensorType) -> tuple[np.float32, np.fl
     sc = np.float32(out.quant.scale[0])
     return (np.float32(np.float32(in_types[0].quant.scale[0]) / sc),
             np.float32(np.float32(in_types[1].quant.scale[0]) / sc))
+
+
+# ---------------------------------------------------------------- attribute rules (from the builder)
+
+def _pair(v) -> tuple[int, int]:
+    return (int(v), int(v)) if np.isscalar(v) else (int(v[0]), int(v[1]))
+
+
+def _pad4(v) -> tuple[int, int, int, int]:
+    """pad as one int, (h, w), or (top, left, bottom, right)."""
+    if np.isscalar(v):
+        return (int(v),) * 4
+    v = tuple(int(x) for x in v)
+    return v * 2 if len(v) == 2 else v
+
+
+def _window_attrs(a: dict, default_stride=None) -> dict:
+    a["kernel"] = _pair(a["kernel"])
+    a["stride"] = _pair(a.get("stride", a["kernel"] if default_stride is None else default_stride))
+    a["pad"] = _pad4(a.get("pad", 0))
+    return a
+
+
+def _conv_attrs(a: dict) -> dict:
+    a = _window_attrs(a, 1)
+    a["dilation"] = _pair(a.get("dilation", 1))
+    a["groups"] = int(a.get("groups", 1))
+    return a
+
+
+def act_attrs(a: dict) -> dict:
+    """The fused activation of an op that carries one: none, relu or clip(clip_min, clip_max)."""
+    a.setdefault("act", "none")
+    if a["act"] not in ("none", "relu", "clip"):
+        raise IRError(f"unknown activation '{a['act']}' (supported: none, relu, clip)")
+    if a["act"] == "clip":
+        a["clip_min"], a["clip_max"] = float(a["clip_min"]), float(a["clip_max"])
+    return a
+
+
+# ---------------------------------------------------------------- quantization rules (from quantize_graph)
+
+def quantize_weights(node: Node, s_in: np.float32, s_out: np.float32) -> dict[str, np.ndarray]:
+    """int8 weights symmetric per output channel, int32 bias at s_in·s_w, float32 multiplier."""
+    w = node.params["w"]
+    k = w.shape[0]
+    amax = np.abs(w.reshape(k, -1)).max(axis=1).astype(np.float64)       # exact in the weights' own type
+    s_w = np.where(amax > 0, amax / 127.0, 1.0).astype(np.float32)
+    bshape = (k,) + (1,) * (w.ndim - 1)
+    q = np.divide(w, s_w.reshape(bshape), dtype=np.float64)            # in float64, without a float64 copy of w
+    wq = np.clip(np.rint(q, out=q), -127, 127, out=q).astype(np.int8)
+    s_acc = (np.float32(s_in) * s_w).astype(np.float32)
+    bias = np.rint(node.params["b"].astype(np.float64) / s_acc.astype(np.float64))
+    bias = np.clip(bias, -2**31, 2**31 - 1).astype(np.int32)
+    requant = (s_acc / np.float32(s_out)).astype(np.float32)
+    return {"w": wq, "b": bias, "requant": requant, "w_scale": s_w}
+
+
+def _weighted_quantize(node: Node, ins: Types, out: TensorType) -> tuple[dict, dict]:
+    return quantize_weights(node, np.float32(ins[0].quant.scale[0]), np.float32(out.quant.scale[0])), {}
+
+
+def _add_quantize(node: Node, ins: Types, out: TensorType) -> tuple[dict, dict]:
+    add_multipliers(ins, out)                                      # validates the scales
+    # int8 tensors of Sieve's QDQ export become uint8 in onnxruntime: its uint8 Add arithmetic
+    return dict(node.params), {"arith": "u8"}
+
+
+def _window_sum_quantize(count: Callable[[Node, Types], int]):
+    def rule(node: Node, ins: Types, out: TensorType) -> tuple[dict, dict]:
+        scale = gap_scale(ins[0].quant.scale[0], out.quant.scale[0], count(node, ins))
+        return {"requant": np.full(node.out.shape[1], scale, np.float32)}, {}
+    return rule
+
+
+# ---------------------------------------------------------------- integer parameter checks (from verify)
+
+_INT_PARAMS = {"b": np.int32, "requant": np.float32}
+
+
+def _weighted_check(node: Node, ins: Types) -> None:
+    w = node.params["w"]
+    # int16 weights hold imported weights with zero points that do not fit int8 (fmt 3)
+    if w.dtype not in (np.int8, np.int16) or (w.dtype == np.int16 and np.abs(w).max(initial=0) > 255):
+        raise IRError("parameter 'w' must be int8 (or int16 within +-255)", node.name)
+    per_k = w.shape[:-1] if w.ndim in (2, 3) else w.shape[:1]
+    for key, dt in _INT_PARAMS.items():
+        arr = node.params.get(key)
+        if arr is None or arr.dtype != dt:
+            raise IRError(f"parameter '{key}' must be {np.dtype(dt).name}", node.name)
+        if arr.shape != per_k:
+            raise IRError(f"parameter '{key}' must have shape {list(per_k)}", node.name)
+
+
+def _window_sum_check(node: Node, ins: Types) -> None:
+    r = node.params.get("requant")
+    if r is None or r.dtype != np.float32 or r.shape != (node.out.shape[1],):
+        raise IRError("parameter 'requant' must be float32 per channel", node.name)
+
+
+def _affine_check(node: Node, ins: Types) -> None:
+    for key in ("scale", "shift"):
+        if node.params[key].dtype != np.float32:
+            raise IRError(f"parameter '{key}' must be float32", node.name)
+
+
+# ---------------------------------------------------------------- dequantization rules (from dequantize_graph)
+
+def _weighted_dequantize(node: Node, ins: Types) -> dict:
+    """Weights and bias in float; s_w = requant · s_out / s_in (raw int32 outputs: no scales known)."""
+    k_shape = node.params["b"].shape
+    if node.out.dtype is DType.INT8:
+        s_in = float(ins[0].quant.scale[0])
+        s_w = node.params["requant"].astype(np.float64) * node.out.quant.scale[0] / s_in
+    else:
+        s_w, s_in = np.ones(k_shape), 1.0
+    w = node.params["w"].astype(np.float64)
+    per_k = s_w.reshape(k_shape + (1,) * (w.ndim - len(k_shape)))
+    return {"w": (w * per_k).astype(np.float32),
+            "b": (node.params["b"].astype(np.float64) * s_in * s_w).astype(np.float32)}
+
+
+def _keep_params(node: Node, ins: Types) -> dict:
+    return dict(node.params)
 
 
 # ---------------------------------------------------------------- conv2d
@@ -348,19 +487,33 @@ def _input_ref(node: Node, xs: Arrays, ins: Types = ()) -> np.ndarray:
     raise IRError("an input node is fed, not computed", node.name)
 
 
+def _gap_count(node: Node, ins: Types) -> int:
+    return int(np.prod(ins[0].shape[2:]))
+
+
+def _avgpool_count(node: Node, ins: Types) -> int:
+    return int(np.prod(node.attrs["kernel"]))
+
+
 REGISTRY: dict[Op, OpDef] = {
     Op.INPUT: OpDef(0, _input_infer, _no_macs, _input_ref, _input_ref),
-    Op.CONV2D: OpDef(1, _conv_infer, _conv_macs, _conv_float, _conv_int),
-    Op.DENSE: OpDef(1, _dense_infer, _dense_macs, _dense_float, _dense_int),
-    Op.ADD: OpDef(2, _same_shape_infer, _no_macs, _add_float, _add_int),
-    Op.RELU: OpDef(1, _same_shape_infer, _no_macs, _relu_float, _relu_int),
-    Op.MAXPOOL: OpDef(1, _pool_infer, _no_macs, _pool_float, _pool_int),
-    Op.GLOBALAVGPOOL: OpDef(1, _gap_infer, _gap_macs, _gap_float, _gap_int),
-    Op.AVGPOOL: OpDef(1, _pool_infer, _avgpool_macs, _avgpool_float, _avgpool_int),
-    Op.FLATTEN: OpDef(1, _flatten_infer, _no_macs, _flatten, _flatten),
+    Op.CONV2D: OpDef(1, _conv_infer, _conv_macs, _conv_float, _conv_int, attrs=_conv_attrs, act=True,
+                     weighted=True, quantize=_weighted_quantize, check_int=_weighted_check,
+                     dequantize=_weighted_dequantize),
+    Op.DENSE: OpDef(1, _dense_infer, _dense_macs, _dense_float, _dense_int, act=True, weighted=True,
+                    quantize=_weighted_quantize, check_int=_weighted_check, dequantize=_weighted_dequantize),
+    Op.ADD: OpDef(2, _same_shape_infer, _no_macs, _add_float, _add_int, act=True, quantize=_add_quantize),
+    Op.RELU: OpDef(1, _same_shape_infer, _no_macs, _relu_float, _relu_int, scale="keep"),
+    Op.MAXPOOL: OpDef(1, _pool_infer, _no_macs, _pool_float, _pool_int, attrs=_window_attrs, scale="keep"),
+    Op.GLOBALAVGPOOL: OpDef(1, _gap_infer, _gap_macs, _gap_float, _gap_int,
+                            quantize=_window_sum_quantize(_gap_count), check_int=_window_sum_check),
+    Op.AVGPOOL: OpDef(1, _pool_infer, _avgpool_macs, _avgpool_float, _avgpool_int, attrs=_window_attrs,
+                      quantize=_window_sum_quantize(_avgpool_count), check_int=_window_sum_check),
+    Op.FLATTEN: OpDef(1, _flatten_infer, _no_macs, _flatten, _flatten, scale="keep"),
     Op.CONCAT: OpDef(-1, _concat_infer, _no_macs, _concat_float, _concat_int),
-    Op.AFFINE: OpDef(1, _affine_infer, _no_macs, _affine_float, _affine_int),
-    Op.SOFTMAX: OpDef(1, _same_shape_infer, _no_macs, _softmax_float, _softmax_int),
+    Op.AFFINE: OpDef(1, _affine_infer, _no_macs, _affine_float, _affine_int, act=True, check_int=_affine_check,
+                     dequantize=_keep_params),
+    Op.SOFTMAX: OpDef(1, _same_shape_infer, _no_macs, _softmax_float, _softmax_int, scale="host"),
 }
 
 

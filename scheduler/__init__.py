@@ -4,7 +4,8 @@ from __future__ import annotations
 from typing import Callable
 
 from sieve.arch.config import ArchConfig
-from sieve.ir.graph import Graph, Op
+from sieve.ir.graph import Graph
+from sieve.ir.registry import opdef
 from sieve.ir.types import DType
 from sieve.scheduler.layout import memory_orders
 from sieve.scheduler.lower import LOWER, Options, conv_geom
@@ -30,7 +31,7 @@ def schedule(graph: Graph, arch: ArchConfig, sparse: bool = True, balance: bool 
     for done, node in enumerate(graph):
         if progress is not None:
             progress(done, len(graph))
-        if node.out.dtype is DType.FLOAT32 and node.op is not Op.SOFTMAX:
+        if node.out.dtype is DType.FLOAT32 and opdef(node.op).scale != "host":
             raise ScheduleError("the graph is not quantized", node.name, "run the quantize pass first")
         if node.op not in LOWER:
             raise ScheduleError(f"op '{node.op.value}' has no lowering", node.name,

@@ -24,27 +24,51 @@ def _natural(shape: tuple[int, ...]) -> tuple[int, ...]:
     return (0, 2, 3, 1) if len(shape) == 4 else tuple(range(len(shape)))
 
 
+def _view(graph: Graph, node: Node, orders: dict) -> MemoryOrder:
+    """A flatten, or the host's softmax: a view of its input."""
+    return orders[node.inputs[0]]
+
+
+def _channels_last(graph: Graph, node: Node, orders: dict) -> MemoryOrder:
+    """Per-channel parameters: channels must be stored innermost."""
+    src = orders[node.inputs[0]]
+    if src.perm[-1] != 1 or src.view_shape != node.out.shape:
+        raise ScheduleError("a per-channel op needs its input stored channels-last", node.name)
+    return src
+
+
+def _elementwise(graph: Graph, node: Node, orders: dict) -> MemoryOrder:
+    """Element by element: every operand in one layout, kept by the output."""
+    first = orders[node.inputs[0]]
+    for other in node.inputs[1:]:
+        o = orders[other]
+        if o.perm != first.perm or o.view_shape != first.view_shape:
+            raise ScheduleError("operands are stored in different memory layouts", node.name,
+                                "add a flatten on both sides or neither")
+    return first
+
+
+def _concat(graph: Graph, node: Node, orders: dict) -> MemoryOrder:
+    first = orders[node.inputs[0]]
+    if any(orders[o].perm != first.perm for o in node.inputs[1:]):
+        raise ScheduleError("operands are stored in different memory layouts", node.name,
+                            "add a flatten on both sides or neither")
+    return MemoryOrder(node.out.shape, first.perm)
+
+
+def _natural_order(graph: Graph, node: Node, orders: dict) -> MemoryOrder:
+    return MemoryOrder(node.out.shape, _natural(node.out.shape))
+
+
+# how each op stores its output, given its inputs' orders (ops not listed: the natural order)
+ORDER = {Op.FLATTEN: _view, Op.SOFTMAX: _view, Op.AFFINE: _channels_last, Op.ADD: _elementwise,
+         Op.RELU: _elementwise, Op.CONCAT: _concat}
+
+
 def memory_orders(graph: Graph) -> dict[str, MemoryOrder]:
     orders: dict[str, MemoryOrder] = {}
     for node in graph:
-        if node.op in (Op.FLATTEN, Op.SOFTMAX):
-            orders[node.name] = orders[node.inputs[0]]
-        elif node.op is Op.AFFINE:                      # per channel: channels must be stored innermost
-            src = orders[node.inputs[0]]
-            if src.perm[-1] != 1 or src.view_shape != node.out.shape:
-                raise ScheduleError("a per-channel affine needs its input stored channels-last", node.name)
-            orders[node.name] = src
-        elif node.op in (Op.ADD, Op.RELU, Op.CONCAT):
-            first = orders[node.inputs[0]]
-            for other in node.inputs[1:]:
-                o = orders[other]
-                if o.perm != first.perm or (node.op is not Op.CONCAT and o.view_shape != first.view_shape):
-                    raise ScheduleError("operands are stored in different memory layouts", node.name,
-                                        "add a flatten on both sides or neither")
-            view = node.out.shape if node.op is Op.CONCAT else first.view_shape
-            orders[node.name] = MemoryOrder(view, first.perm)
-        else:
-            orders[node.name] = MemoryOrder(node.out.shape, _natural(node.out.shape))
+        orders[node.name] = ORDER.get(node.op, _natural_order)(graph, node, orders)
     return orders
 
 

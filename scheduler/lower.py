@@ -9,8 +9,7 @@ import numpy as np
 from sieve.arch.config import ArchConfig
 from sieve.ir.graph import Graph, Node, Op
 from sieve.ir.types import DType
-from sieve.scheduler.plan import (ConvGeom, RowCounts, LayerPlan, Part, ScheduleError, SpadLayout, align, ceil_div,
-                                  dma_cycles)
+from sieve.scheduler.plan import ConvGeom, RowCounts, LayerPlan, Part, ScheduleError, SpadLayout, align, ceil_div
 from sieve.scheduler.layout import hw_weights
 from sieve.scheduler.partition import flat_parts, matmul_parts, sub_geom
 from sieve.scheduler.tiling import estimate, matmul_spad, search, stream_tile

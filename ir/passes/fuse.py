@@ -6,9 +6,7 @@ ReLU, as onnxruntime's quantizer does, so no int8 code is spent on negatives.
 from __future__ import annotations
 
 from sieve.ir.graph import Graph, Op
-
-_FUSABLE = (Op.CONV2D, Op.DENSE, Op.ADD)
-
+from sieve.ir.registry import opdef
 
 def fuse_activations(graph: Graph) -> Graph:
     rename: dict[str, str] = {}
@@ -17,7 +15,7 @@ def fuse_activations(graph: Graph) -> Graph:
         if node.op is not Op.RELU:
             continue
         src = graph[node.inputs[0]]
-        if (src.op in _FUSABLE and src.attrs.get("act") == "none"
+        if (opdef(src.op).act and src.attrs.get("act") == "none"
                 and len(graph.consumers(src.name)) == 1 and src.name not in graph.outputs):
             fused[src.name] = node.name
             rename[node.name] = src.name

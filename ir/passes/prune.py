@@ -12,10 +12,11 @@ from __future__ import annotations
 import numpy as np
 
 from sieve.ir.graph import Graph, IRError, Node, Op
+from sieve.ir.registry import opdef
 
 
 def prunable(graph: Graph, keep_ends: bool = False) -> list[str]:
-    names = [n.name for n in graph if n.op in (Op.CONV2D, Op.DENSE) and n.attrs.get("groups", 1) == 1
+    names = [n.name for n in graph if opdef(n.op).weighted and n.attrs.get("groups", 1) == 1
              and n.params["w"].ndim in (2, 4)]
     return names[1:-1] if keep_ends else names
 
@@ -91,4 +92,4 @@ def prune_nm(graph: Graph, n: int, m: int, keep_ends: bool = False) -> Graph:
 
 def weight_sparsity(graph: Graph) -> dict[str, float]:
     """Fraction of zero weights per conv/dense layer (of the int8 weights in a quantized graph)."""
-    return {n.name: float(np.mean(n.params["w"] == 0)) for n in graph if n.op in (Op.CONV2D, Op.DENSE)}
+    return {n.name: float(np.mean(n.params["w"] == 0)) for n in graph if opdef(n.op).weighted}
