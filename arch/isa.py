@@ -45,6 +45,8 @@ class Opcode(enum.IntEnum):
     RELU = 7        # int8 max(x, zp)
     AFFINE = 8      # per channel: dequantize, x * scale + shift, quantize (float32 steps)
     WAIT = 9        # hold the load queue until another core's counter reaches a value
+    LUT = 10        # int8 -> int8 through a 256-entry table in the scratchpad (element-wise functions)
+    MUL = 11        # int8 * int8 (the second operand repeating every b_count elements) -> int8
 
 
 class Queue(enum.IntEnum):
@@ -56,7 +58,7 @@ class Queue(enum.IntEnum):
 QUEUE_OF = {Opcode.HALT: Queue.COMPUTE, Opcode.LOAD: Queue.LOAD, Opcode.STORE: Queue.STORE,
             Opcode.MATMUL: Queue.COMPUTE, Opcode.REQUANT: Queue.COMPUTE, Opcode.ADD: Queue.COMPUTE,
             Opcode.MAXPOOL: Queue.COMPUTE, Opcode.RELU: Queue.COMPUTE, Opcode.AFFINE: Queue.COMPUTE,
-            Opcode.WAIT: Queue.LOAD}
+            Opcode.WAIT: Queue.LOAD, Opcode.LUT: Queue.COMPUTE, Opcode.MUL: Queue.COMPUTE}
 
 _DMA = [("dram_addr", "u", 32), ("spad_addr", "u", 24), ("rows", "u", 16), ("row_bytes", "u", 24),
         ("dram_stride", "u", 32), ("spad_stride", "u", 24)]
@@ -88,6 +90,10 @@ FIELDS: dict[Opcode, list[tuple[str, str, int]]] = {
                     ("param_addr", "u", 24), ("zx", "s", 8), ("sx", "f", 32), ("zy", "s", 8), ("sy", "f", 32),
                     ("lo", "s", 8), ("hi", "s", 8)],
     Opcode.WAIT: [("core", "u", 6), ("counter", "u", 4), ("value", "u", 20)],
+    Opcode.LUT: [("src_addr", "u", 24), ("dst_addr", "u", 24), ("count", "u", 24), ("table_addr", "u", 24)],
+    Opcode.MUL: [("a_addr", "u", 24), ("b_addr", "u", 24), ("dst_addr", "u", 24), ("count", "u", 24),
+                 ("b_count", "u", 24), ("za", "s", 8), ("zb", "s", 8), ("zc", "s", 8), ("m", "f", 32),
+                 ("sb", "f", 32), ("sc", "f", 32), ("lo", "s", 8), ("hi", "s", 8), ("mode", "u", 2)],
 }
 
 for _op, _fields in FIELDS.items():
@@ -123,7 +129,7 @@ def _args_function(op: Opcode):
 
 
 _ARGS = {op: _args_function(op) for op in Opcode}
-ADD_MODES = {"s8": 0, "u8": 1, "float": 2}     # the ADD instruction's arithmetic (docs/isa.md)
+ADD_MODES = {"s8": 0, "u8": 1, "float": 2}     # the ADD and MUL instructions' arithmetic (docs/isa.md)
 
 
 @dataclass(frozen=True)

@@ -4,6 +4,7 @@ from __future__ import annotations
 import numpy as np
 
 from sieve.arch.isa import ADD_MODES, Opcode
+from sieve_numerics import integer
 from sieve.codegen.emit import Box, Emitter, Slots
 from sieve.codegen.layout import CodegenError, DataImage
 from sieve.scheduler.layout import hw_weights
@@ -178,21 +179,60 @@ def _relu_instr(em: Emitter, graph: Graph, node: Node, addrs: list[int], o_addr:
                zp=graph[node.inputs[0]].out.quant.zp)
 
 
-# the instruction of each element-wise op, on one tile: operand addresses, output address, elements
-ELEMENTWISE = {Op.ADD: _add_instr, Op.RELU: _relu_instr}
+def _lut_instr(em: Emitter, graph: Graph, node: Node, addrs: list[int], o_addr: int, ne: int, wait) -> None:
+    em.compute(Opcode.LUT, out_free_wait=wait, src_addr=addrs[1], dst_addr=o_addr, count=ne, table_addr=addrs[0])
+
+
+def mul_fields(graph: Graph, node: Node) -> dict:
+    """The MUL instruction's arithmetic fields (docs/isa.md)."""
+    qa, qb, qc = graph[node.inputs[0]].out.quant, graph[node.inputs[1]].out.quant, node.out.quant
+    arith = add_arith(node)
+    if arith == "float":
+        m, sb, sc = qa.scale[0], qb.scale[0], qc.scale[0]
+    else:
+        m, sb, sc = integer.mul_ratio(qa.scale[0], qb.scale[0], qc.scale[0]), 0.0, 0.0
+    return dict(za=qa.zp, zb=qb.zp, zc=qc.zp, m=float(m), sb=float(sb), sc=float(sc), lo=-128, hi=127,
+                mode=ADD_MODES[arith])
+
+
+def _mul_instr(em: Emitter, graph: Graph, node: Node, addrs: list[int], o_addr: int, ne: int, wait) -> None:
+    em.compute(Opcode.MUL, out_free_wait=wait, a_addr=addrs[0], b_addr=addrs[1], dst_addr=o_addr, count=ne,
+               b_count=ne, **mul_fields(graph, node))
+
+
+# the instruction of each element-wise op, on one tile: operand addresses (the constants' first, where the
+# op has some), output address, elements
+ELEMENTWISE = {Op.ADD: _add_instr, Op.RELU: _relu_instr, Op.LUT: _lut_instr, Op.MUL: _mul_instr}
+
+
+def pack_eltwise(graph: Graph, node: Node, plan: LayerPlan, orders: dict, data: DataImage, lanes: int,
+                 pe_rows: int):
+    """An element-wise op's constants (a LUT's table): (DRAM address, bytes), or None."""
+    table = node.params.get("table")
+    if table is None:
+        return None
+    blob = table.astype(np.int8).tobytes()
+    return data.put(blob), len(blob)
 
 
 def emit_eltwise(em: Emitter, graph: Graph, node: Node, plan: LayerPlan, part, layouts, bundles) -> None:
-    """A stream of element tiles: load each operand, one vector instruction, store."""
+    """A stream of element tiles: load each operand, one vector instruction, store; constants (a table)
+    are loaded once."""
     offs = plan.spad.offsets()
-    names = [nm for nm, _ in plan.spad.regions]
-    in_slots = [Slots(offs[nm]) for nm in names[:-1]]
+    names = [nm for nm, _ in plan.spad.regions if nm not in ("p", "out")]
+    in_slots = [Slots(offs[nm]) for nm in names]
+    pslots = Slots(offs["p"]) if "p" in offs else None
     oslots = Slots(offs["out"])
     instr = ELEMENTWISE[node.op]
     e_lo, e_hi = part.range("e", node.out.size)
     for e0, ne in split(e_hi - e_lo, plan.tile_elems):
         e0 += e_lo
         addrs = []
+        if pslots is not None:
+            p_addr, fresh, free = pslots.acquire("constants")
+            if fresh:
+                em.load([(bundles[0], p_addr, 1, bundles[1], 0, 0)], free)
+            addrs.append(p_addr)
         for slots, name in zip(in_slots, node.inputs):
             addr, _, free = slots.acquire()
             em.load([(layouts[name].addr + e0, addr, 1, ne, 0, 0)], free)
@@ -200,7 +240,7 @@ def emit_eltwise(em: Emitter, graph: Graph, node: Node, plan: LayerPlan, part, l
         o_addr, _, wait = oslots.acquire()
         instr(em, graph, node, addrs, o_addr, ne, wait)
         step = em.end_step()
-        for slots in in_slots:
+        for slots in in_slots + ([pslots] if pslots is not None else []):
             slots.release(step)
         oslots.release(em.store([(layouts[node.name].addr + e0, o_addr, 1, ne, 0, 0)], step))
 
@@ -264,5 +304,34 @@ def emit_affine(em: Emitter, graph: Graph, node: Node, plan: LayerPlan, part, la
         oslots.release(em.store([(dst + p0 * c, o_addr, 1, npx * c, 0, 0)], step))
 
 
-CONSTANTS = {"matmul": pack_weights, "affine": pack_affine}
-EMIT = {"matmul": emit_matmul, "affine": emit_affine, "pool": emit_pool, "eltwise": emit_eltwise, "concat": emit_concat}
+def emit_scale(em: Emitter, graph: Graph, node: Node, plan: LayerPlan, part, layouts, bundles) -> None:
+    """x [N, H, W, C] times b [N, C]: tiles of whole pixels within one image, b's C values loaded once
+    per image (MUL with b_count = C)."""
+    n, c = node.out.shape[0], node.out.shape[1]
+    hw = node.out.size // (n * c)
+    offs = plan.spad.offsets()
+    bslots, aslots, oslots = Slots(offs["b"]), Slots(offs["a"]), Slots(offs["out"])
+    a_dram, b_dram, dst = (layouts[node.inputs[0]].addr, layouts[node.inputs[1]].addr, layouts[node.name].addr)
+    fields = mul_fields(graph, node)
+    p_lo, p_hi = part.range("e", n * hw)
+    for img in range(p_lo // hw, -(-p_hi // hw)):
+        lo, hi = max(p_lo, img * hw), min(p_hi, (img + 1) * hw)
+        for p0, npx in split(hi - lo, plan.tile_elems):
+            p0 += lo
+            b_addr, fresh, free = bslots.acquire(("b", img))
+            if fresh:
+                em.load([(b_dram + img * c, b_addr, 1, c, 0, 0)], free)
+            a_addr, _, free = aslots.acquire()
+            em.load([(a_dram + p0 * c, a_addr, 1, npx * c, 0, 0)], free)
+            o_addr, _, o_free = oslots.acquire()
+            em.compute(Opcode.MUL, out_free_wait=o_free, a_addr=a_addr, b_addr=b_addr, dst_addr=o_addr,
+                       count=npx * c, b_count=c, **fields)
+            step = em.end_step()
+            bslots.release(step)
+            aslots.release(step)
+            oslots.release(em.store([(dst + p0 * c, o_addr, 1, npx * c, 0, 0)], step))
+
+
+CONSTANTS = {"matmul": pack_weights, "affine": pack_affine, "eltwise": pack_eltwise}
+EMIT = {"matmul": emit_matmul, "affine": emit_affine, "pool": emit_pool, "eltwise": emit_eltwise, "concat": emit_concat,
+        "scale": emit_scale}

@@ -18,7 +18,7 @@ import numpy as np
 
 from sieve.frontend.errors import FrontendError
 from sieve.ir.graph import Graph, Node, Op
-from sieve.ir.registry import act_bounds, add_arith
+from sieve.ir.registry import act_bounds, add_arith, opdef
 from sieve.ir.types import DType
 
 OPSET = 17
@@ -85,6 +85,61 @@ class _Writer:
         return value
 
 
+def _export_matmul(w: _Writer, graph: Graph, node: Node, f: str) -> str:
+    ins = node.inputs
+    if node.op is Op.DENSE and len(graph[ins[0]].out.shape) != 2:
+        raise w.error(node, "a batched (3-D) matmul cannot be exported")
+    args = [w.dequantize(ins[0])] + w.weights(node, graph[ins[0]].out.quant.scale[0])
+    if node.op is Op.CONV2D:
+        a = node.attrs
+        value = w.node("Conv", args, f, kernel_shape=list(a["kernel"]), strides=list(a["stride"]),
+                       pads=list(a["pad"]), dilations=list(a["dilation"]), group=int(a.get("groups", 1)))
+    else:
+        value = w.node("Gemm", args, f, transB=1)
+    return w.activation(node, value)
+
+
+def _export_binary(kind: str):
+    def export(w: _Writer, graph: Graph, node: Node, f: str) -> str:
+        if add_arith(node) != "u8":
+            raise w.error(node, f"its {add_arith(node)} arithmetic (an imported model's) cannot be written so "
+                          "that onnxruntime computes it the same way")
+        return w.activation(node, w.node(kind, [w.dequantize(i) for i in node.inputs], f))
+    return export
+
+
+def _export_plain(kind: str, **fixed):
+    def export(w: _Writer, graph: Graph, node: Node, f: str) -> str:
+        a = node.attrs
+        attrs = dict(fixed)
+        if node.op is Op.MAXPOOL:
+            attrs = dict(kernel_shape=list(a["kernel"]), strides=list(a["stride"]), pads=list(a["pad"]))
+        return w.node(kind, [w.dequantize(i) for i in node.inputs], f, **attrs)
+    return export
+
+
+# Sieve's element-wise functions as the ONNX ops onnxruntime computes them with (numerics.tables)
+_LUT_OPS = {"sigmoid": "Sigmoid", "tanh": "Tanh", "hard_sigmoid": "HardSigmoid", "hard_swish": "HardSwish",
+            "leaky_relu": "LeakyRelu"}
+
+
+def _export_lut(w: _Writer, graph: Graph, node: Node, f: str) -> str:
+    x = w.dequantize(node.inputs[0])
+    fn = node.attrs["fn"]
+    if fn == "silu":                                  # as PyTorch exports nn.SiLU
+        return w.node("Mul", [x, w.node("Sigmoid", [x], f"{node.name}__sigmoid")], f)
+    params = {k: v for k, v in node.attrs.items() if k in ("alpha", "beta")}
+    return w.node(_LUT_OPS[fn], [x], f, **params)
+
+
+# one exporter per op: the float ONNX value of the node, between its inputs' DequantizeLinear and its
+# QuantizeLinear
+EXPORT = {Op.CONV2D: _export_matmul, Op.DENSE: _export_matmul, Op.ADD: _export_binary("Add"),
+          Op.MUL: _export_binary("Mul"), Op.MAXPOOL: _export_plain("MaxPool"), Op.RELU: _export_plain("Relu"),
+          Op.FLATTEN: _export_plain("Flatten", axis=1), Op.GLOBALAVGPOOL: _export_plain("GlobalAveragePool"),
+          Op.CONCAT: _export_plain("Concat", axis=1), Op.LUT: _export_lut}
+
+
 def export_qdq(graph: Graph):
     """An int8 Graph -> onnx.ModelProto (QDQ, uint8 activations, metadata sieve.activations=int8)."""
     from onnx import helper
@@ -96,53 +151,21 @@ def export_qdq(graph: Graph):
                 raise w.error(node, "the graph is not quantized")
             w.quantize(n, graph.io_name(n))
             continue
-        if node.op is Op.SOFTMAX:
+        if opdef(node.op).scale == "host":
             continue                                  # on the host, after the graph output (below)
         if node.out.dtype is not DType.INT8:
             raise w.error(node, "raw int32 outputs cannot be exported as QDQ")
-        ins = node.inputs
-        s_in = graph[ins[0]].out.quant.scale[0]
-        # the float value is named as the node (the importer names the integer node after it); a graph
-        # output's name goes to its final DequantizeLinear instead
-        f = f"{n}__f" if n in graph.outputs else n
-        if node.op in (Op.CONV2D, Op.DENSE):
-            if node.op is Op.DENSE and len(graph[ins[0]].out.shape) != 2:
-                raise w.error(node, "a batched (3-D) matmul cannot be exported")
-            x = w.dequantize(ins[0])
-            args = [x] + w.weights(node, s_in)
-            if node.op is Op.CONV2D:
-                a = node.attrs
-                value = w.node("Conv", args, f, kernel_shape=list(a["kernel"]), strides=list(a["stride"]),
-                               pads=list(a["pad"]), dilations=list(a["dilation"]), group=int(a.get("groups", 1)))
-            else:
-                value = w.node("Gemm", args, f, transB=1)
-            w.quantize(n, w.activation(node, value))
-        elif node.op is Op.ADD:
-            if add_arith(node) != "u8":
-                raise w.error(node, f"its {add_arith(node)} arithmetic (an imported model's) cannot be written so "
-                              "that onnxruntime computes it the same way")
-            value = w.node("Add", [w.dequantize(ins[0]), w.dequantize(ins[1])], f)
-            w.quantize(n, w.activation(node, value))
-        elif node.op in (Op.MAXPOOL, Op.RELU, Op.FLATTEN, Op.GLOBALAVGPOOL, Op.CONCAT):
-            x = [w.dequantize(i) for i in ins]
-            a = node.attrs
-            if node.op is Op.MAXPOOL:
-                value = w.node("MaxPool", x, f, kernel_shape=list(a["kernel"]), strides=list(a["stride"]),
-                               pads=list(a["pad"]))
-            elif node.op is Op.CONCAT:
-                value = w.node("Concat", x, f, axis=1)
-            else:
-                kind = {Op.RELU: "Relu", Op.FLATTEN: "Flatten", Op.GLOBALAVGPOOL: "GlobalAveragePool"}[node.op]
-                value = w.node(kind, x, f, **({"axis": 1} if node.op is Op.FLATTEN else {}))
-            w.quantize(n, value)
-        else:
+        if node.op not in EXPORT:
             raise w.error(node, "has no QDQ form that onnxruntime computes as Sieve does (windowed average "
                           "pooling, for one)")
+        # the float value is named as the node (the importer names the integer node after it); a graph
+        # output's name goes to its final DequantizeLinear instead
+        w.quantize(n, EXPORT[node.op](w, graph, node, f"{n}__f" if n in graph.outputs else n))
     outputs = []
     for o in graph.outputs:
         node = graph[o]
         name = graph.io_name(o)
-        if node.op is Op.SOFTMAX:
+        if opdef(node.op).scale == "host":
             w.node("Softmax", [w.dequantize(node.inputs[0])], name, axis=-1)
         else:
             w.dequantize(o, name)

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import numpy as np
+from sieve_numerics.tables import build_table
 
 from sieve.frontend.onnx_import import HANDLERS, _Importer, _Q
 from sieve.ir.graph import Op
@@ -402,9 +403,98 @@ def _qlinearadd(imp: _Importer, node) -> None:
     emit_int_add(imp, node.output[0], node.input[0], node.input[3], yq)
 
 
-@handles("Mul", "Div", "Sub")
-def _mul(imp: _Importer, node) -> None:
+@handles("Div", "Sub")
+def _div_sub(imp: _Importer, node) -> None:
     _fold_affine(imp, node, node.op_type.lower())
+
+
+@handles("Mul")
+def _mul(imp: _Importer, node) -> None:
+    """By a constant: folded into the conv/dense before it. Of two tensors: MUL, the second operand of the
+    first's shape or one value per channel (squeeze-and-excite); x · Sigmoid(x) in one QDQ group is SiLU."""
+    a, b = node.input
+    out = node.output[0]
+    if a in imp.consts or b in imp.consts or a in imp.dq_const or b in imp.dq_const:
+        _fold_affine(imp, node, "mul")
+        return
+    for x, s in ((a, b), (b, a)):                       # DQ(x) · Sigmoid(DQ(x)) before one QuantizeLinear
+        kind, args = imp.pending.get(s, ("", ()))
+        if kind == "lut" and args[1] == "sigmoid" and x in imp.dq and imp.dq[x] == args[0]:
+            imp.pending.pop(s)
+            imp.pending[out] = ("lut", (args[0], "silu", {}))
+            return
+    da, db = _dq_input(imp, a), _dq_input(imp, b)
+    if (da is None) != (db is None):
+        raise imp.error("Mul of a dequantized tensor by a float one is not supported", node)
+    src_a, src_b = (da[0], db[0]) if da is not None else (a, b)
+    if len(imp.shape(src_b)) == len(imp.shape(src_a)) and imp.shape(src_b) != imp.shape(src_a) and \
+            all(d == 1 for d in imp.shape(src_a)[2:]):
+        src_a, src_b = src_b, src_a                     # the per-channel operand second
+    if da is not None:
+        imp.pending[out] = ("mul", (src_a, src_b))
+        return
+    imp.emit(out, Op.MUL, [src_a, src_b])
+
+
+def _finish_mul(imp, out, yq, a, b):
+    types = {imp.qinfo[a].ort_u8, imp.qinfo[b].ort_u8, yq.ort_u8}
+    # one type: QLinearMul in that type; mixed: onnxruntime multiplies in float (exact to emulate)
+    arith = ("u8" if yq.ort_u8 else "s8") if len(types) == 1 else "float"
+    imp.emit(out, Op.MUL, [a, b], {"arith": arith}, None, DType.INT8, yq.activation())
+    imp.qinfo[out] = yq
+
+
+FINISH["mul"] = _finish_mul
+
+
+# ONNX op -> (Sieve's element-wise function, its attributes with ONNX's defaults)
+UNARY = {"Sigmoid": ("sigmoid", {}), "Tanh": ("tanh", {}), "HardSigmoid": ("hard_sigmoid", {"alpha": 0.2, "beta": 0.5}),
+         "HardSwish": ("hard_swish", {}), "LeakyRelu": ("leaky_relu", {"alpha": 0.01})}
+
+
+@handles(*UNARY)
+def _unary(imp: _Importer, node) -> None:
+    """An element-wise function of one tensor: a 256-entry table on the accelerator."""
+    fn, defaults = UNARY[node.op_type]
+    a = imp.attrs(node)
+    params = {k: float(a.get(k, v)) for k, v in defaults.items()}
+    x, out = node.input[0], node.output[0]
+    if x in imp.dq:
+        imp.pending[out] = ("lut", (imp.dq[x], fn, params))
+        return
+    imp.emit(out, Op.LUT, [x], {"fn": fn, **params})
+
+
+def _finish_lut(imp, out, yq, src, fn, params):
+    xq, q = imp.qinfo[src].activation(), yq.activation()
+    table = build_table(fn, params, xq.scale[0], xq.zp, q.scale[0], q.zp)
+    imp.emit(out, Op.LUT, [src], {"fn": fn, **params}, {"table": table}, DType.INT8, q)
+    imp.qinfo[out] = yq
+
+
+FINISH["lut"] = _finish_lut
+
+
+@handles("QLinearSigmoid", "QLinearLeakyRelu")
+def _qlinear_unary(imp: _Importer, node) -> None:
+    """onnxruntime's table-based QOperator forms (com.microsoft): X, X_scale, X_zp, Y_scale, Y_zp."""
+    fn = "sigmoid" if node.op_type == "QLinearSigmoid" else "leaky_relu"
+    params = {"alpha": float(imp.attrs(node).get("alpha", 0.01))} if fn == "leaky_relu" else {}
+    _int_input(imp, node.input[0], _q_of(imp, node, 1, 2))
+    _finish_lut(imp, node.output[0], _q_of(imp, node, 3, 4), node.input[0], fn, params)
+
+
+@handles("QLinearMul")
+def _qlinearmul(imp: _Importer, node) -> None:
+    """com.microsoft QLinearMul: A, A_scale, A_zp, B, B_scale, B_zp, C_scale, C_zp; in the model's type."""
+    yq = _q_of(imp, node, 6, 7)
+    a, b = node.input[0], node.input[3]
+    if len(imp.shape(b)) == len(imp.shape(a)) and imp.shape(b) != imp.shape(a) and \
+            all(d == 1 for d in imp.shape(a)[2:]):
+        a, b = b, a
+    imp.emit(node.output[0], Op.MUL, [a, b], {"arith": "u8" if yq.unsigned else "s8"}, None, DType.INT8,
+             yq.activation())
+    imp.qinfo[node.output[0]] = yq
 
 
 def _fold_affine(imp: _Importer, node, kind: str) -> None:

@@ -151,3 +151,76 @@ def vgg16(size: int = 224, classes: int = 1000, seed: int = 0):
     x = net.node("Relu", [net.gemm(x, 512 * side * side, 4096)])
     x = net.node("Relu", [net.gemm(x, 4096, 4096)])
     return net.model(net.gemm(x, 4096, classes))
+
+
+def _act(net: OnnxNet, x: str, act: str) -> str:
+    """relu, silu (Sigmoid then Mul, as PyTorch exports nn.SiLU) or hswish (HardSwish)."""
+    if act == "relu":
+        return net.node("Relu", [x])
+    if act == "silu":
+        return net.node("Mul", [x, net.node("Sigmoid", [x])])
+    if act == "hswish":
+        return net.node("HardSwish", [x])
+    return x
+
+
+def _squeeze_excite(net: OnnxNet, x: str, c: int, squeezed: int, inner: str, gate: str) -> str:
+    """Global average pool, 1x1 conv down (+ activation), 1x1 conv up, gate, times x per channel."""
+    s = net.node("GlobalAveragePool", [x])
+    s = _act(net, net.conv(s, c, squeezed, 1, bias=True), inner)
+    s = net.conv(s, squeezed, c, 1, bias=True)
+    s = net.node("Sigmoid", [s]) if gate == "sigmoid" else net.node("HardSigmoid", [s], alpha=1 / 6, beta=0.5)
+    return net.node("Mul", [x, s])
+
+
+def efficientnet_b0(size: int = 224, classes: int = 1000, seed: int = 0):
+    """EfficientNet-B0's layer shapes (Tan and Le 2019, Table 1): MBConv blocks with SiLU, squeeze-and-
+    excite (a quarter of the block's input channels) and residual adds."""
+    net = OnnxNet("efficientnet_b0", (1, 3, size, size), seed)
+    x = _act(net, net.bn(net.conv("input", 3, 32, 3, 2), 32), "silu")
+    cin = 32
+    # (expansion, channels, repeats, stride, kernel)
+    for t, c, n, s, k in ((1, 16, 1, 1, 3), (6, 24, 2, 2, 3), (6, 40, 2, 2, 5), (6, 80, 3, 2, 3),
+                          (6, 112, 3, 1, 5), (6, 192, 4, 2, 5), (6, 320, 1, 1, 3)):
+        for i in range(n):
+            stride = s if i == 0 else 1
+            hidden = cin * t
+            y = _act(net, net.bn(net.conv(x, cin, hidden, 1), hidden), "silu") if t != 1 else x
+            y = _act(net, net.bn(net.conv(y, hidden, hidden, k, stride, groups=hidden), hidden), "silu")
+            y = _squeeze_excite(net, y, hidden, max(1, cin // 4), "silu", "sigmoid")
+            y = net.bn(net.conv(y, hidden, c, 1), c)
+            x = net.node("Add", [y, x]) if stride == 1 and cin == c else y
+            cin = c
+    x = _act(net, net.bn(net.conv(x, cin, 1280, 1), 1280), "silu")
+    return net.model(net.head(x, 1280, classes))
+
+
+def _divisible(v: float, d: int = 8) -> int:
+    return max(d, int(v + d / 2) // d * d)
+
+
+def mobilenetv3(size: int = 224, classes: int = 1000, seed: int = 0):
+    """MobileNetV3-Large's layer shapes (Howard et al. 2019, Table 1): HardSwish, squeeze-and-excite
+    gated by HardSigmoid, residual adds."""
+    net = OnnxNet("mobilenetv3", (1, 3, size, size), seed)
+    x = _act(net, net.bn(net.conv("input", 3, 16, 3, 2), 16), "hswish")
+    cin = 16
+    # (kernel, expanded, out, squeeze-and-excite, activation, stride)
+    for k, e, c, se, act, s in ((3, 16, 16, 0, "relu", 1), (3, 64, 24, 0, "relu", 2), (3, 72, 24, 0, "relu", 1),
+                                (5, 72, 40, 1, "relu", 2), (5, 120, 40, 1, "relu", 1), (5, 120, 40, 1, "relu", 1),
+                                (3, 240, 80, 0, "hswish", 2), (3, 200, 80, 0, "hswish", 1),
+                                (3, 184, 80, 0, "hswish", 1), (3, 184, 80, 0, "hswish", 1),
+                                (3, 480, 112, 1, "hswish", 1), (3, 672, 112, 1, "hswish", 1),
+                                (5, 672, 160, 1, "hswish", 2), (5, 960, 160, 1, "hswish", 1),
+                                (5, 960, 160, 1, "hswish", 1)):
+        y = _act(net, net.bn(net.conv(x, cin, e, 1), e), act) if e != cin else x
+        y = _act(net, net.bn(net.conv(y, e, e, k, s, groups=e), e), act)
+        if se:
+            y = _squeeze_excite(net, y, e, _divisible(e / 4), "relu", "hard_sigmoid")
+        y = net.bn(net.conv(y, e, c, 1), c)
+        x = net.node("Add", [y, x]) if s == 1 and cin == c else y
+        cin = c
+    x = _act(net, net.bn(net.conv(x, cin, 960, 1), 960), "hswish")
+    x = net.node("GlobalAveragePool", [x])
+    x = _act(net, net.conv(x, 960, 1280, 1, bias=True), "hswish")
+    return net.model(net.gemm(net.node("Flatten", [x], axis=1), 1280, classes))

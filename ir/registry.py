@@ -12,6 +12,7 @@ import numpy as np
 
 from sieve.ir import kernels as K
 from sieve_numerics import integer as Q
+from sieve_numerics import tables as T
 from sieve.ir.graph import IRError, Node, Op
 from sieve.ir.types import DType, TensorType
 
@@ -479,6 +480,77 @@ def _softmax_int(node: Node, xs: Arrays, ins: Types) -> np.ndarray:
     return _softmax_float(node, [Q.dequantize(xs[0], ins[0].quant.scale[0], ins[0].quant.zp)])
 
 
+# ---------------------------------------------------------------- element-wise functions (tables)
+
+def _lut_attrs(a: dict) -> dict:
+    fn = a.get("fn")
+    if fn not in T.FUNCTIONS:
+        raise IRError(f"unknown element-wise function {fn!r} (supported: {', '.join(sorted(T.FUNCTIONS))})")
+    for key in T.FUNCTIONS[fn][1]:
+        if key in a:
+            a[key] = float(a[key])
+    return a
+
+
+def _lut_fn_params(node: Node) -> dict:
+    return {k: node.attrs[k] for k in T.FUNCTIONS[node.attrs["fn"]][1] if k in node.attrs}
+
+
+def _lut_float(node: Node, xs: Arrays) -> np.ndarray:
+    return T.function(node.attrs["fn"], _lut_fn_params(node))(xs[0])
+
+
+def _lut_int(node: Node, xs: Arrays, ins: Types) -> np.ndarray:
+    return T.apply_table(xs[0], node.params["table"])
+
+
+def lut_table(node: Node, x: TensorType, y: TensorType) -> np.ndarray:
+    """The int8 table of a LUT node between input type x and output type y."""
+    return T.build_table(node.attrs["fn"], _lut_fn_params(node), x.quant.scale[0], x.quant.zp,
+                         y.quant.scale[0], y.quant.zp)
+
+
+def _lut_quantize(node: Node, ins: Types, out: TensorType) -> tuple[dict, dict]:
+    return {"table": lut_table(node, ins[0], out)}, {}
+
+
+def _lut_check(node: Node, ins: Types) -> None:
+    t = node.params.get("table")
+    if t is None or t.dtype != np.int8 or t.shape != (256,):
+        raise IRError("parameter 'table' must be int8 with 256 entries", node.name)
+
+
+# ---------------------------------------------------------------- product of two activations
+
+def _mul_infer(node: Node, ins: Types) -> tuple[int, ...]:
+    a, b = ins[0].shape, ins[1].shape
+    if b != a and b != a[:2] + (1,) * (len(a) - 2):
+        raise IRError(f"cannot multiply {list(a)} by {list(b)}", node.name,
+                      hint="the second operand must have the first's shape or one value per channel "
+                           f"({list(a[:2] + (1,) * (len(a) - 2))})")
+    return a
+
+
+def _mul_float(node: Node, xs: Arrays) -> np.ndarray:
+    return np.multiply(xs[0], xs[1], dtype=np.float32)
+
+
+# The arithmetic of an integer Mul, as onnxruntime computes it on x86-64 (as for Add, ADD_ARITHS):
+# "s8"/"u8" its QLinearMul on int8/uint8 tensors, "float" an unfused DequantizeLinear -> Mul -> QuantizeLinear.
+def _mul_int(node: Node, xs: Arrays, ins: Types) -> np.ndarray:
+    arith = add_arith(node)
+    qa, qb, qc = ins[0].quant, ins[1].quant, node.out.quant
+    if arith == "float":
+        return Q.mul_float(xs[0], xs[1], qa.zp, qb.zp, qa.scale[0], qb.scale[0], qc.scale[0], qc.zp)
+    return Q.mul_qlinear(xs[0], xs[1], qa.zp, qb.zp, Q.mul_ratio(qa.scale[0], qb.scale[0], qc.scale[0]), qc.zp,
+                         u8=arith == "u8")
+
+
+def _mul_quantize(node: Node, ins: Types, out: TensorType) -> tuple[dict, dict]:
+    # int8 tensors of Sieve's QDQ export become uint8 in onnxruntime: its uint8 Mul arithmetic
+    return {}, {"arith": "u8"}
+
+
 def _input_infer(node: Node, ins: Types) -> tuple[int, ...]:
     return node.out.shape
 
@@ -514,6 +586,9 @@ REGISTRY: dict[Op, OpDef] = {
     Op.AFFINE: OpDef(1, _affine_infer, _no_macs, _affine_float, _affine_int, act=True, check_int=_affine_check,
                      dequantize=_keep_params),
     Op.SOFTMAX: OpDef(1, _same_shape_infer, _no_macs, _softmax_float, _softmax_int, scale="host"),
+    Op.LUT: OpDef(1, _same_shape_infer, _no_macs, _lut_float, _lut_int, attrs=_lut_attrs, quantize=_lut_quantize,
+                  check_int=_lut_check),
+    Op.MUL: OpDef(2, _mul_infer, _no_macs, _mul_float, _mul_int, quantize=_mul_quantize),
 }
 
 

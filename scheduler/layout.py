@@ -48,6 +48,13 @@ def _elementwise(graph: Graph, node: Node, orders: dict) -> MemoryOrder:
     return first
 
 
+def _multiply(graph: Graph, node: Node, orders: dict) -> MemoryOrder:
+    """Equal shapes: element-wise; one value per channel: the first operand channels-last."""
+    if graph[node.inputs[1]].out.shape == node.out.shape:
+        return _elementwise(graph, node, orders)
+    return _channels_last(graph, node, orders)
+
+
 def _concat(graph: Graph, node: Node, orders: dict) -> MemoryOrder:
     first = orders[node.inputs[0]]
     if any(orders[o].perm != first.perm for o in node.inputs[1:]):
@@ -62,7 +69,7 @@ def _natural_order(graph: Graph, node: Node, orders: dict) -> MemoryOrder:
 
 # how each op stores its output, given its inputs' orders (ops not listed: the natural order)
 ORDER = {Op.FLATTEN: _view, Op.SOFTMAX: _view, Op.AFFINE: _channels_last, Op.ADD: _elementwise,
-         Op.RELU: _elementwise, Op.CONCAT: _concat}
+         Op.RELU: _elementwise, Op.CONCAT: _concat, Op.LUT: _elementwise, Op.MUL: _multiply}
 
 
 def memory_orders(graph: Graph) -> dict[str, MemoryOrder]:

@@ -210,20 +210,51 @@ def _lower_pool(graph: Graph, node: Node, arch: ArchConfig, opts: Options) -> La
                      partition="rows" if len(parts) > 1 else "single", parts=parts)
 
 
-def _lower_eltwise(graph: Graph, node: Node, arch: ArchConfig, opts: Options) -> LayerPlan:
+def _lower_eltwise(graph: Graph, node: Node, arch: ArchConfig, opts: Options, const_bytes: int = 0) -> LayerPlan:
+    """Element tiles streamed through the vector unit; ``const_bytes`` of constants (a table) stay in the
+    scratchpad, loaded once."""
     names = ("a", "b", "out") if len(node.inputs) == 2 else ("a", "out")
     total = node.out.size
     parts = flat_parts(total, opts.cores(arch), "e", 64)
     longest = _longest(parts, "e", total)
-    per = (arch.core.scratchpad_bytes // (2 * len(names))) // 16 * 16
+    per = ((arch.core.scratchpad_bytes - 2 * align(const_bytes)) // (2 * len(names))) // 16 * 16
+    if per < 16:
+        raise ScheduleError("the element tiles and constants do not fit the scratchpad", node.name)
     largest = max(16, min(align(longest), per, (1 << 24) - 16))
     tile, est = stream_tile(longest, largest, len(names) - 1, 1, len(names) - 1, arch, 16)
-    layout = SpadLayout(tuple((name, tile) for name in names))
+    regions = ((("p", const_bytes),) if const_bytes else ()) + tuple((name, tile) for name in names)
     steps = ceil_div(longest, tile)
-    return LayerPlan(node.name, "eltwise", layout, tile_elems=tile, est_cycles=est,
-                     reason=f"{tile} elements per tile: the cheapest double-buffered stream of the tiles that fit; "
-                     f"{steps} steps" + _split_note(parts, "elements"),
+    note = ", a 256-entry table loaded once" if const_bytes else ""
+    return LayerPlan(node.name, "eltwise", SpadLayout(regions), tile_elems=tile, est_cycles=est,
+                     reason=f"{tile} elements per tile{note}: the cheapest double-buffered stream of the tiles "
+                     f"that fit; {steps} steps" + _split_note(parts, "elements"),
                      partition="elements" if len(parts) > 1 else "single", parts=parts)
+
+
+def _lower_lut(graph: Graph, node: Node, arch: ArchConfig, opts: Options) -> LayerPlan:
+    return _lower_eltwise(graph, node, arch, opts, const_bytes=256)
+
+
+def _lower_mul(graph: Graph, node: Node, arch: ArchConfig, opts: Options) -> LayerPlan:
+    """The same shapes: an element stream. One value per channel (squeeze-and-excite): tiles of whole
+    pixels within an image, the image's channel vector loaded once per image."""
+    if graph[node.inputs[1]].out.shape == node.out.shape:
+        return _lower_eltwise(graph, node, arch, opts)
+    c = node.out.shape[1]
+    pixels = node.out.size // c
+    parts = flat_parts(pixels, opts.cores(arch), "e")
+    longest = _longest(parts, "e", pixels)
+    per = (arch.core.scratchpad_bytes - 2 * align(c)) // 4 // 16 * 16 // c
+    if per < 1:
+        raise ScheduleError(f"one pixel of {c} channels and its channel vector do not fit the scratchpad", node.name)
+    hw = pixels // node.out.shape[0]
+    tile, est = stream_tile(longest, min(longest, hw, per, ((1 << 24) - 16) // c), c, c, 2 * c, arch)
+    layout = SpadLayout((("b", c), ("a", tile * c), ("out", tile * c)))
+    steps = ceil_div(longest, tile)
+    return LayerPlan(node.name, "scale", layout, tile_elems=tile, est_cycles=est,
+                     reason=f"{tile} pixels per tile, each image's {c} channel values loaded once; {steps} steps"
+                     + _split_note(parts, "pixels"), partition="pixels" if len(parts) > 1 else "single",
+                     parts=parts)
 
 
 def _lower_affine(graph: Graph, node: Node, arch: ArchConfig, opts: Options) -> LayerPlan:
@@ -285,4 +316,6 @@ LOWER: dict[Op, Callable[[Graph, Node, ArchConfig, Options], LayerPlan]] = {
     Op.CONCAT: _lower_concat,
     Op.AFFINE: _lower_affine,
     Op.INPUT: _lower_alias,
+    Op.LUT: _lower_lut,
+    Op.MUL: _lower_mul,
 }

@@ -50,12 +50,13 @@ def _image_parts(graph: Graph, plan: LayerPlan, core: int, images: int) -> tuple
     if plan.kind == "matmul" and (plan.geom.n != images or plan.geom.batched):
         return (Part(core),)
     per = node.out.size // images                       # elements per image (channel-last: contiguous)
-    if plan.kind in ("affine", "concat"):
+    if plan.kind in ("affine", "concat", "scale"):
         per //= node.out.shape[1]                       # pixels per image
     dims = {"matmul": lambda i: {"n": (i, i + 1)}, "pool": lambda i: {"n": (i, i + 1)},
             "eltwise": lambda i: {"e": (i * per, (i + 1) * per)},
             "affine": lambda i: {"e": (i * per, (i + 1) * per)},
-            "concat": lambda i: {"e": (i * per, (i + 1) * per)}}[plan.kind]
+            "concat": lambda i: {"e": (i * per, (i + 1) * per)},
+            "scale": lambda i: {"e": (i * per, (i + 1) * per)}}[plan.kind]
     return tuple(Part(core, images=(i, i + 1), **dims(i)) for i in range(images))
 
 

@@ -132,6 +132,19 @@ def _affine(f: Fields, arch: ArchConfig) -> tuple[np.ndarray, dict]:
         "spad_read_bytes": f["count"] + 8 * f["c"], "spad_write_bytes": f["count"], "vector_ops": ops}
 
 
+def _lut(f: Fields, arch: ArchConfig) -> tuple[np.ndarray, dict]:
+    """One table read per element (the 256-byte table sits in the scratchpad)."""
+    return _cdiv(f["count"], arch.core.vector_lanes) + arch.core.vector_fill_cycles, {
+        "spad_read_bytes": 2 * f["count"], "spad_write_bytes": f["count"], "vector_ops": f["count"]}
+
+
+def _mul(f: Fields, arch: ArchConfig) -> tuple[np.ndarray, dict]:
+    """An integer product and a float scaling per element; b is read once per element of a."""
+    ops = 2 * f["count"]
+    return _cdiv(ops, arch.core.vector_lanes) + arch.core.vector_fill_cycles, {
+        "spad_read_bytes": 2 * f["count"], "spad_write_bytes": f["count"], "vector_ops": ops}
+
+
 def _maxpool(f: Fields, arch: ArchConfig) -> tuple[np.ndarray, dict]:
     outs = f["out_h"] * f["out_w"] * f["c"]
     ops = outs * f["kernel_h"] * f["kernel_w"]
@@ -150,6 +163,8 @@ COST: dict[Opcode, Callable[[Fields, ArchConfig], tuple[np.ndarray, dict]]] = {
     Opcode.MAXPOOL: _maxpool,
     Opcode.AFFINE: _affine,
     Opcode.WAIT: lambda f, arch: (0, {}),            # holds its queue; costs nothing itself
+    Opcode.LUT: _lut,
+    Opcode.MUL: _mul,
 }
 
 
@@ -181,6 +196,8 @@ TOUCHES: dict[Opcode, Callable[[Fields, ArchConfig], dict]] = {
     Opcode.ADD: lambda f, arch: {"dst": (f["dst_addr"], f["dst_addr"] + f["count"])},
     Opcode.RELU: lambda f, arch: {"dst": (f["dst_addr"], f["dst_addr"] + f["count"])},
     Opcode.AFFINE: lambda f, arch: {"dst": (f["dst_addr"], f["dst_addr"] + f["count"])},
+    Opcode.LUT: lambda f, arch: {"dst": (f["dst_addr"], f["dst_addr"] + f["count"])},
+    Opcode.MUL: lambda f, arch: {"dst": (f["dst_addr"], f["dst_addr"] + f["count"])},
     Opcode.MAXPOOL: lambda f, arch: {"dst": (f["dst_addr"], f["dst_addr"] + f["c"] * f["out_h"] * f["out_w"])},
 }
 

@@ -12,7 +12,7 @@ import numpy as np
 
 from sieve.arch.binary import Program
 from sieve.arch.isa import Instruction, Opcode
-from sieve_numerics import integer
+from sieve_numerics import integer, tables
 
 
 class OutOfBounds(Exception):
@@ -220,6 +220,28 @@ def _affine(m: Machine, core: CoreState, ins) -> None:
     _span(core.spad, ins.dst_addr, count, "scratchpad output")[:] = y.ravel().view(np.uint8)
 
 
+def _lut(m: Machine, core: CoreState, ins) -> None:
+    x = _i8(core.spad, ins.src_addr, ins.count, "scratchpad input")
+    table = _i8(core.spad, ins.table_addr, 256, "scratchpad table")
+    _span(core.spad, ins.dst_addr, ins.count, "scratchpad output")[:] = tables.apply_table(x, table).view(np.uint8)
+
+
+def _mul(m: Machine, core: CoreState, ins) -> None:
+    """Element i of a times element i mod b_count of b; mode 0/1: onnxruntime's QLinearMul on int8/uint8
+    values (m = float32(sa·sb)/sc); mode 2: through float (m = sa, with sb and sc)."""
+    if ins.mode > 2:
+        raise OutOfBounds(f"MUL mode {ins.mode} is undefined (0: int8, 1: uint8, 2: float)")
+    if ins.b_count == 0 or ins.count % ins.b_count:
+        raise OutOfBounds(f"MUL over {ins.count} elements is not a whole number of {ins.b_count}-element b vectors")
+    a = _i8(core.spad, ins.a_addr, ins.count, "scratchpad a").reshape(-1, ins.b_count)
+    b = _i8(core.spad, ins.b_addr, ins.b_count, "scratchpad b")
+    if ins.mode == 2:
+        y = integer.mul_float(a, b, ins.za, ins.zb, ins.m, ins.sb, ins.sc, ins.zc, ins.lo, ins.hi)
+    else:
+        y = integer.mul_qlinear(a, b, ins.za, ins.zb, ins.m, ins.zc, ins.lo, ins.hi, u8=ins.mode == 1)
+    _span(core.spad, ins.dst_addr, ins.count, "scratchpad output")[:] = y.ravel().view(np.uint8)
+
+
 def _halt(m: Machine, core: CoreState, ins: Instruction) -> None:
     pass
 
@@ -228,4 +250,4 @@ def _halt(m: Machine, core: CoreState, ins: Instruction) -> None:
 # or the named tuple of a decoded stream's record)
 EXECUTE = {Opcode.LOAD: _load, Opcode.STORE: _store, Opcode.MATMUL: _matmul, Opcode.REQUANT: _requant,
            Opcode.ADD: _add, Opcode.MAXPOOL: _maxpool, Opcode.RELU: _relu, Opcode.AFFINE: _affine,
-           Opcode.HALT: _halt, Opcode.WAIT: _halt}
+           Opcode.HALT: _halt, Opcode.WAIT: _halt, Opcode.LUT: _lut, Opcode.MUL: _mul}

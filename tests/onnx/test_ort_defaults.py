@@ -23,7 +23,7 @@ from sieve.ir import Op
 from tests.onnx.ort_models import IR_VERSION
 
 SIZE = 32
-MODELS = ("resnet18", "resnet50", "mobilenetv2")
+MODELS = ("resnet18", "resnet50", "mobilenetv2", "efficientnet_b0", "mobilenetv3")
 
 
 def _quantize(tmp_path, name: str, fmt: str, act: str, per_channel: bool, preprocess: bool = True):
@@ -95,7 +95,7 @@ def test_quantized_zoo_model_matches_onnxruntime_default_session(workdir, name, 
     d = program.outputs[0]
     np.testing.assert_array_equal(_integers(want, d.scale, d.zero_point + (128 if d.dtype == "uint8" else 0)),
                                   got_q.astype(np.int64))
-    if name == "resnet18":                             # and the compiled binary, simulated, gives the same
+    if name in ("resnet18", "efficientnet_b0", "mobilenetv3"):   # and the compiled binary, simulated, too
         sim = sieve.simulate(program, x)
         np.testing.assert_array_equal(sim.model_outputs()[out_name], got_q)
     assert len(np.unique(got_q)) > 3

@@ -1,0 +1,108 @@
+"""Element-wise functions (LUT) and products of two activations (MUL): simulator == reference bit for bit
+over shapes, scales, functions, archs, cores and partitions; MUL's three arithmetics equal onnxruntime."""
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from onnx import helper
+
+from sieve.arch import load_arch, with_overrides
+from sieve.ir import GraphBuilder, Op
+from sieve.ir.interpret import run_int
+from sieve.ir.types import DType, QuantParams
+from sieve_numerics.tables import FUNCTIONS
+from tests.helpers import check_bitexact, quantize, random_calibration, small_arch
+from tests.onnx.ort_models import elem, finish, ort_run
+
+ARCHS = st.sampled_from(["small", "default", "multicore", "own_path"])
+
+
+def _arch(name: str):
+    if name == "small":
+        return small_arch()
+    if name == "own_path":
+        return with_overrides(load_arch("multicore"), {"core.vector_own_path": True})
+    return load_arch(name)
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(arch=ARCHS, fn=st.sampled_from(sorted(FUNCTIONS)), n=st.integers(1, 3), c=st.integers(1, 24),
+       hw=st.integers(1, 9), per_channel=st.booleans(), partition=st.sampled_from(["auto", "pipeline"]),
+       spread=st.floats(0.1, 8.0), seed=st.integers(0, 2**16))
+def test_lut_and_mul_are_bitexact(arch, fn, n, c, hw, per_channel, partition, spread, seed):
+    """conv -> f(.) -> x · f(x) (or x · gate per channel, squeeze-and-excite) at scales set by ``spread``."""
+    rng = np.random.default_rng(seed)
+    b = GraphBuilder("vec")
+    b.input("x", (n, c, hw, hw))
+    b.add("conv", Op.CONV2D, ["x"], {"out_channels": c, "kernel": 1},
+          {"w": rng.standard_normal((c, c, 1, 1)) * spread})
+    b.add("f", Op.LUT, ["conv"], {"fn": fn, "alpha": 0.1} if fn == "leaky_relu" else {"fn": fn})
+    if per_channel:
+        b.add("pool", Op.GLOBALAVGPOOL, ["f"])
+        b.add("gate", Op.LUT, ["pool"], {"fn": "sigmoid"})
+        b.add("y", Op.MUL, ["conv", "gate"])
+    else:
+        b.add("y", Op.MUL, ["f", "conv"])
+    g = b.build(["y"])
+    q = quantize(g, random_calibration(g, rng, 4))
+    ops = [nd.op for nd in q]
+    if fn == "sigmoid" and not per_channel:                  # x · sigmoid(x) became one SiLU table
+        assert Op.MUL not in ops and [nd.attrs["fn"] for nd in q if nd.op is Op.LUT] == ["silu"]
+    else:
+        assert Op.LUT in ops and Op.MUL in ops
+    check_bitexact(q, _arch(arch), random_calibration(g, rng, n), partition=partition)
+
+
+def test_lut_takes_every_table_entry_to_the_simulator():
+    """All 256 int8 values through one table (no calibration luck): the simulator reads the table as stored."""
+    b = GraphBuilder("all")
+    b.input("x", (1, 256), DType.INT8, QuantParams.per_tensor(0.008, 3))
+    from sieve_numerics.tables import build_table
+    b.add("y", Op.LUT, ["x"], {"fn": "tanh"}, {"table": build_table("tanh", {}, 0.008, 3, 1 / 128, 0)},
+          DType.INT8, QuantParams.per_tensor(1 / 128, 0))
+    q = b.build(["y"])
+    x = np.arange(-128, 128, dtype=np.int8).reshape(1, 256)
+    ref = run_int(q, {"x": x})["y"]
+    assert len(np.unique(ref)) > 150                               # tanh at this scale: nearly one-to-one
+    from sieve.codegen import generate
+    from sieve.scheduler import schedule
+    from sieve.simulator import run
+    got = run(generate(schedule(q, small_arch())), {"x": x}).outputs["y"]
+    np.testing.assert_array_equal(got, ref)
+
+
+def _mul_model(a_dtype, b_dtype, y_dtype, b_shape, sa, za, sb, zb, sy, zy):
+    inits = {"sa": np.float32(sa), "za": np.array(za, a_dtype), "sb": np.float32(sb), "zb": np.array(zb, b_dtype),
+             "sy": np.float32(sy), "zy": np.array(zy, y_dtype)}
+    nodes = [helper.make_node("DequantizeLinear", ["a", "sa", "za"], ["af"]),
+             helper.make_node("DequantizeLinear", ["b", "sb", "zb"], ["bf"]),
+             helper.make_node("Mul", ["af", "bf"], ["yf"]),
+             helper.make_node("QuantizeLinear", ["yf", "sy", "zy"], ["y"])]
+    return finish(nodes, [helper.make_tensor_value_info("a", elem(a_dtype), [2, 8, 5, 5]),
+                          helper.make_tensor_value_info("b", elem(b_dtype), b_shape)],
+                  [helper.make_tensor_value_info("y", elem(y_dtype), [2, 8, 5, 5])], inits)
+
+
+@pytest.mark.parametrize("types", [("u8", "u8", "u8"), ("s8", "s8", "s8"), ("s8", "u8", "u8")])
+@settings(max_examples=15, deadline=None)
+@given(per_channel=st.booleans(), seed=st.integers(0, 2**16))
+def test_mul_equals_onnxruntime(types, per_channel, seed):
+    """QLinearMul in uint8 and in int8, and (mixed types) the float DequantizeLinear -> Mul -> QuantizeLinear."""
+    import sieve
+    rng = np.random.default_rng(seed)
+    dt = {"u8": np.uint8, "s8": np.int8}
+    ad, bd, yd = (dt[t] for t in types)
+    lim = {np.uint8: (0, 256), np.int8: (-128, 128)}
+    sa, sb, sy = (float(np.float32(10 ** rng.uniform(-3, -1))) for _ in range(3))
+    za, zb, zy = (int(rng.integers(*lim[d])) for d in (ad, bd, yd))
+    b_shape = [2, 8, 1, 1] if per_channel else [2, 8, 5, 5]
+    model = _mul_model(ad, bd, yd, b_shape, sa, za, sb, zb, sy, zy)
+    a = rng.integers(*lim[ad], (2, 8, 5, 5)).astype(ad)
+    bv = rng.integers(*lim[bd], b_shape).astype(bd)
+    (want,) = ort_run(model, {"a": a, "b": bv})
+    program = sieve.compile(model, dense_twin=False)
+    res = sieve.simulate(program, {"a": a, "b": bv})
+    (name, got), = res.model_outputs().items()                # in the model's own type
+    assert got.dtype == want.dtype
+    np.testing.assert_array_equal(got, want)
+    assert len(np.unique(want)) > 2                              # not all saturated
