@@ -100,9 +100,9 @@ def emit_int_dense(imp: _Importer, node, out: str, a: str, aq: _Q, w_ck, wq: _Q,
     _int_input(imp, a, aq)
     w = np.swapaxes(w_ck, -1, -2)                    # [K, C] / [B, K, C]
     x_shape = imp.shape(a)
-    if len(x_shape) != w.ndim:
-        raise imp.error(f"input of rank {len(x_shape)} with weights of rank {w_ck.ndim} is not supported",
-                        node)
+    if len(x_shape) != w.ndim and not (len(x_shape) == 3 and w.ndim == 2):
+        raise imp.error(f"input of rank {len(x_shape)} with weights of rank {w_ck.ndim} is not supported "
+                        "(2-D weights take [batch, features] or [batch, tokens, features])", node)
     k = w.shape[-2]
     wi = _int_weights(w, wq, w.ndim - 2)
     per_k = w.shape[:-1]
@@ -508,7 +508,7 @@ def _fold_affine(imp: _Importer, node, kind: str) -> None:
             or imp.consumers.get(x, 0) != 1 or prod.attrs.get("act", "none") != "none":
         raise imp.error(f"{node.op_type} by a constant is supported only right after a float conv or "
                         "dense layer (it is folded into its weights)", node)
-    k = prod.out.shape[1]
+    k = prod.params["w"].shape[0]                       # output channels / features
     per_k = np.asarray(c, np.float64).reshape(-1)
     if per_k.size not in (1, k):
         raise imp.error(f"constant of shape {list(np.shape(c))} does not broadcast per channel", node)

@@ -265,11 +265,12 @@ def _conv_int(node: Node, xs: Arrays, ins: Types) -> np.ndarray:
 # ---------------------------------------------------------------- dense
 
 def _dense_infer(node: Node, ins: Types) -> tuple[int, ...]:
-    """[N, C] x w[K, C] -> [N, K]; batched: [B, M, C] x w[B, K, C] -> [B, M, K]."""
+    """[N, C] x w[K, C] -> [N, K]; tokens: [B, T, C] x w[K, C] -> [B, T, K] (one weight matrix for every
+    token); batched: [B, M, C] x w[B, K, C] -> [B, M, K] (each batch its own weights)."""
     x, w = ins[0].shape, node.params["w"].shape
     k = node.attrs["out_features"]
-    if len(x) == 2 and w == (k, x[1]):
-        return (x[0], k)
+    if len(x) in (2, 3) and w == (k, x[-1]):
+        return x[:-1] + (k,)
     if len(x) == 3 and w == (x[0], k, x[2]):
         return (x[0], x[1], k)
     raise IRError(f"weight shape {list(w)} does not fit input {list(x)} with {k} output features", node.name)

@@ -88,6 +88,8 @@ def hw_weights(graph: Graph, node: Node, orders: dict[str, MemoryOrder]) -> np.n
         return np.ascontiguousarray(w.reshape(-1, 1, 1, w.shape[2]))
     src = orders[node.inputs[0]]
     k = w.shape[0]
+    if len(graph[node.inputs[0]].out.shape) == 3:     # tokens: the reduction is the last axis only
+        return np.ascontiguousarray(w.reshape(k, 1, 1, -1))
     inner = w.reshape((k,) + tuple(src.view_shape[1:]))
     mem = inner.transpose((0,) + tuple(src.perm[1:]))
     return np.ascontiguousarray(mem.reshape(k, 1, 1, -1))

@@ -20,6 +20,9 @@ def conv_geom(graph: Graph, node: Node) -> ConvGeom:
     out_bytes = 4 if node.out.dtype is DType.INT32 else 1
     w = node.params.get("w")
     w_bytes = 2 if w is not None and w.dtype == np.int16 else 1
+    if node.op is Op.DENSE and len(x) == 3 and w is not None and w.ndim == 2:    # tokens: [B·T, C] rows
+        return ConvGeom(n=1, h=1, w=x[0] * x[1], c=x[2], k=node.out.shape[2], oh=1, ow=x[0] * x[1],
+                        out_bytes=out_bytes, w_bytes=w_bytes)
     if node.op is Op.DENSE and len(x) == 3:          # batched: each batch its own weights
         return ConvGeom(n=1, h=1, w=x[1], c=x[2], k=node.out.shape[2], oh=1, ow=x[1], groups=x[0],
                         out_bytes=out_bytes, w_bytes=w_bytes, batched=True)

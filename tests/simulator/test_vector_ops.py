@@ -106,3 +106,39 @@ def test_mul_equals_onnxruntime(types, per_channel, seed):
     assert got.dtype == want.dtype
     np.testing.assert_array_equal(got, want)
     assert len(np.unique(want)) > 2                              # not all saturated
+
+
+@settings(max_examples=15, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(arch=ARCHS, b=st.integers(1, 3), t=st.integers(1, 17), d=st.integers(1, 40), o=st.integers(1, 24),
+       partition=st.sampled_from(["auto", "pipeline"]), seed=st.integers(0, 2**16))
+def test_linear_on_token_tensors_is_bitexact(arch, b, t, d, o, partition, seed):
+    """[B, T, D] x [D, O] (nn.Linear on tokens): one weight matrix for every token, then a token-wise
+    function and a second projection."""
+    rng = np.random.default_rng(seed)
+    g = GraphBuilder("tokens")
+    g.input("x", (b, t, d))
+    g.add("proj", Op.DENSE, ["x"], {"out_features": o}, {"w": rng.standard_normal((o, d)) * 0.3})
+    g.add("act", Op.LUT, ["proj"], {"fn": "tanh"})
+    g.add("out", Op.DENSE, ["act"], {"out_features": 5}, {"w": rng.standard_normal((5, o))})
+    graph = g.build(["out"])
+    assert graph["out"].out.shape == (b, t, 5)
+    q = quantize(graph, random_calibration(graph, rng, 4))
+    check_bitexact(q, _arch(arch), random_calibration(graph, rng, b), partition=partition)
+
+
+def test_onnx_matmul_on_token_tensors_imports(tmp_path):
+    """A float MatMul + Add bias on [batch, tokens, features], as PyTorch exports nn.Linear on 3-D input."""
+    import sieve
+    rng = np.random.default_rng(0)
+    inits = {"W": (rng.standard_normal((32, 16)) * 0.2).astype(np.float32),
+             "B": (rng.standard_normal(16) * 0.1).astype(np.float32)}
+    nodes = [helper.make_node("MatMul", ["x", "W"], ["m"]), helper.make_node("Add", ["m", "B"], ["y"])]
+    model = finish(nodes, [helper.make_tensor_value_info("x", 1, [2, 8, 32])],
+                   [helper.make_tensor_value_info("y", 1, [2, 8, 16])], inits)
+    x = rng.standard_normal((8, 8, 32)).astype(np.float32)
+    program = sieve.compile(model, calibrate=x, batch=2)
+    res = sieve.simulate(program, x[:2])
+    (name, got), = res.floats.items()
+    want = x[:2] @ inits["W"] + inits["B"]
+    assert got.shape == (2, 8, 16)
+    assert np.abs(got - want).max() < 0.05 * np.abs(want).max()      # int8 error only
