@@ -14,11 +14,11 @@ from sieve.scheduler.packing import PackedTile, pack_nm, pack_unstructured
 from sieve.scheduler.plan import LayerPlan, align, split
 
 
-def _constants(graph: Graph, node: Node, orders: dict) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def _constants(graph: Graph, node: Node, orders: dict, g) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(weights [K][KH][KW][C per group], int32 bias [K], float32 scale [K]) of a matmul layer."""
     if node.op in (Op.GLOBALAVGPOOL, Op.AVGPOOL):   # a window sum: weights of one, no bias
         n, c, h, w = graph[node.inputs[0]].out.shape
-        kh, kw = node.attrs["kernel"] if node.op is Op.AVGPOOL else (h, w)
+        kh, kw = node.attrs["kernel"] if node.op is Op.AVGPOOL else g.band if g.band[0] else (h, w)
         return np.ones((c, kh, kw, 1), np.int8), np.zeros(c, "<i4"), node.params["requant"].astype("<f4")
     b = node.params["b"].astype("<i4").ravel()
     scale = node.params.get("requant", np.ones(b.size, np.float32)).astype("<f4").ravel()
@@ -36,7 +36,7 @@ def pack_weights(graph: Graph, node: Node, plan: LayerPlan, orders: dict, data: 
     """Constant bundles per (group, first output channel, c tile), for the k tiles of every core's
     share: the weight tile; the last c tile of each k tile also carries what REQUANT reads:
     [pad to 16][int32 bias][float32 scale]. Cores that share a k tile share its bundle."""
-    w, bias, scale = _constants(graph, node, orders)
+    w, bias, scale = _constants(graph, node, orders, plan.geom)
     g, t = plan.geom, plan.tiling
     bundles = {}
     c_tiles = [(0, 1)] if g.depthwise else split(g.c, t.c_t)
@@ -78,7 +78,8 @@ def emit_matmul(em: Emitter, graph: Graph, node: Node, plan: LayerPlan, part, la
     x_zp = graph[node.inputs[0]].out.quant.zp
     lo, hi = act_bounds(node) if g.out_bytes == 1 else (-128, 127)
     ks = k_tiles(g, t, part)
-    cs = [(0, (0, 0))] if g.depthwise else list(enumerate(split(g.c, t.c_t)))
+    bands = g.bands() if g.band[0] else None          # a window sum in bands: each band accumulates
+    cs = list(enumerate(bands)) if bands else [(0, (0, 0))] if g.depthwise else list(enumerate(split(g.c, t.c_t)))
     (y_lo, y_hi), (x_lo, x_hi) = part.range("y", g.oh), part.range("x", g.ow)
     pix = [(n, (y_lo + y, ny), (x_lo + x, nx)) for n in range(*part.range("n", g.n))
            for y, ny in split(y_hi - y_lo, t.oh_t) for x, nx in split(x_hi - x_lo, t.ow_t)]
@@ -89,19 +90,26 @@ def emit_matmul(em: Emitter, graph: Graph, node: Node, plan: LayerPlan, part, la
     ob = g.out_bytes
     acc_half, tile_no = t.k_t * t.oh_t * t.ow_t, 0      # output tiles alternate accumulator buffers
     for gi in range(*part.range("g", g.groups)):
-        for (k0, nk), (n, (y0, ny), (x0, nx)), (ci, (c0, nc)) in steps:
+        for (k0, nk), (n, (y0, ny), (x0, nx)), (ci, cinfo) in steps:
+            c0, nc = (0, 0) if bands else cinfo
             if g.depthwise:
                 c0, nc = k0, nk                                  # the channels of this k tile
             if g.batched:                                        # offsets in the stored tensors
                 x_base, o_base, cg0, kg0 = gi * g.h * g.w * g.c, gi * g.oh * g.ow * g.k, c0, k0
             else:
                 x_base, o_base, cg0, kg0 = 0, 0, gi * g.c + c0, gi * g.k + k0
-            b_addr, b_len, b_off, packed = bundles[gi, k0, ci]
-            w_addr, fresh, free = wslots.acquire((gi, k0, ci))
+            wi = 0 if bands else ci                              # bands share the weights (ones)
+            b_addr, b_len, b_off, packed = bundles[gi, k0, wi]
+            w_addr, fresh, free = wslots.acquire((gi, k0, wi))
             if fresh:
                 em.load([(b_addr, w_addr, 1, b_len, 0, 0)], free)
-            iy0, iy1, py = g.in_rows(y0, ny, g.sh, g.dh, g.kh, g.pt, g.h)
-            ix0, ix1, px = g.in_rows(x0, nx, g.sw, g.dw, g.kw, g.pl, g.w)
+            if bands:                                            # one band of the window, no padding
+                by, bh, bx, bw = cinfo
+                (iy0, iy1, py), (ix0, ix1, px), (kh, kw) = (by, by + bh, 0), (bx, bx + bw, 0), (bh, bw)
+            else:
+                iy0, iy1, py = g.in_rows(y0, ny, g.sh, g.dh, g.kh, g.pt, g.h)
+                ix0, ix1, px = g.in_rows(x0, nx, g.sw, g.dw, g.kw, g.pl, g.w)
+                kh, kw = g.kh, g.kw
             x_addr, fresh, free = xslots.acquire((gi, n, iy0, ix0, iy1, ix1, ci, c0))
             if fresh:
                 box = Box(src.addr + x_base + ((n * g.h + iy0) * g.w + ix0) * c_total + cg0, iy1 - iy0, ix1 - ix0, nc,
@@ -109,7 +117,7 @@ def emit_matmul(em: Emitter, graph: Graph, node: Node, plan: LayerPlan, part, la
                 em.load(box.transfers(x_addr), free)
             acc = tile_no % t.acc_buffers * acc_half
             em.compute(Opcode.MATMUL, w_addr=w_addr, x_addr=x_addr, acc_addr=acc, k=nk, out_h=ny, out_w=nx,
-                       in_h=iy1 - iy0, in_w=ix1 - ix0, in_c=nc, kernel_h=g.kh, kernel_w=g.kw,
+                       in_h=iy1 - iy0, in_w=ix1 - ix0, in_c=nc, kernel_h=kh, kernel_w=kw,
                        stride_h=g.sh, stride_w=g.sw, dil_h=g.dh, dil_w=g.dw, pad_top=py, pad_left=px,
                        x_zp=x_zp, accumulate=int(ci > 0), fmt=packed.fmt, depthwise=int(g.depthwise),
                        batch_groups=packed.batch_groups, groups=packed.groups, nnz=packed.nnz,

@@ -15,6 +15,9 @@ from sieve.scheduler.partition import flat_parts, matmul_parts, sub_geom
 from sieve.scheduler.tiling import estimate, matmul_spad, search, stream_tile
 
 
+MAX_KERNEL = 31                              # the MATMUL's kernel_h / kernel_w fields (5 bits)
+
+
 def conv_geom(graph: Graph, node: Node) -> ConvGeom:
     x = graph[node.inputs[0]].out.shape
     out_bytes = 4 if node.out.dtype is DType.INT32 else 1
@@ -31,7 +34,10 @@ def conv_geom(graph: Graph, node: Node) -> ConvGeom:
                         w_bytes=w_bytes)
     n, c, h, w = x
     if node.op is Op.GLOBALAVGPOOL:          # a depthwise window sum over the whole image
-        return ConvGeom(n, h, w, c, c, 1, 1, h, w, depthwise=True)
+        band = (0, 0)
+        if max(h, w) > MAX_KERNEL:           # in bands that fit the MATMUL's kernel fields, accumulating
+            band = (ceil_div(h, ceil_div(h, MAX_KERNEL)), ceil_div(w, ceil_div(w, MAX_KERNEL)))
+        return ConvGeom(n, h, w, c, c, 1, 1, h, w, depthwise=True, band=band)
     if node.op is Op.AVGPOOL:                # a depthwise window sum, padding reading as zero
         (kh, kw), (sh, sw), (pt, pl, _, _) = node.attrs["kernel"], node.attrs["stride"], node.attrs["pad"]
         return ConvGeom(n, h, w, c, c, node.out.shape[2], node.out.shape[3], kh, kw, sh, sw, 1, 1, pt, pl,
@@ -119,7 +125,7 @@ def _price(g: ConvGeom, parts: tuple[Part, ...], arch: ArchConfig):
     """(tiling, estimated cycles, the tiling's reason) of one format and partition, or None when no
     tile fits. All cores run at once and share the DRAM channel: the estimate is the slowest core's,
     or all cores' DRAM transfers back to back, whichever is longer."""
-    subs = [sub_geom(g, p) for p in parts]
+    subs = [sub_geom(g, p).per_band() for p in parts]
     env = _envelope(subs)
     found = search(env, arch)
     if found is None:
@@ -138,7 +144,7 @@ def _price(g: ConvGeom, parts: tuple[Part, ...], arch: ArchConfig):
 
 def _lower_matmul(graph: Graph, node: Node, arch: ArchConfig, opts: Options) -> LayerPlan:
     g = replace(conv_geom(graph, node), balance=opts.balance)
-    if max(g.kh, g.kw) > 31 or max(g.sh, g.sw, g.dh, g.dw, g.pt, g.pl) > 15:
+    if max(g.per_band().kh, g.per_band().kw) > MAX_KERNEL or max(g.sh, g.sw, g.dh, g.dw, g.pt, g.pl) > 15:
         raise ScheduleError(f"kernel {g.kh}x{g.kw} (at most 31), stride, dilation and padding (at most 15) "
                             "exceed the MATMUL instruction's fields", node.name)
     options = weight_formats(graph, node, g, arch.core.simd_lanes, opts.orders) if opts.sparse else [g]

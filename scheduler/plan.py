@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass, replace, field
 
 import numpy as np
 
@@ -59,6 +59,23 @@ class ConvGeom:
     rows: "RowCounts | None" = None   # the layer's nonzero pattern, for exact sparse compute estimates
     c_mem: int = 0            # channels per pixel of the stored input and output (0: the whole
     k_mem: int = 0            # layer's, c * groups and k * groups; a core's share of a split layer has fewer)
+    # a window sum whose window exceeds the MATMUL fields (a global average pool over more than 31 x 31
+    # pixels): summed band by band (band_h x band_w windows, accumulating); (0, 0): one window
+    band: tuple[int, int] = (0, 0)
+
+    def bands(self) -> list[tuple[int, int, int, int]]:
+        """(first row, rows, first column, columns) of each band of a banded window sum."""
+        bh, bw = self.band
+        return [(y, min(bh, self.kh - y), x, min(bw, self.kw - x))
+                for y in range(0, self.kh, bh) for x in range(0, self.kw, bw)]
+
+    def per_band(self) -> "ConvGeom":
+        """The geometry of one band, each band an image of its own: what the tiling is sized and priced
+        for (the accumulator holds a band's partial sums; a requantization is counted per band)."""
+        if not self.band[0]:
+            return self
+        bh, bw = self.band
+        return replace(self, n=self.n * len(self.bands()), h=bh, w=bw, kh=bh, kw=bw, band=(0, 0))
 
     def stored_channels(self) -> tuple[int, int]:
         """Channels per pixel of the input and output tensors as stored in DRAM."""

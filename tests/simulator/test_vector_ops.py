@@ -142,3 +142,23 @@ def test_onnx_matmul_on_token_tensors_imports(tmp_path):
     want = x[:2] @ inits["W"] + inits["B"]
     assert got.shape == (2, 8, 16)
     assert np.abs(got - want).max() < 0.05 * np.abs(want).max()      # int8 error only
+
+
+@settings(max_examples=12, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(arch=ARCHS, h=st.integers(1, 80), w=st.integers(1, 80), c=st.integers(1, 20),
+       partition=st.sampled_from(["auto", "pipeline"]), seed=st.integers(0, 2**16))
+def test_squeeze_excite_on_large_maps_is_bitexact(arch, h, w, c, partition, seed):
+    """A global average pool over more than 31 x 31 pixels (EfficientNet's early squeeze-and-excite) is
+    summed in bands that fit the MATMUL's kernel fields, accumulating, then requantized once."""
+    rng = np.random.default_rng(seed)
+    b = GraphBuilder("se")
+    b.input("x", (2, c, h, w))
+    b.add("pool", Op.GLOBALAVGPOOL, ["x"])
+    b.add("gate", Op.LUT, ["pool"], {"fn": "hard_sigmoid", "alpha": 1 / 6, "beta": 0.5})
+    b.add("y", Op.MUL, ["x", "gate"])
+    g = b.build(["y"])
+    q = quantize(g, random_calibration(g, rng, 2))
+    from sieve.scheduler import schedule
+    plan = schedule(q, _arch(arch)).layers[1]
+    assert plan.geom.band != (0, 0) if max(h, w) > 31 else plan.geom.band == (0, 0)
+    check_bitexact(q, _arch(arch), random_calibration(g, rng, 2), partition=partition)
