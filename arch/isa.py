@@ -80,7 +80,7 @@ FIELDS: dict[Opcode, list[tuple[str, str, int]]] = {
                      ("hi", "s", 8), ("out32", "u", 1)],
     Opcode.ADD: [("a_addr", "u", 24), ("b_addr", "u", 24), ("dst_addr", "u", 24), ("count", "u", 24),
                  ("za", "s", 8), ("zb", "s", 8), ("zc", "s", 8), ("ma", "f", 32), ("mb", "f", 32),
-                 ("relu", "u", 1), ("hi", "s", 8), ("mode", "u", 2), ("sc", "f", 32)],
+                 ("relu", "u", 1), ("hi", "s", 8), ("mode", "u", 2), ("sc", "f", 32), ("b_count", "u", 24)],
     Opcode.MAXPOOL: [("src_addr", "u", 24), ("dst_addr", "u", 24), ("c", "u", 16), ("in_h", "u", 12),
                      ("in_w", "u", 12), ("out_h", "u", 12), ("out_w", "u", 12), ("kernel_h", "u", 4),
                      ("kernel_w", "u", 4), ("stride_h", "u", 4), ("stride_w", "u", 4),
@@ -110,7 +110,7 @@ def _f32(x: float) -> float:
 # fields that may be left out when an instruction is written by hand (assembler, tests)
 OPTIONAL = {Opcode.MATMUL: {"fmt": 0, "depthwise": 0, "batch_groups": 0, "groups": 0, "nnz": 0, "nm_n": 0,
                             "nm_m": 0},
-            Opcode.ADD: {"mode": 0, "sc": 0.0}}
+            Opcode.ADD: {"mode": 0, "sc": 0.0, "b_count": 0}}
 
 
 def _args_function(op: Opcode):

@@ -1,10 +1,11 @@
-"""onnxruntime parity at full size: the zoo's ResNet-18, ResNet-50 and MobileNetV2 at 224x224, quantized
+"""onnxruntime parity at full size: the zoo's ResNet-18, ResNet-50, MobileNetV2, EfficientNet-B0 and
+MobileNetV3 at 224x224, quantized
 by onnxruntime's quantize_static (after quant_pre_process) in QDQ and QOperator form, uint8 and int8
 activations, per-channel and per-tensor weights, and written by `sieve quantize` (dense, 90 %, 2:4).
 For each: the logits of onnxruntime's default session against Sieve's integer reference, on 2 seeded
 images; the count of differing values and the largest difference in quantization steps.
 
-    python -m benchmarks.bench_ort_parity [--quick]     (--quick: ResNet-18 only)
+    python -m benchmarks.bench_ort_parity [--quick] [model ...]   (--quick: ResNet-18 only)
 """
 from __future__ import annotations
 
@@ -56,7 +57,10 @@ def _compare(path: Path, x: np.ndarray, scale: float) -> dict:
     return {"values": int(want.size), "differ": int((got != want).sum()), "max_steps": int(steps.max())}
 
 
-def main(quick: bool = False) -> list[dict]:
+MODELS = ("resnet18", "resnet50", "mobilenetv2", "efficientnet_b0", "mobilenetv3")
+
+
+def main(quick: bool = False, models: tuple[str, ...] = MODELS) -> list[dict]:
     from onnxruntime.quantization.shape_inference import quant_pre_process
     logging.getLogger().setLevel(logging.ERROR)
     logging.getLogger("sieve").setLevel(logging.ERROR)
@@ -65,7 +69,7 @@ def main(quick: bool = False) -> list[dict]:
     x = rng.standard_normal((2, 3, SIZE, SIZE)).astype(np.float32)
     rows = []
     tmp = Path(tempfile.mkdtemp())
-    for name in (("resnet18",) if quick else ("resnet18", "resnet50", "mobilenetv2")):
+    for name in (("resnet18",) if quick else models):
         src, pre = tmp / f"{name}.onnx", tmp / f"{name}_pre.onnx"
         onnx.save(sieve.zoo.onnx_model(name, size=SIZE), src)
         quant_pre_process(str(src), str(pre))
@@ -103,7 +107,8 @@ def markdown(rows: list[dict]) -> str:
 
 
 if __name__ == "__main__":
-    result = main("--quick" in sys.argv)
+    names = tuple(a for a in sys.argv[1:] if not a.startswith("--")) or MODELS
+    result = main("--quick" in sys.argv, names)
     OUT = out_dir()
     (OUT / "ort_parity.json").write_text(json.dumps(result, indent=1))
     (OUT / "ort_parity.md").write_text(markdown(result))

@@ -46,7 +46,8 @@ def generate(sched: Schedule) -> Program:
                for p in sched.layers if p.kind in CONSTANTS}
     kinds = {p.node: p.kind for p in sched.layers}
     layouts, dram_end = plan_tensors(graph, len(data.buf), sched.orders,
-                                     {name for name, kind in kinds.items() if kind == "alias"})
+                                     {name for name, kind in kinds.items() if kind == "alias"},
+                                     {name: addr for name, addr in bundles.items() if kinds[name] == "const"})
     ems = [Emitter() for _ in range(arch.cores)]
     # tensor -> (core, images, STORED on that core after the part's last store), per part written
     stored: dict[str, list[tuple[int, tuple[int, int] | None, int]]] = {}

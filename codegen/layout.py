@@ -45,13 +45,19 @@ class DataImage:
         return addr
 
 
-def plan_tensors(graph: Graph, start: int, orders: dict, views: set[str]) -> tuple[dict[str, TensorLayout], int]:
-    """Give every tensor a DRAM address (each its own buffer; ``views`` share their input's); return
-    layouts and DRAM end. ``orders`` are the memory orders the scheduler chose (Schedule.orders)."""
+def plan_tensors(graph: Graph, start: int, orders: dict, views: set[str],
+                 placed: dict[str, int] | None = None) -> tuple[dict[str, TensorLayout], int]:
+    """Give every tensor a DRAM address (each its own buffer; ``views`` share their input's; ``placed``
+    tensors, the constants, are already in the data image); return layouts and DRAM end. ``orders`` are
+    the memory orders the scheduler chose (Schedule.orders)."""
     layouts: dict[str, TensorLayout] = {}
     addr = start
+    placed = placed or {}
     for node in graph:
         o = orders[node.name]
+        if node.name in placed:
+            layouts[node.name] = TensorLayout(placed[node.name], node.out.shape, o.view_shape, o.perm)
+            continue
         if node.name in views and node.inputs:
             layouts[node.name] = TensorLayout(layouts[node.inputs[0]].addr, node.out.shape, o.view_shape, o.perm)
             continue

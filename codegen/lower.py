@@ -166,7 +166,8 @@ def emit_pool(em: Emitter, graph: Graph, node: Node, plan: LayerPlan, part, layo
                 oslots.release(em.store(box.transfers(o_addr), step))
 
 
-def _add_instr(em: Emitter, graph: Graph, node: Node, addrs: list[int], o_addr: int, ne: int, wait) -> None:
+def _add_instr(em: Emitter, graph: Graph, node: Node, addrs: list[int], o_addr: int, ne: int, wait,
+               b_count: int = 0) -> None:
     ins = [graph[i].out for i in node.inputs]
     lo, hi = act_bounds(node)
     if lo not in (-128, node.out.quant.zp):
@@ -179,15 +180,18 @@ def _add_instr(em: Emitter, graph: Graph, node: Node, addrs: list[int], o_addr: 
         (ma, mb), sc = add_multipliers(ins, node.out), 0.0
     em.compute(Opcode.ADD, out_free_wait=wait, a_addr=addrs[0], b_addr=addrs[1], dst_addr=o_addr,
                count=ne, za=ins[0].quant.zp, zb=ins[1].quant.zp, zc=node.out.quant.zp,
-               ma=float(ma), mb=float(mb), relu=int(lo != -128), hi=hi, mode=ADD_MODES[arith], sc=float(sc))
+               ma=float(ma), mb=float(mb), relu=int(lo != -128), hi=hi, mode=ADD_MODES[arith], sc=float(sc),
+               b_count=b_count if b_count != ne else 0)
 
 
-def _relu_instr(em: Emitter, graph: Graph, node: Node, addrs: list[int], o_addr: int, ne: int, wait) -> None:
+def _relu_instr(em: Emitter, graph: Graph, node: Node, addrs: list[int], o_addr: int, ne: int, wait,
+                b_count: int = 0) -> None:
     em.compute(Opcode.RELU, out_free_wait=wait, src_addr=addrs[0], dst_addr=o_addr, count=ne,
                zp=graph[node.inputs[0]].out.quant.zp)
 
 
-def _lut_instr(em: Emitter, graph: Graph, node: Node, addrs: list[int], o_addr: int, ne: int, wait) -> None:
+def _lut_instr(em: Emitter, graph: Graph, node: Node, addrs: list[int], o_addr: int, ne: int, wait,
+               b_count: int = 0) -> None:
     em.compute(Opcode.LUT, out_free_wait=wait, src_addr=addrs[1], dst_addr=o_addr, count=ne, table_addr=addrs[0])
 
 
@@ -203,9 +207,10 @@ def mul_fields(graph: Graph, node: Node) -> dict:
                 mode=ADD_MODES[arith])
 
 
-def _mul_instr(em: Emitter, graph: Graph, node: Node, addrs: list[int], o_addr: int, ne: int, wait) -> None:
+def _mul_instr(em: Emitter, graph: Graph, node: Node, addrs: list[int], o_addr: int, ne: int, wait,
+               b_count: int = 0) -> None:
     em.compute(Opcode.MUL, out_free_wait=wait, a_addr=addrs[0], b_addr=addrs[1], dst_addr=o_addr, count=ne,
-               b_count=ne, **mul_fields(graph, node))
+               b_count=b_count or ne, **mul_fields(graph, node))
 
 
 # the instruction of each element-wise op, on one tile: operand addresses (the constants' first, where the
@@ -241,12 +246,25 @@ def emit_eltwise(em: Emitter, graph: Graph, node: Node, plan: LayerPlan, part, l
             if fresh:
                 em.load([(bundles[0], p_addr, 1, bundles[1], 0, 0)], free)
             addrs.append(p_addr)
+        b_count = 0
         for slots, name in zip(in_slots, node.inputs):
-            addr, _, free = slots.acquire()
-            em.load([(layouts[name].addr + e0, addr, 1, ne, 0, 0)], free)
+            period = graph[name].out.size
+            if period == node.out.size:
+                addr, _, free = slots.acquire()
+                em.load([(layouts[name].addr + e0, addr, 1, ne, 0, 0)], free)
+            elif plan.tile_elems % period == 0:           # whole periods per tile: the operand once
+                addr, fresh, free = slots.acquire(("whole", name))
+                if fresh:
+                    em.load([(layouts[name].addr, addr, 1, period, 0, 0)], free)
+                b_count = period
+            else:                                         # tiles divide the period: its stretch
+                addr, fresh, free = slots.acquire(("stretch", name, e0 % period))
+                if fresh:
+                    em.load([(layouts[name].addr + e0 % period, addr, 1, ne, 0, 0)], free)
+                b_count = ne
             addrs.append(addr)
         o_addr, _, wait = oslots.acquire()
-        instr(em, graph, node, addrs, o_addr, ne, wait)
+        instr(em, graph, node, addrs, o_addr, ne, wait, b_count)
         step = em.end_step()
         for slots in in_slots + ([pslots] if pslots is not None else []):
             slots.release(step)
@@ -340,6 +358,18 @@ def emit_scale(em: Emitter, graph: Graph, node: Node, plan: LayerPlan, part, lay
             oslots.release(em.store([(dst + p0 * c, o_addr, 1, npx * c, 0, 0)], step))
 
 
-CONSTANTS = {"matmul": pack_weights, "affine": pack_affine, "eltwise": pack_eltwise}
+def pack_const(graph: Graph, node: Node, plan: LayerPlan, orders: dict, data: DataImage, lanes: int,
+               pe_rows: int) -> int:
+    """A constant tensor in the data image, in its memory order: its DRAM address."""
+    o = orders[node.name]
+    value = node.params["value"].reshape(o.view_shape).transpose(o.perm)
+    return data.put(np.ascontiguousarray(value).astype(np.int8).tobytes())
+
+
+def emit_nothing(em: Emitter, graph: Graph, node: Node, plan: LayerPlan, part, layouts, bundles) -> None:
+    pass
+
+
+CONSTANTS = {"matmul": pack_weights, "affine": pack_affine, "eltwise": pack_eltwise, "const": pack_const}
 EMIT = {"matmul": emit_matmul, "affine": emit_affine, "pool": emit_pool, "eltwise": emit_eltwise, "concat": emit_concat,
-        "scale": emit_scale}
+        "scale": emit_scale, "const": emit_nothing}

@@ -388,8 +388,16 @@ def _add(imp: _Importer, node) -> None:
     a, b = node.input
     out = node.output[0]
     if a in imp.consts or b in imp.consts:
-        _fold_affine(imp, node, "add")
+        x = b if a in imp.consts else a
+        if _foldable(imp, x, imp.consts[a if x == b else b]):
+            _fold_affine(imp, node, "add")               # into the bias of the conv/dense before it
+        else:
+            imp.emit(out, Op.ADD, [x, _const_tensor(imp, node, imp.consts[a if x == b else b])])
         return
+    for x, c in ((a, b), (b, a)):                        # DQ(x) + DQ(an integer constant): QLinearAdd
+        if c in imp.dq_const and x in imp.dq:
+            imp.pending[out] = ("add", (imp.dq[x], _int_const_tensor(imp, node, *imp.dq_const[c]), ("none", 0, 0)))
+            return
     da, db = _dq_input(imp, a), _dq_input(imp, b)
     if da is not None and db is not None:
         imp.pending[out] = ("add", (da[0], db[0], ("none", 0, 0)))
@@ -397,10 +405,41 @@ def _add(imp: _Importer, node) -> None:
     imp.emit(out, Op.ADD, [a, b])
 
 
+def _foldable(imp: _Importer, x: str, c) -> bool:
+    """Whether constant c can join the bias of x's producer: a float conv/dense that only this op reads,
+    c one value or one per output channel."""
+    prod = imp.b.nodes.get(imp.names.get(x, ""), None)
+    return (prod is not None and prod.op in (Op.CONV2D, Op.DENSE) and prod.out.dtype is DType.FLOAT32
+            and imp.consumers.get(x, 0) == 1 and prod.attrs.get("act", "none") == "none"
+            and np.size(c) in (1, prod.params["w"].shape[0])
+            and (np.ndim(c) <= 1 or prod.op is Op.CONV2D or np.shape(c)[-1] == np.size(c)))
+
+
+def _const_tensor(imp: _Importer, node, value) -> str:
+    """A float constant operand as a CONST node (its ONNX name)."""
+    name = f"{node.output[0]}__const"
+    imp.emit(name, Op.CONST, [], {}, {"value": np.asarray(value, np.float32)})
+    return name
+
+
+def _int_const_tensor(imp: _Importer, node, value, q: _Q) -> str:
+    """An integer constant behind a DequantizeLinear as a CONST node with its quantization."""
+    name = f"{node.output[0]}__const"
+    v = np.asarray(value).astype(np.int64) - (128 if q.unsigned else 0)
+    imp.emit(name, Op.CONST, [], {}, {"value": v.astype(np.int8)}, DType.INT8, q.activation())
+    imp.qinfo[name] = q
+    return name
+
+
 @handles("QLinearAdd")
 def _qlinearadd(imp: _Importer, node) -> None:
     yq = _q_of(imp, node, 6, 7)
-    emit_int_add(imp, node.output[0], node.input[0], node.input[3], yq)
+    a, b = node.input[0], node.input[3]
+    if a in imp.consts:                                  # a constant operand (a MatMul's bias): second
+        a, b = b, _int_const_tensor(imp, node, imp.consts[a], _q_of(imp, node, 1, 2))
+    elif b in imp.consts:
+        b = _int_const_tensor(imp, node, imp.consts[b], _q_of(imp, node, 4, 5))
+    emit_int_add(imp, node.output[0], a, b, yq)
 
 
 @handles("Div", "Sub")

@@ -299,6 +299,27 @@ def _dense_int(node: Node, xs: Arrays, ins: Types) -> np.ndarray:
 
 # ---------------------------------------------------------------- elementwise and pooling
 
+def trailing_broadcast(a: tuple[int, ...], b: tuple[int, ...]) -> bool:
+    """b repeats over a's leading axes: b's shape, right-aligned, is a's trailing axes (leading ones
+    dropped), so in a row-major tensor b's values repeat every b.size elements. 4-D tensors (stored
+    channels-last) broadcast over the batch only."""
+    b = tuple(b)
+    while b and b[0] == 1 and len(b) > 1:
+        b = b[1:]
+    if not b or len(b) > len(a) or b == tuple(a) or a[len(a) - len(b):] != b:
+        return False
+    return len(a) < 4 or len(b) >= 3
+
+
+def _binary_infer(node: Node, ins: Types) -> tuple[int, ...]:
+    a, b = ins[0].shape, ins[1].shape
+    if b != a and not trailing_broadcast(a, b):
+        raise IRError(f"operand shapes differ: {list(a)} vs {list(b)}", node.name,
+                      hint="the second operand may repeat over the first's leading axes (a bias [D] on "
+                           "[B, T, D]), otherwise the shapes must be equal")
+    return a
+
+
 def _same_shape_infer(node: Node, ins: Types) -> tuple[int, ...]:
     for t in ins[1:]:
         if t.shape != ins[0].shape:
@@ -525,7 +546,7 @@ def _lut_check(node: Node, ins: Types) -> None:
 
 def _mul_infer(node: Node, ins: Types) -> tuple[int, ...]:
     a, b = ins[0].shape, ins[1].shape
-    if b != a and b != a[:2] + (1,) * (len(a) - 2):
+    if b != a and b != a[:2] + (1,) * (len(a) - 2) and not trailing_broadcast(a, b):
         raise IRError(f"cannot multiply {list(a)} by {list(b)}", node.name,
                       hint="the second operand must have the first's shape or one value per channel "
                            f"({list(a[:2] + (1,) * (len(a) - 2))})")
@@ -552,6 +573,33 @@ def _mul_quantize(node: Node, ins: Types, out: TensorType) -> tuple[dict, dict]:
     return {}, {"arith": "u8"}
 
 
+def _const_infer(node: Node, ins: Types) -> tuple[int, ...]:
+    return tuple(node.params["value"].shape)
+
+
+def _const_float(node: Node, xs: Arrays) -> np.ndarray:
+    return node.params["value"].astype(np.float32)
+
+
+def _const_int(node: Node, xs: Arrays, ins: Types) -> np.ndarray:
+    return node.params["value"]
+
+
+def _const_quantize(node: Node, ins: Types, out: TensorType) -> tuple[dict, dict]:
+    return {"value": Q.quantize(node.params["value"], out.quant.scale[0], out.quant.zp)}, {}
+
+
+def _const_check(node: Node, ins: Types) -> None:
+    v = node.params.get("value")
+    if v is None or v.dtype != np.int8:
+        raise IRError("parameter 'value' must be int8", node.name)
+
+
+def _const_dequantize(node: Node, ins: Types) -> dict:
+    q = node.out.quant
+    return {"value": Q.dequantize(node.params["value"], q.scale[0], q.zp)}
+
+
 def _input_infer(node: Node, ins: Types) -> tuple[int, ...]:
     return node.out.shape
 
@@ -575,7 +623,7 @@ REGISTRY: dict[Op, OpDef] = {
                      dequantize=_weighted_dequantize),
     Op.DENSE: OpDef(1, _dense_infer, _dense_macs, _dense_float, _dense_int, act=True, weighted=True,
                     quantize=_weighted_quantize, check_int=_weighted_check, dequantize=_weighted_dequantize),
-    Op.ADD: OpDef(2, _same_shape_infer, _no_macs, _add_float, _add_int, act=True, quantize=_add_quantize),
+    Op.ADD: OpDef(2, _binary_infer, _no_macs, _add_float, _add_int, act=True, quantize=_add_quantize),
     Op.RELU: OpDef(1, _same_shape_infer, _no_macs, _relu_float, _relu_int, scale="keep"),
     Op.MAXPOOL: OpDef(1, _pool_infer, _no_macs, _pool_float, _pool_int, attrs=_window_attrs, scale="keep"),
     Op.GLOBALAVGPOOL: OpDef(1, _gap_infer, _gap_macs, _gap_float, _gap_int,
@@ -590,6 +638,8 @@ REGISTRY: dict[Op, OpDef] = {
     Op.LUT: OpDef(1, _same_shape_infer, _no_macs, _lut_float, _lut_int, attrs=_lut_attrs, quantize=_lut_quantize,
                   check_int=_lut_check),
     Op.MUL: OpDef(2, _mul_infer, _no_macs, _mul_float, _mul_int, quantize=_mul_quantize),
+    Op.CONST: OpDef(0, _const_infer, _no_macs, _const_float, _const_int, quantize=_const_quantize,
+                    check_int=_const_check, dequantize=_const_dequantize),
 }
 
 

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from sieve.ir.graph import Graph, Node, Op
+from sieve.ir.registry import trailing_broadcast
 from sieve.scheduler.plan import ScheduleError
 
 
@@ -42,6 +43,9 @@ def _elementwise(graph: Graph, node: Node, orders: dict) -> MemoryOrder:
     first = orders[node.inputs[0]]
     for other in node.inputs[1:]:
         o = orders[other]
+        if (trailing_broadcast(first.view_shape, o.view_shape) and first.perm == _natural(first.view_shape)
+                and o.perm == _natural(o.view_shape)):
+            continue                                  # repeats over the leading axes, in memory too
         if o.perm != first.perm or o.view_shape != first.view_shape:
             raise ScheduleError("operands are stored in different memory layouts", node.name,
                                 "add a flatten on both sides or neither")
@@ -50,7 +54,8 @@ def _elementwise(graph: Graph, node: Node, orders: dict) -> MemoryOrder:
 
 def _multiply(graph: Graph, node: Node, orders: dict) -> MemoryOrder:
     """Equal shapes: element-wise; one value per channel: the first operand channels-last."""
-    if graph[node.inputs[1]].out.shape == node.out.shape:
+    b = graph[node.inputs[1]].out.shape
+    if b == node.out.shape or trailing_broadcast(node.out.shape, b):
         return _elementwise(graph, node, orders)
     return _channels_last(graph, node, orders)
 

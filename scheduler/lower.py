@@ -8,6 +8,7 @@ import numpy as np
 
 from sieve.arch.config import ArchConfig
 from sieve.ir.graph import Graph, Node, Op
+from sieve.ir.registry import trailing_broadcast
 from sieve.ir.types import DType
 from sieve.scheduler.plan import ConvGeom, RowCounts, LayerPlan, Part, ScheduleError, SpadLayout, align, ceil_div
 from sieve.scheduler.layout import hw_weights
@@ -219,18 +220,33 @@ def _lower_pool(graph: Graph, node: Node, arch: ArchConfig, opts: Options) -> La
                      partition="rows" if len(parts) > 1 else "single", parts=parts)
 
 
-def _lower_eltwise(graph: Graph, node: Node, arch: ArchConfig, opts: Options, const_bytes: int = 0) -> LayerPlan:
+def _lower_eltwise(graph: Graph, node: Node, arch: ArchConfig, opts: Options, const_bytes: int = 0,
+                   period: int = 0) -> LayerPlan:
     """Element tiles streamed through the vector unit; ``const_bytes`` of constants (a table) stay in the
-    scratchpad, loaded once."""
+    scratchpad, loaded once. With a ``period`` (the second operand repeats every ``period`` elements)
+    tiles are whole periods (the operand loaded once) or divide it (a stretch of it per tile)."""
     names = ("a", "b", "out") if len(node.inputs) == 2 else ("a", "out")
     total = node.out.size
-    parts = flat_parts(total, opts.cores(arch), "e", 64)
-    longest = _longest(parts, "e", total)
     per = ((arch.core.scratchpad_bytes - 2 * align(const_bytes)) // (2 * len(names))) // 16 * 16
     if per < 16:
         raise ScheduleError("the element tiles and constants do not fit the scratchpad", node.name)
-    largest = max(16, min(align(longest), per, (1 << 24) - 16))
-    tile, est = stream_tile(longest, largest, len(names) - 1, 1, len(names) - 1, arch, 16)
+    quantum, tile = 64, 0
+    if period and period <= per:                    # whole periods per tile
+        quantum = period * 16 // np.gcd(period, 16)
+        if quantum > per:
+            quantum = period
+    elif period:                                     # a divisor of the period per tile
+        tile = max(d for d in range(1, per + 1) if period % d == 0 and (d % 16 == 0 or d == period or d < 16)
+                   and d <= per) if per >= 1 else 1
+        quantum = tile
+    parts = flat_parts(total, opts.cores(arch), "e", quantum)
+    longest = _longest(parts, "e", total)
+    if tile:
+        tile, est = min(tile, longest), stream_tile(longest, tile, len(names) - 1, 1, len(names) - 1, arch, tile)[1]
+    else:
+        largest = max(quantum if period else 16, min(align(longest), per, (1 << 24) - 16))
+        tile, est = stream_tile(longest, largest, len(names) - 1, 1, len(names) - 1, arch,
+                                quantum if period else 16)
     regions = ((("p", const_bytes),) if const_bytes else ()) + tuple((name, tile) for name in names)
     steps = ceil_div(longest, tile)
     note = ", a 256-entry table loaded once" if const_bytes else ""
@@ -240,6 +256,13 @@ def _lower_eltwise(graph: Graph, node: Node, arch: ArchConfig, opts: Options, co
                      partition="elements" if len(parts) > 1 else "single", parts=parts)
 
 
+def _lower_add(graph: Graph, node: Node, arch: ArchConfig, opts: Options) -> LayerPlan:
+    """Equal shapes: an element stream. A second operand repeating over the first's leading axes (a bias,
+    position embeddings): tiles aligned to it, so each reads one stretch of it (BROADCAST in the plan)."""
+    bc = graph[node.inputs[1]].out.size
+    return _lower_eltwise(graph, node, arch, opts, period=bc if bc != node.out.size else 0)
+
+
 def _lower_lut(graph: Graph, node: Node, arch: ArchConfig, opts: Options) -> LayerPlan:
     return _lower_eltwise(graph, node, arch, opts, const_bytes=256)
 
@@ -247,8 +270,9 @@ def _lower_lut(graph: Graph, node: Node, arch: ArchConfig, opts: Options) -> Lay
 def _lower_mul(graph: Graph, node: Node, arch: ArchConfig, opts: Options) -> LayerPlan:
     """The same shapes: an element stream. One value per channel (squeeze-and-excite): tiles of whole
     pixels within an image, the image's channel vector loaded once per image."""
-    if graph[node.inputs[1]].out.shape == node.out.shape:
-        return _lower_eltwise(graph, node, arch, opts)
+    b = graph[node.inputs[1]].out.shape
+    if b == node.out.shape or trailing_broadcast(node.out.shape, b):
+        return _lower_add(graph, node, arch, opts)
     c = node.out.shape[1]
     pixels = node.out.size // c
     parts = flat_parts(pixels, opts.cores(arch), "e")
@@ -289,6 +313,10 @@ def _lower_alias(graph: Graph, node: Node, arch: ArchConfig, opts: Options) -> L
     return LayerPlan(node.name, "alias", reason="a view of its input: no data moves", parts=())
 
 
+def _lower_const(graph: Graph, node: Node, arch: ArchConfig, opts: Options) -> LayerPlan:
+    return LayerPlan(node.name, "const", reason="a constant in the binary's data: no instructions", parts=())
+
+
 def _lower_host(graph: Graph, node: Node, arch: ArchConfig, opts: Options) -> LayerPlan:
     return LayerPlan(node.name, "alias", reason="runs on the host, in float, on the dequantized output", parts=())
 
@@ -318,7 +346,7 @@ LOWER: dict[Op, Callable[[Graph, Node, ArchConfig, Options], LayerPlan]] = {
     Op.MAXPOOL: _lower_pool,
     Op.GLOBALAVGPOOL: _lower_matmul,
     Op.AVGPOOL: _lower_matmul,
-    Op.ADD: _lower_eltwise,
+    Op.ADD: _lower_add,
     Op.RELU: _lower_eltwise,
     Op.FLATTEN: _lower_alias,
     Op.SOFTMAX: _lower_host,
@@ -327,4 +355,5 @@ LOWER: dict[Op, Callable[[Graph, Node, ArchConfig, Options], LayerPlan]] = {
     Op.INPUT: _lower_alias,
     Op.LUT: _lower_lut,
     Op.MUL: _lower_mul,
+    Op.CONST: _lower_const,
 }

@@ -62,7 +62,7 @@ def _image_parts(graph: Graph, plan: LayerPlan, core: int, images: int) -> tuple
 
 def pipeline(graph: Graph, plans: list[LayerPlan], cores: int) -> list[LayerPlan]:
     """The one-core plans of every layer, placed on stages and split by image."""
-    work = [i for i, p in enumerate(plans) if p.kind != "alias"]
+    work = [i for i, p in enumerate(plans) if p.kind not in ("alias", "const")]
     stage = stages([max(plans[i].est_cycles, 1) for i in work], cores)
     n_stages = (stage[-1] + 1) if stage else 1
     sums = [0] * n_stages

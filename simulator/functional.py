@@ -184,14 +184,17 @@ def _add(m: Machine, core: CoreState, ins: Instruction) -> None:
     mb = sb/sc); mode 2: through float (ma = sa, mb = sb, sc), as an unfused DQ -> Add -> Q."""
     if ins.mode > 2:
         raise OutOfBounds(f"ADD mode {ins.mode} is undefined (0: int8, 1: uint8, 2: float)")
-    a = _i8(core.spad, ins.a_addr, ins.count, "scratchpad a")
-    b = _i8(core.spad, ins.b_addr, ins.count, "scratchpad b")
+    bc = ins.b_count or ins.count                  # b repeats every b_count elements
+    if bc == 0 or ins.count % bc:
+        raise OutOfBounds(f"ADD over {ins.count} elements is not a whole number of {bc}-element b vectors")
+    a = _i8(core.spad, ins.a_addr, ins.count, "scratchpad a").reshape(-1, bc)
+    b = _i8(core.spad, ins.b_addr, bc, "scratchpad b")
     lo = ins.zc if ins.relu else -128
     if ins.mode == 2:
         y = integer.add_float(a, b, ins.za, ins.zb, ins.ma, ins.mb, ins.sc, ins.zc, lo, ins.hi)
     else:
         y = integer.add_qlinear(a, b, ins.za, ins.zb, ins.ma, ins.mb, ins.zc, lo, ins.hi, u8=ins.mode == 1)
-    _span(core.spad, ins.dst_addr, ins.count, "scratchpad output")[:] = y.view(np.uint8)
+    _span(core.spad, ins.dst_addr, ins.count, "scratchpad output")[:] = y.ravel().view(np.uint8)
 
 
 def _maxpool(m: Machine, core: CoreState, ins: Instruction) -> None:

@@ -162,3 +162,23 @@ def test_squeeze_excite_on_large_maps_is_bitexact(arch, h, w, c, partition, seed
     plan = schedule(q, _arch(arch)).layers[1]
     assert plan.geom.band != (0, 0) if max(h, w) > 31 else plan.geom.band == (0, 0)
     check_bitexact(q, _arch(arch), random_calibration(g, rng, 2), partition=partition)
+
+
+@settings(max_examples=20, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(arch=ARCHS, b=st.integers(1, 3), t=st.integers(1, 40), d=st.integers(1, 48), which=st.integers(0, 2),
+       partition=st.sampled_from(["auto", "pipeline"]), seed=st.integers(0, 2**16))
+def test_constants_broadcast_over_leading_axes_are_bitexact(arch, b, t, d, which, partition, seed):
+    """A constant repeating over the leading axes (a bias [D], position embeddings [T, D] or [1, T, D])
+    added to and multiplied with [B, T, D]: tiles are whole periods or divide the period."""
+    rng = np.random.default_rng(seed)
+    shape = [(d,), (t, d), (1, t, d)][which]
+    g = GraphBuilder("bcast")
+    g.input("x", (b, t, d))
+    g.add("proj", Op.DENSE, ["x"], {"out_features": d}, {"w": rng.standard_normal((d, d)) * 0.3})
+    g.add("pos", Op.CONST, [], {}, {"value": rng.standard_normal(shape)})
+    g.add("sum", Op.ADD, ["proj", "pos"])
+    g.add("y", Op.MUL, ["sum", "pos"])
+    graph = g.build(["y"])
+    q = quantize(graph, random_calibration(graph, rng, 2))
+    assert q["pos"].params["value"].dtype == np.int8
+    check_bitexact(q, _arch(arch), random_calibration(graph, rng, b), partition=partition)

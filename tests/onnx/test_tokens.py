@@ -1,0 +1,64 @@
+"""nn.Linear on token tensors ([batch, tokens, features]) as float, QDQ and QOperator ONNX models:
+the reference equals onnxruntime and the simulator equals the reference."""
+import logging
+import warnings
+
+import numpy as np
+import onnx
+import pytest
+from onnx import TensorProto, helper
+
+import sieve
+from tests.onnx.ort_models import finish
+
+
+def _linear_model():
+    rng = np.random.default_rng(0)
+    inits = {"W": (rng.standard_normal((32, 16)) * 0.2).astype(np.float32),
+             "B": (rng.standard_normal(16) * 0.1).astype(np.float32),
+             "W2": (rng.standard_normal((16, 8)) * 0.2).astype(np.float32),
+             "P": (rng.standard_normal((8, 8)) * 0.5).astype(np.float32)}
+    nodes = [helper.make_node("MatMul", ["x", "W"], ["m"]), helper.make_node("Add", ["m", "B"], ["a"]),
+             helper.make_node("Relu", ["a"], ["r"]), helper.make_node("MatMul", ["r", "W2"], ["m2"]),
+             helper.make_node("Add", ["m2", "P"], ["y"])]                 # position-wise constant [T, D]
+    return finish(nodes, [helper.make_tensor_value_info("x", TensorProto.FLOAT, [2, 8, 32])],
+                  [helper.make_tensor_value_info("y", TensorProto.FLOAT, [2, 8, 8])], inits)
+
+
+@pytest.mark.parametrize("fmt", ["QDQ", "QOperator"])
+def test_linear_on_tokens_quantized_by_onnxruntime_is_bit_exact(tmp_path, fmt):
+    from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
+    import onnxruntime as ort
+    src, path = tmp_path / "tok.onnx", tmp_path / f"tok_{fmt}.onnx"
+    onnx.save(_linear_model(), src)
+    x = np.random.default_rng(1).standard_normal((12, 8, 32)).astype(np.float32)
+    batches = iter([{"x": x[i:i + 2]} for i in range(0, 8, 2)])
+
+    class Reader(CalibrationDataReader):
+        def get_next(self):
+            return next(batches, None)
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        logging.getLogger().setLevel(logging.ERROR)
+        quantize_static(str(src), str(path), Reader(), quant_format=getattr(QuantFormat, fmt),
+                        activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8, per_channel=True)
+    opts = ort.SessionOptions()
+    opts.log_severity_level = 3
+    want = ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"]).run(None, {"x": x[8:10]})[0]
+    ref = sieve.interpret(path, x[8:10])
+    (name, got), = ref.floats.items()
+    np.testing.assert_array_equal(got, want)
+    kinds = {n.op for n in sieve.integer_model(path).qgraph}
+    assert sieve.ir.Op.CONST in kinds                      # the biases stay constants added in integers
+    sim = sieve.simulate(sieve.compile(path, dense_twin=False), x[8:10])
+    np.testing.assert_array_equal(sim.model_outputs()[name], ref.outputs[name])
+
+
+def test_linear_on_tokens_in_float_compiles_and_runs():
+    x = np.random.default_rng(1).standard_normal((8, 8, 32)).astype(np.float32)
+    model = _linear_model()
+    program = sieve.compile(model, calibrate=x, batch=2)
+    res = sieve.simulate(program, x[:2])
+    (name, got), = res.floats.items()
+    assert got.shape == (2, 8, 8) and np.abs(got).max() > 0
