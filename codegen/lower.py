@@ -366,10 +366,34 @@ def pack_const(graph: Graph, node: Node, plan: LayerPlan, orders: dict, data: Da
     return data.put(np.ascontiguousarray(value).astype(np.int8).tobytes())
 
 
+def emit_resize(em: Emitter, graph: Graph, node: Node, plan: LayerPlan, part, layouts, bundles) -> None:
+    """Each band of input rows: load, copy through the vector unit (RELU at -128 is the identity), and
+    store every input pixel's channels to its sh x sw output pixels (rows of one pixel, strided)."""
+    n, c, h, w = graph[node.inputs[0]].out.shape
+    sh, sw = node.attrs["scale"]
+    oh, ow = h * sh, w * sw
+    src, dst = layouts[node.inputs[0]].addr, layouts[node.name].addr
+    offs = plan.spad.offsets()
+    xslots, oslots = Slots(offs["x"]), Slots(offs["out"])
+    y_lo, y_hi = part.range("y", h)
+    for b in range(*part.range("n", n)):
+        for y0, ny in split(y_hi - y_lo, plan.pool_rows):
+            y0 += y_lo
+            x_addr, _, free = xslots.acquire()
+            em.load([(src + (b * h + y0) * w * c, x_addr, 1, ny * w * c, 0, 0)], free)
+            o_addr, _, o_free = oslots.acquire()
+            em.compute(Opcode.RELU, out_free_wait=o_free, src_addr=x_addr, dst_addr=o_addr, count=ny * w * c, zp=-128)
+            step = em.end_step()
+            xslots.release(step)
+            stores = [(dst + ((b * oh + (y0 + r) * sh + i) * ow + j) * c, o_addr + r * w * c, w, c, sw * c, c)
+                      for r in range(ny) for i in range(sh) for j in range(sw)]
+            oslots.release(em.store(stores, step))
+
+
 def emit_nothing(em: Emitter, graph: Graph, node: Node, plan: LayerPlan, part, layouts, bundles) -> None:
     pass
 
 
 CONSTANTS = {"matmul": pack_weights, "affine": pack_affine, "eltwise": pack_eltwise, "const": pack_const}
 EMIT = {"matmul": emit_matmul, "affine": emit_affine, "pool": emit_pool, "eltwise": emit_eltwise, "concat": emit_concat,
-        "scale": emit_scale, "const": emit_nothing}
+        "scale": emit_scale, "const": emit_nothing, "resize": emit_resize}

@@ -132,12 +132,19 @@ def _export_lut(w: _Writer, graph: Graph, node: Node, f: str) -> str:
     return w.node(_LUT_OPS[fn], [x], f, **params)
 
 
+def _export_resize(w: _Writer, graph: Graph, node: Node, f: str) -> str:
+    sh, sw = node.attrs["scale"]
+    scales = w.init(f"{node.name}.scales", np.array([1, 1, sh, sw], np.float32))
+    return w.node("Resize", [w.dequantize(node.inputs[0]), "", scales], f, mode="nearest",
+                  coordinate_transformation_mode="asymmetric", nearest_mode="floor")
+
+
 # one exporter per op: the float ONNX value of the node, between its inputs' DequantizeLinear and its
 # QuantizeLinear
 EXPORT = {Op.CONV2D: _export_matmul, Op.DENSE: _export_matmul, Op.ADD: _export_binary("Add"),
           Op.MUL: _export_binary("Mul"), Op.MAXPOOL: _export_plain("MaxPool"), Op.RELU: _export_plain("Relu"),
           Op.FLATTEN: _export_plain("Flatten", axis=1), Op.GLOBALAVGPOOL: _export_plain("GlobalAveragePool"),
-          Op.CONCAT: _export_plain("Concat", axis=1), Op.LUT: _export_lut}
+          Op.CONCAT: _export_plain("Concat", axis=1), Op.LUT: _export_lut, Op.RESIZE: _export_resize}
 
 
 def export_qdq(graph: Graph):
@@ -150,6 +157,12 @@ def export_qdq(graph: Graph):
             if node.out.dtype is not DType.INT8:
                 raise w.error(node, "the graph is not quantized")
             w.quantize(n, graph.io_name(n))
+            continue
+        if node.op is Op.CONST:                       # an initializer of its uint8 values
+            q = node.out.quant
+            w.init(f"{n}.scale", np.float32(q.scale[0]))
+            w.init(f"{n}.zero_point", np.uint8(q.zp + 128))
+            w.q[n] = w.init(f"{n}_q", (node.params["value"].astype(np.int16) + 128).astype(np.uint8))
             continue
         if opdef(node.op).scale == "host":
             continue                                  # on the host, after the graph output (below)

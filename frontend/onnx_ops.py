@@ -637,6 +637,69 @@ def _clip(imp: _Importer, node) -> None:
 
 # ---------------------------------------------------------------- pooling and shapes
 
+def _nearest_source(out: int, size: int, scale: float, coord: str, rounding: str) -> np.ndarray:
+    """The input index each output index reads under ONNX Resize's nearest mode."""
+    x = np.arange(out, dtype=np.float64)
+    if coord == "asymmetric":
+        orig = x / scale
+    elif coord in ("half_pixel", "pytorch_half_pixel"):
+        orig = (x + 0.5) / scale - 0.5 if (coord == "half_pixel" or out > 1) else np.zeros(out)
+    elif coord == "align_corners":
+        orig = x * (size - 1) / (out - 1) if out > 1 else np.zeros(out)
+    elif coord == "tf_half_pixel_for_nn":
+        orig = (x + 0.5) / scale
+    else:
+        return np.full(out, -1)
+    frac = orig - np.floor(orig)
+    idx = {"floor": np.floor(orig), "ceil": np.ceil(orig),
+           "round_prefer_floor": np.where(frac == 0.5, np.floor(orig), np.round(orig)),
+           "round_prefer_ceil": np.where(frac == 0.5, np.ceil(orig), np.round(orig))}.get(rounding)
+    return np.full(out, -1) if idx is None else np.clip(idx, 0, size - 1).astype(np.int64)
+
+
+@handles("Resize", "Upsample")
+def _resize(imp: _Importer, node) -> None:
+    """Nearest-neighbour upsampling by integer factors over H and W: each pixel repeated."""
+    a = imp.attrs(node)
+    x, out = node.input[0], node.output[0]
+    src = imp.dq[x] if x in imp.dq else x
+    n, c, h, w = imp.shape(src)
+    mode = a.get("mode", "nearest")
+    mode = mode.decode() if isinstance(mode, bytes) else mode
+    if mode != "nearest":
+        raise imp.error(f"Resize mode '{mode}' is not supported (nearest only)", node)
+    scales = imp.opt_const(node, 1 if node.op_type == "Upsample" else 2)
+    sizes = imp.opt_const(node, 3) if node.op_type == "Resize" else None
+    if sizes is not None and np.size(sizes):
+        out_shape = [int(v) for v in np.asarray(sizes).ravel()]
+    elif scales is not None and np.size(scales):
+        out_shape = [int(np.floor(d * float(s))) for d, s in zip((n, c, h, w), np.asarray(scales).ravel())]
+    else:
+        raise imp.error("Resize needs constant scales or sizes", node)
+    if out_shape[:2] != [n, c] or out_shape[2] % h or out_shape[3] % w:
+        raise imp.error(f"Resize from {[n, c, h, w]} to {out_shape} is not an integer upsampling of H and W", node)
+    sh, sw = out_shape[2] // h, out_shape[3] // w
+    if sh == sw == 1:                                   # the same size: onnxruntime copies
+        if x in imp.dq:
+            imp.dq[out] = imp.dq[x]
+        else:
+            imp.alias(out, x)
+        return
+    coord = a.get("coordinate_transformation_mode", "half_pixel")
+    rounding = a.get("nearest_mode", "round_prefer_floor")
+    coord, rounding = (v.decode() if isinstance(v, bytes) else v for v in (coord, rounding))
+    for size, s in ((h, sh), (w, sw)):
+        if not np.array_equal(_nearest_source(size * s, size, s, coord, rounding), np.arange(size * s) // s):
+            raise imp.error(f"Resize with coordinate_transformation_mode={coord}, nearest_mode={rounding} does "
+                            "not repeat each pixel; not supported", node)
+    attrs = {"scale": (sh, sw)}
+    if x in imp.dq:
+        imp.pending[out] = ("same", (Op.RESIZE, imp.dq[x], attrs))
+        return
+    dtype, quant = _same_quant(imp, out, x)
+    imp.emit(out, Op.RESIZE, [x], attrs, None, dtype, quant)
+
+
 @handles("MaxPool")
 def _maxpool(imp: _Importer, node) -> None:
     a = imp.attrs(node)
@@ -769,6 +832,21 @@ def _finish_concat(imp, out, yq, srcs):
 
 
 FINISH["concat"] = _finish_concat
+
+
+@handles("QLinearConcat")
+def _qlinearconcat(imp: _Importer, node) -> None:
+    """com.microsoft QLinearConcat: Y_scale, Y_zero_point, then (X, X_scale, X_zero_point) per input; each
+    input requantized to the output's scale through float (the same table as onnxruntime's)."""
+    if imp.attrs(node).get("axis", 1) != 1:
+        raise imp.error("concatenation along another axis than channels is not supported", node)
+    if (len(node.input) - 2) % 3:
+        raise imp.error(f"QLinearConcat needs 2 + 3·n inputs, has {len(node.input)}", node)
+    srcs = []
+    for i in range(2, len(node.input), 3):
+        _int_input(imp, node.input[i], _q_of(imp, node, i + 1, i + 2))
+        srcs.append(node.input[i])
+    _finish_concat(imp, node.output[0], _q_of(imp, node, 0, 1), srcs)
 
 
 def _finish_affine(imp, out, yq, src, scale, shift, act):

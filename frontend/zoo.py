@@ -88,6 +88,8 @@ def _zoo() -> dict[str, ZooEntry]:
                  "squeeze-and-excite, 5.2 M weights, 0.39 GMAC at 224", z.efficientnet_b0),
         ZooEntry("mobilenetv3", _from_onnx(z.mobilenetv3), "MobileNetV3-Large style (ONNX): HardSwish, "
                  "squeeze-and-excite, 5.5 M weights, 0.22 GMAC at 224", z.mobilenetv3),
+        ZooEntry("yolo_like", _from_onnx(z.yolo_like), "YOLOv8n-style detector (ONNX): SiLU, C2f, SPPF, "
+                 "Resize x2 neck, 3 heads, 1.7 M weights, 0.63 GMAC at 320", z.yolo_like),
     ]
     return {e.name: e for e in entries}
 

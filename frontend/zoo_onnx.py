@@ -80,9 +80,12 @@ class OnnxNet:
         return self.gemm(self.node("Flatten", [x], axis=1), cin, classes)
 
     def model(self, output: str):
+        return self.model_multi([output])
+
+    def model_multi(self, outputs: list[str]):
         h = self.helper
-        out = h.make_tensor_value_info(output, self.TensorProto.FLOAT, None)
-        graph = h.make_graph(self.nodes, self.name, [self.input], [out], self.inits)
+        outs = [h.make_tensor_value_info(o, self.TensorProto.FLOAT, None) for o in outputs]
+        graph = h.make_graph(self.nodes, self.name, [self.input], outs, self.inits)
         model = h.make_model(graph, opset_imports=[h.make_opsetid("", OPSET)], producer_name="sieve zoo")
         model.ir_version = IR_VERSION
         return model
@@ -224,3 +227,53 @@ def mobilenetv3(size: int = 224, classes: int = 1000, seed: int = 0):
     x = net.node("GlobalAveragePool", [x])
     x = _act(net, net.conv(x, 960, 1280, 1, bias=True), "hswish")
     return net.model(net.gemm(net.node("Flatten", [x], axis=1), 1280, classes))
+
+
+def _cbs(net: OnnxNet, x: str, cin: int, cout: int, k: int, stride: int = 1) -> str:
+    """Conv, batch norm, SiLU: YOLO's basic block."""
+    return _act(net, net.bn(net.conv(x, cin, cout, k, stride), cout), "silu")
+
+
+def _c2f(net: OnnxNet, x: str, cin: int, cout: int, n: int, shortcut: bool) -> str:
+    """YOLOv8's C2f: a 1x1 conv, its halves through n bottlenecks (each kept), concatenated, a 1x1 conv.
+    The split is written as two 1x1 convs (Sieve has no Split)."""
+    half = cout // 2
+    a, b = _cbs(net, x, cin, half, 1), _cbs(net, x, cin, half, 1)
+    outs = [a, b]
+    for _ in range(n):
+        y = _cbs(net, _cbs(net, outs[-1], half, half, 3), half, half, 3)
+        outs.append(net.node("Add", [outs[-1], y]) if shortcut else y)
+    return _cbs(net, net.node("Concat", outs, axis=1), half * (n + 2), cout, 1)
+
+
+def yolo_like(size: int = 320, classes: int = 80, seed: int = 0):
+    """A YOLOv8n-style detector (Jocher et al. 2023): SiLU everywhere, C2f blocks, SPPF (max pools
+    concatenated), an upsampling neck (Resize nearest x2, as nn.Upsample exports it, and Concat of
+    tensors with different scales) and three 1x1 detection heads (boxes and classes per cell)."""
+    net = OnnxNet("yolo_like", (1, 3, size, size), seed)
+    x = _cbs(net, "input", 3, 16, 3, 2)
+    x = _cbs(net, x, 16, 32, 3, 2)
+    x = _c2f(net, x, 32, 32, 1, True)
+    x = _cbs(net, x, 32, 64, 3, 2)
+    p3 = _c2f(net, x, 64, 64, 2, True)
+    x = _cbs(net, p3, 64, 128, 3, 2)
+    p4 = _c2f(net, x, 128, 128, 2, True)
+    x = _cbs(net, p4, 128, 256, 3, 2)
+    x = _c2f(net, x, 256, 256, 1, True)
+    s = _cbs(net, x, 256, 128, 1)                               # SPPF
+    m1 = net.node("MaxPool", [s], kernel_shape=[5, 5], strides=[1, 1], pads=[2, 2, 2, 2])
+    m2 = net.node("MaxPool", [m1], kernel_shape=[5, 5], strides=[1, 1], pads=[2, 2, 2, 2])
+    m3 = net.node("MaxPool", [m2], kernel_shape=[5, 5], strides=[1, 1], pads=[2, 2, 2, 2])
+    p5 = _cbs(net, net.node("Concat", [s, m1, m2, m3], axis=1), 512, 256, 1)
+
+    def up(t: str) -> str:
+        scales = net._init(net._name("scales"), np.array([1, 1, 2, 2], np.float32))
+        return net.node("Resize", [t, "", scales], mode="nearest", coordinate_transformation_mode="asymmetric",
+                        nearest_mode="floor")
+
+    n4 = _c2f(net, net.node("Concat", [up(p5), p4], axis=1), 384, 128, 1, False)
+    n3 = _c2f(net, net.node("Concat", [up(n4), p3], axis=1), 192, 64, 1, False)
+    heads = []
+    for t, c in ((n3, 64), (n4, 128), (p5, 256)):
+        heads.append(net.conv(_cbs(net, t, c, 64, 3), 64, 4 * 16 + classes, 1, bias=True))
+    return net.model_multi(heads)

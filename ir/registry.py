@@ -573,6 +573,25 @@ def _mul_quantize(node: Node, ins: Types, out: TensorType) -> tuple[dict, dict]:
     return {}, {"arith": "u8"}
 
 
+def _resize_attrs(a: dict) -> dict:
+    a["scale"] = _pair(a.get("scale", 2))
+    if min(a["scale"]) < 1:
+        raise IRError(f"resize factors must be positive integers, got {list(a['scale'])}")
+    return a
+
+
+def _resize_infer(node: Node, ins: Types) -> tuple[int, ...]:
+    _need_rank(node, ins[0], 4)
+    n, c, h, w = ins[0].shape
+    sh, sw = node.attrs["scale"]
+    return (n, c, h * sh, w * sw)
+
+
+def _resize(node: Node, xs: Arrays, ins: Types = ()) -> np.ndarray:
+    sh, sw = node.attrs["scale"]
+    return np.repeat(np.repeat(xs[0], sh, axis=2), sw, axis=3)
+
+
 def _const_infer(node: Node, ins: Types) -> tuple[int, ...]:
     return tuple(node.params["value"].shape)
 
@@ -638,6 +657,7 @@ REGISTRY: dict[Op, OpDef] = {
     Op.LUT: OpDef(1, _same_shape_infer, _no_macs, _lut_float, _lut_int, attrs=_lut_attrs, quantize=_lut_quantize,
                   check_int=_lut_check),
     Op.MUL: OpDef(2, _mul_infer, _no_macs, _mul_float, _mul_int, quantize=_mul_quantize),
+    Op.RESIZE: OpDef(1, _resize_infer, _no_macs, _resize, _resize, attrs=_resize_attrs, scale="keep"),
     Op.CONST: OpDef(0, _const_infer, _no_macs, _const_float, _const_int, quantize=_const_quantize,
                     check_int=_const_check, dequantize=_const_dequantize),
 }

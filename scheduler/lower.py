@@ -313,6 +313,26 @@ def _lower_alias(graph: Graph, node: Node, arch: ArchConfig, opts: Options) -> L
     return LayerPlan(node.name, "alias", reason="a view of its input: no data moves", parts=())
 
 
+def _lower_resize(graph: Graph, node: Node, arch: ArchConfig, opts: Options) -> LayerPlan:
+    """Bands of whole input rows: loaded, passed through the vector unit, and written to each of the
+    sh x sw output positions they repeat to by strided stores (one pixel's channels per DMA row)."""
+    n, c, h, w = graph[node.inputs[0]].out.shape
+    sh, sw = node.attrs["scale"]
+    parts = flat_parts(h, opts.cores(arch), "y")
+    longest = _longest(parts, "y", h)
+    row = w * c
+    rows = min(longest, arch.core.scratchpad_bytes // 4 // max(align(row), 1), ((1 << 24) - 16) // row)
+    if rows < 1:
+        raise ScheduleError(f"one input row of {w} x {c} values does not fit the scratchpad", node.name)
+    rows, est = stream_tile(longest, rows, row, row * sh * sw, row, arch)
+    layout = SpadLayout((("x", rows * row), ("out", rows * row)))
+    steps = n * ceil_div(longest, rows)
+    return LayerPlan(node.name, "resize", layout, pool_rows=rows, est_cycles=est * n,
+                     reason=f"{rows} input rows per tile, each written {sh * sw} times by strided stores; "
+                     f"{steps} steps" + _split_note(parts, "input rows"),
+                     partition="rows" if len(parts) > 1 else "single", parts=parts)
+
+
 def _lower_const(graph: Graph, node: Node, arch: ArchConfig, opts: Options) -> LayerPlan:
     return LayerPlan(node.name, "const", reason="a constant in the binary's data: no instructions", parts=())
 
@@ -356,4 +376,5 @@ LOWER: dict[Op, Callable[[Graph, Node, ArchConfig, Options], LayerPlan]] = {
     Op.LUT: _lower_lut,
     Op.MUL: _lower_mul,
     Op.CONST: _lower_const,
+    Op.RESIZE: _lower_resize,
 }

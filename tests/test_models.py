@@ -82,7 +82,8 @@ def test_lenet5_on_digits(digits):
     _check_accuracy(g, up(x_train[:200]), up(x_test), y_test)
 
 
-@pytest.mark.parametrize("model", ["resnet18", "resnet50", "mobilenetv2", "vgg16", "efficientnet_b0", "mobilenetv3"])
+@pytest.mark.parametrize("model", ["resnet18", "resnet50", "mobilenetv2", "vgg16", "efficientnet_b0", "mobilenetv3",
+                                   "yolo_like"])
 def test_onnx_zoo_model_bitexact_at_small_size(model):
     """The ImageNet zoo models, built as ONNX and imported, at 32x32: simulator == reference."""
     rng = np.random.default_rng(3)
