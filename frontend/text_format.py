@@ -12,6 +12,7 @@ import numpy as np
 
 from sieve.frontend.errors import FrontendError
 from sieve.ir.build import GraphBuilder
+from sieve.ir.registry import opdef
 from sieve.ir.graph import Graph, IRError, Op
 
 @functools.cache
@@ -113,7 +114,7 @@ def _layer(b: GraphBuilder, stmt, values: _Values, side: dict | None, where: dic
     if block is not None:
         for p in block.children:
             params[str(p.children[0])] = np.asarray(values.transform(p.children[1]), dtype=np.float32)
-    if op in (Op.CONV2D, Op.DENSE):
+    if opdef(op).weighted:
         if "w" not in params:
             raise FrontendError(f"layer '{lname}' has no weights", hint="give a { w = [...] } block or a "
                                 "weights side file with an array '" + lname + ".w'", **where)

@@ -19,30 +19,37 @@ from sieve.scheduler.tiling import estimate, matmul_spad, search, stream_tile
 MAX_KERNEL = 31                              # the MATMUL's kernel_h / kernel_w fields (5 bits)
 
 
-def conv_geom(graph: Graph, node: Node) -> ConvGeom:
-    x = graph[node.inputs[0]].out.shape
-    out_bytes = 4 if node.out.dtype is DType.INT32 else 1
-    w = node.params.get("w")
-    w_bytes = 2 if w is not None and w.dtype == np.int16 else 1
-    if node.op is Op.DENSE and len(x) == 3 and w is not None and w.ndim == 2:    # tokens: [B·T, C] rows
+def _dense_geom(graph: Graph, node: Node, out_bytes: int, w_bytes: int) -> ConvGeom:
+    x, w = graph[node.inputs[0]].out.shape, node.params["w"]
+    if len(x) == 3 and w.ndim == 2:                  # tokens: [B·T, C] rows, one weight matrix
         return ConvGeom(n=1, h=1, w=x[0] * x[1], c=x[2], k=node.out.shape[2], oh=1, ow=x[0] * x[1],
                         out_bytes=out_bytes, w_bytes=w_bytes)
-    if node.op is Op.DENSE and len(x) == 3:          # batched: each batch its own weights
+    if len(x) == 3:                                  # batched: each batch its own weights
         return ConvGeom(n=1, h=1, w=x[1], c=x[2], k=node.out.shape[2], oh=1, ow=x[1], groups=x[0],
                         out_bytes=out_bytes, w_bytes=w_bytes, batched=True)
-    if node.op is Op.DENSE:
-        return ConvGeom(n=1, h=1, w=x[0], c=x[1], k=node.out.shape[1], oh=1, ow=x[0], out_bytes=out_bytes,
-                        w_bytes=w_bytes)
-    n, c, h, w = x
-    if node.op is Op.GLOBALAVGPOOL:          # a depthwise window sum over the whole image
-        band = (0, 0)
-        if max(h, w) > MAX_KERNEL:           # in bands that fit the MATMUL's kernel fields, accumulating
-            band = (ceil_div(h, ceil_div(h, MAX_KERNEL)), ceil_div(w, ceil_div(w, MAX_KERNEL)))
-        return ConvGeom(n, h, w, c, c, 1, 1, h, w, depthwise=True, band=band)
-    if node.op is Op.AVGPOOL:                # a depthwise window sum, padding reading as zero
-        (kh, kw), (sh, sw), (pt, pl, _, _) = node.attrs["kernel"], node.attrs["stride"], node.attrs["pad"]
-        return ConvGeom(n, h, w, c, c, node.out.shape[2], node.out.shape[3], kh, kw, sh, sw, 1, 1, pt, pl,
-                        depthwise=True)
+    return ConvGeom(n=1, h=1, w=x[0], c=x[1], k=node.out.shape[1], oh=1, ow=x[0], out_bytes=out_bytes,
+                    w_bytes=w_bytes)
+
+
+def _gap_geom(graph: Graph, node: Node, out_bytes: int, w_bytes: int) -> ConvGeom:
+    """A depthwise window sum over the whole image; beyond the MATMUL's kernel fields, in bands."""
+    n, c, h, w = graph[node.inputs[0]].out.shape
+    band = (0, 0)
+    if max(h, w) > MAX_KERNEL:
+        band = (ceil_div(h, ceil_div(h, MAX_KERNEL)), ceil_div(w, ceil_div(w, MAX_KERNEL)))
+    return ConvGeom(n, h, w, c, c, 1, 1, h, w, depthwise=True, band=band)
+
+
+def _avgpool_geom(graph: Graph, node: Node, out_bytes: int, w_bytes: int) -> ConvGeom:
+    """A depthwise window sum, padding reading as zero."""
+    n, c, h, w = graph[node.inputs[0]].out.shape
+    (kh, kw), (sh, sw), (pt, pl, _, _) = node.attrs["kernel"], node.attrs["stride"], node.attrs["pad"]
+    return ConvGeom(n, h, w, c, c, node.out.shape[2], node.out.shape[3], kh, kw, sh, sw, 1, 1, pt, pl,
+                    depthwise=True)
+
+
+def _conv_geom(graph: Graph, node: Node, out_bytes: int, w_bytes: int) -> ConvGeom:
+    n, c, h, w = graph[node.inputs[0]].out.shape
     (kh, kw), (sh, sw), (pt, pl, _, _), (dh, dw) = (node.attrs["kernel"], node.attrs["stride"],
                                                     node.attrs["pad"], node.attrs["dilation"])
     groups, k = node.attrs.get("groups", 1), node.out.shape[1]
@@ -53,6 +60,17 @@ def conv_geom(graph: Graph, node: Node) -> ConvGeom:
         c, k = c // groups, k // groups
     return ConvGeom(n, h, w, c, k, node.out.shape[2], node.out.shape[3], kh, kw, sh, sw, dh, dw, pt, pl,
                     groups, depthwise, out_bytes, w_bytes)
+
+
+# the matmul geometry of each op that runs on the MAC array
+GEOM = {Op.CONV2D: _conv_geom, Op.DENSE: _dense_geom, Op.GLOBALAVGPOOL: _gap_geom, Op.AVGPOOL: _avgpool_geom}
+
+
+def conv_geom(graph: Graph, node: Node) -> ConvGeom:
+    out_bytes = 4 if node.out.dtype is DType.INT32 else 1
+    w = node.params.get("w")
+    w_bytes = 2 if w is not None and w.dtype == np.int16 else 1
+    return GEOM[node.op](graph, node, out_bytes, w_bytes)
 
 
 NM_BLOCKS = (4, 8, 16)

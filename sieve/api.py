@@ -128,14 +128,14 @@ def interpret(model: ModelLike, inputs: Data, *, float_model: bool = False, cali
 def _interpret_int(graph, arrays: dict[str, np.ndarray]) -> Interpretation:
     """Per inference; the keys and types of ``simulate``: a host softmax output carries, as integers,
     the logits it was computed from (what the accelerator wrote)."""
-    from sieve.ir import Op
+    from sieve.ir.registry import opdef
     q_in = {}
     for node in graph.inputs:
         x = arrays[node.name]
         if x.dtype == np.uint8 and node.out.quant.unsigned:
             x = (x.astype(np.int16) - 128).astype(np.int8)
         q_in[node.name] = x if x.dtype == np.int8 else quantize_inputs(graph, {node.name: x})[node.name]
-    src = {k: graph[k].inputs[0] if graph[k].op is Op.SOFTMAX else k for k in graph.outputs}
+    src = {k: graph[k].inputs[0] if opdef(graph[k].op).scale == "host" else k for k in graph.outputs}
     keep = any(s != k for k, s in src.items())
     batch = len(next(iter(q_in.values())))
     parts = [run_int(graph, {n: x[i:i + 1] for n, x in q_in.items()}, keep_all=keep) for i in range(batch)]
