@@ -519,7 +519,7 @@ def _lut_fn_params(node: Node) -> dict:
 
 
 def _lut_float(node: Node, xs: Arrays) -> np.ndarray:
-    return T.function(node.attrs["fn"], _lut_fn_params(node))(xs[0])
+    return T.reference(node.attrs["fn"], _lut_fn_params(node))(np.asarray(xs[0], np.float32))
 
 
 def _lut_int(node: Node, xs: Arrays, ins: Types) -> np.ndarray:

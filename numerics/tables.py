@@ -94,6 +94,28 @@ def function(name: str, params: dict | None = None) -> Callable[[np.ndarray], np
     return lambda x: fn(x, **kwargs)
 
 
+def _sigmoid_ref(x: np.ndarray) -> np.ndarray:
+    e = np.exp(-np.abs(x))
+    return np.where(x >= 0, 1 / (1 + e), e / (1 + e)).astype(f32)
+
+
+# the float model's own functions (numpy's exp and tanh: fast on whole tensors, for the float reference
+# and calibration); the tables use onnxruntime's arithmetic above, on 256 values
+REFERENCE: dict[str, Callable[..., np.ndarray]] = {
+    "sigmoid": _sigmoid_ref,
+    "tanh": lambda x: np.tanh(x).astype(f32),
+    "silu": lambda x: (x * _sigmoid_ref(x)).astype(f32),
+}
+
+
+def reference(name: str, params: dict | None = None) -> Callable[[np.ndarray], np.ndarray]:
+    """The float32 function ``name`` for the float model: numpy's math where onnxruntime's emulation
+    would be slow, the same function otherwise."""
+    if name in REFERENCE:
+        return REFERENCE[name]
+    return function(name, params)
+
+
 def build_table(name: str, params: dict | None, sx: float, zx: int, sy: float, zy: int) -> np.ndarray:
     """The int8 table [256] of ``name``: entry v + 128 is the output for stored input v."""
     v = np.arange(-128, 128, dtype=np.int32)

@@ -1,0 +1,106 @@
+"""Today's CNNs from the command line: EfficientNet-B0 and MobileNetV3-Large at 224x224, the YOLO-style
+detector at 320x320, on `default`. For each: `sieve compile` (ONNX -> .sieve, calibration on 8 images),
+`sieve run` bit-exact on one image, `sieve run --timing-only`, each a new process as a user runs it
+(imports included), median of 3 interleaved runs, default threads. Then, from the run's statistics:
+cycles, energy, MAC utilization, and the cycles and energy of each layer kind (conv, depthwise, the
+element-wise tables of SiLU/HardSwish/sigmoid, the products of squeeze-and-excite, resize, ...).
+
+    python -m benchmarks.bench_modern_cnns
+"""
+from __future__ import annotations
+
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections import defaultdict
+from pathlib import Path
+
+import numpy as np
+
+from benchmarks.common import out_dir
+
+REPEAT = 3
+SIEVE = str(Path(sys.executable).with_name("sieve"))
+MODELS = (("efficientnet_b0", 224), ("mobilenetv3", 224), ("yolo_like", 320))
+
+
+def _timed(argv: list[str], cwd: Path) -> float:
+    t0 = time.perf_counter()
+    done = subprocess.run([SIEVE] + argv, cwd=cwd, capture_output=True, text=True)
+    if done.returncode:
+        raise RuntimeError(f"sieve {' '.join(argv)} failed: {done.stderr}")
+    return time.perf_counter() - t0
+
+
+def _kind(layer: dict) -> str:
+    op = layer["op"]
+    return {"conv2d": "conv", "lut": "table (SiLU, HardSwish, sigmoid, ...)", "mul": "product (SE, SiLU gate)",
+            "globalavgpool": "global pool", "resize": "resize", "concat": "concat", "add": "residual add",
+            "maxpool": "max pool", "dense": "dense"}.get(op, op)
+
+
+def main() -> list[dict]:
+    tmp = Path(tempfile.mkdtemp())
+    rng = np.random.default_rng(0)
+    rows = []
+    for name, size in MODELS:
+        subprocess.run([SIEVE, "zoo", "export", name, "--size", str(size), "-o", f"{name}.onnx"], cwd=tmp,
+                       check=True, capture_output=True)
+        np.save(tmp / f"{name}_calib.npy", rng.standard_normal((8, 3, size, size)).astype(np.float32))
+        np.save(tmp / f"{name}_x.npy", rng.standard_normal((1, 3, size, size)).astype(np.float32))
+    commands = {name: {"compile": ["compile", f"{name}.onnx", "--calibrate", f"{name}_calib.npy", "-o",
+                                   f"{name}.sieve", "-q"],
+                       "run": ["run", f"{name}.sieve", "--input", f"{name}_x.npy", "-q"],
+                       "timing": ["run", f"{name}.sieve", "--timing-only", "-q"]} for name, _ in MODELS}
+    times = defaultdict(list)
+    for name, _ in MODELS:                                     # warm-up (numba's cache, bytecode)
+        for cmd in commands[name].values():
+            _timed(cmd, tmp)
+    for _ in range(REPEAT):
+        for name, _ in MODELS:
+            for key, cmd in commands[name].items():
+                times[name, key].append(_timed(cmd, tmp))
+    for name, size in MODELS:
+        subprocess.run([SIEVE, "run", f"{name}.sieve", "--input", f"{name}_x.npy", "--stats", f"{name}.json",
+                        "-q"], cwd=tmp, check=True, capture_output=True)
+        stats = json.loads((tmp / f"{name}.json").read_text())
+        kinds = defaultdict(lambda: [0, 0.0])
+        for layer in stats["layers"]:
+            kinds[_kind(layer)][0] += layer["cycles"]
+            kinds[_kind(layer)][1] += layer["energy_total_pj"]
+        rows.append({"model": f"{name} {size}x{size}", "cpus": os.cpu_count(),
+                     **{f"{k} s": round(statistics.median(times[name, k]), 2) for k in ("compile", "run", "timing")},
+                     "cycles": stats["cycles"], "energy_mj": round(stats["energy_total_pj"] / 1e9, 2),
+                     "mac_utilization": stats["utilization"], "macs": stats["macs"],
+                     "kinds": {k: {"cycles": c, "energy_mj": round(e / 1e9, 3)} for k, (c, e) in kinds.items()}})
+        print(rows[-1], flush=True)
+    return rows
+
+
+def markdown(rows: list[dict]) -> str:
+    out = ["| model | `sieve compile` | `sieve run` (bit-exact) | `sieve run --timing-only` | cycles | energy | "
+           "MAC utilization |",
+           "|---|---:|---:|---:|---:|---:|---:|"]
+    for r in rows:
+        util = f"{100 * r['mac_utilization']:.1f} %" if r["mac_utilization"] is not None else ""
+        out.append(f"| {r['model']} ({r['macs'] / 1e9:.2f} GMAC) | {r['compile s']:.2f} s | {r['run s']:.2f} s | "
+                   f"{r['timing s']:.2f} s | "
+                   f"{r['cycles']:,} | {r['energy_mj']} mJ | {util} |")
+    for r in rows:
+        out += ["", f"{r['model']}, by layer kind:", "", "| kind | cycles | share | energy |", "|---|---:|---:|---:|"]
+        total = sum(v["cycles"] for v in r["kinds"].values()) or 1
+        for k, v in sorted(r["kinds"].items(), key=lambda kv: -kv[1]["cycles"]):
+            out.append(f"| {k} | {v['cycles']:,} | {100 * v['cycles'] / total:.1f} % | {v['energy_mj']} mJ |")
+    return "\n".join(out) + "\n"
+
+
+if __name__ == "__main__":
+    result = main()
+    OUT = out_dir()
+    (OUT / "modern_cnns.json").write_text(json.dumps(result, indent=1))
+    (OUT / "modern_cnns.md").write_text(markdown(result))
+    print(markdown(result))
