@@ -47,6 +47,7 @@ class Opcode(enum.IntEnum):
     WAIT = 9        # hold the load queue until another core's counter reaches a value
     LUT = 10        # int8 -> int8 through a 256-entry table in the scratchpad (element-wise functions)
     MUL = 11        # int8 * int8 (the second operand repeating every b_count elements) -> int8
+    WIDEN = 12      # int8 tile minus a zero point -> int16 (optionally transposed): an activation as weights
 
 
 class Queue(enum.IntEnum):
@@ -58,7 +59,8 @@ class Queue(enum.IntEnum):
 QUEUE_OF = {Opcode.HALT: Queue.COMPUTE, Opcode.LOAD: Queue.LOAD, Opcode.STORE: Queue.STORE,
             Opcode.MATMUL: Queue.COMPUTE, Opcode.REQUANT: Queue.COMPUTE, Opcode.ADD: Queue.COMPUTE,
             Opcode.MAXPOOL: Queue.COMPUTE, Opcode.RELU: Queue.COMPUTE, Opcode.AFFINE: Queue.COMPUTE,
-            Opcode.WAIT: Queue.LOAD, Opcode.LUT: Queue.COMPUTE, Opcode.MUL: Queue.COMPUTE}
+            Opcode.WAIT: Queue.LOAD, Opcode.LUT: Queue.COMPUTE, Opcode.MUL: Queue.COMPUTE,
+            Opcode.WIDEN: Queue.COMPUTE}
 
 _DMA = [("dram_addr", "u", 32), ("spad_addr", "u", 24), ("rows", "u", 16), ("row_bytes", "u", 24),
         ("dram_stride", "u", 32), ("spad_stride", "u", 24)]
@@ -94,6 +96,8 @@ FIELDS: dict[Opcode, list[tuple[str, str, int]]] = {
     Opcode.MUL: [("a_addr", "u", 24), ("b_addr", "u", 24), ("dst_addr", "u", 24), ("count", "u", 24),
                  ("b_count", "u", 24), ("za", "s", 8), ("zb", "s", 8), ("zc", "s", 8), ("m", "f", 32),
                  ("sb", "f", 32), ("sc", "f", 32), ("lo", "s", 8), ("hi", "s", 8), ("mode", "u", 2)],
+    Opcode.WIDEN: [("src_addr", "u", 24), ("dst_addr", "u", 24), ("rows", "u", 16), ("cols", "u", 16),
+                   ("zp", "s", 8), ("transpose", "u", 1)],
 }
 
 for _op, _fields in FIELDS.items():

@@ -390,10 +390,70 @@ def emit_resize(em: Emitter, graph: Graph, node: Node, plan: LayerPlan, part, la
             oslots.release(em.store(stores, step))
 
 
+def pack_bmm(graph: Graph, node: Node, plan: LayerPlan, orders: dict, data: DataImage, lanes: int,
+             pe_rows: int) -> tuple[int, int]:
+    """REQUANT's constants for an N tile: int32 zeros (no bias) then the float32 multiplier, k_t of each."""
+    k_t = plan.tiling.k_t
+    blob = np.zeros(k_t, "<i4").tobytes() + np.full(k_t, node.params["requant"][0], "<f4").tobytes()
+    return data.put(blob), len(blob)
+
+
+def emit_bmm(em: Emitter, graph: Graph, node: Node, plan: LayerPlan, part, layouts, consts) -> None:
+    """Per batch, N tile, row tile and K tile: load b's [K tile][N tile] box into the staging slot, WIDEN it
+    to int16 [N tile][K tile] (b − zb) in the weight slot with REQUANT's constants after it, load a's row
+    box, MATMUL (wide weights, accumulating over K tiles), then REQUANT and store the [rows][N tile] box."""
+    g, t = plan.geom, plan.tiling
+    qa, qb, qy = graph[node.inputs[0]].out.quant, graph[node.inputs[1]].out.quant, node.out.quant
+    m, kk, n = g.w, g.c, g.k
+    a_dram, b_dram, dst = layouts[node.inputs[0]].addr, layouts[node.inputs[1]].addr, layouts[node.name].addr
+    offs = plan.spad.offsets()
+    wslots, xslots, oslots, sslots = Slots(offs["w"]), Slots(offs["x"]), Slots(offs["out"]), Slots(offs["stage"])
+    c_addr, c_len = consts
+    acc_half, tile_no = t.k_t * t.ow_t, 0
+    c_tiles = split(kk, t.c_t)
+    for gi in range(*part.range("g", g.groups)):
+        for k0, nk in split(n, t.k_t):
+            for m0, nm in split(m, t.ow_t):
+                for ci, (c0, nc) in enumerate(c_tiles):
+                    w_addr, fresh, free = wslots.acquire((gi, k0, ci))
+                    w_bytes = align(2 * nk * nc)
+                    if fresh:
+                        s_addr, _, s_free = sslots.acquire()
+                        em.load([(b_dram + (gi * kk + c0) * n + k0, s_addr, nc, nk, n, nk),
+                                 (c_addr, w_addr + w_bytes, 1, 8 * nk, 0, 0)] if nk == t.k_t else
+                                [(b_dram + (gi * kk + c0) * n + k0, s_addr, nc, nk, n, nk),
+                                 (c_addr, w_addr + w_bytes, 1, 4 * nk, 0, 0),
+                                 (c_addr + 4 * t.k_t, w_addr + w_bytes + 4 * nk, 1, 4 * nk, 0, 0)], max(free, s_free))
+                        em.compute(Opcode.WIDEN, src_addr=s_addr, dst_addr=w_addr, rows=nc, cols=nk, zp=qb.zp,
+                                   transpose=1)
+                    x_addr, _, x_free = xslots.acquire()
+                    em.load([(a_dram + (gi * m + m0) * kk + c0, x_addr, nm, nc, kk, nc)], x_free)
+                    acc = tile_no % t.acc_buffers * acc_half
+                    em.compute(Opcode.MATMUL, w_addr=w_addr, x_addr=x_addr, acc_addr=acc, k=nk, out_h=1, out_w=nm,
+                               in_h=1, in_w=nm, in_c=nc, kernel_h=1, kernel_w=1, stride_h=1, stride_w=1, dil_h=1,
+                               dil_w=1, pad_top=0, pad_left=0, x_zp=qa.zp, accumulate=int(ci > 0), fmt=3,
+                               depthwise=0, batch_groups=0, groups=0, nnz=0, nm_n=0, nm_m=0)
+                    last = ci == len(c_tiles) - 1
+                    if last:
+                        o_addr, _, o_free = oslots.acquire()
+                        tile_no += 1
+                        em.compute(Opcode.REQUANT, out_free_wait=o_free, acc_addr=acc, dst_addr=o_addr, cols=nm,
+                                   k=nk, bias_addr=w_addr + w_bytes, scale_addr=w_addr + w_bytes + 4 * nk,
+                                   zp=qy.zp, lo=-128, hi=127, out32=0)
+                    step = em.end_step()
+                    wslots.release(step)
+                    xslots.release(step)
+                    sslots.release(step)
+                    if last:
+                        box = [(dst + (gi * m + m0) * n + k0, o_addr, nm, nk, n, nk)]
+                        oslots.release(em.store(box, step))
+
+
 def emit_nothing(em: Emitter, graph: Graph, node: Node, plan: LayerPlan, part, layouts, bundles) -> None:
     pass
 
 
-CONSTANTS = {"matmul": pack_weights, "affine": pack_affine, "eltwise": pack_eltwise, "const": pack_const}
+CONSTANTS = {"matmul": pack_weights, "affine": pack_affine, "eltwise": pack_eltwise, "const": pack_const,
+             "bmm": pack_bmm}
 EMIT = {"matmul": emit_matmul, "affine": emit_affine, "pool": emit_pool, "eltwise": emit_eltwise, "concat": emit_concat,
-        "scale": emit_scale, "const": emit_nothing, "resize": emit_resize}
+        "scale": emit_scale, "const": emit_nothing, "resize": emit_resize, "bmm": emit_bmm}

@@ -6,7 +6,7 @@ from sieve_numerics.tables import build_table
 
 from sieve.frontend.onnx_import import HANDLERS, _Importer, _Q
 from sieve.ir.graph import Op
-from sieve.ir.registry import gap_scale
+from sieve.ir.registry import bmm_multiplier, gap_scale
 from sieve.frontend.errors import FrontendError
 from sieve.ir.types import DType, TensorType
 
@@ -340,6 +340,15 @@ def _gemm(imp: _Importer, node) -> None:
 @handles("MatMul")
 def _matmul(imp: _Importer, node) -> None:
     x, out = node.input[0], node.output[0]
+    if node.input[1] not in imp.consts and node.input[1] not in imp.dq_const:     # two activations
+        da, db = _dq_input(imp, x), _dq_input(imp, node.input[1])
+        if (da is None) != (db is None):
+            raise imp.error("MatMul of a dequantized tensor by a float one is not supported", node)
+        if da is not None:
+            imp.pending[out] = ("bmm", (da[0], db[0]))
+            return
+        imp.emit(out, Op.BMM, [x, node.input[1]])
+        return
     w, wq = _const_weight(imp, node, node.input[1])
     dq = _dq_input(imp, x)
     if dq is not None:
@@ -353,6 +362,11 @@ def _matmul(imp: _Importer, node) -> None:
 @handles("QLinearMatMul")
 def _qlinearmatmul(imp: _Importer, node) -> None:
     aq, bq, yq = _q_of(imp, node, 1, 2), _q_of(imp, node, 4, 5), _q_of(imp, node, 6, 7)
+    if node.input[3] not in imp.consts:                  # two activations
+        _int_input(imp, node.input[0], aq)
+        _int_input(imp, node.input[3], bq)
+        _finish_bmm(imp, node.output[0], yq, node.input[0], node.input[3])
+        return
     b = imp.const(node.input[3], node, "weight")
     emit_int_dense(imp, node, node.output[0], node.input[0], aq, b, bq, None, yq)
 
@@ -484,6 +498,16 @@ def _finish_mul(imp, out, yq, a, b):
 
 
 FINISH["mul"] = _finish_mul
+
+
+def _finish_bmm(imp, out, yq, a, b):
+    xq, wq, q = imp.qinfo[a].activation(), imp.qinfo[b].activation(), yq.activation()
+    m = np.array([bmm_multiplier(xq.scale[0], wq.scale[0], q.scale[0])], np.float32)
+    imp.emit(out, Op.BMM, [a, b], {}, {"requant": m}, DType.INT8, q)
+    imp.qinfo[out] = yq
+
+
+FINISH["bmm"] = _finish_bmm
 
 
 # ONNX op -> (Sieve's element-wise function, its attributes with ONNX's defaults)

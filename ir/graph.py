@@ -46,6 +46,7 @@ class Op(enum.Enum):
     SOFTMAX = "softmax"      # runs on the host, in float, on a dequantized graph output
     LUT = "lut"              # an element-wise function of one tensor (sigmoid, silu, ...): a 256-entry table
     MUL = "mul"              # product of two tensors, the second equal in shape or one value per channel
+    BMM = "bmm"              # product of two activations [.., M, K] x [.., K, N] (attention's Q·Kᵀ, P·V)
     RESIZE = "resize"        # nearest-neighbour upsampling by integer factors (each pixel repeated)
     CONST = "const"          # a constant tensor (a bias added after a MatMul, position embeddings)
 

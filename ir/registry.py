@@ -573,6 +573,46 @@ def _mul_quantize(node: Node, ins: Types, out: TensorType) -> tuple[dict, dict]:
     return {}, {"arith": "u8"}
 
 
+def _bmm_infer(node: Node, ins: Types) -> tuple[int, ...]:
+    a, b = ins[0].shape, ins[1].shape
+    if len(a) not in (2, 3) or len(b) != len(a) or a[:-2] != b[:-2] or a[-1] != b[-2]:
+        raise IRError(f"cannot multiply {list(a)} by {list(b)}", node.name,
+                      hint="[.., M, K] x [.., K, N] with equal leading axes (rank 2 or 3)")
+    return a[:-1] + (b[-1],)
+
+
+def _bmm_macs(node: Node, ins: Types) -> int:
+    return int(np.prod(node.out.shape)) * ins[0].shape[-1]
+
+
+def _bmm_float(node: Node, xs: Arrays) -> np.ndarray:
+    return np.matmul(xs[0].astype(np.float32), xs[1].astype(np.float32))
+
+
+def bmm_multiplier(sa, sb, sy) -> np.float32:
+    """onnxruntime's QLinearMatMul multiplier: float32(float32(sa · sb) / sy)."""
+    return np.float32(np.float32(np.float32(sa) * np.float32(sb)) / np.float32(sy))
+
+
+def _bmm_int(node: Node, xs: Arrays, ins: Types) -> np.ndarray:
+    """(a − za)(b − zb) exact (float64 products of 9-bit values), wrapped to int32, requantized."""
+    a = xs[0].astype(np.float64) - ins[0].quant.zp
+    b = xs[1].astype(np.float64) - ins[1].quant.zp
+    acc = np.matmul(a, b).astype(np.int64).astype(np.int32)
+    return Q.requantize(acc, node.params["requant"], node.out.quant.zp)
+
+
+def _bmm_quantize(node: Node, ins: Types, out: TensorType) -> tuple[dict, dict]:
+    return {"requant": np.array([bmm_multiplier(ins[0].quant.scale[0], ins[1].quant.scale[0],
+                                                out.quant.scale[0])], np.float32)}, {}
+
+
+def _bmm_check(node: Node, ins: Types) -> None:
+    r = node.params.get("requant")
+    if r is None or r.dtype != np.float32 or r.shape != (1,):
+        raise IRError("parameter 'requant' must be one float32 multiplier", node.name)
+
+
 def _resize_attrs(a: dict) -> dict:
     a["scale"] = _pair(a.get("scale", 2))
     if min(a["scale"]) < 1:
@@ -657,6 +697,7 @@ REGISTRY: dict[Op, OpDef] = {
     Op.LUT: OpDef(1, _same_shape_infer, _no_macs, _lut_float, _lut_int, attrs=_lut_attrs, quantize=_lut_quantize,
                   check_int=_lut_check),
     Op.MUL: OpDef(2, _mul_infer, _no_macs, _mul_float, _mul_int, quantize=_mul_quantize),
+    Op.BMM: OpDef(2, _bmm_infer, _bmm_macs, _bmm_float, _bmm_int, quantize=_bmm_quantize, check_int=_bmm_check),
     Op.RESIZE: OpDef(1, _resize_infer, _no_macs, _resize, _resize, attrs=_resize_attrs, scale="keep"),
     Op.CONST: OpDef(0, _const_infer, _no_macs, _const_float, _const_int, quantize=_const_quantize,
                     check_int=_const_check, dequantize=_const_dequantize),

@@ -331,6 +331,30 @@ def _lower_alias(graph: Graph, node: Node, arch: ArchConfig, opts: Options) -> L
     return LayerPlan(node.name, "alias", reason="a view of its input: no data moves", parts=())
 
 
+def _lower_bmm(graph: Graph, node: Node, arch: ArchConfig, opts: Options) -> LayerPlan:
+    """A product of two activations as a batched matmul: per batch, the second operand's [K][N] tile is
+    loaded into a staging region and widened to int16 (b − zb, transposed to [N][K]) on the vector unit,
+    then multiplied by the MAC array as wide weights (fmt 3). The tiling is searched for the batched
+    geometry with a quarter of the scratchpad kept for the staging tile."""
+    a = graph[node.inputs[0]].out.shape
+    n = node.out.shape[-1]
+    batch, m, k = (1,) + a if len(a) == 2 else a
+    g = ConvGeom(n=1, h=1, w=m, c=k, k=n, oh=1, ow=m, groups=batch, batched=True, w_bytes=2)
+    core = replace(arch.core, scratchpad_bytes=arch.core.scratchpad_bytes * 3 // 4)
+    found = search(g, replace(arch, core=core))
+    if found is None:
+        raise ScheduleError("no tile of the product fits the scratchpad and accumulator", node.name)
+    tiling, est, reason = found
+    layout = SpadLayout(matmul_spad(g, tiling, arch.core.simd_lanes).regions + (("stage", tiling.k_t * tiling.c_t),))
+    if layout.total > arch.core.scratchpad_bytes:
+        raise ScheduleError("the product's tiles and its staging tile do not fit the scratchpad", node.name)
+    parts = flat_parts(batch, 1 if opts.partition == "pipeline" else arch.cores, "g")
+    return LayerPlan(node.name, "bmm", layout, tiling, g, est_cycles=est.cycles * ceil_div(batch, len(parts)),
+                     reason=f"the second operand widened to int16 weights per tile; per batch: {reason}"
+                     + _split_note(parts, "batches"), partition="batch" if len(parts) > 1 else "single",
+                     parts=parts)
+
+
 def _lower_resize(graph: Graph, node: Node, arch: ArchConfig, opts: Options) -> LayerPlan:
     """Bands of whole input rows: loaded, passed through the vector unit, and written to each of the
     sh x sw output positions they repeat to by strided stores (one pixel's channels per DMA row)."""
@@ -395,4 +419,5 @@ LOWER: dict[Op, Callable[[Graph, Node, ArchConfig, Options], LayerPlan]] = {
     Op.MUL: _lower_mul,
     Op.CONST: _lower_const,
     Op.RESIZE: _lower_resize,
+    Op.BMM: _lower_bmm,
 }

@@ -53,7 +53,7 @@ def _image_parts(graph: Graph, plan: LayerPlan, core: int, images: int) -> tuple
     if plan.kind in ("affine", "concat", "scale"):
         per //= node.out.shape[1]                       # pixels per image
     dims = {"matmul": lambda i: {"n": (i, i + 1)}, "pool": lambda i: {"n": (i, i + 1)},
-            "resize": lambda i: {"n": (i, i + 1)},
+            "resize": lambda i: {"n": (i, i + 1)}, "bmm": lambda i: {"g": (i, i + 1)},
             "eltwise": lambda i: {"e": (i * per, (i + 1) * per)},
             "affine": lambda i: {"e": (i * per, (i + 1) * per)},
             "concat": lambda i: {"e": (i * per, (i + 1) * per)},

@@ -145,6 +145,13 @@ def _mul(f: Fields, arch: ArchConfig) -> tuple[np.ndarray, dict]:
         "spad_read_bytes": 2 * f["count"], "spad_write_bytes": f["count"], "vector_ops": ops}
 
 
+def _widen(f: Fields, arch: ArchConfig) -> tuple[np.ndarray, dict]:
+    """A subtraction per element; int8 in, int16 out."""
+    n = f["rows"] * f["cols"]
+    return _cdiv(n, arch.core.vector_lanes) + arch.core.vector_fill_cycles, {
+        "spad_read_bytes": n, "spad_write_bytes": 2 * n, "vector_ops": n}
+
+
 def _maxpool(f: Fields, arch: ArchConfig) -> tuple[np.ndarray, dict]:
     outs = f["out_h"] * f["out_w"] * f["c"]
     ops = outs * f["kernel_h"] * f["kernel_w"]
@@ -165,6 +172,7 @@ COST: dict[Opcode, Callable[[Fields, ArchConfig], tuple[np.ndarray, dict]]] = {
     Opcode.WAIT: lambda f, arch: (0, {}),            # holds its queue; costs nothing itself
     Opcode.LUT: _lut,
     Opcode.MUL: _mul,
+    Opcode.WIDEN: _widen,
 }
 
 
@@ -198,6 +206,7 @@ TOUCHES: dict[Opcode, Callable[[Fields, ArchConfig], dict]] = {
     Opcode.AFFINE: lambda f, arch: {"dst": (f["dst_addr"], f["dst_addr"] + f["count"])},
     Opcode.LUT: lambda f, arch: {"dst": (f["dst_addr"], f["dst_addr"] + f["count"])},
     Opcode.MUL: lambda f, arch: {"dst": (f["dst_addr"], f["dst_addr"] + f["count"])},
+    Opcode.WIDEN: lambda f, arch: {"dst": (f["dst_addr"], f["dst_addr"] + 2 * f["rows"] * f["cols"])},
     Opcode.MAXPOOL: lambda f, arch: {"dst": (f["dst_addr"], f["dst_addr"] + f["c"] * f["out_h"] * f["out_w"])},
 }
 

@@ -245,6 +245,16 @@ def _mul(m: Machine, core: CoreState, ins) -> None:
     _span(core.spad, ins.dst_addr, ins.count, "scratchpad output")[:] = y.ravel().view(np.uint8)
 
 
+def _widen(m: Machine, core: CoreState, ins) -> None:
+    """int8 [rows][cols] minus zp -> int16 [rows][cols], or [cols][rows] transposed (little-endian)."""
+    n = ins.rows * ins.cols
+    x = _i8(core.spad, ins.src_addr, n, "scratchpad input").reshape(ins.rows, ins.cols)
+    y = x.astype(np.int16) - np.int16(ins.zp)
+    if ins.transpose:
+        y = y.T
+    _span(core.spad, ins.dst_addr, 2 * n, "scratchpad output")[:] = np.ascontiguousarray(y).astype("<i2").view(np.uint8).ravel()
+
+
 def _halt(m: Machine, core: CoreState, ins: Instruction) -> None:
     pass
 
@@ -253,4 +263,5 @@ def _halt(m: Machine, core: CoreState, ins: Instruction) -> None:
 # or the named tuple of a decoded stream's record)
 EXECUTE = {Opcode.LOAD: _load, Opcode.STORE: _store, Opcode.MATMUL: _matmul, Opcode.REQUANT: _requant,
            Opcode.ADD: _add, Opcode.MAXPOOL: _maxpool, Opcode.RELU: _relu, Opcode.AFFINE: _affine,
-           Opcode.HALT: _halt, Opcode.WAIT: _halt, Opcode.LUT: _lut, Opcode.MUL: _mul}
+           Opcode.HALT: _halt, Opcode.WAIT: _halt, Opcode.LUT: _lut, Opcode.MUL: _mul,
+           Opcode.WIDEN: _widen}

@@ -52,9 +52,10 @@ def test_missing_file(tmp_path):
 
 
 def test_dynamic_weights_are_refused():
-    node = helper.make_node("MatMul", ["x", "w"], ["y"], name="mm")
-    model = finish([node], [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 4]),
-                            helper.make_tensor_value_info("w", TensorProto.FLOAT, [4, 2])],
+    """A convolution's weights must be constants (a MatMul of two tensors is a product of activations)."""
+    node = helper.make_node("Conv", ["x", "w"], ["y"], name="conv", kernel_shape=[1, 1])
+    model = finish([node], [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 4, 3, 3]),
+                            helper.make_tensor_value_info("w", TensorProto.FLOAT, [2, 4, 1, 1])],
                    [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)], {})
     with pytest.raises(FrontendError, match=r"weight 'w' must be a constant"):
         import_model(model, "m.onnx")

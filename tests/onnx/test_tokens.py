@@ -62,3 +62,50 @@ def test_linear_on_tokens_in_float_compiles_and_runs():
     res = sieve.simulate(program, x[:2])
     (name, got), = res.floats.items()
     assert got.shape == (2, 8, 8) and np.abs(got).max() > 0
+
+
+def _two_activation_model():
+    """A projection, then the product of two activations (as attention's Q·Kᵀ), then another."""
+    rng = np.random.default_rng(2)
+    inits = {"Wq": (rng.standard_normal((32, 16)) * 0.3).astype(np.float32),
+             "Wv": (rng.standard_normal((12, 16)) * 0.3).astype(np.float32)}
+    nodes = [helper.make_node("MatMul", ["x", "Wq"], ["q"]),                  # [B, 8, 16]
+             helper.make_node("MatMul", ["q", "k"], ["s"]),                   # [B, 8, 16] x [B, 16, 12]
+             helper.make_node("MatMul", ["s", "v"], ["y"])]                   # [B, 8, 12] x [B, 12, 16]
+    del inits["Wv"]
+    return finish(nodes, [helper.make_tensor_value_info("x", TensorProto.FLOAT, [2, 8, 32]),
+                          helper.make_tensor_value_info("k", TensorProto.FLOAT, [2, 16, 12]),
+                          helper.make_tensor_value_info("v", TensorProto.FLOAT, [2, 12, 16])],
+                  [helper.make_tensor_value_info("y", TensorProto.FLOAT, [2, 8, 16])], inits)
+
+
+@pytest.mark.parametrize("fmt,act", [("QDQ", "QUInt8"), ("QOperator", "QUInt8"), ("QOperator", "QInt8")])
+def test_matmul_of_two_activations_matches_onnxruntime(tmp_path, fmt, act):
+    from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
+    import onnxruntime as ort
+    src, path = tmp_path / "mm.onnx", tmp_path / f"mm_{fmt}_{act}.onnx"
+    onnx.save(_two_activation_model(), src)
+    rng = np.random.default_rng(3)
+    feeds = [{"x": rng.standard_normal((2, 8, 32)).astype(np.float32),
+              "k": rng.standard_normal((2, 16, 12)).astype(np.float32),
+              "v": rng.standard_normal((2, 12, 16)).astype(np.float32)} for _ in range(5)]
+    batches = iter(feeds[:4])
+
+    class Reader(CalibrationDataReader):
+        def get_next(self):
+            return next(batches, None)
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        logging.getLogger().setLevel(logging.ERROR)
+        quantize_static(str(src), str(path), Reader(), quant_format=getattr(QuantFormat, fmt),
+                        activation_type=getattr(QuantType, act), weight_type=QuantType.QInt8, per_channel=True)
+    opts = ort.SessionOptions()
+    opts.log_severity_level = 3
+    want = ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"]).run(None, feeds[4])[0]
+    assert sum(n.op is sieve.ir.Op.BMM for n in sieve.integer_model(path).qgraph) == 2
+    for partition in ("auto", "pipeline"):
+        program = sieve.compile(path, dense_twin=False, arch="multicore", partition=partition)
+        (got,) = sieve.simulate(program, feeds[4]).floats.values()
+        np.testing.assert_array_equal(got, want)
+    assert len(np.unique(want)) > 10

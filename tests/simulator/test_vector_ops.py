@@ -182,3 +182,20 @@ def test_constants_broadcast_over_leading_axes_are_bitexact(arch, b, t, d, which
     q = quantize(graph, random_calibration(graph, rng, 2))
     assert q["pos"].params["value"].dtype == np.int8
     check_bitexact(q, _arch(arch), random_calibration(graph, rng, b), partition=partition)
+
+
+@settings(max_examples=20, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(arch=ARCHS, b=st.integers(1, 3), m=st.integers(1, 40), k=st.integers(1, 80), n=st.integers(1, 40),
+       partition=st.sampled_from(["auto", "pipeline"]), seed=st.integers(0, 2**16))
+def test_product_of_two_activations_is_bitexact(arch, b, m, k, n, partition, seed):
+    """[B, M, K] x [B, K, N] (attention's Q·Kᵀ and P·V): the second operand widened to int16 weights
+    (b − zb, transposed) by WIDEN, multiplied by the MAC array, both zero points honoured."""
+    rng = np.random.default_rng(seed)
+    g = GraphBuilder("bmm")
+    g.input("q", (b, m, k))
+    g.input("kt", (b, k, n))
+    g.add("s", Op.BMM, ["q", "kt"])
+    g.add("y", Op.LUT, ["s"], {"fn": "tanh"})
+    graph = g.build(["y"])
+    q = quantize(graph, random_calibration(graph, rng, 2))
+    check_bitexact(q, _arch(arch), random_calibration(graph, rng, b), partition=partition)
