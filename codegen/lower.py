@@ -400,7 +400,8 @@ def pack_bmm(graph: Graph, node: Node, plan: LayerPlan, orders: dict, data: Data
 
 def emit_bmm(em: Emitter, graph: Graph, node: Node, plan: LayerPlan, part, layouts, consts) -> None:
     """Per batch, N tile, row tile and K tile: load b's [K tile][N tile] box into the staging slot, WIDEN it
-    to int16 [N tile][K tile] (b − zb) in the weight slot with REQUANT's constants after it, load a's row
+    to int16 [N tile][K tile] (b − zb; transposed unless b is stored [N][K], transpose_b) in the weight
+    slot with REQUANT's constants after it, load a's row
     box, MATMUL (wide weights, accumulating over K tiles), then REQUANT and store the [rows][N tile] box."""
     g, t = plan.geom, plan.tiling
     qa, qb, qy = graph[node.inputs[0]].out.quant, graph[node.inputs[1]].out.quant, node.out.quant
@@ -411,6 +412,7 @@ def emit_bmm(em: Emitter, graph: Graph, node: Node, plan: LayerPlan, part, layou
     c_addr, c_len = consts
     acc_half, tile_no = t.k_t * t.ow_t, 0
     c_tiles = split(kk, t.c_t)
+    tb = node.attrs.get("transpose_b", False)
     for gi in range(*part.range("g", g.groups)):
         for k0, nk in split(n, t.k_t):
             for m0, nm in split(m, t.ow_t):
@@ -419,13 +421,14 @@ def emit_bmm(em: Emitter, graph: Graph, node: Node, plan: LayerPlan, part, layou
                     w_bytes = align(2 * nk * nc)
                     if fresh:
                         s_addr, _, s_free = sslots.acquire()
-                        em.load([(b_dram + (gi * kk + c0) * n + k0, s_addr, nc, nk, n, nk),
-                                 (c_addr, w_addr + w_bytes, 1, 8 * nk, 0, 0)] if nk == t.k_t else
-                                [(b_dram + (gi * kk + c0) * n + k0, s_addr, nc, nk, n, nk),
-                                 (c_addr, w_addr + w_bytes, 1, 4 * nk, 0, 0),
+                        if tb:                                   # b stored [N][K]: rows of the N tile
+                            box = (b_dram + (gi * n + k0) * kk + c0, s_addr, nk, nc, kk, nc)
+                        else:                                    # b stored [K][N]: rows of the K tile
+                            box = (b_dram + (gi * kk + c0) * n + k0, s_addr, nc, nk, n, nk)
+                        em.load([box, (c_addr, w_addr + w_bytes, 1, 4 * nk, 0, 0),
                                  (c_addr + 4 * t.k_t, w_addr + w_bytes + 4 * nk, 1, 4 * nk, 0, 0)], max(free, s_free))
-                        em.compute(Opcode.WIDEN, src_addr=s_addr, dst_addr=w_addr, rows=nc, cols=nk, zp=qb.zp,
-                                   transpose=1)
+                        em.compute(Opcode.WIDEN, src_addr=s_addr, dst_addr=w_addr, rows=nk if tb else nc,
+                                   cols=nc if tb else nk, zp=qb.zp, transpose=0 if tb else 1)
                     x_addr, _, x_free = xslots.acquire()
                     em.load([(a_dram + (gi * m + m0) * kk + c0, x_addr, nm, nc, kk, nc)], x_free)
                     acc = tile_no % t.acc_buffers * acc_half

@@ -95,6 +95,8 @@ class _Importer:
         self.qinfo: dict[str, _Q] = {}              # onnx tensor that is an integer activation
         self.dq: dict[str, str] = {}                # DequantizeLinear output -> integer onnx tensor
         self.dq_const: dict[str, tuple[np.ndarray, _Q]] = {}   # DQ of a constant: (ints, quant)
+        self.swapped: dict[str, str] = {}           # Transpose of the last two axes -> its input (a MatMul folds it)
+        self.swapped_int: dict[str, str] = {}       # ... quantized again: the integer tensor -> the untransposed one
         self.pending: dict[str, tuple] = {}         # QDQ float op waiting for its QuantizeLinear
         self.raw_inputs: dict[str, tuple] = {}      # integer graph inputs not yet given a scale
         # written by `sieve quantize`: its uint8 tensors are int8 + 128, read back as int8

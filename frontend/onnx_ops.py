@@ -168,6 +168,11 @@ def _quantize(imp: _Importer, node) -> None:
     x, out = node.input[0], node.output[0]
     q = _q_of(imp, node, 1, 2)
     q.ort_u8 = imp.ort_u8(node, q)
+    if x in imp.swapped and imp.swapped[x] not in imp.dq and imp.swapped[x] in imp.names:
+        # a graph input transposed (last two axes) before its quantization: quantize the input itself,
+        # and let the MatMul that reads it fold the transposition in
+        imp.swapped_int[out] = out
+        x = imp.swapped[x]
     node_name = imp.names.get(x)
     if x in imp.pending:                             # the QuantizeLinear that closes a QDQ group:
         kind, args = imp.pending.pop(x)
@@ -180,6 +185,14 @@ def _quantize(imp: _Importer, node) -> None:
             raise imp.error("two QuantizeLinear nodes quantize one value with different scales (a "
                             "requantization); that is not supported", node)
         imp.names[out], imp.qinfo[out] = imp.names[x], q
+        return
+    if x in imp.swapped and imp.swapped[x] in imp.dq:   # DQ -> Transpose (last two axes) -> Q
+        src = imp.dq[imp.swapped[x]]
+        sq = imp.qinfo[src]
+        if not (np.array_equal(sq.scale, q.scale) and np.array_equal(sq.zp, q.zp)):
+            raise imp.error("a Transpose between quantizations with different scales is not supported", node)
+        imp.qinfo[out] = sq
+        imp.swapped_int[out] = src
         return
     if x in imp.dq:                                  # DQ -> (reshape) -> Q with the same parameters
         src = imp.dq[x]
@@ -341,13 +354,18 @@ def _gemm(imp: _Importer, node) -> None:
 def _matmul(imp: _Importer, node) -> None:
     x, out = node.input[0], node.output[0]
     if node.input[1] not in imp.consts and node.input[1] not in imp.dq_const:     # two activations
-        da, db = _dq_input(imp, x), _dq_input(imp, node.input[1])
+        b, tb = node.input[1], False
+        if b in imp.swapped:                             # MatMul(a, Transpose(b)): Q·Kᵀ
+            b, tb = imp.swapped[b], True
+        da, db = _dq_input(imp, x), _dq_input(imp, b)
+        if db is not None and db[0] in imp.swapped_int:  # ... with the Transpose in a QDQ group of its own
+            db, tb = (imp.swapped_int[db[0]], db[1]), True
         if (da is None) != (db is None):
             raise imp.error("MatMul of a dequantized tensor by a float one is not supported", node)
         if da is not None:
-            imp.pending[out] = ("bmm", (da[0], db[0]))
+            imp.pending[out] = ("bmm", (da[0], db[0], tb))
             return
-        imp.emit(out, Op.BMM, [x, node.input[1]])
+        imp.emit(out, Op.BMM, [x, b], {"transpose_b": tb})
         return
     w, wq = _const_weight(imp, node, node.input[1])
     dq = _dq_input(imp, x)
@@ -363,9 +381,14 @@ def _matmul(imp: _Importer, node) -> None:
 def _qlinearmatmul(imp: _Importer, node) -> None:
     aq, bq, yq = _q_of(imp, node, 1, 2), _q_of(imp, node, 4, 5), _q_of(imp, node, 6, 7)
     if node.input[3] not in imp.consts:                  # two activations
+        b, tb = node.input[3], False
+        if b in imp.swapped:                             # QLinearMatMul(a, Transpose(b))
+            b, tb = imp.swapped[b], True
+        elif b in imp.swapped_int:                       # ... transposed before its quantization
+            b, tb = imp.swapped_int[b], True
         _int_input(imp, node.input[0], aq)
-        _int_input(imp, node.input[3], bq)
-        _finish_bmm(imp, node.output[0], yq, node.input[0], node.input[3])
+        _int_input(imp, b, bq)
+        _finish_bmm(imp, node.output[0], yq, node.input[0], b, tb)
         return
     b = imp.const(node.input[3], node, "weight")
     emit_int_dense(imp, node, node.output[0], node.input[0], aq, b, bq, None, yq)
@@ -500,10 +523,10 @@ def _finish_mul(imp, out, yq, a, b):
 FINISH["mul"] = _finish_mul
 
 
-def _finish_bmm(imp, out, yq, a, b):
+def _finish_bmm(imp, out, yq, a, b, tb=False):
     xq, wq, q = imp.qinfo[a].activation(), imp.qinfo[b].activation(), yq.activation()
     m = np.array([bmm_multiplier(xq.scale[0], wq.scale[0], q.scale[0])], np.float32)
-    imp.emit(out, Op.BMM, [a, b], {}, {"requant": m}, DType.INT8, q)
+    imp.emit(out, Op.BMM, [a, b], {"transpose_b": tb}, {"requant": m}, DType.INT8, q)
     imp.qinfo[out] = yq
 
 
@@ -820,6 +843,11 @@ def _identity(imp: _Importer, node) -> None:
 @handles("Transpose")
 def _transpose(imp: _Importer, node) -> None:
     perm = imp.attrs(node).get("perm")
+    x = node.input[0]
+    rank = len(imp.shape(imp.dq.get(x, x)))
+    if perm is not None and rank >= 2 and list(perm) == list(range(rank - 2)) + [rank - 1, rank - 2]:
+        imp.swapped[node.output[0]] = x             # the last two axes swapped: a MatMul folds it in
+        return
     if perm is not None and list(perm) != list(range(len(perm))):
         raise imp.error(f"Transpose with perm {list(perm)} is not supported (only layout no-ops)", node)
     imp.alias(node.output[0], node.input[0])

@@ -573,8 +573,20 @@ def _mul_quantize(node: Node, ins: Types, out: TensorType) -> tuple[dict, dict]:
     return {}, {"arith": "u8"}
 
 
+def _bmm_attrs(a: dict) -> dict:
+    a["transpose_b"] = bool(a.get("transpose_b", False))
+    return a
+
+
+def _bmm_b(node: Node, b: np.ndarray) -> np.ndarray:
+    """The second operand as [.., K, N] (stored [.., N, K] with transpose_b: attention's Kᵀ)."""
+    return np.swapaxes(b, -1, -2) if node.attrs.get("transpose_b") else b
+
+
 def _bmm_infer(node: Node, ins: Types) -> tuple[int, ...]:
     a, b = ins[0].shape, ins[1].shape
+    if node.attrs.get("transpose_b") and len(b) >= 2:
+        b = b[:-2] + (b[-1], b[-2])
     if len(a) not in (2, 3) or len(b) != len(a) or a[:-2] != b[:-2] or a[-1] != b[-2]:
         raise IRError(f"cannot multiply {list(a)} by {list(b)}", node.name,
                       hint="[.., M, K] x [.., K, N] with equal leading axes (rank 2 or 3)")
@@ -586,7 +598,7 @@ def _bmm_macs(node: Node, ins: Types) -> int:
 
 
 def _bmm_float(node: Node, xs: Arrays) -> np.ndarray:
-    return np.matmul(xs[0].astype(np.float32), xs[1].astype(np.float32))
+    return np.matmul(xs[0].astype(np.float32), _bmm_b(node, xs[1]).astype(np.float32))
 
 
 def bmm_multiplier(sa, sb, sy) -> np.float32:
@@ -597,7 +609,7 @@ def bmm_multiplier(sa, sb, sy) -> np.float32:
 def _bmm_int(node: Node, xs: Arrays, ins: Types) -> np.ndarray:
     """(a − za)(b − zb) exact (float64 products of 9-bit values), wrapped to int32, requantized."""
     a = xs[0].astype(np.float64) - ins[0].quant.zp
-    b = xs[1].astype(np.float64) - ins[1].quant.zp
+    b = _bmm_b(node, xs[1]).astype(np.float64) - ins[1].quant.zp
     acc = np.matmul(a, b).astype(np.int64).astype(np.int32)
     return Q.requantize(acc, node.params["requant"], node.out.quant.zp)
 
@@ -697,7 +709,8 @@ REGISTRY: dict[Op, OpDef] = {
     Op.LUT: OpDef(1, _same_shape_infer, _no_macs, _lut_float, _lut_int, attrs=_lut_attrs, quantize=_lut_quantize,
                   check_int=_lut_check),
     Op.MUL: OpDef(2, _mul_infer, _no_macs, _mul_float, _mul_int, quantize=_mul_quantize),
-    Op.BMM: OpDef(2, _bmm_infer, _bmm_macs, _bmm_float, _bmm_int, quantize=_bmm_quantize, check_int=_bmm_check),
+    Op.BMM: OpDef(2, _bmm_infer, _bmm_macs, _bmm_float, _bmm_int, attrs=_bmm_attrs, quantize=_bmm_quantize,
+                  check_int=_bmm_check),
     Op.RESIZE: OpDef(1, _resize_infer, _no_macs, _resize, _resize, attrs=_resize_attrs, scale="keep"),
     Op.CONST: OpDef(0, _const_infer, _no_macs, _const_float, _const_int, quantize=_const_quantize,
                     check_int=_const_check, dequantize=_const_dequantize),

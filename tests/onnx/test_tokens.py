@@ -70,11 +70,12 @@ def _two_activation_model():
     inits = {"Wq": (rng.standard_normal((32, 16)) * 0.3).astype(np.float32),
              "Wv": (rng.standard_normal((12, 16)) * 0.3).astype(np.float32)}
     nodes = [helper.make_node("MatMul", ["x", "Wq"], ["q"]),                  # [B, 8, 16]
-             helper.make_node("MatMul", ["q", "k"], ["s"]),                   # [B, 8, 16] x [B, 16, 12]
+             helper.make_node("Transpose", ["k"], ["kt"], perm=[0, 2, 1]),    # [B, 12, 16] -> [B, 16, 12]
+             helper.make_node("MatMul", ["q", "kt"], ["s"]),                  # Q·Kᵀ: [B, 8, 12]
              helper.make_node("MatMul", ["s", "v"], ["y"])]                   # [B, 8, 12] x [B, 12, 16]
     del inits["Wv"]
     return finish(nodes, [helper.make_tensor_value_info("x", TensorProto.FLOAT, [2, 8, 32]),
-                          helper.make_tensor_value_info("k", TensorProto.FLOAT, [2, 16, 12]),
+                          helper.make_tensor_value_info("k", TensorProto.FLOAT, [2, 12, 16]),
                           helper.make_tensor_value_info("v", TensorProto.FLOAT, [2, 12, 16])],
                   [helper.make_tensor_value_info("y", TensorProto.FLOAT, [2, 8, 16])], inits)
 
@@ -87,7 +88,7 @@ def test_matmul_of_two_activations_matches_onnxruntime(tmp_path, fmt, act):
     onnx.save(_two_activation_model(), src)
     rng = np.random.default_rng(3)
     feeds = [{"x": rng.standard_normal((2, 8, 32)).astype(np.float32),
-              "k": rng.standard_normal((2, 16, 12)).astype(np.float32),
+              "k": rng.standard_normal((2, 12, 16)).astype(np.float32),
               "v": rng.standard_normal((2, 12, 16)).astype(np.float32)} for _ in range(5)]
     batches = iter(feeds[:4])
 

@@ -186,15 +186,15 @@ def test_constants_broadcast_over_leading_axes_are_bitexact(arch, b, t, d, which
 
 @settings(max_examples=20, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(arch=ARCHS, b=st.integers(1, 3), m=st.integers(1, 40), k=st.integers(1, 80), n=st.integers(1, 40),
-       partition=st.sampled_from(["auto", "pipeline"]), seed=st.integers(0, 2**16))
-def test_product_of_two_activations_is_bitexact(arch, b, m, k, n, partition, seed):
+       tb=st.booleans(), partition=st.sampled_from(["auto", "pipeline"]), seed=st.integers(0, 2**16))
+def test_product_of_two_activations_is_bitexact(arch, b, m, k, n, tb, partition, seed):
     """[B, M, K] x [B, K, N] (attention's Q·Kᵀ and P·V): the second operand widened to int16 weights
     (b − zb, transposed) by WIDEN, multiplied by the MAC array, both zero points honoured."""
     rng = np.random.default_rng(seed)
     g = GraphBuilder("bmm")
     g.input("q", (b, m, k))
-    g.input("kt", (b, k, n))
-    g.add("s", Op.BMM, ["q", "kt"])
+    g.input("kt", (b, n, k) if tb else (b, k, n))              # transpose_b: K stored [N][K] (Q·Kᵀ)
+    g.add("s", Op.BMM, ["q", "kt"], {"transpose_b": tb})
     g.add("y", Op.LUT, ["s"], {"fn": "tanh"})
     graph = g.build(["y"])
     q = quantize(graph, random_calibration(graph, rng, 2))
