@@ -48,6 +48,7 @@ class Opcode(enum.IntEnum):
     LUT = 10        # int8 -> int8 through a 256-entry table in the scratchpad (element-wise functions)
     MUL = 11        # int8 * int8 (the second operand repeating every b_count elements) -> int8
     WIDEN = 12      # int8 tile minus a zero point -> int16 (optionally transposed): an activation as weights
+    SOFTMAX = 13    # rows of int8 -> int8 softmax over each row (onnxruntime's QLinearSoftmax, a float32 exp table)
 
 
 class Queue(enum.IntEnum):
@@ -60,7 +61,7 @@ QUEUE_OF = {Opcode.HALT: Queue.COMPUTE, Opcode.LOAD: Queue.LOAD, Opcode.STORE: Q
             Opcode.MATMUL: Queue.COMPUTE, Opcode.REQUANT: Queue.COMPUTE, Opcode.ADD: Queue.COMPUTE,
             Opcode.MAXPOOL: Queue.COMPUTE, Opcode.RELU: Queue.COMPUTE, Opcode.AFFINE: Queue.COMPUTE,
             Opcode.WAIT: Queue.LOAD, Opcode.LUT: Queue.COMPUTE, Opcode.MUL: Queue.COMPUTE,
-            Opcode.WIDEN: Queue.COMPUTE}
+            Opcode.WIDEN: Queue.COMPUTE, Opcode.SOFTMAX: Queue.COMPUTE}
 
 _DMA = [("dram_addr", "u", 32), ("spad_addr", "u", 24), ("rows", "u", 16), ("row_bytes", "u", 24),
         ("dram_stride", "u", 32), ("spad_stride", "u", 24)]
@@ -98,6 +99,8 @@ FIELDS: dict[Opcode, list[tuple[str, str, int]]] = {
                  ("sb", "f", 32), ("sc", "f", 32), ("lo", "s", 8), ("hi", "s", 8), ("mode", "u", 2)],
     Opcode.WIDEN: [("src_addr", "u", 24), ("dst_addr", "u", 24), ("rows", "u", 16), ("cols", "u", 16),
                    ("zp", "s", 8), ("transpose", "u", 1)],
+    Opcode.SOFTMAX: [("src_addr", "u", 24), ("dst_addr", "u", 24), ("rows", "u", 16), ("cols", "u", 16),
+                     ("table_addr", "u", 24), ("ys", "f", 32), ("zy", "s", 8), ("mode", "u", 1)],
 }
 
 for _op, _fields in FIELDS.items():

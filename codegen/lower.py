@@ -452,11 +452,42 @@ def emit_bmm(em: Emitter, graph: Graph, node: Node, plan: LayerPlan, part, layou
                         oslots.release(em.store(box, step))
 
 
+def pack_softmax(graph: Graph, node: Node, plan: LayerPlan, orders: dict, data: DataImage, lanes: int,
+                 pe_rows: int) -> tuple[int, int]:
+    blob = node.params["table"].astype("<f4").tobytes()
+    return data.put(blob), len(blob)
+
+
+def emit_softmax(em: Emitter, graph: Graph, node: Node, plan: LayerPlan, part, layouts, table) -> None:
+    """The exp table once, then tiles of whole rows: load, SOFTMAX, store."""
+    d = node.out.shape[-1]
+    q = node.out.quant
+    offs = plan.spad.offsets()
+    pslots, aslots, oslots = Slots(offs["p"]), Slots(offs["a"]), Slots(offs["out"])
+    src, dst = layouts[node.inputs[0]].addr, layouts[node.name].addr
+    r_lo, r_hi = part.range("e", node.out.size // d)
+    for r0, nr in split(r_hi - r_lo, plan.tile_elems):
+        r0 += r_lo
+        p_addr, fresh, free = pslots.acquire("table")
+        if fresh:
+            em.load([(table[0], p_addr, 1, table[1], 0, 0)], free)
+        a_addr, _, free = aslots.acquire()
+        em.load([(src + r0 * d, a_addr, 1, nr * d, 0, 0)], free)
+        o_addr, _, o_free = oslots.acquire()
+        em.compute(Opcode.SOFTMAX, out_free_wait=o_free, src_addr=a_addr, dst_addr=o_addr, rows=nr, cols=d,
+                   table_addr=p_addr, ys=float(q.scale[0]), zy=q.zp, mode=int(add_arith(node) == "u8"))
+        step = em.end_step()
+        pslots.release(step)
+        aslots.release(step)
+        oslots.release(em.store([(dst + r0 * d, o_addr, 1, nr * d, 0, 0)], step))
+
+
 def emit_nothing(em: Emitter, graph: Graph, node: Node, plan: LayerPlan, part, layouts, bundles) -> None:
     pass
 
 
 CONSTANTS = {"matmul": pack_weights, "affine": pack_affine, "eltwise": pack_eltwise, "const": pack_const,
-             "bmm": pack_bmm}
+             "bmm": pack_bmm, "softmax": pack_softmax}
 EMIT = {"matmul": emit_matmul, "affine": emit_affine, "pool": emit_pool, "eltwise": emit_eltwise, "concat": emit_concat,
-        "scale": emit_scale, "const": emit_nothing, "resize": emit_resize, "bmm": emit_bmm}
+        "scale": emit_scale, "const": emit_nothing, "resize": emit_resize, "bmm": emit_bmm,
+        "softmax": emit_softmax}

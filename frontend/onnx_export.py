@@ -132,6 +132,14 @@ def _export_lut(w: _Writer, graph: Graph, node: Node, f: str) -> str:
     return w.node(_LUT_OPS[fn], [x], f, **params)
 
 
+def _export_bmm(w: _Writer, graph: Graph, node: Node, f: str) -> str:
+    a, b = (w.dequantize(i) for i in node.inputs)
+    if node.attrs.get("transpose_b"):
+        rank = len(graph[node.inputs[1]].out.shape)
+        b = w.node("Transpose", [b], f"{node.name}__bt", perm=list(range(rank - 2)) + [rank - 1, rank - 2])
+    return w.node("MatMul", [a, b], f)
+
+
 def _export_resize(w: _Writer, graph: Graph, node: Node, f: str) -> str:
     sh, sw = node.attrs["scale"]
     scales = w.init(f"{node.name}.scales", np.array([1, 1, sh, sw], np.float32))
@@ -144,7 +152,8 @@ def _export_resize(w: _Writer, graph: Graph, node: Node, f: str) -> str:
 EXPORT = {Op.CONV2D: _export_matmul, Op.DENSE: _export_matmul, Op.ADD: _export_binary("Add"),
           Op.MUL: _export_binary("Mul"), Op.MAXPOOL: _export_plain("MaxPool"), Op.RELU: _export_plain("Relu"),
           Op.FLATTEN: _export_plain("Flatten", axis=1), Op.GLOBALAVGPOOL: _export_plain("GlobalAveragePool"),
-          Op.CONCAT: _export_plain("Concat", axis=1), Op.LUT: _export_lut, Op.RESIZE: _export_resize}
+          Op.CONCAT: _export_plain("Concat", axis=1), Op.LUT: _export_lut, Op.RESIZE: _export_resize,
+          Op.QSOFTMAX: _export_plain("Softmax", axis=-1), Op.BMM: _export_bmm}
 
 
 def export_qdq(graph: Graph):

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import numpy as np
+from sieve_numerics.integer import qlinear_softmax_table
 from sieve_numerics.tables import build_table
 
 from sieve.frontend.onnx_import import HANDLERS, _Importer, _Q
@@ -855,15 +856,50 @@ def _transpose(imp: _Importer, node) -> None:
 
 @handles("Softmax")
 def _softmax(imp: _Importer, node) -> None:
-    """Softmax at the end of a network runs on the host, in float, after the accelerator."""
+    """Softmax over the last axis: at the end of a network, on the host in float after the accelerator;
+    inside it (attention), in integers as onnxruntime's QLinearSoftmax computes it."""
     x, out = node.input[0], node.output[0]
     axis = imp.attrs(node).get("axis", -1)
     src = imp.dq.get(x, x)
     if axis not in (-1, len(imp.shape(src)) - 1):
         raise imp.error("softmax is supported over the last axis only", node)
-    if imp.consumers.get(out, 0) != 1 or out not in {o.name for o in imp.graph.output}:
-        raise imp.error("softmax is supported only as a graph output (it runs on the host)", node)
-    imp.emit(out, Op.SOFTMAX, [src], {"axis": -1})
+    if x in imp.dq and imp.consumers.get(out, 0) >= 1 and out not in {o.name for o in imp.graph.output}:
+        imp.pending[out] = ("qsoftmax", (src,))     # DQ -> Softmax -> Q: QLinearSoftmax
+        return
+    if imp.consumers.get(out, 0) == 1 and out in {o.name for o in imp.graph.output}:
+        imp.emit(out, Op.SOFTMAX, [src], {"axis": -1})
+        return
+    if x in imp.dq:
+        raise imp.error("a softmax on dequantized data must be quantized again (inside the network) or be a "
+                        "graph output (on the host)", node)
+    imp.emit(out, Op.QSOFTMAX, [x])                  # a float graph: quantized later
+
+
+def _finish_qsoftmax(imp, out, yq, src):
+    xq = imp.qinfo[src].activation()
+    table = qlinear_softmax_table(xq.scale[0], imp.shape(src)[-1])
+    imp.emit(out, Op.QSOFTMAX, [src], {"arith": "u8" if yq.ort_u8 else "s8"}, {"table": table}, DType.INT8,
+             yq.activation())
+    imp.qinfo[out] = yq
+
+
+FINISH["qsoftmax"] = _finish_qsoftmax
+
+
+@handles("QLinearSoftmax")
+def _qlinearsoftmax(imp: _Importer, node) -> None:
+    """com.microsoft QLinearSoftmax: X, X_scale, X_zero_point, Y_scale, Y_zero_point (last axis)."""
+    x = node.input[0]
+    _int_input(imp, x, _q_of(imp, node, 1, 2))
+    axis = imp.attrs(node).get("axis", -1)
+    if axis not in (-1, len(imp.shape(x)) - 1):
+        raise imp.error("QLinearSoftmax is supported over the last axis only", node)
+    yq = _q_of(imp, node, 3, 4)
+    xq = imp.qinfo[x].activation()
+    table = qlinear_softmax_table(xq.scale[0], imp.shape(x)[-1])
+    imp.emit(node.output[0], Op.QSOFTMAX, [x], {"arith": "u8" if yq.unsigned else "s8"}, {"table": table},
+             DType.INT8, yq.activation())
+    imp.qinfo[node.output[0]] = yq
 
 
 @handles("Concat")

@@ -44,6 +44,7 @@ class Op(enum.Enum):
     CONCAT = "concat"
     AFFINE = "affine"        # per channel x * scale + shift (a batch norm that is not folded)
     SOFTMAX = "softmax"      # runs on the host, in float, on a dequantized graph output
+    QSOFTMAX = "qsoftmax"    # softmax over the last axis inside the network, in integers (onnxruntime's QLinearSoftmax)
     LUT = "lut"              # an element-wise function of one tensor (sigmoid, silu, ...): a 256-entry table
     MUL = "mul"              # product of two tensors, the second equal in shape or one value per channel
     BMM = "bmm"              # product of two activations [.., M, K] x [.., K, N] (attention's Q·Kᵀ, P·V)

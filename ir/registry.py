@@ -671,6 +671,32 @@ def _const_dequantize(node: Node, ins: Types) -> dict:
     return {"value": Q.dequantize(node.params["value"], q.scale[0], q.zp)}
 
 
+def _qsoftmax_float(node: Node, xs: Arrays) -> np.ndarray:
+    return Q.softmax_host(xs[0], -1)
+
+
+def _qsoftmax_int(node: Node, xs: Arrays, ins: Types) -> np.ndarray:
+    q = node.out.quant
+    return Q.qlinear_softmax(xs[0], node.params["table"], q.scale[0], q.zp, add_arith(node) == "u8")
+
+
+def qsoftmax_table(x: TensorType) -> np.ndarray:
+    return Q.qlinear_softmax_table(x.quant.scale[0], x.shape[-1])
+
+
+def _qsoftmax_quantize(node: Node, ins: Types, out: TensorType) -> tuple[dict, dict]:
+    # int8 tensors of Sieve's QDQ export become uint8 in onnxruntime: its uint8 kernel
+    return {"table": qsoftmax_table(ins[0])}, {"arith": "u8"}
+
+
+def _qsoftmax_check(node: Node, ins: Types) -> None:
+    t = node.params.get("table")
+    if t is None or t.dtype != np.float32 or t.shape != (256,):
+        raise IRError("parameter 'table' must be float32 with 256 entries", node.name)
+    if add_arith(node) not in ("u8", "s8"):
+        raise IRError(f"softmax arithmetic '{add_arith(node)}' is not one of u8, s8", node.name)
+
+
 def _input_infer(node: Node, ins: Types) -> tuple[int, ...]:
     return node.out.shape
 
@@ -709,6 +735,8 @@ REGISTRY: dict[Op, OpDef] = {
     Op.LUT: OpDef(1, _same_shape_infer, _no_macs, _lut_float, _lut_int, attrs=_lut_attrs, quantize=_lut_quantize,
                   check_int=_lut_check),
     Op.MUL: OpDef(2, _mul_infer, _no_macs, _mul_float, _mul_int, quantize=_mul_quantize),
+    Op.QSOFTMAX: OpDef(1, _same_shape_infer, _no_macs, _qsoftmax_float, _qsoftmax_int, quantize=_qsoftmax_quantize,
+                       check_int=_qsoftmax_check),
     Op.BMM: OpDef(2, _bmm_infer, _bmm_macs, _bmm_float, _bmm_int, attrs=_bmm_attrs, quantize=_bmm_quantize,
                   check_int=_bmm_check),
     Op.RESIZE: OpDef(1, _resize_infer, _no_macs, _resize, _resize, attrs=_resize_attrs, scale="keep"),

@@ -9,6 +9,8 @@ live: tiling, packing, addressing and ordering.
 """
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
 
@@ -131,3 +133,30 @@ def mul_float(a: np.ndarray, b: np.ndarray, za: int, zb: int, sa, sb, sc, zc: in
     fa = (a.astype(np.float32) - np.float32(za)) * np.float32(sa)
     fb = (b.astype(np.float32) - np.float32(zb)) * np.float32(sb)
     return np.clip(np.rint((fa * fb) / np.float32(sc)).astype(np.float64) + zc, lo, hi).astype(np.int8)
+
+
+def qlinear_softmax_table(x_scale: float, reduce_len: int) -> np.ndarray:
+    """onnxruntime's QLinearSoftmax table (float32 [256]): entry i = exp((i − 255 + shift)·s) computed in
+    double, shift = max(0, ln(FLT_MAX / reduce_len) − 5) / s (a row's sum stays finite, the largest
+    entries large)."""
+    s = float(np.float32(x_scale))
+    shift = max(0.0, math.log(float(np.finfo(np.float32).max) / reduce_len) - 5.0) / s
+    i = np.arange(256, dtype=np.float64)
+    return np.exp((i - 255 + shift) * s).astype(np.float32)
+
+
+def qlinear_softmax(x: np.ndarray, table: np.ndarray, y_scale: float, zy: int, u8: bool) -> np.ndarray:
+    """Softmax over the last axis as onnxruntime's QLinearSoftmax computes it, on Sieve's stored int8 (a
+    uint8 tensor stored as uint8 − 128, ``zy`` likewise): e = table[255 − (max − x)], the row's sum in
+    float32 added left to right, y = round_half_even(f32(e · floor(1 / y_scale)) / sum) + zero point;
+    results above the type's maximum saturate (a probability of 1 at scale 1/256 is 256 steps)."""
+    x = np.asarray(x, np.int16)
+    e = np.asarray(table, np.float32)[255 - (x.max(axis=-1, keepdims=True) - x)]
+    total = np.add.accumulate(e, axis=-1, dtype=np.float32)[..., -1:]          # sequential, in float32
+    ys = np.float32(np.floor(np.float32(1.0) / np.float32(y_scale)))
+    with np.errstate(over="ignore", invalid="ignore"):
+        r = (e * ys) / total                       # e · ys can overflow float32 (a one-element row): saturates
+    q = np.rint(np.minimum(np.nan_to_num(r, nan=0.0, posinf=2.0**24), 2.0**24)).astype(np.int64)
+    if u8:
+        return (np.minimum(q + zy + 128, 255) - 128).astype(np.int8)
+    return np.minimum(q + zy, 127).astype(np.int8)

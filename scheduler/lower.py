@@ -331,6 +331,24 @@ def _lower_alias(graph: Graph, node: Node, arch: ArchConfig, opts: Options) -> L
     return LayerPlan(node.name, "alias", reason="a view of its input: no data moves", parts=())
 
 
+def _lower_qsoftmax(graph: Graph, node: Node, arch: ArchConfig, opts: Options) -> LayerPlan:
+    """Tiles of whole rows (the softmax axis is the last, contiguous in memory); the 1 KiB exp table
+    loaded once."""
+    d = node.out.shape[-1]
+    rows = node.out.size // d
+    parts = flat_parts(rows, opts.cores(arch), "e")
+    longest = _longest(parts, "e", rows)
+    per = (arch.core.scratchpad_bytes - 2 * 1024) // 4 // align(d)
+    if per < 1:
+        raise ScheduleError(f"one softmax row of {d} values does not fit the scratchpad", node.name)
+    tile, est = stream_tile(longest, min(longest, per, 65535, ((1 << 24) - 16) // d), d, d, 5 * d, arch)
+    layout = SpadLayout((("p", 1024), ("a", tile * d), ("out", tile * d)))
+    steps = ceil_div(longest, tile)
+    return LayerPlan(node.name, "softmax", layout, tile_elems=tile, est_cycles=est,
+                     reason=f"{tile} rows of {d} per tile, the exp table loaded once; {steps} steps"
+                     + _split_note(parts, "rows"), partition="rows" if len(parts) > 1 else "single", parts=parts)
+
+
 def _lower_bmm(graph: Graph, node: Node, arch: ArchConfig, opts: Options) -> LayerPlan:
     """A product of two activations as a batched matmul: per batch, the second operand's [K][N] tile is
     loaded into a staging region and widened to int16 (b − zb, transposed to [N][K]) on the vector unit,
@@ -420,4 +438,5 @@ LOWER: dict[Op, Callable[[Graph, Node, ArchConfig, Options], LayerPlan]] = {
     Op.CONST: _lower_const,
     Op.RESIZE: _lower_resize,
     Op.BMM: _lower_bmm,
+    Op.QSOFTMAX: _lower_qsoftmax,
 }

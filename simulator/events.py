@@ -152,6 +152,14 @@ def _widen(f: Fields, arch: ArchConfig) -> tuple[np.ndarray, dict]:
         "spad_read_bytes": n, "spad_write_bytes": 2 * n, "vector_ops": n}
 
 
+def _softmax(f: Fields, arch: ArchConfig) -> tuple[np.ndarray, dict]:
+    """Five vector operations per element: the row maximum, the table read and the row sum, the product
+    and the integer division; the 1 KiB table is in the scratchpad."""
+    n = f["rows"] * f["cols"]
+    return _cdiv(5 * n, arch.core.vector_lanes) + arch.core.vector_fill_cycles, {
+        "spad_read_bytes": 2 * n + 4 * n, "spad_write_bytes": n, "vector_ops": 5 * n}
+
+
 def _maxpool(f: Fields, arch: ArchConfig) -> tuple[np.ndarray, dict]:
     outs = f["out_h"] * f["out_w"] * f["c"]
     ops = outs * f["kernel_h"] * f["kernel_w"]
@@ -173,6 +181,7 @@ COST: dict[Opcode, Callable[[Fields, ArchConfig], tuple[np.ndarray, dict]]] = {
     Opcode.LUT: _lut,
     Opcode.MUL: _mul,
     Opcode.WIDEN: _widen,
+    Opcode.SOFTMAX: _softmax,
 }
 
 
@@ -207,6 +216,7 @@ TOUCHES: dict[Opcode, Callable[[Fields, ArchConfig], dict]] = {
     Opcode.LUT: lambda f, arch: {"dst": (f["dst_addr"], f["dst_addr"] + f["count"])},
     Opcode.MUL: lambda f, arch: {"dst": (f["dst_addr"], f["dst_addr"] + f["count"])},
     Opcode.WIDEN: lambda f, arch: {"dst": (f["dst_addr"], f["dst_addr"] + 2 * f["rows"] * f["cols"])},
+    Opcode.SOFTMAX: lambda f, arch: {"dst": (f["dst_addr"], f["dst_addr"] + f["rows"] * f["cols"])},
     Opcode.MAXPOOL: lambda f, arch: {"dst": (f["dst_addr"], f["dst_addr"] + f["c"] * f["out_h"] * f["out_w"])},
 }
 

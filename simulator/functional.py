@@ -255,6 +255,16 @@ def _widen(m: Machine, core: CoreState, ins) -> None:
     _span(core.spad, ins.dst_addr, 2 * n, "scratchpad output")[:] = np.ascontiguousarray(y).astype("<i2").view(np.uint8).ravel()
 
 
+def _softmax(m: Machine, core: CoreState, ins) -> None:
+    """Each of ``rows`` rows of ``cols`` int8: onnxruntime's QLinearSoftmax with the float32 table at
+    table_addr, output scale ys, zero point zy; mode 1 uint8 (stored − 128), 0 int8."""
+    n = ins.rows * ins.cols
+    x = _i8(core.spad, ins.src_addr, n, "scratchpad input").reshape(ins.rows, ins.cols)
+    table = _span(core.spad, ins.table_addr, 1024, "scratchpad table").view("<f4")
+    y = integer.qlinear_softmax(x, table, ins.ys, ins.zy, ins.mode == 1)
+    _span(core.spad, ins.dst_addr, n, "scratchpad output")[:] = y.ravel().view(np.uint8)
+
+
 def _halt(m: Machine, core: CoreState, ins: Instruction) -> None:
     pass
 
@@ -264,4 +274,4 @@ def _halt(m: Machine, core: CoreState, ins: Instruction) -> None:
 EXECUTE = {Opcode.LOAD: _load, Opcode.STORE: _store, Opcode.MATMUL: _matmul, Opcode.REQUANT: _requant,
            Opcode.ADD: _add, Opcode.MAXPOOL: _maxpool, Opcode.RELU: _relu, Opcode.AFFINE: _affine,
            Opcode.HALT: _halt, Opcode.WAIT: _halt, Opcode.LUT: _lut, Opcode.MUL: _mul,
-           Opcode.WIDEN: _widen}
+           Opcode.WIDEN: _widen, Opcode.SOFTMAX: _softmax}

@@ -49,3 +49,26 @@ def test_tables_saturate_and_are_monotone_where_the_function_is():
     t = build_table("sigmoid", {}, 0.1, 0, 1 / 256, -128)
     assert t[0] == -128 + 0 and t[-1] == 127 and np.all(np.diff(t.astype(int)) >= 0)
     assert np.all(np.diff(build_table("tanh", {}, 0.05, 0, 1 / 128, 0).astype(int)) >= 0)
+
+
+@settings(max_examples=40, deadline=None)
+@given(sx=st.floats(1e-3, 0.3), d=st.integers(1, 300), zx=st.integers(-128, 127), uint8=st.booleans(),
+       seed=st.integers(0, 2**16))
+def test_softmax_rows_equal_onnxruntime(sx, d, zx, uint8, seed):
+    """DequantizeLinear -> Softmax -> QuantizeLinear (onnxruntime fuses it into QLinearSoftmax) on random
+    rows: the integer rule gives onnxruntime's integers."""
+    from sieve_numerics.integer import qlinear_softmax, qlinear_softmax_table
+    sx = float(np.float32(sx))
+    dtype, off = (np.uint8, 128) if uint8 else (np.int8, 0)
+    zy = -128 + off
+    inits = {"sx": np.float32(sx), "zx": np.array(zx + off, dtype), "sy": np.float32(1 / 256),
+             "zy": np.array(zy, dtype)}
+    nodes = [helper.make_node("DequantizeLinear", ["x", "sx", "zx"], ["xf"]),
+             helper.make_node("Softmax", ["xf"], ["p"], axis=-1),
+             helper.make_node("QuantizeLinear", ["p", "sy", "zy"], ["y"])]
+    model = finish(nodes, [helper.make_tensor_value_info("x", elem(dtype), [6, d])],
+                   [helper.make_tensor_value_info("y", elem(dtype), [6, d])], inits)
+    x = np.random.default_rng(seed).integers(-128, 128, (6, d)).astype(np.int16)
+    (want,) = ort_run(model, {"x": (x + off).astype(dtype)})
+    got = qlinear_softmax(x.astype(np.int8), qlinear_softmax_table(sx, d), 1 / 256, zy - off, uint8)
+    np.testing.assert_array_equal(got.astype(np.int16) + off, want.astype(np.int16))

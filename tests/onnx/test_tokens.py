@@ -110,3 +110,74 @@ def test_matmul_of_two_activations_matches_onnxruntime(tmp_path, fmt, act):
         (got,) = sieve.simulate(program, feeds[4]).floats.values()
         np.testing.assert_array_equal(got, want)
     assert len(np.unique(want)) > 10
+
+
+def _softmax_model():
+    """Scores, a softmax over them inside the network, and the weighted sum (attention's P·V)."""
+    rng = np.random.default_rng(4)
+    inits = {"Wq": (rng.standard_normal((32, 12)) * 0.4).astype(np.float32)}
+    nodes = [helper.make_node("MatMul", ["x", "Wq"], ["s"]),                  # [B, 8, 12]
+             helper.make_node("Softmax", ["s"], ["p"], axis=-1),
+             helper.make_node("MatMul", ["p", "v"], ["y"])]                   # [B, 8, 12] x [B, 12, 16]
+    return finish(nodes, [helper.make_tensor_value_info("x", TensorProto.FLOAT, [2, 8, 32]),
+                          helper.make_tensor_value_info("v", TensorProto.FLOAT, [2, 12, 16])],
+                  [helper.make_tensor_value_info("y", TensorProto.FLOAT, [2, 8, 16])], inits)
+
+
+@pytest.mark.parametrize("fmt,act", [("QDQ", "QUInt8"), ("QOperator", "QUInt8"), ("QOperator", "QInt8")])
+def test_softmax_inside_the_network_matches_onnxruntime(tmp_path, fmt, act):
+    """onnxruntime's QLinearSoftmax (a uint32 exp table, integer sums and divisions) emulated exactly."""
+    from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
+    import onnxruntime as ort
+    src, path = tmp_path / "sm.onnx", tmp_path / f"sm_{fmt}_{act}.onnx"
+    onnx.save(_softmax_model(), src)
+    rng = np.random.default_rng(5)
+    feeds = [{"x": rng.standard_normal((2, 8, 32)).astype(np.float32),
+              "v": rng.standard_normal((2, 12, 16)).astype(np.float32)} for _ in range(5)]
+    batches = iter(feeds[:4])
+
+    class Reader(CalibrationDataReader):
+        def get_next(self):
+            return next(batches, None)
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        logging.getLogger().setLevel(logging.ERROR)
+        quantize_static(str(src), str(path), Reader(), quant_format=getattr(QuantFormat, fmt),
+                        activation_type=getattr(QuantType, act), weight_type=QuantType.QInt8, per_channel=True)
+    opts = ort.SessionOptions()
+    opts.log_severity_level = 3
+    want = ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"]).run(None, feeds[4])[0]
+    assert sum(n.op is sieve.ir.Op.QSOFTMAX for n in sieve.integer_model(path).qgraph) == 1
+    for partition in ("auto", "pipeline"):
+        program = sieve.compile(path, dense_twin=False, arch="multicore", partition=partition)
+        (got,) = sieve.simulate(program, feeds[4]).floats.values()
+        np.testing.assert_array_equal(got, want)
+
+
+def test_attention_core_quantized_by_sieve_runs_in_onnxruntime_to_sieves_integers(tmp_path):
+    """Q·Kᵀ (Transpose folded), a softmax inside the network and P·V, quantized by `sieve quantize`:
+    onnxruntime computes the exported QDQ model to the simulator's integers, and the file compiles to
+    the same binary as the float model."""
+    from sieve.arch import encode_program
+    rng = np.random.default_rng(6)
+    nodes = [helper.make_node("Transpose", ["k"], ["kt"], perm=[0, 2, 1]),
+             helper.make_node("MatMul", ["q", "kt"], ["s"]),
+             helper.make_node("Softmax", ["s"], ["p"], axis=-1),
+             helper.make_node("MatMul", ["p", "v"], ["y"])]
+    model = finish(nodes, [helper.make_tensor_value_info("q", TensorProto.FLOAT, [1, 8, 16]),
+                           helper.make_tensor_value_info("k", TensorProto.FLOAT, [1, 12, 16]),
+                           helper.make_tensor_value_info("v", TensorProto.FLOAT, [1, 12, 16])],
+                   [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 8, 16])], {})
+    calib = {"q": rng.standard_normal((8, 8, 16)).astype(np.float32) * 2,
+             "k": rng.standard_normal((8, 12, 16)).astype(np.float32),
+             "v": rng.standard_normal((8, 12, 16)).astype(np.float32)}
+    path = tmp_path / "att.onnx"
+    onnx.save(sieve.quantize(model, calibrate=calib), path)
+    from_float = sieve.compile(model, calibrate=calib)
+    assert encode_program(sieve.compile(path)) == encode_program(from_float)
+    feed = {k: v[:1] for k, v in calib.items()}
+    from tests.onnx.ort_models import ort_run
+    (want,) = ort_run(onnx.load(path), feed)
+    (got,) = sieve.simulate(from_float, feed).floats.values()
+    np.testing.assert_array_equal(got, want)

@@ -199,3 +199,19 @@ def test_product_of_two_activations_is_bitexact(arch, b, m, k, n, tb, partition,
     graph = g.build(["y"])
     q = quantize(graph, random_calibration(graph, rng, 2))
     check_bitexact(q, _arch(arch), random_calibration(graph, rng, b), partition=partition)
+
+
+@settings(max_examples=20, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(arch=ARCHS, b=st.integers(1, 3), t=st.integers(1, 30), d=st.integers(1, 200), spread=st.floats(0.1, 4.0),
+       partition=st.sampled_from(["auto", "pipeline"]), seed=st.integers(0, 2**16))
+def test_softmax_inside_the_network_is_bitexact(arch, b, t, d, spread, partition, seed):
+    """Rows of a [B, T, D] tensor through QLinearSoftmax's arithmetic, between two products."""
+    rng = np.random.default_rng(seed)
+    g = GraphBuilder("softmax")
+    g.input("x", (b, t, d))
+    g.add("s", Op.DENSE, ["x"], {"out_features": d}, {"w": rng.standard_normal((d, d)) * spread})
+    g.add("p", Op.QSOFTMAX, ["s"])
+    g.add("y", Op.DENSE, ["p"], {"out_features": 3}, {"w": rng.standard_normal((3, d))})
+    graph = g.build(["y"])
+    q = quantize(graph, random_calibration(graph, rng, 2))
+    check_bitexact(q, _arch(arch), random_calibration(graph, rng, b), partition=partition)
