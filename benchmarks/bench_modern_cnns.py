@@ -13,27 +13,16 @@ import json
 import os
 import statistics
 import subprocess
-import sys
 import tempfile
-import time
 from collections import defaultdict
 from pathlib import Path
 
 import numpy as np
 
-from benchmarks.common import out_dir
+from benchmarks.common import SIEVE, out_dir, timed
 
 REPEAT = 3
-SIEVE = str(Path(sys.executable).with_name("sieve"))
 MODELS = (("efficientnet_b0", 224), ("mobilenetv3", 224), ("yolo_like", 320))
-
-
-def _timed(argv: list[str], cwd: Path) -> float:
-    t0 = time.perf_counter()
-    done = subprocess.run([SIEVE] + argv, cwd=cwd, capture_output=True, text=True)
-    if done.returncode:
-        raise RuntimeError(f"sieve {' '.join(argv)} failed: {done.stderr}")
-    return time.perf_counter() - t0
 
 
 def _kind(layer: dict) -> str:
@@ -59,11 +48,11 @@ def main() -> list[dict]:
     times = defaultdict(list)
     for name, _ in MODELS:                                     # warm-up (numba's cache, bytecode)
         for cmd in commands[name].values():
-            _timed(cmd, tmp)
+            timed(cmd, tmp)
     for _ in range(REPEAT):
         for name, _ in MODELS:
             for key, cmd in commands[name].items():
-                times[name, key].append(_timed(cmd, tmp))
+                times[name, key].append(timed(cmd, tmp))
     for name, size in MODELS:
         subprocess.run([SIEVE, "run", f"{name}.sieve", "--input", f"{name}_x.npy", "--stats", f"{name}.json",
                         "-q"], cwd=tmp, check=True, capture_output=True)

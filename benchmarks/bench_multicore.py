@@ -22,18 +22,15 @@ import json
 import os
 import statistics
 import subprocess
-import sys
 import tempfile
-import time
 from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 
-from benchmarks.common import out_dir
+from benchmarks.common import SIEVE, out_dir, timed
 
 REPEAT = 5
-SIEVE = str(Path(sys.executable).with_name("sieve"))
 MIB = 1 << 20
 
 
@@ -118,14 +115,6 @@ def _pipeline(tmp: Path) -> list[dict]:
     return rows
 
 
-def _timed(argv: list[str], cwd: Path) -> float:
-    t0 = time.perf_counter()
-    done = subprocess.run([SIEVE] + argv, cwd=cwd, capture_output=True, text=True)
-    if done.returncode:
-        raise RuntimeError(f"sieve {' '.join(argv)} failed: {done.stderr}")
-    return time.perf_counter() - t0
-
-
 def _speed(tmp: Path) -> dict:
     for arch, out in (("cores16", "r50c16.sieve"), ("default", "r50.sieve")):
         subprocess.run([SIEVE, "compile", "resnet50.onnx", "--arch", arch, "--calibrate", "calib.npy", "-o", out,
@@ -140,7 +129,7 @@ def _speed(tmp: Path) -> dict:
     times = {k: [] for k in commands}
     for rep in range(REPEAT + 1):                       # run 0 warms the caches (numba's included)
         for key, argv in commands.items():
-            elapsed = _timed(argv, tmp)
+            elapsed = timed(argv, tmp)
             if rep:
                 times[key].append(elapsed)
     a, b = np.load(tmp / "o16.npz"), np.load(tmp / "o1.npz")
