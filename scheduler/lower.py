@@ -285,6 +285,27 @@ def _lower_lut(graph: Graph, node: Node, arch: ArchConfig, opts: Options) -> Lay
     return _lower_eltwise(graph, node, arch, opts, const_bytes=256)
 
 
+def _pixel_plan(node: Node, arch: ArchConfig, opts: Options, kind: str, const: tuple[str, int], ops: int,
+                what: str, note: str, largest: int | None = None) -> LayerPlan:
+    """Tiles of whole pixels (all ``c`` channels) through the vector unit, split across cores by pixels;
+    the per-channel ``const`` region (name, bytes) stays in the scratchpad beside the input and output
+    tiles; ``ops`` vector operations per element, at most ``largest`` pixels per tile."""
+    c = node.out.shape[1]
+    pixels = node.out.size // c
+    parts = flat_parts(pixels, opts.cores(arch), "e")
+    longest = _longest(parts, "e", pixels)
+    per = (arch.core.scratchpad_bytes - 2 * align(const[1])) // 4 // 16 * 16 // c
+    if per < 1:
+        raise ScheduleError(f"one pixel of {c} channels and {what} do not fit the scratchpad", node.name)
+    cap = min(longest, per, ((1 << 24) - 16) // c, largest or longest)
+    tile, est = stream_tile(longest, cap, c, c, ops * c, arch)
+    layout = SpadLayout((const, ("a" if kind == "scale" else "x", tile * c), ("out", tile * c)))
+    steps = ceil_div(longest, tile)
+    return LayerPlan(node.name, kind, layout, tile_elems=tile, est_cycles=est,
+                     reason=f"{tile} pixels per tile, {note}; {steps} steps" + _split_note(parts, "pixels"),
+                     partition="pixels" if len(parts) > 1 else "single", parts=parts)
+
+
 def _lower_mul(graph: Graph, node: Node, arch: ArchConfig, opts: Options) -> LayerPlan:
     """The same shapes: an element stream. One value per channel (squeeze-and-excite): tiles of whole
     pixels within an image, the image's channel vector loaded once per image."""
@@ -292,39 +313,15 @@ def _lower_mul(graph: Graph, node: Node, arch: ArchConfig, opts: Options) -> Lay
     if b == node.out.shape or trailing_broadcast(node.out.shape, b):
         return _lower_add(graph, node, arch, opts)
     c = node.out.shape[1]
-    pixels = node.out.size // c
-    parts = flat_parts(pixels, opts.cores(arch), "e")
-    longest = _longest(parts, "e", pixels)
-    per = (arch.core.scratchpad_bytes - 2 * align(c)) // 4 // 16 * 16 // c
-    if per < 1:
-        raise ScheduleError(f"one pixel of {c} channels and its channel vector do not fit the scratchpad", node.name)
-    hw = pixels // node.out.shape[0]
-    tile, est = stream_tile(longest, min(longest, hw, per, ((1 << 24) - 16) // c), c, c, 2 * c, arch)
-    layout = SpadLayout((("b", c), ("a", tile * c), ("out", tile * c)))
-    steps = ceil_div(longest, tile)
-    return LayerPlan(node.name, "scale", layout, tile_elems=tile, est_cycles=est,
-                     reason=f"{tile} pixels per tile, each image's {c} channel values loaded once; {steps} steps"
-                     + _split_note(parts, "pixels"), partition="pixels" if len(parts) > 1 else "single",
-                     parts=parts)
+    return _pixel_plan(node, arch, opts, "scale", ("b", c), 2, "its channel vector",
+                       f"each image's {c} channel values loaded once", largest=node.out.size // c // node.out.shape[0])
 
 
 def _lower_affine(graph: Graph, node: Node, arch: ArchConfig, opts: Options) -> LayerPlan:
     """Whole pixels (all channels) per tile; the channel parameters stay in the scratchpad."""
     c = node.out.shape[1]
-    pixels = node.out.size // c
-    parts = flat_parts(pixels, opts.cores(arch), "e")
-    longest = _longest(parts, "e", pixels)
-    params = 8 * c
-    per = (arch.core.scratchpad_bytes - 2 * align(params)) // 4 // 16 * 16 // c
-    if per < 1:
-        raise ScheduleError(f"one pixel of {c} channels and their parameters do not fit the scratchpad", node.name)
-    tile, est = stream_tile(longest, min(longest, per, ((1 << 24) - 16) // c), c, c, 4 * c, arch)
-    layout = SpadLayout((("p", params), ("x", tile * c), ("out", tile * c)))
-    steps = ceil_div(longest, tile)
-    return LayerPlan(node.name, "affine", layout, tile_elems=tile, est_cycles=est,
-                     reason=f"{tile} pixels per tile, {c} channel parameters loaded once; {steps} steps"
-                     + _split_note(parts, "pixels"), partition="pixels" if len(parts) > 1 else "single",
-                     parts=parts)
+    return _pixel_plan(node, arch, opts, "affine", ("p", 8 * c), 4, "their parameters",
+                       f"{c} channel parameters loaded once")
 
 
 def _lower_alias(graph: Graph, node: Node, arch: ArchConfig, opts: Options) -> LayerPlan:

@@ -25,14 +25,14 @@ def _linear_model():
                   [helper.make_tensor_value_info("y", TensorProto.FLOAT, [2, 8, 8])], inits)
 
 
-@pytest.mark.parametrize("fmt", ["QDQ", "QOperator"])
-def test_linear_on_tokens_quantized_by_onnxruntime_is_bit_exact(tmp_path, fmt):
+def _ort_quantized(model, tmp_path, fmt: str, act: str, calib: list[dict], feed: dict):
+    """(path of the model quantized by onnxruntime's quantize_static on ``calib``, per-channel int8
+    weights; onnxruntime's default session's output on ``feed``)."""
     from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
     import onnxruntime as ort
-    src, path = tmp_path / "tok.onnx", tmp_path / f"tok_{fmt}.onnx"
-    onnx.save(_linear_model(), src)
-    x = np.random.default_rng(1).standard_normal((12, 8, 32)).astype(np.float32)
-    batches = iter([{"x": x[i:i + 2]} for i in range(0, 8, 2)])
+    src, path = tmp_path / "float.onnx", tmp_path / f"{fmt}_{act}.onnx"
+    onnx.save(model, src)
+    batches = iter(calib)
 
     class Reader(CalibrationDataReader):
         def get_next(self):
@@ -42,10 +42,17 @@ def test_linear_on_tokens_quantized_by_onnxruntime_is_bit_exact(tmp_path, fmt):
         warnings.simplefilter("ignore")
         logging.getLogger().setLevel(logging.ERROR)
         quantize_static(str(src), str(path), Reader(), quant_format=getattr(QuantFormat, fmt),
-                        activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8, per_channel=True)
+                        activation_type=getattr(QuantType, act), weight_type=QuantType.QInt8, per_channel=True)
     opts = ort.SessionOptions()
     opts.log_severity_level = 3
-    want = ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"]).run(None, {"x": x[8:10]})[0]
+    return path, ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"]).run(None, feed)[0]
+
+
+@pytest.mark.parametrize("fmt", ["QDQ", "QOperator"])
+def test_linear_on_tokens_quantized_by_onnxruntime_is_bit_exact(tmp_path, fmt):
+    x = np.random.default_rng(1).standard_normal((12, 8, 32)).astype(np.float32)
+    path, want = _ort_quantized(_linear_model(), tmp_path, fmt, "QUInt8",
+                                [{"x": x[i:i + 2]} for i in range(0, 8, 2)], {"x": x[8:10]})
     ref = sieve.interpret(path, x[8:10])
     (name, got), = ref.floats.items()
     np.testing.assert_array_equal(got, want)
@@ -82,28 +89,11 @@ def _two_activation_model():
 
 @pytest.mark.parametrize("fmt,act", [("QDQ", "QUInt8"), ("QOperator", "QUInt8"), ("QOperator", "QInt8")])
 def test_matmul_of_two_activations_matches_onnxruntime(tmp_path, fmt, act):
-    from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
-    import onnxruntime as ort
-    src, path = tmp_path / "mm.onnx", tmp_path / f"mm_{fmt}_{act}.onnx"
-    onnx.save(_two_activation_model(), src)
     rng = np.random.default_rng(3)
     feeds = [{"x": rng.standard_normal((2, 8, 32)).astype(np.float32),
               "k": rng.standard_normal((2, 12, 16)).astype(np.float32),
               "v": rng.standard_normal((2, 12, 16)).astype(np.float32)} for _ in range(5)]
-    batches = iter(feeds[:4])
-
-    class Reader(CalibrationDataReader):
-        def get_next(self):
-            return next(batches, None)
-
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        logging.getLogger().setLevel(logging.ERROR)
-        quantize_static(str(src), str(path), Reader(), quant_format=getattr(QuantFormat, fmt),
-                        activation_type=getattr(QuantType, act), weight_type=QuantType.QInt8, per_channel=True)
-    opts = ort.SessionOptions()
-    opts.log_severity_level = 3
-    want = ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"]).run(None, feeds[4])[0]
+    path, want = _ort_quantized(_two_activation_model(), tmp_path, fmt, act, feeds[:4], feeds[4])
     assert sum(n.op is sieve.ir.Op.BMM for n in sieve.integer_model(path).qgraph) == 2
     for partition in ("auto", "pipeline"):
         program = sieve.compile(path, dense_twin=False, arch="multicore", partition=partition)
@@ -126,28 +116,12 @@ def _softmax_model():
 
 @pytest.mark.parametrize("fmt,act", [("QDQ", "QUInt8"), ("QOperator", "QUInt8"), ("QOperator", "QInt8")])
 def test_softmax_inside_the_network_matches_onnxruntime(tmp_path, fmt, act):
-    """onnxruntime's QLinearSoftmax (a uint32 exp table, integer sums and divisions) emulated exactly."""
-    from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
-    import onnxruntime as ort
-    src, path = tmp_path / "sm.onnx", tmp_path / f"sm_{fmt}_{act}.onnx"
-    onnx.save(_softmax_model(), src)
+    """onnxruntime's QLinearSoftmax (a float32 exp table, a float32 row sum, one division per element)
+    emulated exactly."""
     rng = np.random.default_rng(5)
     feeds = [{"x": rng.standard_normal((2, 8, 32)).astype(np.float32),
               "v": rng.standard_normal((2, 12, 16)).astype(np.float32)} for _ in range(5)]
-    batches = iter(feeds[:4])
-
-    class Reader(CalibrationDataReader):
-        def get_next(self):
-            return next(batches, None)
-
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        logging.getLogger().setLevel(logging.ERROR)
-        quantize_static(str(src), str(path), Reader(), quant_format=getattr(QuantFormat, fmt),
-                        activation_type=getattr(QuantType, act), weight_type=QuantType.QInt8, per_channel=True)
-    opts = ort.SessionOptions()
-    opts.log_severity_level = 3
-    want = ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"]).run(None, feeds[4])[0]
+    path, want = _ort_quantized(_softmax_model(), tmp_path, fmt, act, feeds[:4], feeds[4])
     assert sum(n.op is sieve.ir.Op.QSOFTMAX for n in sieve.integer_model(path).qgraph) == 1
     for partition in ("auto", "pipeline"):
         program = sieve.compile(path, dense_twin=False, arch="multicore", partition=partition)
