@@ -503,14 +503,19 @@ def _mul(imp: _Importer, node) -> None:
     da, db = _dq_input(imp, a), _dq_input(imp, b)
     if (da is None) != (db is None):
         raise imp.error("Mul of a dequantized tensor by a float one is not supported", node)
-    src_a, src_b = (da[0], db[0]) if da is not None else (a, b)
-    if len(imp.shape(src_b)) == len(imp.shape(src_a)) and imp.shape(src_b) != imp.shape(src_a) and \
-            all(d == 1 for d in imp.shape(src_a)[2:]):
-        src_a, src_b = src_b, src_a                     # the per-channel operand second
+    src_a, src_b = _larger_first(imp, *((da[0], db[0]) if da is not None else (a, b)))
     if da is not None:
         imp.pending[out] = ("mul", (src_a, src_b))
         return
     imp.emit(out, Op.MUL, [src_a, src_b])
+
+
+def _larger_first(imp: _Importer, a: str, b: str) -> tuple[str, str]:
+    """The operands of a product, the one with a value per channel ([N, C, 1, 1]) second."""
+    sa, sb = imp.shape(a), imp.shape(b)
+    if len(sb) == len(sa) and sb != sa and all(d == 1 for d in sa[2:]):
+        return b, a
+    return a, b
 
 
 def _finish_mul(imp, out, yq, a, b):
@@ -575,10 +580,7 @@ def _qlinear_unary(imp: _Importer, node) -> None:
 def _qlinearmul(imp: _Importer, node) -> None:
     """com.microsoft QLinearMul: A, A_scale, A_zp, B, B_scale, B_zp, C_scale, C_zp; in the model's type."""
     yq = _q_of(imp, node, 6, 7)
-    a, b = node.input[0], node.input[3]
-    if len(imp.shape(b)) == len(imp.shape(a)) and imp.shape(b) != imp.shape(a) and \
-            all(d == 1 for d in imp.shape(a)[2:]):
-        a, b = b, a
+    a, b = _larger_first(imp, node.input[0], node.input[3])
     imp.emit(node.output[0], Op.MUL, [a, b], {"arith": "u8" if yq.unsigned else "s8"}, None, DType.INT8,
              yq.activation())
     imp.qinfo[node.output[0]] = yq
