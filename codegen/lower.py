@@ -482,6 +482,26 @@ def emit_softmax(em: Emitter, graph: Graph, node: Node, plan: LayerPlan, part, l
         oslots.release(em.store([(dst + r0 * d, o_addr, 1, nr * d, 0, 0)], step))
 
 
+def emit_move(em: Emitter, graph: Graph, node: Node, plan: LayerPlan, part, layouts, bundles) -> None:
+    """Per tile: gather its runs by strided loads into the input slot, copy it to the output slot through
+    the vector unit, store it as one contiguous stretch."""
+    offs = plan.spad.offsets()
+    xslots, oslots = Slots(offs["x"]), Slots(offs["out"])
+    src, dst = layouts[node.inputs[0]].addr, layouts[node.name].addr
+    lo, hi = part.range("e", len(plan.moves))
+    for tile in plan.moves[lo:hi]:
+        d0 = tile[0][1]
+        size = sum(rows * nb for _, _, rows, nb, _ in tile)
+        x_addr, _, free = xslots.acquire()
+        em.load([(src + s_off, x_addr + d_off - d0, rows, nb, stride, nb) for s_off, d_off, rows, nb, stride in tile],
+                free)
+        o_addr, _, o_free = oslots.acquire()
+        em.compute(Opcode.RELU, out_free_wait=o_free, src_addr=x_addr, dst_addr=o_addr, count=size, zp=-128)
+        step = em.end_step()
+        xslots.release(step)
+        oslots.release(em.store([(dst + d0, o_addr, 1, size, 0, 0)], step))
+
+
 def emit_nothing(em: Emitter, graph: Graph, node: Node, plan: LayerPlan, part, layouts, bundles) -> None:
     pass
 
@@ -490,4 +510,4 @@ CONSTANTS = {"matmul": pack_weights, "affine": pack_affine, "eltwise": pack_eltw
              "bmm": pack_bmm, "softmax": pack_softmax}
 EMIT = {"matmul": emit_matmul, "affine": emit_affine, "pool": emit_pool, "eltwise": emit_eltwise, "concat": emit_concat,
         "scale": emit_scale, "const": emit_nothing, "resize": emit_resize, "bmm": emit_bmm,
-        "softmax": emit_softmax}
+        "softmax": emit_softmax, "move": emit_move}

@@ -123,11 +123,43 @@ _LUT_OPS = {"sigmoid": "Sigmoid", "tanh": "Tanh", "hard_sigmoid": "HardSigmoid",
             "leaky_relu": "LeakyRelu"}
 
 
+# a pointwise chain's operators as ONNX ops (numerics.tables.expression); GELU as PyTorch exports it by erf
+_EXPR_OPS = {"add": "Add", "sub": "Sub", "mul": "Mul", "div": "Div", "pow": "Pow", "min": "Min", "max": "Max",
+             "erf": "Erf", "tanh": "Tanh", "sigmoid": "Sigmoid", "exp": "Exp", "sqrt": "Sqrt", "neg": "Neg",
+             "abs": "Abs", "relu": "Relu", "reciprocal": "Reciprocal", "softplus": "Softplus"}
+_PROGRAMS = {"gelu": "x x 1.4142135381698608 div erf 1.0 add mul 0.5 mul",
+             "gelu_tanh": "x 0.5 mul x x x mul x mul 0.044715 mul add 0.7978845834732056 mul tanh 1.0 add mul",
+             "silu": "x x sigmoid mul"}
+
+
+def _export_program(w: _Writer, node: Node, x: str, program: str, f: str) -> str:
+    """A postfix program of x as ONNX nodes, its last one named f."""
+    stack, toks = [], program.split()
+    for i, tok in enumerate(toks):
+        out = f if i == len(toks) - 1 else f"{node.name}__e{i}"
+        name, *args = tok.split(":")
+        if tok == "x":
+            stack.append(x)
+        elif tok in _EXPR_OPS and tok in ("add", "sub", "mul", "div", "pow", "min", "max"):
+            b, a = stack.pop(), stack.pop()
+            stack.append(w.node(_EXPR_OPS[tok], [a, b], out))
+        elif tok in _EXPR_OPS:
+            stack.append(w.node(_EXPR_OPS[tok], [stack.pop()], out))
+        elif name in _LUT_OPS:
+            attrs = dict(zip(("alpha", "beta"), (float(a) for a in args)))
+            stack.append(w.node(_LUT_OPS[name], [stack.pop()], out, **attrs))
+        else:
+            stack.append(w.init(f"{node.name}__c{i}", np.float32(float(tok))))
+    if stack[-1] != f:                                # the program is x itself or a constant
+        return w.node("Identity", [stack[-1]], f)
+    return f
+
+
 def _export_lut(w: _Writer, graph: Graph, node: Node, f: str) -> str:
     x = w.dequantize(node.inputs[0])
     fn = node.attrs["fn"]
-    if fn == "silu":                                  # as PyTorch exports nn.SiLU
-        return w.node("Mul", [x, w.node("Sigmoid", [x], f"{node.name}__sigmoid")], f)
+    if fn in _PROGRAMS or fn == "expr":               # as PyTorch exports them: a chain of float ops
+        return _export_program(w, node, x, node.attrs["program"] if fn == "expr" else _PROGRAMS[fn], f)
     params = {k: v for k, v in node.attrs.items() if k in ("alpha", "beta")}
     return w.node(_LUT_OPS[fn], [x], f, **params)
 

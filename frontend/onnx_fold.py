@@ -88,6 +88,13 @@ FOLD: dict[str, Callable[[dict, list], np.ndarray]] = {
     "Transpose": lambda a, i: np.transpose(i[0], a.get("perm")),
     "Flatten": lambda a, i: i[0].reshape(int(np.prod(i[0].shape[:a.get("axis", 1)])), -1),
     "Equal": lambda a, i: np.equal(i[0], i[1]),
+    "Mod": lambda a, i: np.fmod(i[0], i[1]) if a.get("fmod", 0) else np.mod(i[0], i[1]),
+    "Sqrt": lambda a, i: np.sqrt(i[0]),
+    "Pow": lambda a, i: np.power(i[0], i[1]),
+    "Neg": lambda a, i: np.negative(i[0]),
+    "Max": lambda a, i: np.maximum(i[0], i[1]),
+    "Min": lambda a, i: np.minimum(i[0], i[1]),
+    "Expand": lambda a, i: i[0] * np.ones([int(s) for s in i[1]], dtype=np.asarray(i[0]).dtype),
     "Where": lambda a, i: np.where(i[0], i[1], i[2]),
 }
 

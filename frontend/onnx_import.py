@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import logging
 import re
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
@@ -29,6 +30,7 @@ from sieve.frontend.errors import FrontendError
 from sieve.frontend.onnx_fold import FOLD, fold
 from sieve.ir.build import GraphBuilder
 from sieve.ir.graph import Graph, IRError, Op
+from sieve.ir.registry import row_major
 from sieve.ir.types import DType, QuantParams
 
 log = logging.getLogger("sieve")
@@ -68,6 +70,57 @@ class _Q:
                                       self.unsigned and not self.as_int8)
 
 
+@dataclass(frozen=True)
+class View:
+    """An ONNX tensor that is a strided view of an IR tensor (Reshape, Transpose, Squeeze, Gather of one index,
+    Slice, Split: no data moves until an op reads it). Offset and strides count elements of the IR tensor's
+    row-major order."""
+    base: str
+    shape: tuple[int, ...]
+    strides: tuple[int, ...]
+    offset: int = 0
+
+    def contiguous(self) -> bool:
+        return self.offset == 0 and all(s == r for s, r, d in zip(self.strides, row_major(self.shape), self.shape)
+                                        if d > 1)
+
+    def permute(self, perm) -> "View":
+        return View(self.base, tuple(self.shape[p] for p in perm), tuple(self.strides[p] for p in perm), self.offset)
+
+    def reshape(self, shape: tuple[int, ...]) -> "View | None":
+        """The same elements as ``shape`` without a copy, or None when the strides do not allow it (old
+        axes that merge into one new axis must be contiguous with each other), as numpy decides it."""
+        od = [d for d in self.shape if d != 1]
+        os_ = [s for d, s in zip(self.shape, self.strides) if d != 1]
+        nd = list(shape)
+        ns = [0] * len(nd)
+        oi, oj, ni, nj = 0, 1, 0, 1
+        while ni < len(nd) and oi < len(od):
+            pn, po = nd[ni], od[oi]
+            while pn != po:
+                if pn < po:
+                    pn *= nd[nj]
+                    nj += 1
+                else:
+                    po *= od[oj]
+                    oj += 1
+            if any(os_[k] != od[k + 1] * os_[k + 1] for k in range(oi, oj - 1)):
+                return None
+            ns[nj - 1] = os_[oj - 1]
+            for k in range(nj - 1, ni, -1):
+                ns[k - 1] = ns[k] * nd[k]
+            ni, nj, oi, oj = nj, nj + 1, oj, oj + 1
+        return View(self.base, tuple(shape), tuple(ns), self.offset)
+
+
+def collapse(shape: tuple[int, ...]) -> tuple[int, ...]:
+    """How a tensor of rank 4 or more is stored in the IR when it is not an image: its leading axes merged
+    ([B, H, T, d] -> [B·H, T, d]); 4-D IR tensors are images (NCHW, stored channels-last)."""
+    if len(shape) <= 3:
+        return tuple(shape)
+    return (int(np.prod(shape[:-2])),) + tuple(shape[-2:])
+
+
 def _clean(name: str) -> str:
     clean = re.sub(r"[^A-Za-z0-9_.]", "_", name).strip("_.") or "t"
     return clean if clean[0].isalpha() else "t_" + clean
@@ -95,8 +148,11 @@ class _Importer:
         self.qinfo: dict[str, _Q] = {}              # onnx tensor that is an integer activation
         self.dq: dict[str, str] = {}                # DequantizeLinear output -> integer onnx tensor
         self.dq_const: dict[str, tuple[np.ndarray, _Q]] = {}   # DQ of a constant: (ints, quant)
-        self.swapped: dict[str, str] = {}           # Transpose of the last two axes -> its input (a MatMul folds it)
-        self.swapped_int: dict[str, str] = {}       # ... quantized again: the integer tensor -> the untransposed one
+        self.views: dict[str, View] = {}            # onnx tensor -> the view of an IR tensor it is
+        self.moved: dict[View, str] = {}            # a view already copied -> its IR node
+        # a pointwise chain of one float tensor (onnx tensor -> (source onnx tensor, postfix program)):
+        # one 256-entry table on the accelerator once the chain ends (numerics.tables.expression)
+        self.exprs: dict[str, tuple[str, str]] = {}
         self.pending: dict[str, tuple] = {}         # QDQ float op waiting for its QuantizeLinear
         self.raw_inputs: dict[str, tuple] = {}      # integer graph inputs not yet given a scale
         # written by `sieve quantize`: its uint8 tensors are int8 + 128, read back as int8
@@ -128,9 +184,75 @@ class _Importer:
         return self.consts.get(node.input[i]) if len(node.input) > i and node.input[i] else None
 
     def shape(self, tensor: str) -> tuple[int, ...]:
+        """The tensor's ONNX shape (a view's own; the IR node's otherwise)."""
+        if tensor in self.exprs:
+            return self.shape(self.exprs[tensor][0])
+        if tensor in self.views:
+            return self.views[tensor].shape
         return self.b.nodes[self.ir(tensor)].out.shape
 
+    def view_of(self, tensor: str) -> View:
+        if tensor in self.views:
+            return self.views[tensor]
+        if tensor in self.raw_inputs:                   # an integer input whose scale comes later
+            name, dims, _ = self.raw_inputs[tensor]
+            return View(name, tuple(dims), row_major(tuple(dims)))
+        name = self.ir(tensor)
+        shape = self.b.nodes[name].out.shape
+        return View(name, shape, row_major(shape))
+
+    def base_shape(self, name: str) -> tuple[int, ...]:
+        if name in self.b.nodes:
+            return self.b.nodes[name].out.shape
+        return next(dims for ir, dims, _ in self.raw_inputs.values() if ir == name)   # not yet given a scale
+
+    def set_view(self, out: str, view: View, like: str, dequantized: bool = False) -> None:
+        """ONNX tensor ``out`` is ``view`` (of the quantization of tensor ``like``; a float view of
+        dequantized integers when ``dequantized``)."""
+        if view.contiguous() and view.shape == self.base_shape(view.base):
+            self.names[out] = view.base
+        else:
+            self.views[out] = view
+        if like in self.qinfo:
+            self.qinfo[out] = self.qinfo[like]
+        if dequantized:
+            self.dq[out] = out
+
+    def materialize(self, tensor: str) -> str:
+        """The IR node holding a view's elements: the viewed node when the view is its memory in order,
+        else a MOVE copying it (once per distinct view). The tensor is then a plain reshape of that node."""
+        v = self.views[tensor]
+        to = collapse(v.shape)
+        base = self.b.nodes[v.base]
+        if v.contiguous() and to == base.out.shape:
+            return v.base
+        if v not in self.moved:
+            name = _sanitize(tensor, self.taken)
+            try:
+                self.b.add(name, Op.MOVE, [v.base], {"shape": v.shape, "strides": v.strides, "offset": v.offset,
+                                                     "to": to}, None, base.out.dtype, base.out.quant)
+            except IRError as err:
+                raise FrontendError(f"tensor '{tensor}': {err}", self.source) from None
+            self.moved[v] = name
+        name = self.moved[v]
+        self.views[tensor] = View(name, v.shape, row_major(v.shape))
+        return name
+
+    def tabulate(self, tensor: str) -> str:
+        """The IR node of a pointwise chain: one LUT of its source (a named function where it is one)."""
+        from sieve_numerics.tables import canonical
+        src, program = self.exprs.pop(tensor)
+        if program == "x":
+            self.alias(tensor, src)
+            return self.ir(tensor)
+        fn, params = canonical(program)
+        return self.emit(tensor, Op.LUT, [src], {"fn": fn, **params})
+
     def ir(self, tensor: str) -> str:
+        if tensor in self.exprs:
+            return self.tabulate(tensor)
+        if tensor in self.views:
+            return self.materialize(tensor)
         if tensor in self.dq and tensor not in self.names:
             raise FrontendError(f"'{tensor}' is dequantized (float) data inside a quantized model, read by an "
                                 "op that has no integer form here; Sieve runs quantized models in integers "
@@ -174,15 +296,26 @@ class _Importer:
     def emit(self, onnx_out: str, op: Op, inputs: list[str], attrs=None, params=None, dtype=DType.FLOAT32,
              quant: QuantParams | None = None) -> str:
         name = _sanitize(onnx_out, self.taken)
+        ir_inputs = [self.ir(i) for i in inputs]
         try:
-            self.b.add(name, op, [self.ir(i) for i in inputs], attrs, params, dtype, quant)
+            self.b.add(name, op, ir_inputs, attrs, params, dtype, quant)
         except IRError as err:
             raise FrontendError(f"tensor '{onnx_out}': {err}", self.source) from None
         self.names[onnx_out] = name
+        # an op on [B, H, T, d] stored as [B·H, T, d]: its output keeps the leading axes
+        lead = self.views[inputs[0]].shape[:-2] if inputs and inputs[0] in self.views else ()
+        out = self.b.nodes[name].out.shape
+        if len(lead) > 1 and len(out) == 3 and out[0] == int(np.prod(lead)):
+            self.views[onnx_out] = View(name, lead + out[1:], row_major(lead + out[1:]))
         return name
 
     def alias(self, onnx_out: str, onnx_in: str) -> None:
-        self.names[onnx_out] = self.ir(onnx_in)
+        if onnx_in in self.exprs:
+            self.exprs[onnx_out] = self.exprs[onnx_in]
+        elif onnx_in in self.views:
+            self.views[onnx_out] = self.views[onnx_in]
+        else:
+            self.names[onnx_out] = self.ir(onnx_in)
         if onnx_in in self.qinfo:
             self.qinfo[onnx_out] = self.qinfo[onnx_in]
         if onnx_in in self.dq:
@@ -289,8 +422,11 @@ class _Importer:
                                                      self.attrs(node))):
                 self.consts[name] = value
             return
-        if op == "Shape" and node.input[0] in self.names:
-            self.consts[node.output[0]] = np.array(self.shape(node.input[0]), np.int64)
+        x = node.input[0] if node.input else ""
+        if op == "Shape" and (x in self.names or x in self.views or x in self.exprs or x in self.dq):
+            a = self.attrs(node)
+            shape = self.shape(self.dq.get(x, x))
+            self.consts[node.output[0]] = np.array(shape[a.get("start", 0):a.get("end", len(shape))], np.int64)
             return
         handler = HANDLERS.get(op)
         if handler is None:
@@ -313,6 +449,12 @@ def load_onnx(path: str | Path, batch: int = 1) -> Graph:
         raise FrontendError(f"not a readable ONNX model (malformed or truncated): {err}", str(path)) from None
     if not model.graph.node:
         raise FrontendError("the ONNX model has no nodes (malformed or truncated)", str(path))
+    from onnx.external_data_helper import load_external_data_for_model, uses_external_data
+    if any(uses_external_data(t) for t in model.graph.initializer):
+        try:                                            # beside the model, wherever it is run from
+            load_external_data_for_model(model, str(path.parent))
+        except Exception as err:                        # missing, unreadable or out-of-folder data files
+            raise FrontendError(f"cannot read the model's external data: {err}", str(path)) from None
     return import_model(model, str(path), batch)
 
 

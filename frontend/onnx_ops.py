@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import numpy as np
 from sieve_numerics.integer import qlinear_softmax_table
-from sieve_numerics.tables import build_table
+from sieve_numerics.tables import FUNCTIONS, build_table
 
 from sieve.frontend.onnx_import import HANDLERS, _Importer, _Q
 from sieve.ir.graph import Op
@@ -48,7 +48,13 @@ def _conv_attrs(imp: _Importer, node, x_shape, kernel) -> dict:
 # ---------------------------------------------------------------- quantized building blocks
 
 def _int_input(imp: _Importer, tensor: str, q: _Q) -> None:
-    """Give a raw integer graph input its quantization when its first consumer names it."""
+    """Give a raw integer graph input its quantization when its first consumer names it (or a view of it)."""
+    if tensor in imp.views:
+        base = imp.views[tensor].base
+        raw = next((k for k, (ir, _, _) in imp.raw_inputs.items() if ir == base), None)
+        if raw is not None:
+            imp.qinfo[tensor] = q
+            tensor = raw
     if tensor in imp.raw_inputs:
         name, dims, unsigned = imp.raw_inputs.pop(tensor)
         imp.b.input(name, dims, DType.INT8, q.activation())
@@ -169,11 +175,13 @@ def _quantize(imp: _Importer, node) -> None:
     x, out = node.input[0], node.output[0]
     q = _q_of(imp, node, 1, 2)
     q.ort_u8 = imp.ort_u8(node, q)
-    if x in imp.swapped and imp.swapped[x] not in imp.dq and imp.swapped[x] in imp.names:
-        # a graph input transposed (last two axes) before its quantization: quantize the input itself,
-        # and let the MatMul that reads it fold the transposition in
-        imp.swapped_int[out] = out
-        x = imp.swapped[x]
+    view = imp.views.get(x) if x not in imp.dq else None
+    if view is not None and imp.b.nodes[view.base].op is Op.INPUT:
+        # a view of a graph input (a transposition, a reshape) before its quantization: quantize the input
+        # itself on the host, and read the view of the integers
+        _quantize_input(imp, node, view.base, q)
+        imp.views[out], imp.qinfo[out] = view, q
+        return
     node_name = imp.names.get(x)
     if x in imp.pending:                             # the QuantizeLinear that closes a QDQ group:
         kind, args = imp.pending.pop(x)
@@ -187,15 +195,7 @@ def _quantize(imp: _Importer, node) -> None:
                             "requantization); that is not supported", node)
         imp.names[out], imp.qinfo[out] = imp.names[x], q
         return
-    if x in imp.swapped and imp.swapped[x] in imp.dq:   # DQ -> Transpose (last two axes) -> Q
-        src = imp.dq[imp.swapped[x]]
-        sq = imp.qinfo[src]
-        if not (np.array_equal(sq.scale, q.scale) and np.array_equal(sq.zp, q.zp)):
-            raise imp.error("a Transpose between quantizations with different scales is not supported", node)
-        imp.qinfo[out] = sq
-        imp.swapped_int[out] = src
-        return
-    if x in imp.dq:                                  # DQ -> (reshape) -> Q with the same parameters
+    if x in imp.dq:                                  # DQ -> (reshape, transpose) -> Q with the same parameters
         src = imp.dq[x]
         sq = imp.qinfo[src]
         if not (np.array_equal(sq.scale, q.scale) and np.array_equal(sq.zp, q.zp)):
@@ -204,19 +204,22 @@ def _quantize(imp: _Importer, node) -> None:
         imp.alias(out, src)
         return
     if node_name is not None and imp.b.nodes[node_name].op is Op.INPUT:
-        # quantization of a float graph input happens on the host
-        node_ir = imp.b.nodes[node_name]
-        if node_ir.out.dtype is DType.INT8:          # quantized before: the same scale, or refused
-            if not (np.float32(node_ir.out.quant.scale[0]) == q.scale[0] and
-                    node_ir.out.quant.zp == q.activation().zp):
-                raise imp.error("a graph input quantized twice with different scales is not supported", node)
-        else:
-            imp.b.nodes[node_name] = node_ir.evolve(out=TensorType(node_ir.out.shape, DType.INT8, q.activation()))
+        _quantize_input(imp, node, node_name, q)     # quantization of a float graph input happens on the host
         imp.names[out] = node_name
         imp.qinfo[out] = q
         return
     raise imp.error("QuantizeLinear of a float value that is neither a graph input nor the result of a "
                     "DequantizeLinear -> op group", node)
+
+
+def _quantize_input(imp: _Importer, node, name: str, q: _Q) -> None:
+    """A graph input becomes int8, quantized on the host (once, or again with the same scale)."""
+    node_ir = imp.b.nodes[name]
+    if node_ir.out.dtype is DType.INT8:
+        if not (np.float32(node_ir.out.quant.scale[0]) == q.scale[0] and node_ir.out.quant.zp == q.activation().zp):
+            raise imp.error("a graph input quantized twice with different scales is not supported", node)
+    else:
+        imp.b.nodes[name] = node_ir.evolve(out=TensorType(node_ir.out.shape, DType.INT8, q.activation()))
 
 
 def _dq_input(imp: _Importer, tensor: str):
@@ -355,18 +358,14 @@ def _gemm(imp: _Importer, node) -> None:
 def _matmul(imp: _Importer, node) -> None:
     x, out = node.input[0], node.output[0]
     if node.input[1] not in imp.consts and node.input[1] not in imp.dq_const:     # two activations
-        b, tb = node.input[1], False
-        if b in imp.swapped:                             # MatMul(a, Transpose(b)): Q·Kᵀ
-            b, tb = imp.swapped[b], True
+        b = node.input[1]
         da, db = _dq_input(imp, x), _dq_input(imp, b)
-        if db is not None and db[0] in imp.swapped_int:  # ... with the Transpose in a QDQ group of its own
-            db, tb = (imp.swapped_int[db[0]], db[1]), True
         if (da is None) != (db is None):
             raise imp.error("MatMul of a dequantized tensor by a float one is not supported", node)
         if da is not None:
-            imp.pending[out] = ("bmm", (da[0], db[0], tb))
+            imp.pending[out] = ("bmm", (da[0], *_unswap(imp, db[0])))
             return
-        imp.emit(out, Op.BMM, [x, b], {"transpose_b": tb})
+        imp.emit(out, Op.BMM, [x, *_unswap(imp, b)[:1]], {"transpose_b": _unswap(imp, b)[1]})
         return
     w, wq = _const_weight(imp, node, node.input[1])
     dq = _dq_input(imp, x)
@@ -378,18 +377,32 @@ def _matmul(imp: _Importer, node) -> None:
     imp.emit(out, Op.DENSE, [x], {"out_features": w.shape[1]}, {"w": w.T})
 
 
+def _unswap(imp: _Importer, b: str) -> tuple[str, bool]:
+    """The second operand of a product as (tensor, transpose_b): a view whose last two axes, swapped back,
+    are rows in memory (attention's Kᵀ, a Transpose of K) is read untransposed, the MAC array's operand
+    widened from it in transposed order, so no copy transposes it byte by byte."""
+    v = imp.views.get(b)
+    if v is None or len(v.shape) < 2 or v.strides[-1] == 1:
+        return b, False
+    rank = len(v.shape)
+    w = v.permute(list(range(rank - 2)) + [rank - 1, rank - 2])
+    if w.strides[-1] != 1:
+        return b, False
+    name = f"{b}__untransposed"
+    imp.views[name] = w
+    if b in imp.qinfo:
+        imp.qinfo[name] = imp.qinfo[b]
+    return name, True
+
+
 @handles("QLinearMatMul")
 def _qlinearmatmul(imp: _Importer, node) -> None:
     aq, bq, yq = _q_of(imp, node, 1, 2), _q_of(imp, node, 4, 5), _q_of(imp, node, 6, 7)
     if node.input[3] not in imp.consts:                  # two activations
-        b, tb = node.input[3], False
-        if b in imp.swapped:                             # QLinearMatMul(a, Transpose(b))
-            b, tb = imp.swapped[b], True
-        elif b in imp.swapped_int:                       # ... transposed before its quantization
-            b, tb = imp.swapped_int[b], True
+        b = node.input[3]
         _int_input(imp, node.input[0], aq)
         _int_input(imp, b, bq)
-        _finish_bmm(imp, node.output[0], yq, node.input[0], b, tb)
+        _finish_bmm(imp, node.output[0], yq, node.input[0], *_unswap(imp, b))
         return
     b = imp.const(node.input[3], node, "weight")
     emit_int_dense(imp, node, node.output[0], node.input[0], aq, b, bq, None, yq)
@@ -423,6 +436,8 @@ def _qgemm(imp: _Importer, node) -> None:
 
 @handles("Add")
 def _add(imp: _Importer, node) -> None:
+    if _pointwise(imp, node):
+        return
     a, b = node.input
     out = node.output[0]
     if a in imp.consts or b in imp.consts:
@@ -482,6 +497,16 @@ def _qlinearadd(imp: _Importer, node) -> None:
 
 @handles("Div", "Sub")
 def _div_sub(imp: _Importer, node) -> None:
+    if _pointwise(imp, node):
+        return
+    a, b = node.input
+    if b in imp.consts and not _foldable(imp, a, imp.consts[b]) and _is_float(imp, a):
+        c = np.asarray(imp.consts[b], np.float32)         # by a constant vector: a product or a sum
+        if node.op_type == "Div":
+            imp.emit(node.output[0], Op.MUL, [a, _const_tensor(imp, node, np.float32(1) / c)])
+        else:
+            imp.emit(node.output[0], Op.ADD, [a, _const_tensor(imp, node, -c)])
+        return
     _fold_affine(imp, node, node.op_type.lower())
 
 
@@ -489,8 +514,15 @@ def _div_sub(imp: _Importer, node) -> None:
 def _mul(imp: _Importer, node) -> None:
     """By a constant: folded into the conv/dense before it. Of two tensors: MUL, the second operand of the
     first's shape or one value per channel (squeeze-and-excite); x · Sigmoid(x) in one QDQ group is SiLU."""
+    if _pointwise(imp, node):
+        return
     a, b = node.input
     out = node.output[0]
+    if a in imp.consts or b in imp.consts:
+        x, c = (b, imp.consts[a]) if a in imp.consts else (a, imp.consts[b])
+        if _is_float(imp, x) and not _foldable(imp, x, c):  # by a constant vector (LayerNorm's gamma, ...)
+            imp.emit(out, Op.MUL, [x, _const_tensor(imp, node, c)])
+            return
     if a in imp.consts or b in imp.consts or a in imp.dq_const or b in imp.dq_const:
         _fold_affine(imp, node, "mul")
         return
@@ -541,7 +573,62 @@ FINISH["bmm"] = _finish_bmm
 
 # ONNX op -> (Sieve's element-wise function, its attributes with ONNX's defaults)
 UNARY = {"Sigmoid": ("sigmoid", {}), "Tanh": ("tanh", {}), "HardSigmoid": ("hard_sigmoid", {"alpha": 0.2, "beta": 0.5}),
-         "HardSwish": ("hard_swish", {}), "LeakyRelu": ("leaky_relu", {"alpha": 0.01})}
+         "HardSwish": ("hard_swish", {}), "LeakyRelu": ("leaky_relu", {"alpha": 0.01}), "Gelu": ("gelu", {}),
+         "Erf": ("erf", {}), "Exp": ("exp", {}), "Sqrt": ("sqrt", {}), "Neg": ("neg", {}), "Abs": ("abs", {}),
+         "Reciprocal": ("reciprocal", {}), "Softplus": ("softplus", {})}
+
+# the binary ops that join a pointwise chain (with a scalar constant, or two chains of one tensor)
+BINARY_TOKENS = {"Add": "add", "Sub": "sub", "Mul": "mul", "Div": "div", "Pow": "pow", "Min": "min", "Max": "max"}
+
+
+def _num(v) -> str:
+    """A float32 constant as a program token (exact: float32 -> Python float -> float32)."""
+    return repr(float(np.float32(np.ravel(v)[0])))
+
+
+def _expr_of(imp: _Importer, t: str) -> tuple[str, str]:
+    """(source tensor, program) of a float tensor: its chain, or itself."""
+    return imp.exprs.get(t, (t, "x"))
+
+
+def _is_float(imp: _Importer, t: str) -> bool:
+    """Whether t is a float activation (not a constant, not quantized data)."""
+    if t in imp.exprs:
+        return True
+    if t in imp.consts or t in imp.dq or t in imp.dq_const or t in imp.pending or t in imp.raw_inputs:
+        return False
+    base = imp.views[t].base if t in imp.views else imp.names.get(t)
+    return base is not None and imp.b.nodes[base].out.dtype is DType.FLOAT32
+
+
+def _pointwise(imp: _Importer, node) -> bool:
+    """x op c with a scalar constant c, or f(x) op g(x), on float tensors: the chain goes on (one table at
+    its end). A constant that the conv or dense layer before can take into its weights is left to it."""
+    a, b = node.input[:2]
+    tok = BINARY_TOKENS[node.op_type]
+    ca, cb = (imp.consts.get(t) if t in imp.consts and np.size(imp.consts[t]) == 1 else None for t in (a, b))
+    if (ca is None and not _is_float(imp, a)) or (cb is None and not _is_float(imp, b)) or \
+            (ca is not None and cb is not None):
+        return False
+    if ca is None and cb is None:
+        (sa, pa), (sb, pb) = _expr_of(imp, a), _expr_of(imp, b)
+        if sa != sb:
+            return False
+        imp.exprs[node.output[0]] = (sa, f"{pa} {pb} {tok}")
+        return True
+    t, c = (b, ca) if ca is not None else (a, cb)
+    src, p = _expr_of(imp, t)
+    if p == "x" and tok in ("add", "sub", "mul", "div") and (ca is None or tok in ("add", "mul")) \
+            and _foldable(imp, t, c):
+        return False
+    imp.exprs[node.output[0]] = (src, f"{_num(c)} {p} {tok}" if ca is not None else f"{p} {_num(c)} {tok}")
+    return True
+
+
+@handles("Pow", "Min", "Max")
+def _pow_min_max(imp: _Importer, node) -> None:
+    if len(node.input) != 2 or not _pointwise(imp, node):
+        raise imp.error(f"{node.op_type} is supported on one float tensor and scalar constants only", node)
 
 
 @handles(*UNARY)
@@ -552,9 +639,16 @@ def _unary(imp: _Importer, node) -> None:
     params = {k: float(a.get(k, v)) for k, v in defaults.items()}
     x, out = node.input[0], node.output[0]
     if x in imp.dq:
+        if fn not in FUNCTIONS:
+            raise imp.error(f"{node.op_type} between DequantizeLinear and QuantizeLinear has no integer form "
+                            "here (onnxruntime computes it in float)", node)
         imp.pending[out] = ("lut", (imp.dq[x], fn, params))
         return
-    imp.emit(out, Op.LUT, [x], {"fn": fn, **params})
+    if node.op_type == "Gelu" and a.get("approximate", "none") == "tanh":
+        fn = "gelu_tanh"
+    src, program = _expr_of(imp, x)
+    token = ":".join([fn] + [_num(params[k]) for k in defaults])
+    imp.exprs[out] = (src, f"{program} {token}")
 
 
 def _finish_lut(imp, out, yq, src, fn, params):
@@ -603,7 +697,7 @@ def _fold_affine(imp: _Importer, node, kind: str) -> None:
         raise imp.error(f"constant of shape {list(np.shape(c))} does not broadcast per channel", node)
     per_k = np.broadcast_to(per_k, (k,))
     w, bias = prod.params["w"].astype(np.float64), prod.params["b"].astype(np.float64)
-    scale = {"mul": per_k, "div": 1.0 / per_k}.get(kind, np.ones(k))
+    scale = per_k if kind == "mul" else 1.0 / per_k if kind == "div" else np.ones(k)
     shift = {"add": per_k, "sub": -per_k}.get(kind, np.zeros(k))
     w = w * scale.reshape((k,) + (1,) * (w.ndim - 1))
     imp.b.nodes[prod.name] = prod.evolve(params={"w": w.astype(np.float32),
@@ -655,6 +749,10 @@ def _relu(imp: _Importer, node) -> None:
     x = node.input[0]
     if _attach_act(imp, node, x, ("relu", 0, 0)):
         return
+    if x in imp.exprs:
+        src, p = imp.exprs[x]
+        imp.exprs[node.output[0]] = (src, f"{p} relu")
+        return
     if x in imp.dq:
         src, q = _dq_input(imp, x)
         imp.pending[node.output[0]] = ("same", (Op.RELU, src, {}))
@@ -672,6 +770,13 @@ def _clip(imp: _Importer, node) -> None:
     hi = float(hi) if hi is not None else float(a.get("max", np.inf))
     x = node.input[0]
     if _attach_act(imp, node, x, ("clip", lo, hi)):
+        return
+    if x in imp.exprs or (_is_float(imp, x) and not (lo == 0 and hi == np.inf)
+                          and not (imp.names.get(x) in imp.b.nodes and imp.consumers.get(x, 0) == 1
+                                   and imp.b.nodes[imp.names[x]].op in (Op.CONV2D, Op.DENSE, Op.ADD))):
+        src, p = _expr_of(imp, x)
+        imp.exprs[node.output[0]] = (src, p + (f" {_num(lo)} max" if lo > -np.inf else "")
+                                     + (f" {_num(hi)} min" if hi < np.inf else ""))
         return
     prod = imp.b.nodes.get(imp.names.get(x, ""))
     if prod is not None and prod.op in (Op.CONV2D, Op.DENSE, Op.ADD) and prod.out.dtype is DType.FLOAT32 \
@@ -802,20 +907,32 @@ def _qlineargap(imp: _Importer, node) -> None:
     emit_int_gap(imp, node.output[0], node.input[0], _q_of(imp, node, 1, 2), _q_of(imp, node, 3, 4))
 
 
-def _flatten_like(imp: _Importer, node, out_shape) -> None:
+def _view(imp: _Importer, node, make, out: str | None = None) -> None:
+    """A data-movement op as a view of its input (no data moves until an op reads it): ``make`` maps the
+    input's view to the output's, or returns None when that needs the input copied in order first."""
+    x = node.input[0]
+    src = imp.dq.get(x, x)
+    v = make(imp.view_of(src))
+    if v is None:
+        imp.ir(src)                                   # copied in order, then viewed again
+        v = make(imp.view_of(src))
+    imp.set_view(out or node.output[0], v, src, dequantized=x in imp.dq)
+
+
+def _reshape_to(imp: _Importer, node, target) -> None:
     x, out = node.input[0], node.output[0]
-    src = imp.dq[x] if x in imp.dq else x
-    in_shape = imp.shape(src)
-    if tuple(out_shape) == tuple(in_shape):
-        imp.alias(out, x)
+    src = imp.dq.get(x, x)
+    if int(np.prod(target)) != int(np.prod(imp.shape(src))):
+        raise imp.error(f"cannot reshape {list(imp.shape(src))} to {list(target)}", node)
+    if src not in imp.views and len(imp.shape(src)) == 4 and len(target) == 2 and target[0] == imp.shape(src)[0]:
+        # an image flattened to [batch, features]: a view of the channels-last tensor (the dense layer
+        # that reads it reduces in memory order, its weights reordered to match)
+        dtype, quant = _same_quant(imp, out, src)
+        imp.emit(out, Op.FLATTEN, [src], None, None, dtype, quant)
+        if x in imp.dq:                               # still a dequantized view, now of the flat tensor
+            imp.dq[out] = out
         return
-    if len(out_shape) != 2 or out_shape[0] != in_shape[0]:
-        raise imp.error(f"reshape {list(in_shape)} -> {list(out_shape)} is not supported (only flattening "
-                        "to [batch, features])", node)
-    dtype, quant = _same_quant(imp, out, src)
-    imp.emit(out, Op.FLATTEN, [src], None, None, dtype, quant)
-    if x in imp.dq:                                   # still a dequantized view, now of the flat tensor
-        imp.dq[out] = out
+    _view(imp, node, lambda v: v.reshape(tuple(target)))
 
 
 @handles("Flatten")
@@ -823,7 +940,8 @@ def _flatten(imp: _Importer, node) -> None:
     x = node.input[0]
     shape = imp.shape(imp.dq.get(x, x))
     axis = imp.attrs(node).get("axis", 1)
-    _flatten_like(imp, node, (int(np.prod(shape[:axis])), int(np.prod(shape[axis:]))))
+    axis = axis + len(shape) if axis < 0 else axis
+    _reshape_to(imp, node, (int(np.prod(shape[:axis])), int(np.prod(shape[axis:]))))
 
 
 @handles("Reshape")
@@ -831,11 +949,41 @@ def _reshape(imp: _Importer, node) -> None:
     x = node.input[0]
     shape = imp.shape(imp.dq.get(x, x))
     target = [int(s) for s in imp.const(node.input[1], node, "shape")]
-    target = [shape[i] if s == 0 else s for i, s in enumerate(target)]
+    allowzero = imp.attrs(node).get("allowzero", 0)
+    target = [shape[i] if s == 0 and not allowzero else s for i, s in enumerate(target)]
     if -1 in target:
         known = int(np.prod([s for s in target if s != -1]))
-        target[target.index(-1)] = int(np.prod(shape)) // known
-    _flatten_like(imp, node, tuple(target))
+        target[target.index(-1)] = int(np.prod(shape)) // max(known, 1)
+    _reshape_to(imp, node, tuple(target))
+
+
+def _axes(imp: _Importer, node, rank: int) -> list[int] | None:
+    """The axes of Squeeze/Unsqueeze: an attribute before opset 13, a constant input after."""
+    axes = imp.attrs(node).get("axes")
+    if axes is None and len(node.input) > 1 and node.input[1]:
+        axes = imp.const(node.input[1], node, "axes")
+    return None if axes is None else [int(a) + rank if int(a) < 0 else int(a) for a in np.ravel(axes)]
+
+
+@handles("Unsqueeze")
+def _unsqueeze(imp: _Importer, node) -> None:
+    x = node.input[0]
+    shape = list(imp.shape(imp.dq.get(x, x)))
+    axes = sorted(_axes(imp, node, len(shape) + len(_axes(imp, node, 0) or [])) or [])
+    for a in axes:
+        shape.insert(a, 1)
+    _view(imp, node, lambda v: v.reshape(tuple(shape)))
+
+
+@handles("Squeeze")
+def _squeeze(imp: _Importer, node) -> None:
+    x = node.input[0]
+    shape = imp.shape(imp.dq.get(x, x))
+    axes = _axes(imp, node, len(shape))
+    axes = [i for i, d in enumerate(shape) if d == 1] if axes is None else axes
+    if any(shape[a] != 1 for a in axes):
+        raise imp.error(f"cannot squeeze axes {axes} of shape {list(shape)}", node)
+    _view(imp, node, lambda v: v.reshape(tuple(d for i, d in enumerate(shape) if i not in axes)))
 
 
 @handles("Identity", "Dropout")
@@ -845,15 +993,89 @@ def _identity(imp: _Importer, node) -> None:
 
 @handles("Transpose")
 def _transpose(imp: _Importer, node) -> None:
-    perm = imp.attrs(node).get("perm")
+    """A view with its axes permuted: a product folds a swap of the last two axes into its second operand;
+    other orders are copied (by strided loads) where an op reads them (attention's heads)."""
     x = node.input[0]
     rank = len(imp.shape(imp.dq.get(x, x)))
-    if perm is not None and rank >= 2 and list(perm) == list(range(rank - 2)) + [rank - 1, rank - 2]:
-        imp.swapped[node.output[0]] = x             # the last two axes swapped: a MatMul folds it in
-        return
-    if perm is not None and list(perm) != list(range(len(perm))):
-        raise imp.error(f"Transpose with perm {list(perm)} is not supported (only layout no-ops)", node)
-    imp.alias(node.output[0], node.input[0])
+    perm = imp.attrs(node).get("perm")
+    perm = list(range(rank))[::-1] if perm is None else [int(p) for p in perm]
+    if sorted(perm) != list(range(rank)):
+        raise imp.error(f"perm {perm} is not a permutation of {rank} axes", node)
+    _view(imp, node, lambda v: v.permute(perm))
+
+
+def _select(v, axis: int, start: int, count: int, step: int = 1, keep: bool = True):
+    """A view of ``count`` indices from ``start`` by ``step`` along ``axis`` (the axis dropped if not kept)."""
+    shape, strides = list(v.shape), list(v.strides)
+    offset = v.offset + start * strides[axis]
+    shape[axis], strides[axis] = count, strides[axis] * step
+    if not keep:
+        del shape[axis], strides[axis]
+    return type(v)(v.base, tuple(shape), tuple(strides), offset)
+
+
+@handles("Gather")
+def _gather(imp: _Importer, node) -> None:
+    """Of an activation by constant indices in arithmetic progression (one index: a slice of the tensor,
+    as PyTorch's MultiheadAttention picks q, k and v): a view."""
+    x = node.input[0]
+    shape = imp.shape(imp.dq.get(x, x))
+    axis = imp.attrs(node).get("axis", 0)
+    axis = axis + len(shape) if axis < 0 else axis
+    idx = np.asarray(imp.const(node.input[1], node, "indices")).astype(np.int64)
+    flat = np.where(idx < 0, idx + shape[axis], idx).ravel()
+    if flat.size == 0 or flat.min() < 0 or flat.max() >= shape[axis]:
+        raise imp.error(f"indices {idx.tolist()} are out of range for axis {axis} of size {shape[axis]}", node)
+    step = int(flat[1] - flat[0]) if flat.size > 1 else 1
+    if idx.ndim > 1 or step < 1 or np.any(np.diff(flat) != step):
+        raise imp.error("Gather of an activation needs one index or indices in increasing steps", node,
+                        "a gather of token embeddings by id is a host step: feed the embedded sequence")
+    _view(imp, node, lambda v: _select(v, axis, int(flat[0]), flat.size, step, keep=idx.ndim == 1))
+
+
+@handles("Slice")
+def _slice(imp: _Importer, node) -> None:
+    x = node.input[0]
+    shape = imp.shape(imp.dq.get(x, x))
+    starts = imp.const(node.input[1], node, "starts")
+    ends = imp.const(node.input[2], node, "ends")
+    axes = imp.opt_const(node, 3)
+    steps = imp.opt_const(node, 4)
+    axes = range(len(starts)) if axes is None else [int(a) + len(shape) if a < 0 else int(a) for a in axes]
+    steps = [1] * len(starts) if steps is None else [int(s) for s in steps]
+
+    def make(v):
+        for a, b, e, st in zip(axes, starts, ends, steps):
+            if st < 1:
+                raise imp.error("Slice of an activation with a negative or zero step is not supported", node)
+            d = shape[a]
+            b, e = (int(b) + d if b < 0 else int(b)), (int(e) + d if e < 0 else min(int(e), d))
+            b, e = min(max(b, 0), d), min(max(e, 0), d)
+            count = max(0, -(-(e - b) // st))
+            if count == 0:
+                raise imp.error(f"the slice of axis {a} is empty", node)
+            v = _select(v, a, b, count, st)
+        return v
+    _view(imp, node, make)
+
+
+@handles("Split")
+def _split(imp: _Importer, node) -> None:
+    x = node.input[0]
+    shape = imp.shape(imp.dq.get(x, x))
+    a = imp.attrs(node)
+    axis = a.get("axis", 0)
+    axis = axis + len(shape) if axis < 0 else axis
+    sizes = a.get("split")
+    if sizes is None and len(node.input) > 1 and node.input[1]:
+        sizes = imp.const(node.input[1], node, "split")
+    n = len(node.output)
+    sizes = [int(v) for v in sizes] if sizes is not None else [-(-shape[axis] // n)] * n
+    sizes[-1] = shape[axis] - sum(sizes[:-1])
+    start = 0
+    for out, size in zip(node.output, sizes):
+        _view(imp, node, lambda v, s0=start, k=size: _select(v, axis, s0, k), out)
+        start += size
 
 
 @handles("Softmax")

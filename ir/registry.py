@@ -510,7 +510,12 @@ def _lut_attrs(a: dict) -> dict:
         raise IRError(f"unknown element-wise function {fn!r} (supported: {', '.join(sorted(T.FUNCTIONS))})")
     for key in T.FUNCTIONS[fn][1]:
         if key in a:
-            a[key] = float(a[key])
+            a[key] = str(a[key]) if key in T.TEXT_PARAMS else float(a[key])
+    if fn == "expr":
+        try:
+            T.check_program(a.get("program", ""))
+        except ValueError as err:
+            raise IRError(str(err)) from None
     return a
 
 
@@ -697,6 +702,55 @@ def _qsoftmax_check(node: Node, ins: Types) -> None:
         raise IRError(f"softmax arithmetic '{add_arith(node)}' is not one of u8, s8", node.name)
 
 
+# ---------------------------------------------------------------- data movement
+
+def _move_attrs(a: dict) -> dict:
+    """A strided view (``offset``, ``shape``, ``strides`` in elements of the input's row-major order), stored
+    as a tensor of shape ``to`` (the view's shape unless given: the same elements, reshaped)."""
+    a["shape"] = tuple(int(v) for v in a["shape"])
+    a["strides"] = tuple(int(v) for v in a.get("strides", row_major(a["shape"])))
+    a["offset"] = int(a.get("offset", 0))
+    a["to"] = tuple(int(v) for v in a.get("to", a["shape"]))
+    if len(a["strides"]) != len(a["shape"]) or min(a["shape"], default=1) < 1 or min(a["strides"], default=0) < 0 \
+            or a["offset"] < 0 or min(a["to"], default=1) < 1:
+        raise IRError(f"a view needs positive sizes, non-negative strides and offset, one stride per axis "
+                      f"(shape {list(a['shape'])}, strides {list(a['strides'])}, offset {a['offset']})")
+    if int(np.prod(a["to"])) != int(np.prod(a["shape"])):
+        raise IRError(f"cannot store a view of shape {list(a['shape'])} as {list(a['to'])}")
+    return a
+
+
+def row_major(shape: tuple[int, ...]) -> tuple[int, ...]:
+    """Element strides of a row-major (C-order) tensor."""
+    out, acc = [], 1
+    for d in reversed(shape):
+        out.append(acc)
+        acc *= d
+    return tuple(reversed(out))
+
+
+def _move_infer(node: Node, ins: Types) -> tuple[int, ...]:
+    a = node.attrs
+    last = a["offset"] + sum((d - 1) * s for d, s in zip(a["shape"], a["strides"]))
+    if last >= ins[0].size:
+        raise IRError(f"the view (offset {a['offset']}, shape {list(a['shape'])}, strides {list(a['strides'])}) "
+                      f"reaches element {last} of an input of {ins[0].size}", node.name)
+    return a["to"]
+
+
+def move_view(node: Node, x: np.ndarray) -> np.ndarray:
+    """The view a MOVE node copies, of x in its logical (row-major) order."""
+    a = node.attrs
+    flat = np.ascontiguousarray(x).reshape(-1)
+    item = flat.itemsize
+    return np.lib.stride_tricks.as_strided(flat[a["offset"]:], a["shape"], tuple(s * item for s in a["strides"]),
+                                           writeable=False)
+
+
+def _move(node: Node, xs: Arrays, ins: Types = ()) -> np.ndarray:
+    return move_view(node, xs[0]).reshape(node.attrs["to"]).copy()
+
+
 def _input_infer(node: Node, ins: Types) -> tuple[int, ...]:
     return node.out.shape
 
@@ -740,6 +794,7 @@ REGISTRY: dict[Op, OpDef] = {
     Op.BMM: OpDef(2, _bmm_infer, _bmm_macs, _bmm_float, _bmm_int, attrs=_bmm_attrs, quantize=_bmm_quantize,
                   check_int=_bmm_check),
     Op.RESIZE: OpDef(1, _resize_infer, _no_macs, _resize, _resize, attrs=_resize_attrs, scale="keep"),
+    Op.MOVE: OpDef(1, _move_infer, _no_macs, _move, _move, attrs=_move_attrs, scale="keep"),
     Op.CONST: OpDef(0, _const_infer, _no_macs, _const_float, _const_int, quantize=_const_quantize,
                     check_int=_const_check, dequantize=_const_dequantize),
 }

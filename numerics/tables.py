@@ -76,6 +76,88 @@ def leaky_relu(x: np.ndarray, alpha: float = 0.01) -> np.ndarray:
     return np.where(x >= 0, x, f32(alpha) * x).astype(f32)
 
 
+def erf(x: np.ndarray) -> np.ndarray:
+    """erf in float32 by Abramowitz and Stegun 7.1.26 evaluated in float64 (error below 1.5e-7, about
+    one float32 step near 1)."""
+    x = np.asarray(x, np.float64)
+    t = 1.0 / (1.0 + 0.3275911 * np.abs(x))
+    poly = t * (0.254829592 + t * (-0.284496736 + t * (1.421413741 + t * (-1.453152027 + t * 1.061405429))))
+    return (np.sign(x) * (1.0 - poly * np.exp(-x * x))).astype(f32)
+
+
+def gelu(x: np.ndarray) -> np.ndarray:
+    """x · (1 + erf(x / sqrt 2)) / 2 in float32 (PyTorch's nn.GELU, ONNX's Gelu)."""
+    x = np.asarray(x, f32)
+    return (x * (f32(1) + erf(x / f32(np.sqrt(2.0)))) * f32(0.5)).astype(f32)
+
+
+def gelu_tanh(x: np.ndarray) -> np.ndarray:
+    """GELU's tanh approximation (approximate="tanh")."""
+    x = np.asarray(x, f32)
+    return (f32(0.5) * x * (f32(1) + np.tanh(f32(np.sqrt(2 / np.pi)) * (x + f32(0.044715) * x * x * x)))).astype(f32)
+
+
+# a pointwise expression of one tensor, as a postfix program: "x", numbers, and these operators (float32)
+_UNARY_OPS = {"erf": erf, "tanh": lambda v: np.tanh(v).astype(f32), "sigmoid": lambda v: logistic(v),
+              "exp": lambda v: np.exp(v).astype(f32), "sqrt": lambda v: np.sqrt(v).astype(f32),
+              "neg": lambda v: (-v).astype(f32), "abs": lambda v: np.abs(v).astype(f32),
+              "relu": lambda v: np.maximum(v, f32(0)).astype(f32), "reciprocal": lambda v: (f32(1) / v).astype(f32),
+              "softplus": lambda v: np.logaddexp(f32(0), v).astype(f32)}
+_BINARY_OPS = {"add": np.add, "sub": np.subtract, "mul": np.multiply, "div": np.divide, "pow": np.power,
+               "min": np.minimum, "max": np.maximum}
+
+
+def _named(tok: str):
+    """A named function as a program token, its parameters after colons ("leaky_relu:0.1"), or None."""
+    name, *args = tok.split(":")
+    if name not in FUNCTIONS or name == "expr" or len(args) != len(FUNCTIONS[name][1]):
+        return None
+    try:
+        return function(name, dict(zip(FUNCTIONS[name][1], (float(a) for a in args))))
+    except ValueError:
+        return None
+
+
+def check_program(program: str) -> None:
+    """Raises ValueError unless ``program`` is a well-formed postfix expression of x."""
+    depth = 0
+    for tok in program.split():
+        if tok in _BINARY_OPS:
+            depth -= 1
+        elif tok in _UNARY_OPS or _named(tok) is not None:
+            pass
+        elif tok == "x":
+            depth += 1
+        else:
+            try:
+                float(tok)
+            except ValueError:
+                raise ValueError(f"unknown token {tok!r} in the expression {program!r}") from None
+            depth += 1
+        if depth < 1:
+            raise ValueError(f"the expression {program!r} takes an operand it does not have")
+    if depth != 1:
+        raise ValueError(f"the expression {program!r} does not leave exactly one value")
+
+
+def expression(x: np.ndarray, program: str = "x") -> np.ndarray:
+    """A postfix program of x evaluated in float32, each operator rounded as ONNX's float ops are."""
+    x = np.asarray(x, f32)
+    stack: list[np.ndarray] = []
+    with np.errstate(all="ignore"):
+        for tok in program.split():
+            if tok in _BINARY_OPS:
+                b, a = stack.pop(), stack.pop()
+                stack.append(np.asarray(_BINARY_OPS[tok](a, b), f32))
+            elif tok in _UNARY_OPS:
+                stack.append(np.asarray(_UNARY_OPS[tok](stack.pop()), f32))
+            elif tok != "x" and _named(tok) is not None:
+                stack.append(np.asarray(_named(tok)(stack.pop()), f32))
+            else:
+                stack.append(x if tok == "x" else f32(float(tok)))
+    return np.broadcast_to(stack[0], x.shape).astype(f32)
+
+
 # name -> (float32 function of x and the op's parameters, the parameters' names)
 FUNCTIONS: dict[str, tuple[Callable[..., np.ndarray], tuple[str, ...]]] = {
     "sigmoid": (logistic, ()),
@@ -84,13 +166,31 @@ FUNCTIONS: dict[str, tuple[Callable[..., np.ndarray], tuple[str, ...]]] = {
     "hard_swish": (hard_swish, ()),
     "silu": (silu, ()),
     "leaky_relu": (leaky_relu, ("alpha",)),
+    "gelu": (gelu, ()),
+    "gelu_tanh": (gelu_tanh, ()),
+    "expr": (expression, ("program",)),      # any other pointwise chain of one tensor (docs/onnx.md)
 }
+
+# parameters that are text, not numbers
+TEXT_PARAMS = {"program"}
+
+
+def canonical(program: str) -> tuple[str, dict]:
+    """(function, parameters) of a program: one named function of x where it is one (sigmoid, SiLU,
+    LeakyRelu, ...), else ("expr", {"program": program})."""
+    toks = program.split()
+    if len(toks) == 2 and toks[0] == "x" and _named(toks[1]) is not None:
+        name, *args = toks[1].split(":")
+        return name, dict(zip(FUNCTIONS[name][1], (float(a) for a in args)))
+    if toks in (["x", "sigmoid", "x", "mul"], ["x", "x", "sigmoid", "mul"]):
+        return "silu", {}
+    return "expr", {"program": program}
 
 
 def function(name: str, params: dict | None = None) -> Callable[[np.ndarray], np.ndarray]:
     """The float32 function ``name`` with its parameters bound."""
     fn, names = FUNCTIONS[name]
-    kwargs = {k: float(v) for k, v in (params or {}).items() if k in names}
+    kwargs = {k: (v if k in TEXT_PARAMS else float(v)) for k, v in (params or {}).items() if k in names}
     return lambda x: fn(x, **kwargs)
 
 

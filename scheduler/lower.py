@@ -8,7 +8,7 @@ import numpy as np
 
 from sieve.arch.config import ArchConfig
 from sieve.ir.graph import Graph, Node, Op
-from sieve.ir.registry import trailing_broadcast
+from sieve.ir.registry import move_view, trailing_broadcast
 from sieve.ir.types import DType
 from sieve.scheduler.plan import ConvGeom, RowCounts, LayerPlan, Part, ScheduleError, SpadLayout, align, ceil_div
 from sieve.scheduler.layout import hw_weights
@@ -390,6 +390,99 @@ def _lower_resize(graph: Graph, node: Node, arch: ArchConfig, opts: Options) -> 
                      partition="rows" if len(parts) > 1 else "single", parts=parts)
 
 
+def _addresses(order, size: int) -> np.ndarray:
+    """The memory offset of each element of a tensor, in its logical row-major order."""
+    perm = order.perm
+    mem_shape = tuple(order.view_shape[p] for p in perm)
+    return np.arange(size, dtype=np.int64).reshape(mem_shape).transpose(np.argsort(perm)).reshape(-1)
+
+
+MAX_MOVE_RUNS = 1 << 20
+
+
+def move_runs(graph: Graph, node: Node, orders: dict) -> tuple[np.ndarray, np.ndarray]:
+    """(source offset, length) of each contiguous run of a MOVE's output, in output memory order: the
+    view's elements mapped through both tensors' memory orders."""
+    x = graph[node.inputs[0]].out
+    src_of = _addresses(orders[node.inputs[0]], x.size)
+    picked = move_view(node, np.arange(x.size, dtype=np.int64)).reshape(-1)
+    src = np.empty(node.out.size, np.int64)
+    src[_addresses(orders[node.name], node.out.size)] = src_of[picked]
+    starts = np.flatnonzero(np.diff(src) != 1) + 1
+    starts = np.concatenate(([0], starts))
+    lengths = np.diff(np.concatenate((starts, [src.size])))
+    return src[starts], lengths
+
+
+def _move_boxes(src: np.ndarray, lengths: np.ndarray) -> list[tuple[int, int, int, int, int]]:
+    """Runs grouped into 2-D boxes (src, dst, rows, row bytes, src stride): consecutive runs of one length
+    whose sources step by one stride."""
+    boxes, dst, i, n = [], 0, 0, len(src)
+    while i < n:
+        length, j = int(lengths[i]), i + 1
+        stride = int(src[j] - src[i]) if j < n and lengths[j] == length and src[j] > src[i] else 0
+        while j < n and lengths[j] == length and stride and src[j] - src[j - 1] == stride and j - i < 65535:
+            j += 1
+        boxes.append((int(src[i]), dst, j - i, length, stride if j - i > 1 else 0))
+        dst += (j - i) * length
+        i = j
+    return boxes
+
+
+def _move_tiles(boxes, per: int) -> tuple:
+    """The boxes cut into tiles of at most ``per`` output bytes (a box by rows, a row by bytes)."""
+    tiles, cur, used = [], [], 0
+    for src, dst, rows, length, stride in boxes:
+        r = 0
+        while r < rows:
+            if length > per:                          # one row longer than a tile: its pieces
+                for b0 in range(0, length, per):
+                    nb = min(per, length - b0)
+                    if used + nb > per:
+                        tiles.append(tuple(cur))
+                        cur, used = [], 0
+                    cur.append((src + r * stride + b0, dst + r * length + b0, 1, nb, 0))
+                    used += nb
+                r += 1
+                continue
+            fit = min(rows - r, (per - used) // length)
+            if fit == 0:
+                tiles.append(tuple(cur))
+                cur, used = [], 0
+                continue
+            cur.append((src + r * stride, dst + r * length, fit, length, stride if fit > 1 else 0))
+            used += fit * length
+            r += fit
+    if cur:
+        tiles.append(tuple(cur))
+    return tuple(tiles)
+
+
+def _lower_move(graph: Graph, node: Node, arch: ArchConfig, opts: Options) -> LayerPlan:
+    """A view copied: its contiguous runs gathered by strided loads into the scratchpad, passed through the
+    vector unit, stored as contiguous tiles. A view that is already the input's memory (a reshape of a
+    tensor stored in order) moves nothing: an alias."""
+    src, lengths = move_runs(graph, node, opts.orders)
+    if len(src) == 1 and src[0] == 0:
+        return LayerPlan(node.name, "alias", reason="a reshape of its input's memory: no data moves", parts=())
+    if len(src) > MAX_MOVE_RUNS:
+        raise ScheduleError(f"the view moves {len(src)} separate runs of bytes (a transpose of the innermost "
+                            f"axis); at most {MAX_MOVE_RUNS} are supported", node.name)
+    per = min(arch.core.scratchpad_bytes // 4 // 16 * 16, (1 << 24) - 16)
+    if per < 16:
+        raise ScheduleError("the scratchpad cannot hold a tile of the copy", node.name)
+    total = node.out.size
+    tile, est = stream_tile(total, per, 1, 1, 1, arch, 16)
+    tiles = _move_tiles(_move_boxes(src, lengths), tile)
+    parts = flat_parts(len(tiles), opts.cores(arch), "e")
+    rows = sum(t[2] for tile_ in tiles for t in tile_)
+    return LayerPlan(node.name, "move", SpadLayout((("x", tile), ("out", tile))), tile_elems=tile,
+                     est_cycles=est, moves=tiles,
+                     reason=f"{len(src)} runs of bytes gathered by {rows} DMA rows into {len(tiles)} tiles of up to "
+                     f"{tile} bytes" + _split_note(parts, "tiles"),
+                     partition="tiles" if len(parts) > 1 else "single", parts=parts)
+
+
 def _lower_const(graph: Graph, node: Node, arch: ArchConfig, opts: Options) -> LayerPlan:
     return LayerPlan(node.name, "const", reason="a constant in the binary's data: no instructions", parts=())
 
@@ -436,4 +529,5 @@ LOWER: dict[Op, Callable[[Graph, Node, ArchConfig, Options], LayerPlan]] = {
     Op.RESIZE: _lower_resize,
     Op.BMM: _lower_bmm,
     Op.QSOFTMAX: _lower_qsoftmax,
+    Op.MOVE: _lower_move,
 }

@@ -47,7 +47,7 @@ def _image_parts(graph: Graph, plan: LayerPlan, core: int, images: int) -> tuple
     node = graph[plan.node]
     if images < 2 or node.out.shape[0] != images:
         return (Part(core),)
-    if plan.kind == "matmul" and (plan.geom.n != images or plan.geom.batched):
+    if plan.kind == "move" or (plan.kind == "matmul" and (plan.geom.n != images or plan.geom.batched)):
         return (Part(core),)
     per = node.out.size // images                       # elements per image (channel-last: contiguous)
     if plan.kind in ("affine", "concat", "scale"):

@@ -236,6 +236,9 @@ class LayerPlan:
     reason: str = ""
     partition: str = "single"          # how the layer is split across cores (scheduler.partition)
     parts: tuple[Part, ...] = (Part(0),)   # one per working core
+    # move: the tiles in output order, each a tuple of gathers (src byte offset, dst byte offset, rows,
+    # row bytes, src row stride) filling one contiguous stretch of the output; parts split the tiles
+    moves: tuple = ()
 
 
 @dataclass(frozen=True)

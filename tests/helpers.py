@@ -33,9 +33,9 @@ def check_bitexact(qgraph: Graph, arch: ArchConfig, inputs: dict[str, np.ndarray
     ref = run_int(qgraph, q_in)
     for name, want in ref.items():
         if want.dtype == np.float32:                 # the host's softmax: the same float computation
-            np.testing.assert_array_equal(result.floats[name], want)
+            np.testing.assert_array_equal(result.floats[qgraph.io_name(name)], want)
             continue
-        got = result.outputs[name]
+        got = result.outputs[qgraph.io_name(name)]
         assert got.dtype == np.int8 and got.shape == want.shape
         if not np.array_equal(got, want):
             bad = np.argwhere(got != want)

@@ -14,6 +14,8 @@ from sieve_numerics.tables import FUNCTIONS
 from tests.helpers import check_bitexact, quantize, random_calibration, small_arch
 from tests.onnx.ort_models import elem, finish, ort_run
 
+# functions with parameters: a LeakyRelu slope, a pointwise chain (GELU as PyTorch exports it, by erf)
+FN_PARAMS = {"leaky_relu": {"alpha": 0.1}, "expr": {"program": "x 1.4142135 div erf 1.0 add 0.5 mul x mul"}}
 ARCHS = st.sampled_from(["small", "default", "multicore", "own_path"])
 
 
@@ -36,7 +38,7 @@ def test_lut_and_mul_are_bitexact(arch, fn, n, c, hw, per_channel, partition, sp
     b.input("x", (n, c, hw, hw))
     b.add("conv", Op.CONV2D, ["x"], {"out_channels": c, "kernel": 1},
           {"w": rng.standard_normal((c, c, 1, 1)) * spread})
-    b.add("f", Op.LUT, ["conv"], {"fn": fn, "alpha": 0.1} if fn == "leaky_relu" else {"fn": fn})
+    b.add("f", Op.LUT, ["conv"], {"fn": fn, **FN_PARAMS.get(fn, {})})
     if per_channel:
         b.add("pool", Op.GLOBALAVGPOOL, ["f"])
         b.add("gate", Op.LUT, ["pool"], {"fn": "sigmoid"})
