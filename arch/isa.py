@@ -48,7 +48,8 @@ class Opcode(enum.IntEnum):
     LUT = 10        # int8 -> int8 through a 256-entry table in the scratchpad (element-wise functions)
     MUL = 11        # int8 * int8 (the second operand repeating every b_count elements) -> int8
     WIDEN = 12      # int8 tile minus a zero point -> int16 (optionally transposed): an activation as weights
-    SOFTMAX = 13    # rows of int8 -> int8 softmax over each row (onnxruntime's QLinearSoftmax, a float32 exp table)
+    SOFTMAX = 13    # rows of int8 -> int8 softmax over each row (integer exp table, or onnxruntime's QLinearSoftmax)
+    LAYERNORM = 14  # rows of int8 -> int8 LayerNorm over each row (integer mean, variance, Newton isqrt), gamma, beta
 
 
 class Queue(enum.IntEnum):
@@ -61,7 +62,7 @@ QUEUE_OF = {Opcode.HALT: Queue.COMPUTE, Opcode.LOAD: Queue.LOAD, Opcode.STORE: Q
             Opcode.MATMUL: Queue.COMPUTE, Opcode.REQUANT: Queue.COMPUTE, Opcode.ADD: Queue.COMPUTE,
             Opcode.MAXPOOL: Queue.COMPUTE, Opcode.RELU: Queue.COMPUTE, Opcode.AFFINE: Queue.COMPUTE,
             Opcode.WAIT: Queue.LOAD, Opcode.LUT: Queue.COMPUTE, Opcode.MUL: Queue.COMPUTE,
-            Opcode.WIDEN: Queue.COMPUTE, Opcode.SOFTMAX: Queue.COMPUTE}
+            Opcode.WIDEN: Queue.COMPUTE, Opcode.SOFTMAX: Queue.COMPUTE, Opcode.LAYERNORM: Queue.COMPUTE}
 
 _DMA = [("dram_addr", "u", 32), ("spad_addr", "u", 24), ("rows", "u", 16), ("row_bytes", "u", 24),
         ("dram_stride", "u", 32), ("spad_stride", "u", 24)]
@@ -100,7 +101,9 @@ FIELDS: dict[Opcode, list[tuple[str, str, int]]] = {
     Opcode.WIDEN: [("src_addr", "u", 24), ("dst_addr", "u", 24), ("rows", "u", 16), ("cols", "u", 16),
                    ("zp", "s", 8), ("transpose", "u", 1)],
     Opcode.SOFTMAX: [("src_addr", "u", 24), ("dst_addr", "u", 24), ("rows", "u", 16), ("cols", "u", 16),
-                     ("table_addr", "u", 24), ("ys", "f", 32), ("zy", "s", 8), ("mode", "u", 1)],
+                     ("table_addr", "u", 24), ("ys", "f", 32), ("zy", "s", 8), ("mode", "u", 2)],
+    Opcode.LAYERNORM: [("src_addr", "u", 24), ("dst_addr", "u", 24), ("rows", "u", 16), ("cols", "u", 16),
+                       ("param_addr", "u", 24), ("zx", "s", 8), ("eps", "u", 32), ("m", "f", 32), ("zy", "s", 8)],
 }
 
 for _op, _fields in FIELDS.items():
@@ -137,6 +140,7 @@ def _args_function(op: Opcode):
 
 _ARGS = {op: _args_function(op) for op in Opcode}
 ADD_MODES = {"s8": 0, "u8": 1, "float": 2}     # the ADD and MUL instructions' arithmetic (docs/isa.md)
+SOFTMAX_MODES = {"s8": 0, "u8": 1, "int": 2}   # the SOFTMAX instruction's arithmetic
 
 
 @dataclass(frozen=True)

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from sieve.arch.isa import ADD_MODES, Opcode
+from sieve.arch.isa import ADD_MODES, SOFTMAX_MODES, Opcode
 from sieve_numerics import integer
 from sieve.codegen.emit import Box, Emitter, Slots
 from sieve.codegen.layout import CodegenError, DataImage
@@ -454,28 +454,54 @@ def emit_bmm(em: Emitter, graph: Graph, node: Node, plan: LayerPlan, part, layou
 
 def pack_softmax(graph: Graph, node: Node, plan: LayerPlan, orders: dict, data: DataImage, lanes: int,
                  pe_rows: int) -> tuple[int, int]:
-    blob = node.params["table"].astype("<f4").tobytes()
+    """The exp table: int32 (integer-only) or float32 (onnxruntime's arithmetic), 1 KiB either way."""
+    t = node.params["table"]
+    blob = t.astype("<i4" if t.dtype == np.int32 else "<f4").tobytes()
     return data.put(blob), len(blob)
 
 
-def emit_softmax(em: Emitter, graph: Graph, node: Node, plan: LayerPlan, part, layouts, table) -> None:
-    """The exp table once, then tiles of whole rows: load, SOFTMAX, store."""
-    d = node.out.shape[-1]
+def pack_layernorm(graph: Graph, node: Node, plan: LayerPlan, orders: dict, data: DataImage, lanes: int,
+                   pe_rows: int) -> tuple[int, int]:
+    """int32 gamma then int32 beta, one of each per feature."""
+    blob = node.params["gamma"].astype("<i4").tobytes() + node.params["beta"].astype("<i4").tobytes()
+    return data.put(blob), len(blob)
+
+
+def _softmax_instr(em: Emitter, node: Node, a_addr: int, o_addr: int, nr: int, d: int, p_addr: int,
+                   o_free: int) -> None:
     q = node.out.quant
+    em.compute(Opcode.SOFTMAX, out_free_wait=o_free, src_addr=a_addr, dst_addr=o_addr, rows=nr, cols=d,
+               table_addr=p_addr, ys=float(q.scale[0]), zy=q.zp, mode=SOFTMAX_MODES[add_arith(node)])
+
+
+def _layernorm_instr(em: Emitter, node: Node, a_addr: int, o_addr: int, nr: int, d: int, p_addr: int,
+                     o_free: int, zx: int) -> None:
+    em.compute(Opcode.LAYERNORM, out_free_wait=o_free, src_addr=a_addr, dst_addr=o_addr, rows=nr, cols=d,
+               param_addr=p_addr, zx=zx, eps=node.attrs["eps_q"], m=float(node.params["requant"][0]),
+               zy=node.out.quant.zp)
+
+
+def emit_rows(em: Emitter, graph: Graph, node: Node, plan: LayerPlan, part, layouts, consts) -> None:
+    """The constants (exp table, or gamma and beta) once, then tiles of whole rows: load, the row
+    instruction (SOFTMAX or LAYERNORM), store."""
+    d = node.out.shape[-1]
     offs = plan.spad.offsets()
     pslots, aslots, oslots = Slots(offs["p"]), Slots(offs["a"]), Slots(offs["out"])
     src, dst = layouts[node.inputs[0]].addr, layouts[node.name].addr
     r_lo, r_hi = part.range("e", node.out.size // d)
+    zx = graph[node.inputs[0]].out.quant.zp
     for r0, nr in split(r_hi - r_lo, plan.tile_elems):
         r0 += r_lo
-        p_addr, fresh, free = pslots.acquire("table")
+        p_addr, fresh, free = pslots.acquire("consts")
         if fresh:
-            em.load([(table[0], p_addr, 1, table[1], 0, 0)], free)
+            em.load([(consts[0], p_addr, 1, consts[1], 0, 0)], free)
         a_addr, _, free = aslots.acquire()
         em.load([(src + r0 * d, a_addr, 1, nr * d, 0, 0)], free)
         o_addr, _, o_free = oslots.acquire()
-        em.compute(Opcode.SOFTMAX, out_free_wait=o_free, src_addr=a_addr, dst_addr=o_addr, rows=nr, cols=d,
-                   table_addr=p_addr, ys=float(q.scale[0]), zy=q.zp, mode=int(add_arith(node) == "u8"))
+        if plan.kind == "layernorm":
+            _layernorm_instr(em, node, a_addr, o_addr, nr, d, p_addr, o_free, zx)
+        else:
+            _softmax_instr(em, node, a_addr, o_addr, nr, d, p_addr, o_free)
         step = em.end_step()
         pslots.release(step)
         aslots.release(step)
@@ -507,7 +533,7 @@ def emit_nothing(em: Emitter, graph: Graph, node: Node, plan: LayerPlan, part, l
 
 
 CONSTANTS = {"matmul": pack_weights, "affine": pack_affine, "eltwise": pack_eltwise, "const": pack_const,
-             "bmm": pack_bmm, "softmax": pack_softmax}
+             "bmm": pack_bmm, "softmax": pack_softmax, "layernorm": pack_layernorm}
 EMIT = {"matmul": emit_matmul, "affine": emit_affine, "pool": emit_pool, "eltwise": emit_eltwise, "concat": emit_concat,
         "scale": emit_scale, "const": emit_nothing, "resize": emit_resize, "bmm": emit_bmm,
-        "softmax": emit_softmax, "move": emit_move}
+        "softmax": emit_rows, "layernorm": emit_rows, "move": emit_move}

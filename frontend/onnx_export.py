@@ -18,7 +18,7 @@ import numpy as np
 
 from sieve.frontend.errors import FrontendError
 from sieve.ir.graph import Graph, Node, Op
-from sieve.ir.registry import act_bounds, add_arith, opdef
+from sieve.ir.registry import act_bounds, add_arith, move_view, opdef
 from sieve.ir.types import DType
 
 OPSET = 17
@@ -172,6 +172,24 @@ def _export_bmm(w: _Writer, graph: Graph, node: Node, f: str) -> str:
     return w.node("MatMul", [a, b], f)
 
 
+def _export_layernorm(w: _Writer, graph: Graph, node: Node, f: str) -> str:
+    """LayerNormalization with the float gamma and beta the integer ones stand for (onnxruntime computes it
+    in float, Sieve in integers: results can differ by a step)."""
+    p = opdef(node.op).dequantize(node, [graph[i].out for i in node.inputs])
+    gamma, beta = w.init(f"{node.name}.gamma", p["gamma"]), w.init(f"{node.name}.beta", p["beta"])
+    return w.node("LayerNormalization", [w.dequantize(node.inputs[0]), gamma, beta], f, axis=-1,
+                  epsilon=float(node.attrs.get("eps", 1e-5)))
+
+
+def _export_move(w: _Writer, graph: Graph, node: Node, f: str) -> str:
+    """The view as a Gather of the flattened input by the view's element indices."""
+    x = graph[node.inputs[0]].out
+    idx = move_view(node, np.arange(x.size, dtype=np.int64)).reshape(node.attrs["to"])
+    flat = w.node("Reshape", [w.dequantize(node.inputs[0]), w.init(f"{node.name}.flat", np.array([-1], np.int64))],
+                  f"{node.name}__flat")
+    return w.node("Gather", [flat, w.init(f"{node.name}.indices", np.ascontiguousarray(idx))], f, axis=0)
+
+
 def _export_resize(w: _Writer, graph: Graph, node: Node, f: str) -> str:
     sh, sw = node.attrs["scale"]
     scales = w.init(f"{node.name}.scales", np.array([1, 1, sh, sw], np.float32))
@@ -185,7 +203,8 @@ EXPORT = {Op.CONV2D: _export_matmul, Op.DENSE: _export_matmul, Op.ADD: _export_b
           Op.MUL: _export_binary("Mul"), Op.MAXPOOL: _export_plain("MaxPool"), Op.RELU: _export_plain("Relu"),
           Op.FLATTEN: _export_plain("Flatten", axis=1), Op.GLOBALAVGPOOL: _export_plain("GlobalAveragePool"),
           Op.CONCAT: _export_plain("Concat", axis=1), Op.LUT: _export_lut, Op.RESIZE: _export_resize,
-          Op.QSOFTMAX: _export_plain("Softmax", axis=-1), Op.BMM: _export_bmm}
+          Op.QSOFTMAX: _export_plain("Softmax", axis=-1), Op.BMM: _export_bmm, Op.LAYERNORM: _export_layernorm,
+          Op.MOVE: _export_move}
 
 
 def export_qdq(graph: Graph):

@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import numpy as np
-from sieve_numerics.integer import qlinear_softmax_table
+from sieve_numerics.integer import int_softmax_table, qlinear_softmax_table
 from sieve_numerics.tables import FUNCTIONS, build_table
 
 from sieve.frontend.onnx_import import HANDLERS, _Importer, _Q
@@ -1078,6 +1078,43 @@ def _split(imp: _Importer, node) -> None:
         start += size
 
 
+@handles("LayerNormalization")
+def _layernorm(imp: _Importer, node) -> None:
+    """Over the last axis, gamma and beta constants: integer mean, variance and square root on the vector
+    unit (numerics.integer.int_layernorm)."""
+    a = imp.attrs(node)
+    x, out = node.input[0], node.output[0]
+    src = imp.dq.get(x, x)
+    rank = len(imp.shape(src))
+    if a.get("axis", -1) not in (-1, rank - 1):
+        raise imp.error(f"LayerNormalization over axis {a.get('axis')} is not supported (the last axis only)", node)
+    d = imp.shape(src)[-1]
+    gamma = np.broadcast_to(_float_const(imp, node, node.input[1], "scale"), (d,)).astype(np.float32)
+    beta = (np.broadcast_to(_float_const(imp, node, node.input[2], "bias"), (d,)).astype(np.float32)
+            if len(node.input) > 2 and node.input[2] else np.zeros(d, np.float32))
+    eps = float(a.get("epsilon", 1e-5))
+    if len(node.output) > 1 and any(node.output[1:]):
+        raise imp.error("LayerNormalization's mean and inverse deviation outputs are not supported", node)
+    if x in imp.dq:
+        imp.pending[out] = ("layernorm", (src, gamma, beta, eps))
+        return
+    imp.emit(out, Op.LAYERNORM, [x], {"eps": eps}, {"gamma": gamma, "beta": beta})
+
+
+def _finish_layernorm(imp, out, yq, src, gamma, beta, eps):
+    """DequantizeLinear -> LayerNormalization -> QuantizeLinear: Sieve's integer LayerNorm at the model's
+    scales (onnxruntime computes it in float: the two can differ by a step)."""
+    from sieve_numerics.integer import int_layernorm_params
+    xq, q = imp.qinfo[src].activation(), yq.activation()
+    g, b, eps_q, m = int_layernorm_params(gamma, beta, eps, imp.shape(src)[-1], xq.scale[0], q.scale[0])
+    imp.emit(out, Op.LAYERNORM, [src], {"eps": eps, "eps_q": eps_q},
+             {"gamma": g, "beta": b, "requant": np.array([m], np.float32)}, DType.INT8, q)
+    imp.qinfo[out] = yq
+
+
+FINISH["layernorm"] = _finish_layernorm
+
+
 @handles("Softmax")
 def _softmax(imp: _Importer, node) -> None:
     """Softmax over the last axis: at the end of a network, on the host in float after the accelerator;
@@ -1100,10 +1137,14 @@ def _softmax(imp: _Importer, node) -> None:
 
 
 def _finish_qsoftmax(imp, out, yq, src):
+    """onnxruntime's QLinearSoftmax arithmetic; in a model Sieve quantized, its own integer-only softmax
+    (ONNX has no op for it: the file says Softmax, and onnxruntime's result can differ by a step)."""
     xq = imp.qinfo[src].activation()
-    table = qlinear_softmax_table(xq.scale[0], imp.shape(src)[-1])
-    imp.emit(out, Op.QSOFTMAX, [src], {"arith": "u8" if yq.ort_u8 else "s8"}, {"table": table}, DType.INT8,
-             yq.activation())
+    if imp.int8_io:
+        arith, table = "int", int_softmax_table(xq.scale[0])
+    else:
+        arith, table = "u8" if yq.ort_u8 else "s8", qlinear_softmax_table(xq.scale[0], imp.shape(src)[-1])
+    imp.emit(out, Op.QSOFTMAX, [src], {"arith": arith}, {"table": table}, DType.INT8, yq.activation())
     imp.qinfo[out] = yq
 
 

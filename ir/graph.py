@@ -50,6 +50,7 @@ class Op(enum.Enum):
     BMM = "bmm"              # product of two activations [.., M, K] x [.., K, N] (attention's Q·Kᵀ, P·V)
     RESIZE = "resize"        # nearest-neighbour upsampling by integer factors (each pixel repeated)
     CONST = "const"          # a constant tensor (a bias added after a MatMul, position embeddings)
+    LAYERNORM = "layernorm"  # normalization over the last axis, then gamma and beta (integer mean, variance, isqrt)
     MOVE = "move"            # a strided view of a tensor, copied: reshapes and transposes (attention heads)
 
 

@@ -23,6 +23,29 @@ def _feed(graph: Graph, inputs: Mapping[str, np.ndarray]) -> dict[str, np.ndarra
     return env
 
 
+def graph_batch(graph: Graph) -> int:
+    return graph.inputs[0].out.shape[0] if graph.inputs else 1
+
+
+def _in_model_batches(run):
+    """Most ops compute any batch of their input; a MOVE's view spans the model's own batch (a transpose may
+    mix it with other axes). A graph with one runs in chunks of the model's batch, results concatenated."""
+    def chunked(graph: Graph, inputs: Mapping[str, np.ndarray], keep_all: bool = False, **kw):
+        gb = graph_batch(graph)
+        n = len(next(iter(inputs.values()))) if inputs else gb
+        if n == gb or not any(node.op is Op.MOVE for node in graph):
+            return run(graph, inputs, keep_all, **kw)
+        if n % gb:
+            raise IRError(f"a batch of {n} is not a multiple of the model's batch of {gb} (its views of "
+                          "tensors span the batch)", hint="compile with the batch you run, or pad the inputs")
+        parts = [run(graph, {k: v[i:i + gb] for k, v in inputs.items()}, keep_all, **kw) for i in range(0, n, gb)]
+        return {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
+    chunked.__doc__ = run.__doc__
+    chunked.__name__ = run.__name__
+    return chunked
+
+
+@_in_model_batches
 def run_float(graph: Graph, inputs: Mapping[str, np.ndarray], keep_all: bool = False,
               observe: Callable[[str, np.ndarray], None] | None = None) -> dict[str, np.ndarray]:
     """Run a float graph; returns the graph outputs (or every tensor with keep_all). ``observe`` sees
@@ -42,6 +65,7 @@ def run_float(graph: Graph, inputs: Mapping[str, np.ndarray], keep_all: bool = F
     return env if keep_all else {o: env[o] for o in graph.outputs}
 
 
+@_in_model_batches
 def run_int(graph: Graph, inputs: Mapping[str, np.ndarray], keep_all: bool = False) -> dict[str, np.ndarray]:
     """Run a quantized graph on int8 inputs; returns int8 outputs (or every tensor)."""
     env = _feed(graph, inputs)

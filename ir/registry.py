@@ -680,8 +680,16 @@ def _qsoftmax_float(node: Node, xs: Arrays) -> np.ndarray:
     return Q.softmax_host(xs[0], -1)
 
 
+# The arithmetic of a softmax inside the network: "int" integer-only (numerics.integer.int_softmax: an
+# integer exp table, an integer row sum and reciprocal), what Sieve quantizes float models to; "u8"/"s8"
+# onnxruntime's QLinearSoftmax on uint8/int8 tensors (a float32 exp table), what imported models keep.
+SOFTMAX_ARITHS = ("int", "u8", "s8")
+
+
 def _qsoftmax_int(node: Node, xs: Arrays, ins: Types) -> np.ndarray:
     q = node.out.quant
+    if add_arith(node) == "int":
+        return Q.int_softmax(xs[0], node.params["table"], q.scale[0], q.zp)
     return Q.qlinear_softmax(xs[0], node.params["table"], q.scale[0], q.zp, add_arith(node) == "u8")
 
 
@@ -690,16 +698,74 @@ def qsoftmax_table(x: TensorType) -> np.ndarray:
 
 
 def _qsoftmax_quantize(node: Node, ins: Types, out: TensorType) -> tuple[dict, dict]:
-    # int8 tensors of Sieve's QDQ export become uint8 in onnxruntime: its uint8 kernel
-    return {"table": qsoftmax_table(ins[0])}, {"arith": "u8"}
+    return {"table": Q.int_softmax_table(ins[0].quant.scale[0])}, {"arith": "int"}
 
 
 def _qsoftmax_check(node: Node, ins: Types) -> None:
+    arith = add_arith(node)
+    if arith not in SOFTMAX_ARITHS:
+        raise IRError(f"softmax arithmetic '{arith}' is not one of {', '.join(SOFTMAX_ARITHS)}", node.name)
     t = node.params.get("table")
-    if t is None or t.dtype != np.float32 or t.shape != (256,):
-        raise IRError("parameter 'table' must be float32 with 256 entries", node.name)
-    if add_arith(node) not in ("u8", "s8"):
-        raise IRError(f"softmax arithmetic '{add_arith(node)}' is not one of u8, s8", node.name)
+    want = np.int32 if arith == "int" else np.float32
+    if t is None or t.dtype != want or t.shape != (256,):
+        raise IRError(f"parameter 'table' must be {np.dtype(want).name} with 256 entries", node.name)
+
+
+# ---------------------------------------------------------------- LayerNorm
+
+def _layernorm_attrs(a: dict) -> dict:
+    a["eps"] = float(a.get("eps", 1e-5))
+    if not a["eps"] >= 0:
+        raise IRError(f"LayerNorm epsilon must be non-negative, got {a['eps']}")
+    return a
+
+
+def _layernorm_infer(node: Node, ins: Types) -> tuple[int, ...]:
+    d = ins[0].shape[-1]
+    for key in ("gamma", "beta"):
+        if node.params[key].shape != (d,):
+            raise IRError(f"parameter '{key}' must have one value per feature ({d}), has shape "
+                          f"{list(node.params[key].shape)}", node.name)
+    return ins[0].shape
+
+
+def _layernorm_float(node: Node, xs: Arrays) -> np.ndarray:
+    """As PyTorch and onnxruntime define it: float32 mean and (biased) variance over the last axis."""
+    x = np.asarray(xs[0], np.float32)
+    mean = x.mean(axis=-1, keepdims=True, dtype=np.float32)
+    d = x - mean
+    var = (d * d).mean(axis=-1, keepdims=True, dtype=np.float32)
+    y = d / np.sqrt(var + np.float32(node.attrs["eps"]))
+    return (y * node.params["gamma"].astype(np.float32) + node.params["beta"].astype(np.float32)).astype(np.float32)
+
+
+def _layernorm_int(node: Node, xs: Arrays, ins: Types) -> np.ndarray:
+    p, q = node.params, node.out.quant
+    return Q.int_layernorm(xs[0], ins[0].quant.zp, p["gamma"], p["beta"], node.attrs["eps_q"], p["requant"][0],
+                           q.zp)
+
+
+def _layernorm_quantize(node: Node, ins: Types, out: TensorType) -> tuple[dict, dict]:
+    g, b, eps_q, m = Q.int_layernorm_params(node.params["gamma"], node.params["beta"], node.attrs["eps"],
+                                            ins[0].shape[-1], ins[0].quant.scale[0], out.quant.scale[0])
+    return {"gamma": g, "beta": b, "requant": np.array([m], np.float32)}, {"eps_q": eps_q}
+
+
+def _layernorm_check(node: Node, ins: Types) -> None:
+    for key, dt, shape in (("gamma", np.int32, (ins[0].shape[-1],)), ("beta", np.int32, (ins[0].shape[-1],)),
+                           ("requant", np.float32, (1,))):
+        v = node.params.get(key)
+        if v is None or v.dtype != dt or v.shape != shape:
+            raise IRError(f"parameter '{key}' must be {np.dtype(dt).name} of shape {list(shape)}", node.name)
+    if not 0 <= int(node.attrs.get("eps_q", -1)) < 2**32:
+        raise IRError("attribute 'eps_q' must be an unsigned 32-bit integer", node.name)
+
+
+def _layernorm_dequantize(node: Node, ins: Types) -> dict:
+    s_acc = float(node.params["requant"][0]) * float(node.out.quant.scale[0])
+    s_g = s_acc * 2.0 ** Q.LAYERNORM_FRAC_BITS
+    return {"gamma": (node.params["gamma"] * s_g).astype(np.float32),
+            "beta": (node.params["beta"] * s_acc).astype(np.float32)}
 
 
 # ---------------------------------------------------------------- data movement
@@ -794,6 +860,8 @@ REGISTRY: dict[Op, OpDef] = {
     Op.BMM: OpDef(2, _bmm_infer, _bmm_macs, _bmm_float, _bmm_int, attrs=_bmm_attrs, quantize=_bmm_quantize,
                   check_int=_bmm_check),
     Op.RESIZE: OpDef(1, _resize_infer, _no_macs, _resize, _resize, attrs=_resize_attrs, scale="keep"),
+    Op.LAYERNORM: OpDef(1, _layernorm_infer, _no_macs, _layernorm_float, _layernorm_int, attrs=_layernorm_attrs,
+                        quantize=_layernorm_quantize, check_int=_layernorm_check, dequantize=_layernorm_dequantize),
     Op.MOVE: OpDef(1, _move_infer, _no_macs, _move, _move, attrs=_move_attrs, scale="keep"),
     Op.CONST: OpDef(0, _const_infer, _no_macs, _const_float, _const_int, quantize=_const_quantize,
                     check_int=_const_check, dequantize=_const_dequantize),

@@ -160,3 +160,66 @@ def qlinear_softmax(x: np.ndarray, table: np.ndarray, y_scale: float, zy: int, u
     if u8:
         return (np.minimum(q + zy + 128, 255) - 128).astype(np.int8)
     return np.minimum(q + zy, 127).astype(np.int8)
+
+
+# ---------------------------------------------------------------- integer-only softmax and LayerNorm
+# (the vector unit's row operations; no float arithmetic per element, docs/numerics.md)
+
+SOFTMAX_EXP_BITS = 15        # exp table entries: round(2^15 · exp(-d · S)) for d = max - q in 0..255
+SOFTMAX_OUT_BITS = 16        # the normalized probability before requantization: p · 2^16
+
+
+def int_softmax_table(x_scale: float) -> np.ndarray:
+    """int32 [256]: entry d is round(2^15 · exp(-d · S)), the exp of a value d input steps below its row's
+    maximum (an int8 row spans at most 255 steps, so 256 entries cover every difference)."""
+    d = np.arange(256, dtype=np.float64)
+    return np.rint(np.exp(-d * float(np.float32(x_scale))) * (1 << SOFTMAX_EXP_BITS)).astype(np.int32)
+
+
+def int_softmax(x: np.ndarray, table: np.ndarray, y_scale, zy: int) -> np.ndarray:
+    """Softmax over the last axis in integers: e = table[max - q] per element, the integer row sum, one
+    integer reciprocal 2^47 // sum per row, p = (e · recip + 2^30) >> 31 (p / 2^16 the probability), then
+    requantized as a matmul's accumulator: clamp(rhe(f32(p) · f32(2^-16 / y_scale)) + zy)."""
+    q = np.asarray(x, np.int8).astype(np.int64)
+    e = np.asarray(table, np.int64)[q.max(axis=-1, keepdims=True) - q]
+    total = e.sum(axis=-1, keepdims=True)                        # >= 2^15: the maximum's own entry
+    recip = np.floor_divide(np.int64(1) << 47, total)
+    p = np.right_shift(e * recip + (np.int64(1) << 30), 31)
+    m = np.float32(np.float32(2.0 ** -SOFTMAX_OUT_BITS) / np.float32(y_scale))
+    return requantize(p.astype(np.int32), m, zy)
+
+
+LAYERNORM_FRAC_BITS = 8      # (x - mean) / std carries 8 fraction bits into the gamma product
+
+
+def int_layernorm(x: np.ndarray, zx: int, gamma: np.ndarray, beta: np.ndarray, eps_q: int, scale,
+                  zy: int) -> np.ndarray:
+    """LayerNorm over the last axis in integers (I-BERT's structure): with n values per row and q = x - zx,
+    c = n·q - Σq (n times the deviation, exact), v = Σc² // n + eps_q (n² times the variance plus epsilon,
+    both in input steps squared), s = isqrt(v) by Newton's iteration (n times the standard deviation),
+    z = floor(c · 2^8 / s) per element (the normalized value, 8 fraction bits), acc = z · gamma + beta
+    (int32 per channel) requantized by ``scale``. The input zero point cancels in c."""
+    from sieve_numerics.ibert import i_sqrt
+    q = np.asarray(x, np.int8).astype(np.int64) - int(zx)
+    n = q.shape[-1]
+    c = q * n - q.sum(axis=-1, keepdims=True)
+    v = (c * c).sum(axis=-1, keepdims=True) // n + int(eps_q)
+    s = np.maximum(i_sqrt(v), 1)
+    z = np.floor_divide(np.left_shift(c, LAYERNORM_FRAC_BITS), s)
+    acc = z * np.asarray(gamma, np.int64) + np.asarray(beta, np.int64)
+    acc = np.clip(acc, -2**31, 2**31 - 1)
+    return requantize(acc.astype(np.int32), scale, zy)
+
+
+def int_layernorm_params(gamma: np.ndarray, beta: np.ndarray, eps: float, n: int, x_scale, y_scale):
+    """(gamma int32, beta int32, eps_q, float32 multiplier) of an integer LayerNorm: gamma on a symmetric
+    15-bit grid of its largest magnitude, beta at that scale times 2^-8, epsilon in input steps squared
+    times n² (saturated at 2^32 - 1)."""
+    g = np.asarray(gamma, np.float64)
+    s_g = max(float(np.abs(g).max(initial=0.0)), 1e-30) / 32767.0
+    gq = np.clip(np.rint(g / s_g), -32767, 32767).astype(np.int32)
+    s_acc = s_g * 2.0 ** -LAYERNORM_FRAC_BITS
+    bq = np.clip(np.rint(np.asarray(beta, np.float64) / s_acc), -2**31, 2**31 - 1).astype(np.int32)
+    sx = float(np.float32(x_scale))
+    eps_q = int(min(np.floor(eps * n * n / (sx * sx)), 2**32 - 1))
+    return gq, bq, eps_q, np.float32(np.float32(s_acc) / np.float32(y_scale))

@@ -73,7 +73,7 @@ def _rows_last(graph: Graph, node: Node, orders: dict) -> MemoryOrder:
     innermost)."""
     src = orders[node.inputs[0]]
     if src.perm != _natural(src.view_shape) or len(src.view_shape) == 4:
-        raise ScheduleError("a softmax needs its last axis innermost in memory (tensors of rank 2 or 3)",
+        raise ScheduleError(f"a {node.op.value} needs its last axis innermost in memory (tensors of rank 2 or 3)",
                             node.name)
     return src
 
@@ -85,7 +85,7 @@ def _natural_order(graph: Graph, node: Node, orders: dict) -> MemoryOrder:
 # how each op stores its output, given its inputs' orders (ops not listed: the natural order)
 ORDER = {Op.FLATTEN: _view, Op.SOFTMAX: _view, Op.AFFINE: _channels_last, Op.ADD: _elementwise,
          Op.RELU: _elementwise, Op.CONCAT: _concat, Op.LUT: _elementwise, Op.MUL: _multiply,
-         Op.QSOFTMAX: _rows_last}
+         Op.QSOFTMAX: _rows_last, Op.LAYERNORM: _rows_last}
 
 
 def memory_orders(graph: Graph) -> dict[str, MemoryOrder]:

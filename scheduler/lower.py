@@ -328,22 +328,31 @@ def _lower_alias(graph: Graph, node: Node, arch: ArchConfig, opts: Options) -> L
     return LayerPlan(node.name, "alias", reason="a view of its input: no data moves", parts=())
 
 
-def _lower_qsoftmax(graph: Graph, node: Node, arch: ArchConfig, opts: Options) -> LayerPlan:
-    """Tiles of whole rows (the softmax axis is the last, contiguous in memory); the 1 KiB exp table
-    loaded once."""
+def _lower_rows(node: Node, arch: ArchConfig, opts: Options, kind: str, const_bytes: int, ops: int,
+                what: str) -> LayerPlan:
+    """Tiles of whole rows (the op's axis is the last, contiguous in memory), ``const_bytes`` of constants
+    loaded once, ``ops`` vector operations per element."""
     d = node.out.shape[-1]
     rows = node.out.size // d
     parts = flat_parts(rows, opts.cores(arch), "e")
     longest = _longest(parts, "e", rows)
-    per = (arch.core.scratchpad_bytes - 2 * 1024) // 4 // align(d)
+    per = (arch.core.scratchpad_bytes - 2 * align(const_bytes)) // 4 // align(d)
     if per < 1:
-        raise ScheduleError(f"one softmax row of {d} values does not fit the scratchpad", node.name)
-    tile, est = stream_tile(longest, min(longest, per, 65535, ((1 << 24) - 16) // d), d, d, 5 * d, arch)
-    layout = SpadLayout((("p", 1024), ("a", tile * d), ("out", tile * d)))
+        raise ScheduleError(f"one row of {d} values and {what} do not fit the scratchpad", node.name)
+    tile, est = stream_tile(longest, min(longest, per, 65535, ((1 << 24) - 16) // d), d, d, ops * d, arch)
+    layout = SpadLayout((("p", const_bytes), ("a", tile * d), ("out", tile * d)))
     steps = ceil_div(longest, tile)
-    return LayerPlan(node.name, "softmax", layout, tile_elems=tile, est_cycles=est,
-                     reason=f"{tile} rows of {d} per tile, the exp table loaded once; {steps} steps"
+    return LayerPlan(node.name, kind, layout, tile_elems=tile, est_cycles=est,
+                     reason=f"{tile} rows of {d} per tile, {what} loaded once; {steps} steps"
                      + _split_note(parts, "rows"), partition="rows" if len(parts) > 1 else "single", parts=parts)
+
+
+def _lower_qsoftmax(graph: Graph, node: Node, arch: ArchConfig, opts: Options) -> LayerPlan:
+    return _lower_rows(node, arch, opts, "softmax", 1024, 5, "the 256-entry exp table")
+
+
+def _lower_layernorm(graph: Graph, node: Node, arch: ArchConfig, opts: Options) -> LayerPlan:
+    return _lower_rows(node, arch, opts, "layernorm", 8 * node.out.shape[-1], 7, "gamma and beta")
 
 
 def _lower_bmm(graph: Graph, node: Node, arch: ArchConfig, opts: Options) -> LayerPlan:
@@ -530,4 +539,5 @@ LOWER: dict[Op, Callable[[Graph, Node, ArchConfig, Options], LayerPlan]] = {
     Op.BMM: _lower_bmm,
     Op.QSOFTMAX: _lower_qsoftmax,
     Op.MOVE: _lower_move,
+    Op.LAYERNORM: _lower_layernorm,
 }

@@ -52,7 +52,7 @@ def _image_parts(graph: Graph, plan: LayerPlan, core: int, images: int) -> tuple
     per = node.out.size // images                       # elements per image (channel-last: contiguous)
     if plan.kind in ("affine", "concat", "scale"):
         per //= node.out.shape[1]                       # pixels per image
-    if plan.kind == "softmax":
+    if plan.kind in ("softmax", "layernorm"):
         per //= node.out.shape[-1]                      # rows per image
     dims = {"matmul": lambda i: {"n": (i, i + 1)}, "pool": lambda i: {"n": (i, i + 1)},
             "resize": lambda i: {"n": (i, i + 1)}, "bmm": lambda i: {"g": (i, i + 1)},
@@ -60,7 +60,8 @@ def _image_parts(graph: Graph, plan: LayerPlan, core: int, images: int) -> tuple
             "affine": lambda i: {"e": (i * per, (i + 1) * per)},
             "concat": lambda i: {"e": (i * per, (i + 1) * per)},
             "scale": lambda i: {"e": (i * per, (i + 1) * per)},
-            "softmax": lambda i: {"e": (i * per, (i + 1) * per)}}[plan.kind]
+            "softmax": lambda i: {"e": (i * per, (i + 1) * per)},
+            "layernorm": lambda i: {"e": (i * per, (i + 1) * per)}}[plan.kind]
     return tuple(Part(core, images=(i, i + 1), **dims(i)) for i in range(images))
 
 

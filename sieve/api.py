@@ -19,6 +19,8 @@ from sieve.arch import ArchConfig, Program, check_compatible, encode_program
 from sieve.data import Data, read_inputs
 from sieve.errors import UsageError
 from sieve.ir import dequantize_outputs, quantize_inputs, run_float, run_int
+from sieve.ir.interpret import graph_batch
+from sieve.ir.graph import Op
 from sieve.pipeline import (ModelLike, Progress, _no_progress, compile_model, integer_model, is_quantized,
                             load_model, prune_model, resolve_arch)
 from sieve.simulator import RunResult, load_binary
@@ -138,7 +140,11 @@ def _interpret_int(graph, arrays: dict[str, np.ndarray]) -> Interpretation:
     src = {k: graph[k].inputs[0] if opdef(graph[k].op).scale == "host" else k for k in graph.outputs}
     keep = any(s != k for k, s in src.items())
     batch = len(next(iter(q_in.values())))
-    parts = [run_int(graph, {n: x[i:i + 1] for n, x in q_in.items()}, keep_all=keep) for i in range(batch)]
+    step = graph_batch(graph) if any(n.op is Op.MOVE for n in graph) else 1    # views span the model's batch
+    if batch % step:
+        raise UsageError(f"a batch of {batch} is not a multiple of the model's batch of {step}")
+    parts = [run_int(graph, {n: x[i:i + step] for n, x in q_in.items()}, keep_all=keep)
+             for i in range(0, batch, step)]
     ints = {k: np.concatenate([p[src[k]] for p in parts]) for k in graph.outputs}
     host = {k: np.concatenate([p[k] for p in parts]) for k in graph.outputs if src[k] != k}
     floats = dequantize_outputs(graph, {k: v for k, v in ints.items() if src[k] == k and v.dtype != np.int32})

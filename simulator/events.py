@@ -160,6 +160,16 @@ def _softmax(f: Fields, arch: ArchConfig) -> tuple[np.ndarray, dict]:
         "spad_read_bytes": 2 * n + 4 * n, "spad_write_bytes": n, "vector_ops": 5 * n}
 
 
+def _layernorm(f: Fields, arch: ArchConfig) -> tuple[np.ndarray, dict]:
+    """Per element: the row sum, the deviation, its square and the sum of squares, the division by the
+    row's root, the gamma product with beta, the requantization (seven vector operations); per row the
+    Newton square root, one operation per iteration (at most 32 for a 64-bit variance), counted as 32."""
+    n = f["rows"] * f["cols"]
+    ops = 7 * n + 32 * f["rows"]
+    return _cdiv(ops, arch.core.vector_lanes) + arch.core.vector_fill_cycles, {
+        "spad_read_bytes": 2 * n + 8 * f["cols"] * f["rows"], "spad_write_bytes": n, "vector_ops": ops}
+
+
 def _maxpool(f: Fields, arch: ArchConfig) -> tuple[np.ndarray, dict]:
     outs = f["out_h"] * f["out_w"] * f["c"]
     ops = outs * f["kernel_h"] * f["kernel_w"]
@@ -182,6 +192,7 @@ COST: dict[Opcode, Callable[[Fields, ArchConfig], tuple[np.ndarray, dict]]] = {
     Opcode.MUL: _mul,
     Opcode.WIDEN: _widen,
     Opcode.SOFTMAX: _softmax,
+    Opcode.LAYERNORM: _layernorm,
 }
 
 
@@ -217,6 +228,7 @@ TOUCHES: dict[Opcode, Callable[[Fields, ArchConfig], dict]] = {
     Opcode.MUL: lambda f, arch: {"dst": (f["dst_addr"], f["dst_addr"] + f["count"])},
     Opcode.WIDEN: lambda f, arch: {"dst": (f["dst_addr"], f["dst_addr"] + 2 * f["rows"] * f["cols"])},
     Opcode.SOFTMAX: lambda f, arch: {"dst": (f["dst_addr"], f["dst_addr"] + f["rows"] * f["cols"])},
+    Opcode.LAYERNORM: lambda f, arch: {"dst": (f["dst_addr"], f["dst_addr"] + f["rows"] * f["cols"])},
     Opcode.MAXPOOL: lambda f, arch: {"dst": (f["dst_addr"], f["dst_addr"] + f["c"] * f["out_h"] * f["out_w"])},
 }
 

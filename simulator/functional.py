@@ -260,8 +260,23 @@ def _softmax(m: Machine, core: CoreState, ins) -> None:
     table_addr, output scale ys, zero point zy; mode 1 uint8 (stored − 128), 0 int8."""
     n = ins.rows * ins.cols
     x = _i8(core.spad, ins.src_addr, n, "scratchpad input").reshape(ins.rows, ins.cols)
-    table = _span(core.spad, ins.table_addr, 1024, "scratchpad table").view("<f4")
-    y = integer.qlinear_softmax(x, table, ins.ys, ins.zy, ins.mode == 1)
+    if ins.mode == 2:                                # integer-only: an int32 exp table
+        table = _span(core.spad, ins.table_addr, 1024, "scratchpad table").view("<i4")
+        y = integer.int_softmax(x, table, ins.ys, ins.zy)
+    else:
+        table = _span(core.spad, ins.table_addr, 1024, "scratchpad table").view("<f4")
+        y = integer.qlinear_softmax(x, table, ins.ys, ins.zy, ins.mode == 1)
+    _span(core.spad, ins.dst_addr, n, "scratchpad output")[:] = y.ravel().view(np.uint8)
+
+
+def _layernorm(m: Machine, core: CoreState, ins) -> None:
+    """Each of ``rows`` rows of ``cols`` int8 (zero point zx): integer LayerNorm with the int32 gamma then
+    int32 beta per column at param_addr, epsilon ``eps`` (input steps squared times cols²), requantized by
+    ``m`` to zero point zy."""
+    n = ins.rows * ins.cols
+    x = _i8(core.spad, ins.src_addr, n, "scratchpad input").reshape(ins.rows, ins.cols)
+    params = _span(core.spad, ins.param_addr, 8 * ins.cols, "scratchpad parameters").view("<i4")
+    y = integer.int_layernorm(x, ins.zx, params[:ins.cols], params[ins.cols:], ins.eps, ins.m, ins.zy)
     _span(core.spad, ins.dst_addr, n, "scratchpad output")[:] = y.ravel().view(np.uint8)
 
 
@@ -274,4 +289,4 @@ def _halt(m: Machine, core: CoreState, ins: Instruction) -> None:
 EXECUTE = {Opcode.LOAD: _load, Opcode.STORE: _store, Opcode.MATMUL: _matmul, Opcode.REQUANT: _requant,
            Opcode.ADD: _add, Opcode.MAXPOOL: _maxpool, Opcode.RELU: _relu, Opcode.AFFINE: _affine,
            Opcode.HALT: _halt, Opcode.WAIT: _halt, Opcode.LUT: _lut, Opcode.MUL: _mul,
-           Opcode.WIDEN: _widen, Opcode.SOFTMAX: _softmax}
+           Opcode.WIDEN: _widen, Opcode.SOFTMAX: _softmax, Opcode.LAYERNORM: _layernorm}

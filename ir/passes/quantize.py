@@ -11,8 +11,8 @@ from typing import Callable, Mapping
 
 import numpy as np
 
-from sieve.ir.graph import Graph, IRError
-from sieve.ir.interpret import run_float
+from sieve.ir.graph import Graph, IRError, Op
+from sieve.ir.interpret import graph_batch, run_float
 from sieve.ir.registry import opdef
 from sieve.ir.types import DType, QuantParams, TensorType
 
@@ -50,8 +50,15 @@ def calibrate(graph: Graph, samples: Mapping[str, np.ndarray], method: str = "mi
             take = flat if flat.size <= 65536 else flat[rng.integers(0, flat.size, 65536)]
             picks.setdefault(name, []).append(take)
 
+    gb = graph_batch(graph)
+    if any(node.op is Op.MOVE for node in graph):     # views span the model's batch: whole multiples of it
+        batch = max(gb, batch // gb * gb)
     for start in range(0, n, batch):
-        run_float(graph, {k: v[start:start + batch] for k, v in samples.items()}, observe=observe)
+        chunk = {k: v[start:start + batch] for k, v in samples.items()}
+        size = len(next(iter(chunk.values())))
+        if size % gb:                                   # the last chunk, wrapped around to the model's batch
+            chunk = {k: np.resize(v, (-(-size // gb) * gb,) + v.shape[1:]) for k, v in chunk.items()}
+        run_float(graph, chunk, observe=observe)
         if progress is not None:
             progress(min(start + batch, n), n)
     if method == "minmax":

@@ -130,9 +130,9 @@ def test_softmax_inside_the_network_matches_onnxruntime(tmp_path, fmt, act):
 
 
 def test_attention_core_quantized_by_sieve_runs_in_onnxruntime_to_sieves_integers(tmp_path):
-    """Q·Kᵀ (Transpose folded), a softmax inside the network and P·V, quantized by `sieve quantize`:
-    onnxruntime computes the exported QDQ model to the simulator's integers, and the file compiles to
-    the same binary as the float model."""
+    """Q·Kᵀ (Transpose folded), a softmax inside the network and P·V, quantized by `sieve quantize`: the
+    file compiles to the same binary as the float model, and onnxruntime computes it to within a few
+    output steps of the simulator (its softmax rounds differently from Sieve's integer one)."""
     from sieve.arch import encode_program
     rng = np.random.default_rng(6)
     nodes = [helper.make_node("Transpose", ["k"], ["kt"], perm=[0, 2, 1]),
@@ -154,4 +154,8 @@ def test_attention_core_quantized_by_sieve_runs_in_onnxruntime_to_sieves_integer
     from tests.onnx.ort_models import ort_run
     (want,) = ort_run(onnx.load(path), feed)
     (got,) = sieve.simulate(from_float, feed).floats.values()
-    np.testing.assert_array_equal(got, want)
+    # the softmax is Sieve's integer-only one; onnxruntime runs the file's Softmax with its float table,
+    # which rounds a probability differently now and then (P·V then moves a few output steps)
+    step = float(sieve.integer_model(path).qgraph[sieve.integer_model(path).qgraph.outputs[0]].out.quant.scale[0])
+    assert np.abs(got - want).max() <= 4 * step + 1e-6
+    assert np.mean(got == want) > 0.8
