@@ -113,6 +113,10 @@ class View:
         return View(self.base, tuple(shape), tuple(ns), self.offset)
 
 
+# ops whose 4-D operands are images (NCHW): a 4-D view they read is stored as one
+IMAGE_OPS = frozenset({Op.CONV2D, Op.MAXPOOL, Op.AVGPOOL, Op.GLOBALAVGPOOL, Op.AFFINE, Op.RESIZE, Op.CONCAT})
+
+
 def collapse(shape: tuple[int, ...]) -> tuple[int, ...]:
     """How a tensor of rank 4 or more is stored in the IR when it is not an image: its leading axes merged
     ([B, H, T, d] -> [B·H, T, d]); 4-D IR tensors are images (NCHW, stored channels-last)."""
@@ -149,7 +153,7 @@ class _Importer:
         self.dq: dict[str, str] = {}                # DequantizeLinear output -> integer onnx tensor
         self.dq_const: dict[str, tuple[np.ndarray, _Q]] = {}   # DQ of a constant: (ints, quant)
         self.views: dict[str, View] = {}            # onnx tensor -> the view of an IR tensor it is
-        self.moved: dict[View, str] = {}            # a view already copied -> its IR node
+        self.moved: dict[tuple, str] = {}           # (a view, the shape it is stored as) copied -> its IR node
         # a pointwise chain of one float tensor (onnx tensor -> (source onnx tensor, postfix program)):
         # one 256-entry table on the accelerator once the chain ends (numerics.tables.expression)
         self.exprs: dict[str, tuple[str, str]] = {}
@@ -218,23 +222,25 @@ class _Importer:
         if dequantized:
             self.dq[out] = out
 
-    def materialize(self, tensor: str) -> str:
+    def materialize(self, tensor: str, image: bool = False) -> str:
         """The IR node holding a view's elements: the viewed node when the view is its memory in order,
-        else a MOVE copying it (once per distinct view). The tensor is then a plain reshape of that node."""
+        else a MOVE copying it (once per distinct view). The tensor is then a plain reshape of that node.
+        A 4-D view read by an image op stays an image (NCHW); for other ops its leading axes merge."""
         v = self.views[tensor]
-        to = collapse(v.shape)
+        to = tuple(v.shape) if image and len(v.shape) == 4 else collapse(v.shape)
         base = self.b.nodes[v.base]
         if v.contiguous() and to == base.out.shape:
             return v.base
-        if v not in self.moved:
+        key = (v, to)
+        if key not in self.moved:
             name = _sanitize(tensor, self.taken)
             try:
                 self.b.add(name, Op.MOVE, [v.base], {"shape": v.shape, "strides": v.strides, "offset": v.offset,
                                                      "to": to}, None, base.out.dtype, base.out.quant)
             except IRError as err:
                 raise FrontendError(f"tensor '{tensor}': {err}", self.source) from None
-            self.moved[v] = name
-        name = self.moved[v]
+            self.moved[key] = name
+        name = self.moved[key]
         self.views[tensor] = View(name, v.shape, row_major(v.shape))
         return name
 
@@ -248,11 +254,11 @@ class _Importer:
         fn, params = canonical(program)
         return self.emit(tensor, Op.LUT, [src], {"fn": fn, **params})
 
-    def ir(self, tensor: str) -> str:
+    def ir(self, tensor: str, image: bool = False) -> str:
         if tensor in self.exprs:
             return self.tabulate(tensor)
         if tensor in self.views:
-            return self.materialize(tensor)
+            return self.materialize(tensor, image)
         if tensor in self.dq and tensor not in self.names:
             raise FrontendError(f"'{tensor}' is dequantized (float) data inside a quantized model, read by an "
                                 "op that has no integer form here; Sieve runs quantized models in integers "
@@ -296,7 +302,7 @@ class _Importer:
     def emit(self, onnx_out: str, op: Op, inputs: list[str], attrs=None, params=None, dtype=DType.FLOAT32,
              quant: QuantParams | None = None) -> str:
         name = _sanitize(onnx_out, self.taken)
-        ir_inputs = [self.ir(i) for i in inputs]
+        ir_inputs = [self.ir(i, op in IMAGE_OPS) for i in inputs]
         try:
             self.b.add(name, op, ir_inputs, attrs, params, dtype, quant)
         except IRError as err:

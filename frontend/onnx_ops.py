@@ -5,9 +5,9 @@ import numpy as np
 from sieve_numerics.integer import int_softmax_table, qlinear_softmax_table
 from sieve_numerics.tables import FUNCTIONS, build_table
 
-from sieve.frontend.onnx_import import HANDLERS, _Importer, _Q
+from sieve.frontend.onnx_import import HANDLERS, View, _Importer, _Q
 from sieve.ir.graph import Op
-from sieve.ir.registry import bmm_multiplier, gap_scale
+from sieve.ir.registry import bmm_multiplier, gap_scale, row_major
 from sieve.frontend.errors import FrontendError
 from sieve.ir.types import DType, TensorType
 
@@ -898,6 +898,32 @@ def _avgpool(imp: _Importer, node) -> None:
         imp.pending[out] = ("gap", (src, imp.qinfo[src]))
         return
     imp.emit(out, Op.GLOBALAVGPOOL, [x])
+
+
+@handles("ReduceMean")
+def _reducemean(imp: _Importer, node) -> None:
+    """The mean over the tokens of [B, T, D] (a ViT's or a sentence encoder's pooling): a global average
+    pool of the tokens seen as a [B, D, T, 1] image (stored [B, T, 1, D] channels-last: no data moves)."""
+    x, out = node.input[0], node.output[0]
+    src = imp.dq.get(x, x)
+    shape = imp.shape(src)
+    a = imp.attrs(node)
+    axes = a.get("axes")
+    if axes is None and len(node.input) > 1 and node.input[1]:
+        axes = imp.const(node.input[1], node, "axes")
+    axes = sorted(int(v) % len(shape) for v in np.ravel(axes)) if axes is not None else None
+    if len(shape) != 3 or axes != [1]:
+        raise imp.error(f"ReduceMean over axes {axes} of shape {list(shape)} is not supported (the mean over "
+                        "the tokens of [batch, tokens, features] only)", node)
+    b, t, d = shape
+    image = f"{out}__tokens"
+    imp.set_view(image, imp.view_of(src).permute((0, 2, 1)).reshape((b, d, t, 1)), src, dequantized=x in imp.dq)
+    pooled = f"{out}__pooled"
+    if x in imp.dq:
+        raise imp.error("a quantized ReduceMean is not supported (float models only)", node)
+    name = imp.emit(pooled, Op.GLOBALAVGPOOL, [image])
+    keep = a.get("keepdims", 1)
+    imp.set_view(out, View(name, (b, 1, d) if keep else (b, d), row_major((b, 1, d) if keep else (b, d))), pooled)
 
 
 @handles("QLinearGlobalAveragePool")

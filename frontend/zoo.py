@@ -90,6 +90,12 @@ def _zoo() -> dict[str, ZooEntry]:
                  "squeeze-and-excite, 5.5 M weights, 0.22 GMAC at 224", z.mobilenetv3),
         ZooEntry("yolo_like", _from_onnx(z.yolo_like), "YOLOv8n-style detector (ONNX): SiLU, C2f, SPPF, "
                  "Resize x2 neck, 3 heads, 1.7 M weights, 0.63 GMAC at 320", z.yolo_like),
+        ZooEntry("bert_base", _from_onnx(z.bert_base), "BERT-base encoder (ONNX): 12 layers, 768 features, 12 heads, "
+                 "85 M weights, 11 GMAC at 128 tokens (--size: tokens); input the embedded sequence", z.bert_base),
+        ZooEntry("bert_tiny", _from_onnx(z.bert_tiny), "BERT-Tiny encoder (ONNX): 2 layers, 128 features, 2 heads, "
+                 "0.4 M weights at 32 tokens (--size: tokens)", z.bert_tiny),
+        ZooEntry("vit_tiny", _from_onnx(z.vit_tiny), "ViT-Ti/16 (ONNX): patch embedding, 12 pre-LayerNorm blocks, "
+                 "3 heads, token mean, 5.7 M weights, 1.3 GMAC at 224", z.vit_tiny),
     ]
     return {e.name: e for e in entries}
 

@@ -277,3 +277,87 @@ def yolo_like(size: int = 320, classes: int = 80, seed: int = 0):
     for t, c in ((n3, 64), (n4, 128), (p5, 256)):
         heads.append(net.conv(_cbs(net, t, c, 64, 3), 64, 4 * 16 + classes, 1, bias=True))
     return net.model_multi(heads)
+
+
+# ---------------------------------------------------------------- transformers
+
+def _linear(net: OnnxNet, x: str, din: int, dout: int) -> str:
+    """nn.Linear as PyTorch exports it on [B, T, D]: MatMul by the transposed weight, then Add of the bias."""
+    name = net._name("linear")
+    w = net._init(name + ".w", net.rng.standard_normal((din, dout)) * np.sqrt(1.0 / din))
+    b = net._init(name + ".b", net.rng.standard_normal(dout) * 0.02)
+    return net.node("Add", [net.node("MatMul", [x, w]), b])
+
+
+def _layernorm(net: OnnxNet, x: str, d: int) -> str:
+    name = net._name("ln")
+    g = net._init(name + ".gamma", 1 + 0.1 * net.rng.standard_normal(d))
+    b = net._init(name + ".beta", 0.05 * net.rng.standard_normal(d))
+    return net.node("LayerNormalization", [x, g, b], axis=-1, epsilon=1e-5)
+
+
+def _gelu(net: OnnxNet, x: str) -> str:
+    """nn.GELU as PyTorch exports it: x · 0.5 · (1 + erf(x / sqrt 2))."""
+    c = {k: net._init(net._name("c"), np.float32(v)) for k, v in (("s", np.sqrt(2.0)), ("one", 1.0), ("h", 0.5))}
+    e = net.node("Add", [net.node("Erf", [net.node("Div", [x, c["s"]])]), c["one"]])
+    return net.node("Mul", [x, net.node("Mul", [e, c["h"]])])
+
+
+def _attention(net: OnnxNet, x: str, t: int, d: int, heads: int) -> str:
+    """Multi-head self-attention as a hand-written PyTorch module exports it: q, k, v projections,
+    heads split by Reshape [B, T, H, d] and Transpose, Q·Kᵀ / sqrt(d), Softmax, P·V, heads merged back."""
+    hd = d // heads
+    shape4 = net._init(net._name("shape"), np.array([1, t, heads, hd], np.int64))
+    shape3 = net._init(net._name("shape"), np.array([1, t, d], np.int64))
+
+    def split(y: str, perm: list[int]) -> str:
+        return net.node("Transpose", [net.node("Reshape", [y, shape4])], perm=perm)
+
+    q = split(_linear(net, x, d, d), [0, 2, 1, 3])
+    k = split(_linear(net, x, d, d), [0, 2, 3, 1])                       # Kᵀ: [B, H, d, T]
+    v = split(_linear(net, x, d, d), [0, 2, 1, 3])
+    scale = net._init(net._name("c"), np.float32(np.sqrt(hd)))
+    p = net.node("Softmax", [net.node("Div", [net.node("MatMul", [q, k]), scale])], axis=-1)
+    ctx = net.node("Transpose", [net.node("MatMul", [p, v])], perm=[0, 2, 1, 3])
+    return _linear(net, net.node("Reshape", [ctx, shape3]), d, d)
+
+
+def bert(layers: int = 12, dim: int = 768, heads: int = 12, ff: int = 3072, size: int = 128, seed: int = 0,
+         name: str = "bert_base"):
+    """A BERT encoder (Devlin et al. 2019): post-LayerNorm layers of self-attention and a GELU feed-forward
+    block, on the embedded sequence [1, size, dim] (the token, position and segment embeddings summed:
+    the lookup by token id is a host step, docs/onnx.md); the output is the last hidden state."""
+    net = OnnxNet(name, (1, size, dim), seed)
+    x = _layernorm(net, "input", dim)
+    for _ in range(layers):
+        x = _layernorm(net, net.node("Add", [x, _attention(net, x, size, dim, heads)]), dim)
+        y = _linear(net, _gelu(net, _linear(net, x, dim, ff)), ff, dim)
+        x = _layernorm(net, net.node("Add", [x, y]), dim)
+    return net.model(x)
+
+
+def bert_base(size: int = 128, seed: int = 0):
+    return bert(12, 768, 12, 3072, size, seed, "bert_base")
+
+
+def bert_tiny(size: int = 32, seed: int = 0):
+    """BERT-Tiny's shape (Turc et al. 2019): 2 layers, 128 features, 2 heads."""
+    return bert(2, 128, 2, 512, size, seed, "bert_tiny")
+
+
+def vit_tiny(size: int = 224, classes: int = 1000, seed: int = 0, patch: int = 16, dim: int = 192,
+             depth: int = 12, heads: int = 3):
+    """ViT-Ti/16 (Dosovitskiy et al. 2021; Touvron et al. 2021): a patch embedding conv, learned position
+    embeddings, pre-LayerNorm blocks, and the mean of the tokens (instead of a class token) into the head."""
+    net = OnnxNet("vit_tiny", (1, 3, size, size), seed)
+    n = (size // patch) ** 2
+    x = net.conv("input", 3, dim, patch, patch, pad=0, bias=True)
+    x = net.node("Reshape", [x, net._init(net._name("shape"), np.array([1, dim, n], np.int64))])
+    x = net.node("Transpose", [x], perm=[0, 2, 1])                          # [1, N, D] tokens
+    x = net.node("Add", [x, net._init(net._name("pos"), net.rng.standard_normal((1, n, dim)) * 0.1)])
+    for _ in range(depth):
+        x = net.node("Add", [x, _attention(net, _layernorm(net, x, dim), n, dim, heads)])
+        y = _linear(net, _gelu(net, _linear(net, _layernorm(net, x, dim), dim, 4 * dim)), 4 * dim, dim)
+        x = net.node("Add", [x, y])
+    x = net.node("ReduceMean", [_layernorm(net, x, dim)], axes=[1], keepdims=0)
+    return net.model(net.gemm(x, dim, classes))

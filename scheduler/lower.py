@@ -163,8 +163,8 @@ def _price(g: ConvGeom, parts: tuple[Part, ...], arch: ArchConfig):
 
 def _lower_matmul(graph: Graph, node: Node, arch: ArchConfig, opts: Options) -> LayerPlan:
     g = replace(conv_geom(graph, node), balance=opts.balance)
-    if max(g.per_band().kh, g.per_band().kw) > MAX_KERNEL or max(g.sh, g.sw, g.dh, g.dw, g.pt, g.pl) > 15:
-        raise ScheduleError(f"kernel {g.kh}x{g.kw} (at most 31), stride, dilation and padding (at most 15) "
+    if max(g.per_band().kh, g.per_band().kw, g.sh, g.sw) > MAX_KERNEL or max(g.dh, g.dw, g.pt, g.pl) > 15:
+        raise ScheduleError(f"kernel {g.kh}x{g.kw} and stride (at most 31), dilation and padding (at most 15) "
                             "exceed the MATMUL instruction's fields", node.name)
     options = weight_formats(graph, node, g, arch.core.simd_lanes, opts.orders) if opts.sparse else [g]
     if opts.formats is not None:                     # restrict the choice (tests, comparisons)
