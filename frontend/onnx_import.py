@@ -146,6 +146,8 @@ class _Importer:
         self.graph = model.graph
         self.opset = {o.domain or "": o.version for o in model.opset_import}
         self.consts: dict[str, np.ndarray] = {t.name: self.nh.to_array(t) for t in self.graph.initializer}
+        for value in self.consts.values():             # read-only: nodes share them (and views of them)
+            value.flags.writeable = False
         self.names: dict[str, str] = {}            # onnx tensor -> IR node
         self.taken: set[str] = set()
         self.b = GraphBuilder(_sanitize(self.graph.name or Path(source).stem, set()))

@@ -696,12 +696,14 @@ def _fold_affine(imp: _Importer, node, kind: str) -> None:
     if per_k.size not in (1, k):
         raise imp.error(f"constant of shape {list(np.shape(c))} does not broadcast per channel", node)
     per_k = np.broadcast_to(per_k, (k,))
-    w, bias = prod.params["w"].astype(np.float64), prod.params["b"].astype(np.float64)
-    scale = per_k if kind == "mul" else 1.0 / per_k if kind == "div" else np.ones(k)
-    shift = {"add": per_k, "sub": -per_k}.get(kind, np.zeros(k))
-    w = w * scale.reshape((k,) + (1,) * (w.ndim - 1))
-    imp.b.nodes[prod.name] = prod.evolve(params={"w": w.astype(np.float32),
-                                                 "b": (bias * scale + shift).astype(np.float32)})
+    bias = prod.params["b"].astype(np.float64)
+    if kind in ("add", "sub"):                          # the bias alone moves
+        params = {"w": prod.params["w"], "b": (bias + (per_k if kind == "add" else -per_k)).astype(np.float32)}
+    else:
+        scale = per_k if kind == "mul" else 1.0 / per_k
+        w = prod.params["w"].astype(np.float64) * scale.reshape((k,) + (1,) * (prod.params["w"].ndim - 1))
+        params = {"w": w.astype(np.float32), "b": (bias * scale).astype(np.float32)}
+    imp.b.nodes[prod.name] = prod.evolve(params=params)
     imp.names[node.output[0]] = prod.name
 
 

@@ -158,6 +158,8 @@ def load_sv(path: str | Path) -> Graph:
 
 
 def _fmt(v: Any) -> str:
+    if isinstance(v, (bool, np.bool_)):                # a flag as 0 or 1 (the grammar has no booleans)
+        return str(int(v))
     if isinstance(v, str):
         return json.dumps(v)
     if isinstance(v, tuple):

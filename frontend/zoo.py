@@ -104,6 +104,7 @@ ZOO = _zoo()
 
 
 def _entry(name: str) -> ZooEntry:
+    name = name.replace("-", "_")                 # bert-base and bert_base
     if name not in ZOO:
         raise FrontendError(f"no zoo model named '{name}'", hint=f"available: {', '.join(ZOO)}")
     return ZOO[name]

@@ -579,7 +579,10 @@ def _mul_quantize(node: Node, ins: Types, out: TensorType) -> tuple[dict, dict]:
 
 
 def _bmm_attrs(a: dict) -> dict:
-    a["transpose_b"] = bool(a.get("transpose_b", False))
+    tb = a.get("transpose_b", False)
+    if tb not in (True, False, 0, 1):
+        raise IRError(f"transpose_b must be 0 or 1, got {tb!r}")
+    a["transpose_b"] = bool(tb)
     return a
 
 

@@ -7,9 +7,12 @@ from sieve.frontend import FrontendError, ZOO, build, dump_sv, load_sv, parse_sv
 from sieve.ir import Op, run_float
 
 
-@pytest.mark.parametrize("name,inline", [(n, False) for n in ZOO] + [("mlp", True), ("lenet5", True)])
+# BERT-base's 85 M weights (340 MB of .npz) add nothing BERT-Tiny's same ops do not cover
+@pytest.mark.parametrize("name,inline", [(n, False) for n in ZOO if n != "bert_base"] + [("mlp", True), ("lenet5", True)])
 def test_zoo_round_trips_through_text(tmp_path, name, inline):
-    small = {} if name in ("mlp", "lenet5") else {"size": 32, "classes": 10}
+    import inspect
+    params = inspect.signature(ZOO[name].onnx).parameters if ZOO[name].onnx else {}
+    small = {k: v for k, v in (("size", 32), ("classes", 10)) if k in params}
     g = build(name, seed=3, **small)
     files = dump_sv(g, tmp_path / f"{name}.sv", inline=inline)
     assert len(files) == (1 if inline else 2)
