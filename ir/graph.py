@@ -61,11 +61,12 @@ def _freeze(value: Any) -> Any:
 
 
 def _frozen(arr: np.ndarray) -> bool:
-    """An array no reference can change: read-only, and owning its data (or a view of such)."""
+    """An array no reference can change: read-only, and owning its data or viewing immutable bytes (an ONNX
+    initializer's), or a view of such."""
     while arr is not None:
         if arr.flags.writeable:
             return False
-        if arr.base is None:
+        if arr.base is None or isinstance(arr.base, bytes):
             return True
         arr = arr.base if isinstance(arr.base, np.ndarray) else None
     return False

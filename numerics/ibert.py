@@ -76,12 +76,26 @@ def i_softmax(q: np.ndarray, scale: float, out_bits: int = 8, axis: int = -1) ->
     return np.minimum(y, (1 << out_bits) - 1)
 
 
+SQRT_ITERATIONS = 6          # Newton steps from 2^ceil(bits/2) to the floor root, at most, below 2^63
+
+
 def i_sqrt(n: np.ndarray) -> np.ndarray:
-    """floor(sqrt(n)) of non-negative integers by Newton's iteration from a power of two above the root
-    (integer steps x <- (x + n // x) // 2 until they stop decreasing; at most ~log2(bits) rounds)."""
+    """floor(sqrt(n)) of non-negative integers below 2^63: the value Newton's iteration reaches from a power
+    of two above the root (integer steps x <- (x + n // x) // 2 until they stop decreasing; at most
+    ``SQRT_ITERATIONS``, what the vector unit is charged), computed here from float64's square root
+    corrected by one integer step either way (the floor root is unique, so both give the same integers)."""
     n = np.asarray(n, np.int64)
     if np.any(n < 0):
         raise ValueError("i_sqrt of a negative number")
+    r = np.sqrt(n.astype(np.float64)).astype(np.int64)
+    r -= (r * r > n).astype(np.int64)                         # float64 rounds up near a square
+    r += ((r + 1) * (r + 1) <= n).astype(np.int64)            # ... or down
+    return r
+
+
+def i_sqrt_newton(n: np.ndarray) -> np.ndarray:
+    """The Newton iteration itself (the rule i_sqrt's integers come from; the tests compare the two)."""
+    n = np.asarray(n, np.int64)
     bits = np.where(n > 0, np.floor(np.log2(np.maximum(n, 1))).astype(np.int64) + 1, 0)
     x = np.left_shift(np.int64(1), (bits + 1) // 2)                    # 2^ceil(bits/2) > sqrt(n)
     x = np.where(n > 0, x, 1)

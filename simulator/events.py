@@ -163,9 +163,10 @@ def _softmax(f: Fields, arch: ArchConfig) -> tuple[np.ndarray, dict]:
 def _layernorm(f: Fields, arch: ArchConfig) -> tuple[np.ndarray, dict]:
     """Per element: the row sum, the deviation, its square and the sum of squares, the division by the
     row's root, the gamma product with beta, the requantization (seven vector operations); per row the
-    Newton square root, one operation per iteration (at most 32 for a 64-bit variance), counted as 32."""
+    Newton square root, a division, an add and a shift per iteration, at most 6 iterations below 2^63
+    (numerics.ibert.SQRT_ITERATIONS), counted as 18 operations."""
     n = f["rows"] * f["cols"]
-    ops = 7 * n + 32 * f["rows"]
+    ops = 7 * n + 18 * f["rows"]
     return _cdiv(ops, arch.core.vector_lanes) + arch.core.vector_fill_cycles, {
         "spad_read_bytes": 2 * n + 8 * f["cols"] * f["rows"], "spad_write_bytes": n, "vector_ops": ops}
 

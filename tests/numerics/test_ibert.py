@@ -19,6 +19,20 @@ def test_integer_square_root_is_the_exact_floor(big, small):
     n = np.array([0, 1, 2, 3, 4, 15, 16, 17, big, small, small * small, 2**62 - 1], np.int64)
     r = I.i_sqrt(n)
     assert np.all(r * r <= n) and np.all((r + 1) * (r + 1) > n)
+    np.testing.assert_array_equal(I.i_sqrt_newton(n), r)          # the rule the vector unit runs
+    k = [(2**62 - 1) >> s for s in range(62)] + [big >> s for s in range(62)]
+    assert max(_newton_steps(v) for v in k) <= I.SQRT_ITERATIONS   # what LAYERNORM is charged per row
+
+
+def _newton_steps(n: int) -> int:
+    if n == 0:
+        return 0
+    x, steps = 1 << ((n.bit_length() + 1) // 2), 0
+    while True:
+        y, steps = (x + n // x) // 2, steps + 1
+        if y >= x:
+            return steps
+        x = y
 
 
 @settings(max_examples=20, deadline=None)
