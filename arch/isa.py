@@ -103,7 +103,7 @@ FIELDS: dict[Opcode, list[tuple[str, str, int]]] = {
     Opcode.SOFTMAX: [("src_addr", "u", 24), ("dst_addr", "u", 24), ("rows", "u", 16), ("cols", "u", 16),
                      ("table_addr", "u", 24), ("ys", "f", 32), ("zy", "s", 8), ("mode", "u", 2)],
     Opcode.LAYERNORM: [("src_addr", "u", 24), ("dst_addr", "u", 24), ("rows", "u", 16), ("cols", "u", 16),
-                       ("param_addr", "u", 24), ("zx", "s", 8), ("eps", "u", 32), ("m", "f", 32), ("zy", "s", 8)],
+                       ("param_addr", "u", 24), ("zx", "s", 8), ("eps", "u", 63), ("m", "f", 32), ("zy", "s", 8)],
 }
 
 for _op, _fields in FIELDS.items():

@@ -725,6 +725,9 @@ def _layernorm_attrs(a: dict) -> dict:
 
 def _layernorm_infer(node: Node, ins: Types) -> tuple[int, ...]:
     d = ins[0].shape[-1]
+    if d > Q.LAYERNORM_MAX_COLS:
+        raise IRError(f"LayerNorm over {d} features: at most {Q.LAYERNORM_MAX_COLS} (the integer variance's "
+                      "range)", node.name)
     for key in ("gamma", "beta"):
         if node.params[key].shape != (d,):
             raise IRError(f"parameter '{key}' must have one value per feature ({d}), has shape "
@@ -760,8 +763,8 @@ def _layernorm_check(node: Node, ins: Types) -> None:
         v = node.params.get(key)
         if v is None or v.dtype != dt or v.shape != shape:
             raise IRError(f"parameter '{key}' must be {np.dtype(dt).name} of shape {list(shape)}", node.name)
-    if not 0 <= int(node.attrs.get("eps_q", -1)) < 2**32:
-        raise IRError("attribute 'eps_q' must be an unsigned 32-bit integer", node.name)
+    if not 0 <= int(node.attrs.get("eps_q", -1)) <= 2**62:
+        raise IRError("attribute 'eps_q' must be an integer in [0, 2^62]", node.name)
 
 
 def _layernorm_dequantize(node: Node, ins: Types) -> dict:

@@ -190,22 +190,25 @@ def int_softmax(x: np.ndarray, table: np.ndarray, y_scale, zy: int) -> np.ndarra
 
 
 LAYERNORM_FRAC_BITS = 8      # (x - mean) / std carries 8 fraction bits into the gamma product
+LAYERNORM_SQRT_BITS = 8      # the square root is taken of the variance times 2^16: 8 fraction bits of its own
+LAYERNORM_MAX_COLS = 16384   # rows up to this length stay inside int64 (docs/numerics.md)
 
 
 def int_layernorm(x: np.ndarray, zx: int, gamma: np.ndarray, beta: np.ndarray, eps_q: int, scale,
                   zy: int) -> np.ndarray:
     """LayerNorm over the last axis in integers (I-BERT's structure): with n values per row and q = x - zx,
-    c = n·q - Σq (n times the deviation, exact), v = Σc² // n + eps_q (n² times the variance plus epsilon,
-    both in input steps squared), s = isqrt(v) by Newton's iteration (n times the standard deviation),
-    z = floor(c · 2^8 / s) per element (the normalized value, 8 fraction bits), acc = z · gamma + beta
-    (int32 per channel) requantized by ``scale``. The input zero point cancels in c."""
+    c = n·q - Σq (n times the deviation, exact), v = (Σc² // n) · 2^16 + eps_q (n² times the variance plus
+    epsilon, in input steps squared, with 16 fraction bits), s = isqrt(v) by Newton's iteration (n times the
+    standard deviation, 8 fraction bits), z = floor(c · 2^16 / s) per element (the normalized value, 8
+    fraction bits), acc = z · gamma + beta (int32 per channel) requantized by ``scale``. The input zero
+    point cancels in c."""
     from sieve_numerics.ibert import i_sqrt
     q = np.asarray(x, np.int8).astype(np.int64) - int(zx)
     n = q.shape[-1]
     c = q * n - q.sum(axis=-1, keepdims=True)
-    v = (c * c).sum(axis=-1, keepdims=True) // n + int(eps_q)
+    v = np.left_shift((c * c).sum(axis=-1, keepdims=True) // n, 2 * LAYERNORM_SQRT_BITS) + int(eps_q)
     s = np.maximum(i_sqrt(v), 1)
-    z = np.floor_divide(np.left_shift(c, LAYERNORM_FRAC_BITS), s)
+    z = np.floor_divide(np.left_shift(c, LAYERNORM_FRAC_BITS + LAYERNORM_SQRT_BITS), s)
     acc = z * np.asarray(gamma, np.int64) + np.asarray(beta, np.int64)
     acc = np.clip(acc, -2**31, 2**31 - 1)
     return requantize(acc.astype(np.int32), scale, zy)
@@ -214,12 +217,12 @@ def int_layernorm(x: np.ndarray, zx: int, gamma: np.ndarray, beta: np.ndarray, e
 def int_layernorm_params(gamma: np.ndarray, beta: np.ndarray, eps: float, n: int, x_scale, y_scale):
     """(gamma int32, beta int32, eps_q, float32 multiplier) of an integer LayerNorm: gamma on a symmetric
     15-bit grid of its largest magnitude, beta at that scale times 2^-8, epsilon in input steps squared
-    times n² (saturated at 2^32 - 1)."""
+    times n² · 2^16 (saturated at 2^62)."""
     g = np.asarray(gamma, np.float64)
     s_g = max(float(np.abs(g).max(initial=0.0)), 1e-30) / 32767.0
     gq = np.clip(np.rint(g / s_g), -32767, 32767).astype(np.int32)
     s_acc = s_g * 2.0 ** -LAYERNORM_FRAC_BITS
     bq = np.clip(np.rint(np.asarray(beta, np.float64) / s_acc), -2**31, 2**31 - 1).astype(np.int32)
     sx = float(np.float32(x_scale))
-    eps_q = int(min(np.floor(eps * n * n / (sx * sx)), 2**32 - 1))
+    eps_q = int(min(np.floor(eps * n * n / (sx * sx) * 2.0 ** (2 * LAYERNORM_SQRT_BITS)), 2**62))
     return gq, bq, eps_q, np.float32(np.float32(s_acc) / np.float32(y_scale))
