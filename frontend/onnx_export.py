@@ -85,10 +85,33 @@ class _Writer:
         return value
 
 
+def _export_tokens(w: _Writer, graph: Graph, node: Node, f: str) -> str:
+    """A dense layer on tokens [B, T, C]: the quantized tokens reshaped to rows [B·T, C] (uint8: no
+    rounding), the 2-D layer exported as it is (onnxruntime's QGemm, bit-exact), its quantized output
+    reshaped back to [B, T, K] and dequantized."""
+    x = graph[node.inputs[0]].out
+    b, t, c = x.shape
+    k = node.out.shape[-1]
+    n = node.name
+    rows = w.node("Reshape", [w.q[node.inputs[0]], w.init(f"{n}.rows", np.array([b * t, c], np.int64))],
+                  f"{n}__rows_q")
+    xf = w.node("DequantizeLinear", [rows, f"{node.inputs[0]}.scale", f"{node.inputs[0]}.zero_point"],
+                f"{n}__rows")
+    value = w.activation(node, w.node("Gemm", [xf] + w.weights(node, x.quant.scale[0]), f"{n}__gemm", transB=1))
+    q = node.out.quant
+    s = w.init(f"{n}.gemm_scale", np.float32(q.scale[0]))
+    z = w.init(f"{n}.gemm_zero_point", np.uint8(q.zp + 128))
+    yq = w.node("QuantizeLinear", [value, s, z], f"{n}__gemm_q")
+    back = w.node("Reshape", [yq, w.init(f"{n}.tokens", np.array([b, t, k], np.int64))], f"{n}__tokens_q")
+    return w.node("DequantizeLinear", [back, s, z], f)
+
+
 def _export_matmul(w: _Writer, graph: Graph, node: Node, f: str) -> str:
     ins = node.inputs
+    if node.op is Op.DENSE and len(graph[ins[0]].out.shape) == 3 and node.params["w"].ndim == 2:
+        return _export_tokens(w, graph, node, f)
     if node.op is Op.DENSE and len(graph[ins[0]].out.shape) != 2:
-        raise w.error(node, "a batched (3-D) matmul cannot be exported")
+        raise w.error(node, "a batched (3-D) matmul with weights per batch cannot be exported")
     args = [w.dequantize(ins[0])] + w.weights(node, graph[ins[0]].out.quant.scale[0])
     if node.op is Op.CONV2D:
         a = node.attrs

@@ -249,7 +249,11 @@ class _Importer:
     def tabulate(self, tensor: str) -> str:
         """The IR node of a pointwise chain: one LUT of its source (a named function where it is one)."""
         from sieve_numerics.tables import canonical
-        src, program = self.exprs.pop(tensor)
+        src, program = self.exprs[tensor]
+        if src in self.qinfo:
+            raise FrontendError(f"'{tensor}' is a float function of dequantized integers with no QuantizeLinear "
+                                "after it, read by an op that has no integer form here", self.source)
+        del self.exprs[tensor]
         if program == "x":
             self.alias(tensor, src)
             return self.ir(tensor)

@@ -183,6 +183,13 @@ def _quantize(imp: _Importer, node) -> None:
         imp.views[out], imp.qinfo[out] = view, q
         return
     node_name = imp.names.get(x)
+    if x in imp.exprs and imp.exprs[x][0] in imp.qinfo:   # a pointwise chain of dequantized integers: a table
+        from sieve_numerics.tables import canonical
+        src, program = imp.exprs.pop(x)
+        _finish_lut(imp, x, q, src, *canonical(program))
+        imp.finished[x] = q
+        imp.names[out], imp.qinfo[out] = imp.names[x], q
+        return
     if x in imp.pending:                             # the QuantizeLinear that closes a QDQ group:
         kind, args = imp.pending.pop(x)
         FINISH[kind](imp, x, q, *args)               # the integer op, named after the float op's output
@@ -587,8 +594,11 @@ def _num(v) -> str:
 
 
 def _expr_of(imp: _Importer, t: str) -> tuple[str, str]:
-    """(source tensor, program) of a float tensor: its chain, or itself."""
-    return imp.exprs.get(t, (t, "x"))
+    """(source tensor, program) of a float tensor: its chain, or itself (a dequantized tensor: its integers,
+    the chain then closed by a QuantizeLinear into one integer table)."""
+    if t in imp.exprs:
+        return imp.exprs[t]
+    return (imp.dq[t], "x") if t in imp.dq else (t, "x")
 
 
 def _is_float(imp: _Importer, t: str) -> bool:
@@ -607,8 +617,8 @@ def _pointwise(imp: _Importer, node) -> bool:
     a, b = node.input[:2]
     tok = BINARY_TOKENS[node.op_type]
     ca, cb = (imp.consts.get(t) if t in imp.consts and np.size(imp.consts[t]) == 1 else None for t in (a, b))
-    if (ca is None and not _is_float(imp, a)) or (cb is None and not _is_float(imp, b)) or \
-            (ca is not None and cb is not None):
+    if (ca is None and not (_is_float(imp, a) or a in imp.dq)) or \
+            (cb is None and not (_is_float(imp, b) or b in imp.dq)) or (ca is not None and cb is not None):
         return False
     if ca is None and cb is None:
         (sa, pa), (sb, pb) = _expr_of(imp, a), _expr_of(imp, b)
@@ -638,10 +648,7 @@ def _unary(imp: _Importer, node) -> None:
     a = imp.attrs(node)
     params = {k: float(a.get(k, v)) for k, v in defaults.items()}
     x, out = node.input[0], node.output[0]
-    if x in imp.dq:
-        if fn not in FUNCTIONS:
-            raise imp.error(f"{node.op_type} between DequantizeLinear and QuantizeLinear has no integer form "
-                            "here (onnxruntime computes it in float)", node)
+    if x in imp.dq and fn in FUNCTIONS:                # onnxruntime's table (QLinearSigmoid, ...) or float op
         imp.pending[out] = ("lut", (imp.dq[x], fn, params))
         return
     if node.op_type == "Gelu" and a.get("approximate", "none") == "tanh":
@@ -1042,23 +1049,43 @@ def _select(v, axis: int, start: int, count: int, step: int = 1, keep: bool = Tr
     return type(v)(v.base, tuple(shape), tuple(strides), offset)
 
 
+def _affine_indices(idx: np.ndarray) -> tuple[int, tuple[int, ...]] | None:
+    """(first, steps per axis) when idx[i0, i1, ...] = first + Σ i_k · step_k with steps >= 0, else None."""
+    first = int(idx.flat[0])
+    steps = tuple(int(idx[tuple(1 if j == k else 0 for j in range(idx.ndim))]) - first if idx.shape[k] > 1 else 0
+                  for k in range(idx.ndim))
+    grid = first + sum(np.arange(n).reshape([-1 if j == k else 1 for j in range(idx.ndim)]) * st
+                       for k, (n, st) in enumerate(zip(idx.shape, steps)))
+    if min(steps, default=0) < 0 or not np.array_equal(np.broadcast_to(grid, idx.shape), idx):
+        return None
+    return first, steps
+
+
 @handles("Gather")
 def _gather(imp: _Importer, node) -> None:
-    """Of an activation by constant indices in arithmetic progression (one index: a slice of the tensor,
-    as PyTorch's MultiheadAttention picks q, k and v): a view."""
+    """Of an activation by constant indices that step evenly along each of their axes (one index: a slice
+    of the tensor, as PyTorch's MultiheadAttention picks q, k and v; a grid of them: a view, as Sieve
+    exports one): a view."""
     x = node.input[0]
     shape = imp.shape(imp.dq.get(x, x))
     axis = imp.attrs(node).get("axis", 0)
     axis = axis + len(shape) if axis < 0 else axis
     idx = np.asarray(imp.const(node.input[1], node, "indices")).astype(np.int64)
-    flat = np.where(idx < 0, idx + shape[axis], idx).ravel()
-    if flat.size == 0 or flat.min() < 0 or flat.max() >= shape[axis]:
+    idx = np.where(idx < 0, idx + shape[axis], idx)
+    if idx.size == 0 or idx.min() < 0 or idx.max() >= shape[axis]:
         raise imp.error(f"indices {idx.tolist()} are out of range for axis {axis} of size {shape[axis]}", node)
-    step = int(flat[1] - flat[0]) if flat.size > 1 else 1
-    if idx.ndim > 1 or step < 1 or np.any(np.diff(flat) != step):
-        raise imp.error("Gather of an activation needs one index or indices in increasing steps", node,
+    affine = _affine_indices(idx) if idx.ndim else (int(idx), ())
+    if affine is None:
+        raise imp.error("Gather of an activation needs indices that step evenly along each axis", node,
                         "a gather of token embeddings by id is a host step: feed the embedded sequence")
-    _view(imp, node, lambda v: _select(v, axis, int(flat[0]), flat.size, step, keep=idx.ndim == 1))
+    first, steps = affine
+
+    def make(v):
+        shape_, strides = list(v.shape), list(v.strides)
+        return type(v)(v.base, tuple(shape_[:axis]) + idx.shape + tuple(shape_[axis + 1:]),
+                       tuple(strides[:axis]) + tuple(st * strides[axis] for st in steps) + tuple(strides[axis + 1:]),
+                       v.offset + first * strides[axis])
+    _view(imp, node, make)
 
 
 @handles("Slice")
