@@ -558,9 +558,10 @@ def parser() -> argparse.ArgumentParser:
     ze = zs.add_parser("export", help="write a zoo model as ONNX or as a .sv text model (+ .npz weights)")
     _common(ze, top=False)
     ze.add_argument("name", help="zoo model name (see `sieve zoo list`)")
-    ze.add_argument("-o", "--output", required=True, help="output file: .onnx (ResNet, MobileNet, VGG) "
-                    "or .sv (any; weights in a side .npz)")
-    ze.add_argument("--size", type=int, help="input resolution of the ImageNet models (default 224)")
+    ze.add_argument("-o", "--output", required=True, help="output file: .onnx (the ONNX-built models: all but "
+                    "mlp and lenet5) or .sv (any; weights in a side .npz)")
+    ze.add_argument("--size", type=int, help="input resolution of the image models (default 224; YOLO 320), or "
+                    "tokens of the BERT encoders (default 128; Tiny 32)")
     ze.add_argument("--seed", type=int, default=0, help="weight seed (default 0)")
     ze.add_argument("--inline", action="store_true", help="write weights inline instead of a side .npz")
     ze.set_defaults(func=cmd_zoo_export)
@@ -569,7 +570,7 @@ def parser() -> argparse.ArgumentParser:
     zi.add_argument("name", help="zoo model name")
     zi.add_argument("-o", "--output", required=True, help="output .npy")
     zi.add_argument("--count", type=int, default=8, help="how many inputs (default %(default)s)")
-    zi.add_argument("--size", type=int, help="input resolution of the ImageNet models (default 224)")
+    zi.add_argument("--size", type=int, help="input resolution of the image models, or tokens of the BERT encoders")
     zi.add_argument("--seed", type=int, default=0, help="seed (default 0)")
     zi.set_defaults(func=cmd_zoo_inputs)
 
