@@ -50,6 +50,7 @@ class Opcode(enum.IntEnum):
     WIDEN = 12      # int8 tile minus a zero point -> int16 (optionally transposed): an activation as weights
     SOFTMAX = 13    # rows of int8 -> int8 softmax over each row (integer exp table, or onnxruntime's QLinearSoftmax)
     LAYERNORM = 14  # rows of int8 -> int8 LayerNorm over each row (integer mean, variance, Newton isqrt), gamma, beta
+    LERP = 15       # one output row of a bilinear resize from two input rows (integer weights on a 7-bit grid)
 
 
 class Queue(enum.IntEnum):
@@ -62,7 +63,8 @@ QUEUE_OF = {Opcode.HALT: Queue.COMPUTE, Opcode.LOAD: Queue.LOAD, Opcode.STORE: Q
             Opcode.MATMUL: Queue.COMPUTE, Opcode.REQUANT: Queue.COMPUTE, Opcode.ADD: Queue.COMPUTE,
             Opcode.MAXPOOL: Queue.COMPUTE, Opcode.RELU: Queue.COMPUTE, Opcode.AFFINE: Queue.COMPUTE,
             Opcode.WAIT: Queue.LOAD, Opcode.LUT: Queue.COMPUTE, Opcode.MUL: Queue.COMPUTE,
-            Opcode.WIDEN: Queue.COMPUTE, Opcode.SOFTMAX: Queue.COMPUTE, Opcode.LAYERNORM: Queue.COMPUTE}
+            Opcode.WIDEN: Queue.COMPUTE, Opcode.SOFTMAX: Queue.COMPUTE, Opcode.LAYERNORM: Queue.COMPUTE,
+            Opcode.LERP: Queue.COMPUTE}
 
 _DMA = [("dram_addr", "u", 32), ("spad_addr", "u", 24), ("rows", "u", 16), ("row_bytes", "u", 24),
         ("dram_stride", "u", 32), ("spad_stride", "u", 24)]
@@ -104,6 +106,8 @@ FIELDS: dict[Opcode, list[tuple[str, str, int]]] = {
                      ("table_addr", "u", 24), ("ys", "f", 32), ("zy", "s", 8), ("mode", "u", 2)],
     Opcode.LAYERNORM: [("src_addr", "u", 24), ("dst_addr", "u", 24), ("rows", "u", 16), ("cols", "u", 16),
                        ("param_addr", "u", 24), ("zx", "s", 8), ("eps", "u", 63), ("m", "f", 32), ("zy", "s", 8)],
+    Opcode.LERP: [("src0_addr", "u", 24), ("src1_addr", "u", 24), ("dst_addr", "u", 24), ("c", "u", 16),
+                  ("out_w", "u", 16), ("table_addr", "u", 24), ("ly", "u", 16), ("zp", "s", 8)],
 }
 
 for _op, _fields in FIELDS.items():

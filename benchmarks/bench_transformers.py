@@ -82,7 +82,7 @@ def numerics() -> list[dict]:
     """Each integer-only op of the digits ViT against its float function on the op's own int8 input."""
     import sieve
     from sklearn.datasets import load_digits
-    from sieve.ir import Op, run_float
+    from sieve.ir import Op
     from sieve.ir.interpret import run_int
     from sieve.ir.registry import opdef
     from sieve.pipeline import integer_model

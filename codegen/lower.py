@@ -8,8 +8,9 @@ from sieve_numerics import integer
 from sieve.codegen.emit import Box, Emitter, Slots
 from sieve.codegen.layout import CodegenError, DataImage
 from sieve.scheduler.layout import hw_weights
+from sieve.scheduler.lower import lerp_rows_in
 from sieve.ir.graph import Graph, Node, Op
-from sieve.ir.registry import act_bounds, add_arith, add_multipliers
+from sieve.ir.registry import act_bounds, add_arith, add_multipliers, resize_tables
 from sieve.scheduler.packing import PackedTile, pack_nm, pack_unstructured
 from sieve.scheduler.plan import LayerPlan, align, split
 
@@ -390,6 +391,46 @@ def emit_resize(em: Emitter, graph: Graph, node: Node, plan: LayerPlan, part, la
             oslots.release(em.store(stores, step))
 
 
+def pack_lerp(graph: Graph, node: Node, plan: LayerPlan, orders: dict, data: DataImage, lanes: int,
+              pe_rows: int) -> tuple[int, int]:
+    """The column table: (first, second, weight) as three little-endian uint16 per output column."""
+    _, tx = resize_tables(node, graph[node.inputs[0]].out)
+    blob = tx.astype("<u2").tobytes()
+    return data.put(blob), len(blob)
+
+
+def emit_lerp(em: Emitter, graph: Graph, node: Node, plan: LayerPlan, part, layouts, table) -> None:
+    """Per image and band of output rows: the column table once, the input rows the band reads, one LERP
+    per output row, the band stored (contiguous: rows of the channels-last output)."""
+    x = graph[node.inputs[0]].out
+    n, c, h, w = x.shape
+    _, _, oh, ow = node.out.shape
+    ty, _ = resize_tables(node, x)
+    offs = plan.spad.offsets()
+    pslots, xslots, oslots = Slots(offs["p"]), Slots(offs["x"]), Slots(offs["out"])
+    src, dst = layouts[node.inputs[0]].addr, layouts[node.name].addr
+    y_lo, y_hi = part.range("y", oh)
+    for b in range(*part.range("n", n)):
+        for y0, ny in split(y_hi - y_lo, plan.pool_rows):
+            y0 += y_lo
+            p_addr, fresh, free = pslots.acquire("table")
+            if fresh:
+                em.load([(table[0], p_addr, 1, table[1], 0, 0)], free)
+            first, last = lerp_rows_in(ty, y0, y0 + ny)
+            x_addr, _, free = xslots.acquire()
+            em.load([(src + (b * h + first) * w * c, x_addr, 1, (last - first) * w * c, 0, 0)], free)
+            o_addr, _, o_free = oslots.acquire()
+            for r in range(ny):
+                i0, i1, ly = (int(v) for v in ty[y0 + r])
+                em.compute(Opcode.LERP, out_free_wait=o_free if r == 0 else 0,
+                           src0_addr=x_addr + (i0 - first) * w * c, src1_addr=x_addr + (i1 - first) * w * c,
+                           dst_addr=o_addr + r * ow * c, c=c, out_w=ow, table_addr=p_addr, ly=ly, zp=x.quant.zp)
+            step = em.end_step()
+            pslots.release(step)
+            xslots.release(step)
+            oslots.release(em.store([(dst + (b * oh + y0) * ow * c, o_addr, 1, ny * ow * c, 0, 0)], step))
+
+
 def pack_bmm(graph: Graph, node: Node, plan: LayerPlan, orders: dict, data: DataImage, lanes: int,
              pe_rows: int) -> tuple[int, int]:
     """REQUANT's constants for an N tile: int32 zeros (no bias) then the float32 multiplier, k_t of each."""
@@ -533,7 +574,7 @@ def emit_nothing(em: Emitter, graph: Graph, node: Node, plan: LayerPlan, part, l
 
 
 CONSTANTS = {"matmul": pack_weights, "affine": pack_affine, "eltwise": pack_eltwise, "const": pack_const,
-             "bmm": pack_bmm, "softmax": pack_softmax, "layernorm": pack_layernorm}
+             "bmm": pack_bmm, "softmax": pack_softmax, "layernorm": pack_layernorm, "lerp": pack_lerp}
 EMIT = {"matmul": emit_matmul, "affine": emit_affine, "pool": emit_pool, "eltwise": emit_eltwise, "concat": emit_concat,
         "scale": emit_scale, "const": emit_nothing, "resize": emit_resize, "bmm": emit_bmm,
-        "softmax": emit_rows, "layernorm": emit_rows, "move": emit_move}
+        "softmax": emit_rows, "layernorm": emit_rows, "move": emit_move, "lerp": emit_lerp}

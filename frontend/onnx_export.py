@@ -216,6 +216,9 @@ def _export_move(w: _Writer, graph: Graph, node: Node, f: str) -> str:
 def _export_resize(w: _Writer, graph: Graph, node: Node, f: str) -> str:
     sh, sw = node.attrs["scale"]
     scales = w.init(f"{node.name}.scales", np.array([1, 1, sh, sw], np.float32))
+    if node.attrs.get("mode") == "linear":          # onnxruntime interpolates in float: within a step of Sieve
+        return w.node("Resize", [w.dequantize(node.inputs[0]), "", scales], f, mode="linear",
+                      coordinate_transformation_mode=node.attrs["coord"])
     return w.node("Resize", [w.dequantize(node.inputs[0]), "", scales], f, mode="nearest",
                   coordinate_transformation_mode="asymmetric", nearest_mode="floor")
 

@@ -823,15 +823,17 @@ def _nearest_source(out: int, size: int, scale: float, coord: str, rounding: str
 
 @handles("Resize", "Upsample")
 def _resize(imp: _Importer, node) -> None:
-    """Nearest-neighbour upsampling by integer factors over H and W: each pixel repeated."""
+    """Upsampling by integer factors over H and W: nearest (each pixel repeated) or linear (bilinear, integer
+    weights on a 10-bit grid per axis, under the coordinate modes PyTorch exports and asymmetric)."""
     a = imp.attrs(node)
     x, out = node.input[0], node.output[0]
     src = imp.dq[x] if x in imp.dq else x
     n, c, h, w = imp.shape(src)
     mode = a.get("mode", "nearest")
     mode = mode.decode() if isinstance(mode, bytes) else mode
-    if mode != "nearest":
-        raise imp.error(f"Resize mode '{mode}' is not supported (nearest only)", node)
+    mode = "linear" if mode == "bilinear" else mode           # Upsample's older name
+    if mode not in ("nearest", "linear"):
+        raise imp.error(f"Resize mode '{mode}' is not supported (nearest and linear)", node)
     scales = imp.opt_const(node, 1 if node.op_type == "Upsample" else 2)
     sizes = imp.opt_const(node, 3) if node.op_type == "Resize" else None
     if sizes is not None and np.size(sizes):
@@ -849,9 +851,21 @@ def _resize(imp: _Importer, node) -> None:
         else:
             imp.alias(out, x)
         return
-    coord = a.get("coordinate_transformation_mode", "half_pixel")
+    coord = a.get("coordinate_transformation_mode", "half_pixel" if node.op_type == "Resize" else "asymmetric")
     rounding = a.get("nearest_mode", "round_prefer_floor")
     coord, rounding = (v.decode() if isinstance(v, bytes) else v for v in (coord, rounding))
+    if mode == "linear":
+        from sieve.ir.registry import RESIZE_COORDS
+        if coord not in RESIZE_COORDS:
+            raise imp.error(f"linear Resize with coordinate_transformation_mode={coord} is not supported "
+                            f"({', '.join(RESIZE_COORDS)})", node)
+        attrs = {"scale": (sh, sw), "mode": "linear", "coord": coord}
+        if x in imp.dq:
+            imp.pending[out] = ("same", (Op.RESIZE, imp.dq[x], attrs))
+            return
+        dtype, quant = _same_quant(imp, out, x)
+        imp.emit(out, Op.RESIZE, [x], attrs, None, dtype, quant)
+        return
     for size, s in ((h, sh), (w, sw)):
         if not np.array_equal(_nearest_source(size * s, size, s, coord, rounding), np.arange(size * s) // s):
             raise imp.error(f"Resize with coordinate_transformation_mode={coord}, nearest_mode={rounding} does "

@@ -633,10 +633,22 @@ def _bmm_check(node: Node, ins: Types) -> None:
         raise IRError("parameter 'requant' must be one float32 multiplier", node.name)
 
 
+RESIZE_COORDS = ("half_pixel", "pytorch_half_pixel", "align_corners", "asymmetric")
+
+
 def _resize_attrs(a: dict) -> dict:
+    """nearest (each pixel repeated) or linear (bilinear, under one of ONNX's coordinate modes), by integer
+    factors over H and W."""
     a["scale"] = _pair(a.get("scale", 2))
     if min(a["scale"]) < 1:
         raise IRError(f"resize factors must be positive integers, got {list(a['scale'])}")
+    a["mode"] = a.get("mode", "nearest")
+    if a["mode"] not in ("nearest", "linear"):
+        raise IRError(f"resize mode {a['mode']!r} is not nearest or linear")
+    if a["mode"] == "linear":
+        a["coord"] = a.get("coord", "half_pixel")
+        if a["coord"] not in RESIZE_COORDS:
+            raise IRError(f"coordinate mode {a['coord']!r} is not one of {', '.join(RESIZE_COORDS)}")
     return a
 
 
@@ -647,9 +659,35 @@ def _resize_infer(node: Node, ins: Types) -> tuple[int, ...]:
     return (n, c, h * sh, w * sw)
 
 
+def resize_tables(node: Node, x: TensorType) -> tuple[np.ndarray, np.ndarray]:
+    """The row and column tables of a linear resize (numerics.integer.linear_weights)."""
+    _, _, h, w = x.shape
+    sh, sw = node.attrs["scale"]
+    coord = node.attrs["coord"]
+    return Q.linear_weights(h * sh, h, sh, coord), Q.linear_weights(w * sw, w, sw, coord)
+
+
 def _resize(node: Node, xs: Arrays, ins: Types = ()) -> np.ndarray:
     sh, sw = node.attrs["scale"]
     return np.repeat(np.repeat(xs[0], sh, axis=2), sw, axis=3)
+
+
+def _resize_float(node: Node, xs: Arrays) -> np.ndarray:
+    if node.attrs["mode"] == "nearest":
+        return _resize(node, xs)
+    x = np.asarray(xs[0], np.float32)
+    (_, _, h, w), (sh, sw) = x.shape, node.attrs["scale"]
+    y0, y1, ly = Q.linear_source(h * sh, h, sh, node.attrs["coord"])
+    x0, x1, lx = Q.linear_source(w * sw, w, sw, node.attrs["coord"])
+    ly, lx = ly.astype(np.float32)[:, None], lx.astype(np.float32)
+    rows = x[:, :, y0] * (np.float32(1) - ly) + x[:, :, y1] * ly
+    return (rows[..., x0] * (np.float32(1) - lx) + rows[..., x1] * lx).astype(np.float32)
+
+
+def _resize_int(node: Node, xs: Arrays, ins: Types) -> np.ndarray:
+    if node.attrs["mode"] == "nearest":
+        return _resize(node, xs)
+    return Q.resize_linear(xs[0], ins[0].quant.zp, *resize_tables(node, ins[0]))
 
 
 def _const_infer(node: Node, ins: Types) -> tuple[int, ...]:
@@ -865,7 +903,7 @@ REGISTRY: dict[Op, OpDef] = {
                        check_int=_qsoftmax_check),
     Op.BMM: OpDef(2, _bmm_infer, _bmm_macs, _bmm_float, _bmm_int, attrs=_bmm_attrs, quantize=_bmm_quantize,
                   check_int=_bmm_check),
-    Op.RESIZE: OpDef(1, _resize_infer, _no_macs, _resize, _resize, attrs=_resize_attrs, scale="keep"),
+    Op.RESIZE: OpDef(1, _resize_infer, _no_macs, _resize_float, _resize_int, attrs=_resize_attrs, scale="keep"),
     Op.LAYERNORM: OpDef(1, _layernorm_infer, _no_macs, _layernorm_float, _layernorm_int, attrs=_layernorm_attrs,
                         quantize=_layernorm_quantize, check_int=_layernorm_check, dequantize=_layernorm_dequantize),
     Op.MOVE: OpDef(1, _move_infer, _no_macs, _move, _move, attrs=_move_attrs, scale="keep"),

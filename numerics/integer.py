@@ -226,3 +226,57 @@ def int_layernorm_params(gamma: np.ndarray, beta: np.ndarray, eps: float, n: int
     sx = float(np.float32(x_scale))
     eps_q = int(min(np.floor(eps * n * n / (sx * sx) * 2.0 ** (2 * LAYERNORM_SQRT_BITS)), 2**62))
     return gq, bq, eps_q, np.float32(np.float32(s_acc) / np.float32(y_scale))
+
+
+# ---------------------------------------------------------------- bilinear resize
+
+LERP_BITS = 10               # interpolation weights on a 10-bit grid per axis: 2^20 for the four taps
+
+
+def linear_source(out: int, size: int, scale: float, coord: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(first index, second index, float weight of the second) each output index reads under ONNX Resize's
+    linear mode, the source coordinate clamped to the input (edge pixels repeat)."""
+    x = np.arange(out, dtype=np.float64)
+    if coord == "asymmetric":
+        orig = x / scale
+    elif coord == "half_pixel" or (coord == "pytorch_half_pixel" and out > 1):
+        orig = (x + 0.5) / scale - 0.5
+    elif coord == "align_corners":
+        orig = x * (size - 1) / (out - 1) if out > 1 else np.zeros(out)
+    elif coord == "pytorch_half_pixel":
+        orig = np.zeros(out)
+    else:
+        raise ValueError(f"coordinate_transformation_mode {coord!r}")
+    orig = np.clip(orig, 0, size - 1)
+    i0 = np.floor(orig).astype(np.int64)
+    return i0, np.minimum(i0 + 1, size - 1), orig - i0
+
+
+def linear_weights(out: int, size: int, scale: float, coord: str) -> np.ndarray:
+    """int32 [out, 3]: first index, second index, the second's weight on the 10-bit grid (0..1024)."""
+    i0, i1, lam = linear_source(out, size, scale, coord)
+    return np.stack([i0, i1, np.rint(lam * (1 << LERP_BITS)).astype(np.int64)], axis=1).astype(np.int32)
+
+
+def lerp_rows(r0: np.ndarray, r1: np.ndarray, ly: int, cols: np.ndarray, zp: int) -> np.ndarray:
+    """One output row of a bilinear resize from input rows r0, r1 ([W, C] int8, zero point zp): the row weight
+    ly and per output column (first, second, weight) on the 10-bit grid; the four integer products summed
+    exactly, requantized by 2^-20 (the weights sum to 2^20: the input's own scale)."""
+    one = 1 << LERP_BITS
+    x0, x1, lx = (cols[:, k].astype(np.int64) for k in range(3))
+    rows = (one - ly) * (np.asarray(r0, np.int64) - zp) + ly * (np.asarray(r1, np.int64) - zp)
+    acc = (one - lx)[:, None] * rows[..., x0, :] + lx[:, None] * rows[..., x1, :]
+    return requantize(acc.astype(np.int32), np.float32(2.0 ** (-2 * LERP_BITS)), zp)
+
+
+def resize_linear(x: np.ndarray, zp: int, ty: np.ndarray, tx: np.ndarray) -> np.ndarray:
+    """Bilinear resize of int8 [N, C, H, W] by the row and column tables of ``linear_weights``."""
+    q = np.moveaxis(np.asarray(x, np.int8), 1, -1)                       # [N, H, W, C]
+    r0, r1 = q[:, ty[:, 0]], q[:, ty[:, 1]]                              # [N, OH, W, C]
+    one = 1 << LERP_BITS
+    ly = ty[:, 2].astype(np.int64)[None, :, None, None]
+    rows = (one - ly) * (r0.astype(np.int64) - zp) + ly * (r1.astype(np.int64) - zp)
+    x0, x1, lx = (tx[:, k].astype(np.int64) for k in range(3))
+    acc = (one - lx)[None, None, :, None] * rows[:, :, x0] + lx[None, None, :, None] * rows[:, :, x1]
+    y = requantize(acc.astype(np.int32), np.float32(2.0 ** (-2 * LERP_BITS)), zp)
+    return np.moveaxis(y, -1, 1)

@@ -8,7 +8,7 @@ import numpy as np
 
 from sieve.arch.config import ArchConfig
 from sieve.ir.graph import Graph, Node, Op
-from sieve.ir.registry import move_view, trailing_broadcast
+from sieve.ir.registry import move_view, resize_tables, trailing_broadcast
 from sieve.ir.types import DType
 from sieve.scheduler.plan import ConvGeom, RowCounts, LayerPlan, Part, ScheduleError, SpadLayout, align, ceil_div
 from sieve.scheduler.layout import hw_weights
@@ -379,9 +379,44 @@ def _lower_bmm(graph: Graph, node: Node, arch: ArchConfig, opts: Options) -> Lay
                      parts=parts)
 
 
+def lerp_rows_in(ty: np.ndarray, lo: int, hi: int) -> tuple[int, int]:
+    """The input rows [first, last + 1) that output rows [lo, hi) of a linear resize read."""
+    return int(ty[lo:hi, 0].min()), int(ty[lo:hi, 1].max()) + 1
+
+
+def _lower_lerp(graph: Graph, node: Node, arch: ArchConfig, opts: Options) -> LayerPlan:
+    """Bands of output rows of a bilinear resize: the input rows they read loaded once, one LERP per output
+    row, the band stored; the column table (6 bytes per output column) stays in the scratchpad."""
+    x = graph[node.inputs[0]].out
+    n, c, h, w = x.shape
+    _, _, oh, ow = node.out.shape
+    ty, _ = resize_tables(node, x)
+    parts = flat_parts(oh, opts.cores(arch), "y")
+    longest = _longest(parts, "y", oh)
+    budget = arch.core.scratchpad_bytes - 2 * align(6 * ow)
+
+    def need(rows: int) -> int:                     # the most input rows a band of ``rows`` output rows reads
+        return max(b - a for a, b in (lerp_rows_in(ty, lo, min(lo + rows, oh)) for lo in range(0, oh, rows)))
+    fits = [r for r in range(min(longest, ((1 << 24) - 16) // (ow * c)), 0, -1)
+            if 2 * (align(need(r) * w * c) + align(r * ow * c)) <= budget]
+    if not fits:
+        raise ScheduleError(f"two input rows and one output row of {c} channels do not fit the scratchpad", node.name)
+    rows, est = stream_tile(longest, fits[0], w * c * h / oh, ow * c, 5 * ow * c, arch)
+    rows = max(r for r in fits if r <= rows)
+    layout = SpadLayout((("p", 6 * ow), ("x", need(rows) * w * c), ("out", rows * ow * c)))
+    steps = n * ceil_div(longest, rows)
+    return LayerPlan(node.name, "lerp", layout, pool_rows=rows, est_cycles=est * n,
+                     reason=f"{rows} output rows per tile from the input rows they read, one LERP per row; "
+                     f"{steps} steps" + _split_note(parts, "output rows"),
+                     partition="rows" if len(parts) > 1 else "single", parts=parts)
+
+
 def _lower_resize(graph: Graph, node: Node, arch: ArchConfig, opts: Options) -> LayerPlan:
-    """Bands of whole input rows: loaded, passed through the vector unit, and written to each of the
-    sh x sw output positions they repeat to by strided stores (one pixel's channels per DMA row)."""
+    """Nearest: bands of whole input rows, loaded, passed through the vector unit, and written to each of
+    the sh x sw output positions they repeat to by strided stores (one pixel's channels per DMA row).
+    Linear: ``_lower_lerp``."""
+    if node.attrs["mode"] == "linear":
+        return _lower_lerp(graph, node, arch, opts)
     n, c, h, w = graph[node.inputs[0]].out.shape
     sh, sw = node.attrs["scale"]
     parts = flat_parts(h, opts.cores(arch), "y")

@@ -56,6 +56,7 @@ def _image_parts(graph: Graph, plan: LayerPlan, core: int, images: int) -> tuple
         per //= node.out.shape[-1]                      # rows per image
     dims = {"matmul": lambda i: {"n": (i, i + 1)}, "pool": lambda i: {"n": (i, i + 1)},
             "resize": lambda i: {"n": (i, i + 1)}, "bmm": lambda i: {"g": (i, i + 1)},
+            "lerp": lambda i: {"n": (i, i + 1)},
             "eltwise": lambda i: {"e": (i * per, (i + 1) * per)},
             "affine": lambda i: {"e": (i * per, (i + 1) * per)},
             "concat": lambda i: {"e": (i * per, (i + 1) * per)},

@@ -171,6 +171,14 @@ def _layernorm(f: Fields, arch: ArchConfig) -> tuple[np.ndarray, dict]:
         "spad_read_bytes": 2 * n + 8 * f["cols"] * f["rows"], "spad_write_bytes": n, "vector_ops": ops}
 
 
+def _lerp(f: Fields, arch: ArchConfig) -> tuple[np.ndarray, dict]:
+    """Per output element: the two rows' weighted sum at both columns (four multiply-adds) and the
+    requantization (five vector operations), reading four input values and the column's table entry."""
+    n = f["out_w"] * f["c"]
+    return _cdiv(5 * n, arch.core.vector_lanes) + arch.core.vector_fill_cycles, {
+        "spad_read_bytes": 4 * n + 6 * f["out_w"], "spad_write_bytes": n, "vector_ops": 5 * n}
+
+
 def _maxpool(f: Fields, arch: ArchConfig) -> tuple[np.ndarray, dict]:
     outs = f["out_h"] * f["out_w"] * f["c"]
     ops = outs * f["kernel_h"] * f["kernel_w"]
@@ -194,6 +202,7 @@ COST: dict[Opcode, Callable[[Fields, ArchConfig], tuple[np.ndarray, dict]]] = {
     Opcode.WIDEN: _widen,
     Opcode.SOFTMAX: _softmax,
     Opcode.LAYERNORM: _layernorm,
+    Opcode.LERP: _lerp,
 }
 
 
@@ -230,6 +239,7 @@ TOUCHES: dict[Opcode, Callable[[Fields, ArchConfig], dict]] = {
     Opcode.WIDEN: lambda f, arch: {"dst": (f["dst_addr"], f["dst_addr"] + 2 * f["rows"] * f["cols"])},
     Opcode.SOFTMAX: lambda f, arch: {"dst": (f["dst_addr"], f["dst_addr"] + f["rows"] * f["cols"])},
     Opcode.LAYERNORM: lambda f, arch: {"dst": (f["dst_addr"], f["dst_addr"] + f["rows"] * f["cols"])},
+    Opcode.LERP: lambda f, arch: {"dst": (f["dst_addr"], f["dst_addr"] + f["out_w"] * f["c"])},
     Opcode.MAXPOOL: lambda f, arch: {"dst": (f["dst_addr"], f["dst_addr"] + f["c"] * f["out_h"] * f["out_w"])},
 }
 

@@ -280,6 +280,19 @@ def _layernorm(m: Machine, core: CoreState, ins) -> None:
     _span(core.spad, ins.dst_addr, n, "scratchpad output")[:] = y.ravel().view(np.uint8)
 
 
+def _lerp(m: Machine, core: CoreState, ins) -> None:
+    """One output row [out_w][c] of a bilinear resize: input rows [*][c] at src0_addr and src1_addr (row
+    weight ly of 1024 on the second), per output column (first, second, weight) as three little-endian
+    uint16 at table_addr; the four integer products summed, requantized by 2^-20 to the zero point zp."""
+    table = _span(core.spad, ins.table_addr, 6 * ins.out_w, "scratchpad table").view("<u2").reshape(ins.out_w, 3)
+    width = int(table[:, :2].max()) + 1 if ins.out_w else 0
+    n = width * ins.c
+    r0 = _i8(core.spad, ins.src0_addr, n, "scratchpad row").reshape(width, ins.c)
+    r1 = _i8(core.spad, ins.src1_addr, n, "scratchpad row").reshape(width, ins.c)
+    y = integer.lerp_rows(r0, r1, ins.ly, table, ins.zp)
+    _span(core.spad, ins.dst_addr, ins.out_w * ins.c, "scratchpad output")[:] = y.ravel().view(np.uint8)
+
+
 def _halt(m: Machine, core: CoreState, ins: Instruction) -> None:
     pass
 
@@ -289,4 +302,5 @@ def _halt(m: Machine, core: CoreState, ins: Instruction) -> None:
 EXECUTE = {Opcode.LOAD: _load, Opcode.STORE: _store, Opcode.MATMUL: _matmul, Opcode.REQUANT: _requant,
            Opcode.ADD: _add, Opcode.MAXPOOL: _maxpool, Opcode.RELU: _relu, Opcode.AFFINE: _affine,
            Opcode.HALT: _halt, Opcode.WAIT: _halt, Opcode.LUT: _lut, Opcode.MUL: _mul,
-           Opcode.WIDEN: _widen, Opcode.SOFTMAX: _softmax, Opcode.LAYERNORM: _layernorm}
+           Opcode.WIDEN: _widen, Opcode.SOFTMAX: _softmax, Opcode.LAYERNORM: _layernorm,
+           Opcode.LERP: _lerp}

@@ -118,3 +118,28 @@ def test_quantized_by_onnxruntime_runs_to_its_outputs_exactly(exported, fmt):
     (got,) = res.floats.values()
     np.testing.assert_array_equal(got, want)
     assert len(np.unique(got)) > 3
+
+
+@pytest.mark.parametrize("align_corners", [False, True])
+@pytest.mark.parametrize("dynamo", [False, True])
+def test_bilinear_upsample_imports_and_runs_bitexact(tmp_path, align_corners, dynamo):
+    """nn.Upsample(mode="bilinear") from both exporters (half_pixel / align_corners Resize): the float import
+    equals torch, and the integer interpolation runs bit-exact on the simulator."""
+    from sieve.arch import load_arch
+    from tests.helpers import check_bitexact, quantize, random_calibration
+    net = nn.Sequential(nn.Conv2d(3, 8, 3, padding=1),
+                        nn.Upsample(scale_factor=2, mode="bilinear", align_corners=align_corners),
+                        nn.Conv2d(8, 4, 1)).eval()
+    path = tmp_path / "up.onnx"
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        torch.onnx.export(net, torch.randn(1, 3, 9, 7), path, dynamo=dynamo, opset_version=18 if dynamo else 17,
+                          input_names=["x"])
+    g = verify(load_onnx(path))
+    x = np.random.default_rng(0).standard_normal((1, 3, 9, 7)).astype(np.float32)
+    with torch.no_grad():
+        want = net(torch.from_numpy(x)).numpy()
+    np.testing.assert_allclose(run_float(g, {"x": x})[g.outputs[0]], want, atol=1e-5)
+    rng = np.random.default_rng(1)
+    q = quantize(g, random_calibration(g, rng, 4))
+    check_bitexact(q, load_arch("multicore"), random_calibration(g, rng, 1))

@@ -219,3 +219,29 @@ def test_softmax_inside_the_network_is_bitexact(arch, b, t, d, spread, partition
     graph = g.build(["y"])
     q = quantize(graph, random_calibration(graph, rng, 2))
     check_bitexact(q, _arch(arch), random_calibration(graph, rng, b), partition=partition)
+
+
+@settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(arch=ARCHS, n=st.integers(1, 2), c=st.integers(1, 20), h=st.integers(1, 9), w=st.integers(1, 9),
+       sh=st.integers(1, 4), sw=st.integers(1, 4), coord=st.sampled_from(["half_pixel", "pytorch_half_pixel",
+                                                                          "align_corners", "asymmetric"]),
+       partition=st.sampled_from(["auto", "pipeline"]), seed=st.integers(0, 2**16))
+def test_bilinear_resize_is_bitexact(arch, n, c, h, w, sh, sw, coord, partition, seed):
+    """conv -> bilinear resize -> conv, every coordinate mode, factors per axis, through the simulator; the
+    integer interpolation (10-bit weights per axis) within one step of the float one on the same integers."""
+    rng = np.random.default_rng(seed)
+    b = GraphBuilder("lerp")
+    b.input("x", (n, c, h, w))
+    b.add("conv", Op.CONV2D, ["x"], {"out_channels": c, "kernel": 1}, {"w": rng.standard_normal((c, c, 1, 1))})
+    b.add("up", Op.RESIZE, ["conv"], {"scale": (sh, sw), "mode": "linear", "coord": coord})
+    b.add("y", Op.CONV2D, ["up"], {"out_channels": 2, "kernel": 1}, {"w": rng.standard_normal((2, c, 1, 1))})
+    g = b.build(["y"])
+    q = quantize(g, random_calibration(g, rng, 4))
+    result = check_bitexact(q, _arch(arch), random_calibration(g, rng, n), partition=partition)
+    assert result.stats.cycles > 0
+    from sieve.ir.registry import opdef
+    node, src = q["up"], q["conv"].out
+    xi = rng.integers(-128, 128, src.shape).astype(np.int8)
+    got = opdef(Op.RESIZE).ref_int(node, [xi], [src]).astype(np.float64)
+    want = opdef(Op.RESIZE).ref_float(node, [xi.astype(np.float32) - src.quant.zp]) + src.quant.zp
+    assert np.abs(got - want).max() <= 1.0
