@@ -938,12 +938,11 @@ def _reducemean(imp: _Importer, node) -> None:
     if len(shape) != 3 or axes != [1]:
         raise imp.error(f"ReduceMean over axes {axes} of shape {list(shape)} is not supported (the mean over "
                         "the tokens of [batch, tokens, features] only)", node)
-    b, t, d = shape
-    image = f"{out}__tokens"
-    imp.set_view(image, imp.view_of(src).permute((0, 2, 1)).reshape((b, d, t, 1)), src, dequantized=x in imp.dq)
-    pooled = f"{out}__pooled"
     if x in imp.dq:
         raise imp.error("a quantized ReduceMean is not supported (float models only)", node)
+    b, t, d = shape
+    image, pooled = f"{out}__tokens", f"{out}__pooled"
+    imp.set_view(image, imp.view_of(src).permute((0, 2, 1)).reshape((b, d, t, 1)), src)
     name = imp.emit(pooled, Op.GLOBALAVGPOOL, [image])
     keep = a.get("keepdims", 1)
     imp.set_view(out, View(name, (b, 1, d) if keep else (b, d), row_major((b, 1, d) if keep else (b, d))), pooled)
