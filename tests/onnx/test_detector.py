@@ -75,9 +75,23 @@ def test_resize_nearest_imports_exactly_or_is_refused(h, w, scale, coord, roundi
     np.testing.assert_array_equal(got, want)
 
 
-def test_bilinear_resize_is_refused_by_name():
-    with pytest.raises(FrontendError, match="Resize mode 'linear' is not supported"):
-        sieve.compile(_resize_model(4, 4, 2, "half_pixel", "floor", mode="linear"), dense_twin=False)
+@pytest.mark.parametrize("coord", ["half_pixel", "pytorch_half_pixel", "align_corners", "asymmetric"])
+def test_bilinear_resize_between_quantizations_is_within_a_step_of_onnxruntime(coord):
+    """DequantizeLinear -> Resize (linear) -> QuantizeLinear: Sieve's integer interpolation (10-bit weights)
+    and onnxruntime's differ by at most one step; the simulator equals Sieve's reference."""
+    model = _resize_model(5, 7, 2, coord, "floor", mode="linear")
+    x = np.random.default_rng(0).standard_normal((1, 3, 5, 7)).astype(np.float32) * 3
+    (want,) = ort_run(model, {"x": x})
+    program = sieve.compile(model, dense_twin=False)
+    (got,) = sieve.simulate(program, {"x": x}).floats.values()
+    np.testing.assert_array_equal(got, sieve.interpret(model, {"x": x}).floats["y"])
+    assert np.abs(got - want).max() <= 0.05 + 1e-6                  # one step (scale 0.05)
+    assert np.mean(got == want) > 0.9
+
+
+def test_cubic_resize_is_refused_by_name():
+    with pytest.raises(FrontendError, match="Resize mode 'cubic' is not supported"):
+        sieve.compile(_resize_model(4, 4, 2, "half_pixel", "floor", mode="cubic"), dense_twin=False)
 
 
 def test_yolo_like_quantized_by_sieve_runs_in_onnxruntime_to_sieves_integers(tmp_path):
