@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from sieve.arch.binary import LayerSymbol, Program, TensorDesc
 from sieve.codegen.emit import Emitter
-from sieve.codegen.layout import CodegenError, DataImage, TensorLayout, plan_tensors
+from sieve.codegen.layout import CodegenError, DataImage, Lifetime, TensorLayout, buffer_bytes, plan_tensors
 from sieve.codegen.lower import CONSTANTS, EMIT
 from sieve.ir.graph import Graph
 from sieve.ir.types import DType
@@ -35,6 +35,32 @@ def _source(graph: Graph, name: str, kinds: dict[str, str]) -> str:
     return name
 
 
+def activation_bytes(sched: Schedule) -> int:
+    """The DRAM the activations would take if each had its own buffer (views and constants aside)."""
+    return sum(buffer_bytes(sched.graph[p.node]) for p in sched.layers if p.kind not in ("alias", "const"))
+
+
+def _lifetimes(sched: Schedule, order, kinds: dict[str, str]) -> dict[str, Lifetime]:
+    """Each buffer's first write, last read (in emission steps) and the cores that touch it; a view's
+    readers read what it views; graph inputs are written by the host, outputs read by it."""
+    graph = sched.graph
+    first: dict[str, int] = {n.name: -1 for n in graph.inputs}
+    last: dict[str, int | None] = {}
+    cores: dict[str, set] = {}
+    for k, (li, pi) in enumerate(order):
+        plan = sched.layers[li]
+        core = plan.parts[pi].core
+        first.setdefault(plan.node, k)
+        cores.setdefault(plan.node, set()).add(core)
+        for name in graph[plan.node].inputs:
+            src = _source(graph, name, kinds)
+            last[src] = k
+            cores.setdefault(src, set()).add(core)
+    for name in graph.outputs:
+        last[_source(graph, name, kinds)] = None
+    return {name: Lifetime(f, last.get(name, f), frozenset(cores.get(name, ()))) for name, f in first.items()}
+
+
 def generate(sched: Schedule) -> Program:
     """Schedule -> Program: constants from DRAM address 0, activations after them, one instruction
     stream per core (each core runs its part of every layer it has a part of), IO descriptors,
@@ -45,14 +71,15 @@ def generate(sched: Schedule) -> Program:
     bundles = {p.node: CONSTANTS[p.kind](graph, graph[p.node], p, sched.orders, data, core.simd_lanes, core.pe_rows)
                for p in sched.layers if p.kind in CONSTANTS}
     kinds = {p.node: p.kind for p in sched.layers}
+    order = sched.order or tuple((li, pi) for li, p in enumerate(sched.layers) for pi in range(len(p.parts)))
     layouts, dram_end = plan_tensors(graph, len(data.buf), sched.orders,
                                      {name for name, kind in kinds.items() if kind == "alias"},
-                                     {name: addr for name, addr in bundles.items() if kinds[name] == "const"})
+                                     {name: addr for name, addr in bundles.items() if kinds[name] == "const"},
+                                     _lifetimes(sched, order, kinds))
     ems = [Emitter() for _ in range(arch.cores)]
     # tensor -> (core, images, STORED on that core after the part's last store), per part written
     stored: dict[str, list[tuple[int, tuple[int, int] | None, int]]] = {}
     symbols = []
-    order = sched.order or tuple((li, pi) for li, p in enumerate(sched.layers) for pi in range(len(p.parts)))
     for li, pi in order:
         plan = sched.layers[li]
         part, node = plan.parts[pi], graph[plan.node]
@@ -82,7 +109,7 @@ def generate(sched: Schedule) -> Program:
                    tuple(symbols))
 
 
-__all__ = ["generate", "CodegenError"]
+__all__ = ["generate", "activation_bytes", "CodegenError"]
 
 from sieve.codegen.asm import AsmError, assemble, assemble_file, disassemble  # noqa: E402
 

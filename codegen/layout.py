@@ -45,14 +45,30 @@ class DataImage:
         return addr
 
 
+@dataclass(frozen=True)
+class Lifetime:
+    """When a tensor's buffer is in use, in emission steps (the parts of layers in the order they are
+    emitted): written from ``first`` (-1: by the host, before the run), last read at ``last`` (None: read
+    by the host after the run, a graph output), by the parts on ``cores``."""
+    first: int
+    last: int | None
+    cores: frozenset
+
+
 def plan_tensors(graph: Graph, start: int, orders: dict, views: set[str],
-                 placed: dict[str, int] | None = None) -> tuple[dict[str, TensorLayout], int]:
-    """Give every tensor a DRAM address (each its own buffer; ``views`` share their input's; ``placed``
-    tensors, the constants, are already in the data image); return layouts and DRAM end. ``orders`` are
-    the memory orders the scheduler chose (Schedule.orders)."""
+                 placed: dict[str, int] | None = None,
+                 lifetimes: dict[str, Lifetime] | None = None) -> tuple[dict[str, TensorLayout], int]:
+    """Give every tensor a DRAM address; return the layouts and the DRAM end. ``views`` share their input's
+    buffer; ``placed`` tensors (the constants) are in the
+    data image. With ``lifetimes``, a tensor takes the buffer of one that is dead by the time it is first
+    written, when both live on one and the same core: a core's queues keep its layers' reads before a later
+    layer's writes (its loads complete in order, and a layer's stores follow its own loads), while another
+    core's writes are ordered only after the data they read, so buffers are never shared across cores.
+    ``orders`` are the memory orders the scheduler chose (Schedule.orders)."""
     layouts: dict[str, TensorLayout] = {}
     addr = start
     placed = placed or {}
+    free: list[list] = []                                   # [addr, size, free after step, core]
     for node in graph:
         o = orders[node.name]
         if node.name in placed:
@@ -61,6 +77,24 @@ def plan_tensors(graph: Graph, start: int, orders: dict, views: set[str],
         if node.name in views and node.inputs:
             layouts[node.name] = TensorLayout(layouts[node.inputs[0]].addr, node.out.shape, o.view_shape, o.perm)
             continue
-        layouts[node.name] = TensorLayout(addr, node.out.shape, o.view_shape, o.perm)
-        addr += -(-node.out.size * node.out.dtype.np.itemsize // DRAM_ALIGN) * DRAM_ALIGN
+        size = buffer_bytes(node)
+        life = (lifetimes or {}).get(node.name)
+        at = None
+        if life is not None and len(life.cores) == 1:
+            core = next(iter(life.cores))
+            fits = [b for b in free if b[1] >= size and b[2] < life.first and b[3] == core]
+            if fits:
+                block = min(fits, key=lambda b: b[1])             # the smallest block that holds it
+                at = block[0]
+                block[0], block[1] = block[0] + size, block[1] - size
+        if at is None:
+            at, addr = addr, addr + size
+        layouts[node.name] = TensorLayout(at, node.out.shape, o.view_shape, o.perm)
+        if life is not None and life.last is not None and len(life.cores) == 1:
+            free.append([at, size, life.last, next(iter(life.cores))])
     return layouts, addr
+
+
+def buffer_bytes(node) -> int:
+    """A tensor's DRAM buffer: its bytes, aligned."""
+    return -(-node.out.size * node.out.dtype.np.itemsize // DRAM_ALIGN) * DRAM_ALIGN

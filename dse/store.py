@@ -12,6 +12,7 @@ import os
 import uuid
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -57,6 +58,12 @@ def _read(parts: list[Path], unique: list[str]) -> pd.DataFrame:
     if not parts:
         return pd.DataFrame()
     frame = pd.concat([pq.read_table(p).to_pandas() for p in parts], ignore_index=True)
+    # a part whose values of a numeric column were all missing (an L2 hit rate without an L2) reads back as
+    # objects: the column is numbers again, whichever points landed in which part
+    for col in frame.columns[frame.dtypes == object]:
+        values = frame[col].dropna()
+        if len(values) and all(isinstance(v, (int, float, np.number)) and not isinstance(v, bool) for v in values):
+            frame[col] = pd.to_numeric(frame[col])
     frame = frame.drop_duplicates(subset=unique, keep="last")
     order = [c for c in ("point", "layer_index") if c in frame.columns]
     return (frame.sort_values(order, kind="stable") if order else frame).reset_index(drop=True)

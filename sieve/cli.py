@@ -146,6 +146,7 @@ def cmd_compile(args) -> None:
             t.add_row(*row)
         con.print(t)
         con.print(_model_size(c.lowered.graph, program))
+        con.print(_footprint(c))
     stages = ", ".join(f"{k} {v:.2f} s" for k, v in c.seconds.items() if v >= 0.005)
     print("quantization: " + ("a quantized model, its own scales kept" if c.lowered.quantized_input else
                               f"by Sieve, {args.calibration} calibration"))
@@ -165,6 +166,18 @@ def _model_size(graph, program) -> str:
     return (f"model size: float32 {f32:,} B; int8 {int8:,} B; as compiled (int8, packed where sparse, with "
             f"index metadata, bias, scales and alignment) {packed:,} B = {f32 / max(packed, 1):.2f}x smaller "
             f"than float32, {int8 / max(packed, 1):.2f}x than dense int8")
+
+
+def _footprint(c) -> str:
+    """The DRAM the binary uses: constants, and activations sharing buffers by lifetime."""
+    from sieve.codegen import activation_bytes
+    program = c.program
+    acts, own = program.dram_bytes - len(program.data), activation_bytes(c.schedule)
+    graph_inputs = sum(-(-n.out.size // 64) * 64 for n in c.qgraph.inputs)
+    own += graph_inputs                                  # inputs: buffers of their own too
+    return (f"DRAM footprint: {program.dram_bytes:,} B = constants {len(program.data):,} B + activations "
+            f"{acts:,} B (buffers shared by tensors never live together, on one core; "
+            f"{own:,} B with a buffer each)")
 
 
 def _evaluate(con, args, c) -> None:

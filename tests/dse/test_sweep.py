@@ -235,3 +235,13 @@ def test_new_calibration_data_is_not_served_from_the_cache(tmp_path):
     assert outcome.ran == 1 and outcome.prepared == 1 and outcome.compiled == 1     # a new point, prepared again
     rows = Store(tmp_path / "r").points()
     assert len(rows) == 2 and rows["key"].nunique() == 2
+
+
+def test_a_numeric_column_missing_in_one_part_reads_back_as_numbers(tmp_path):
+    """Points stored in two parts, the first without an L2 (hit rate missing), read back as one float
+    column whichever points landed in which part (a resumed sweep equals a whole one)."""
+    store = Store(tmp_path)
+    store.append([{"key": "a", "point": 0, "l2_hit_rate": None}], [])
+    store.append([{"key": "b", "point": 1, "l2_hit_rate": 0.25}], [])
+    col = store.points()["l2_hit_rate"]
+    assert col.dtype == "float64" and col.isna().tolist() == [True, False] and col[1] == 0.25
