@@ -171,10 +171,10 @@ def _model_size(graph, program) -> str:
 def _footprint(c) -> str:
     """The DRAM the binary uses: constants, and activations sharing buffers by lifetime."""
     from sieve.codegen import activation_bytes
+    from sieve.codegen.layout import buffer_bytes
     program = c.program
     acts, own = program.dram_bytes - len(program.data), activation_bytes(c.schedule)
-    graph_inputs = sum(-(-n.out.size // 64) * 64 for n in c.qgraph.inputs)
-    own += graph_inputs                                  # inputs: buffers of their own too
+    own += sum(buffer_bytes(n) for n in c.qgraph.inputs)     # inputs: buffers of their own too
     return (f"DRAM footprint: {program.dram_bytes:,} B = constants {len(program.data):,} B + activations "
             f"{acts:,} B (buffers shared by tensors never live together, on one core; "
             f"{own:,} B with a buffer each)")
