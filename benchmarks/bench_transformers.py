@@ -87,13 +87,12 @@ def numerics() -> list[dict]:
     from sieve.ir.registry import opdef
     from sieve.pipeline import integer_model
     from sieve_numerics.integer import dequantize, quantize
-    from tests.transformers.test_vit_digits import TRAIN, ViT, _train
+    from tests.transformers.test_vit_digits import TRAIN, train
     import torch
     import warnings
     d = load_digits()
-    x, y = (d.images / 16.0).astype(np.float32)[:, None], d.target
-    torch.manual_seed(0)
-    net = _train(ViT(), x[:TRAIN], y[:TRAIN], epochs=40)
+    x = (d.images / 16.0).astype(np.float32)[:, None]
+    net = train()
     path = Path(tempfile.mkdtemp()) / "vit.onnx"
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")

@@ -29,25 +29,35 @@ def make_net():
 
 
 def train(x, y, target: float = 0.0, epochs: int = 30, seed: int = 0, keep_first: bool = True):
-    """Train; with target > 0, prune gradually (cubic schedule over the first 2/3 of training)."""
+    """Train the CNN; with target > 0, prune gradually (cubic schedule over the first 2/3 of training)."""
     import torch
     from torch import nn
     torch.manual_seed(seed)
     net = make_net()
-    opt = torch.optim.Adam(net.parameters(), lr=3e-3)
     layers = [m for m in net.modules() if isinstance(m, (nn.Conv2d, nn.Linear))]
     if keep_first:
         layers = layers[1:]                                   # the 144-weight first conv stays dense
-    masks = [torch.ones_like(m.weight) for m in layers]
-    xt, yt = torch.from_numpy(x), torch.from_numpy(y)
+    return fit(net, [m.weight for m in layers], x, y, target, epochs)
+
+
+def fit(net, weights, x, y, target: float = 0.0, epochs: int = 30, lr: float = 3e-3):
+    """Adam on cross-entropy; with target > 0 each of ``weights`` is pruned by magnitude to a sparsity that
+    rises on a cubic schedule (Zhu and Gupta 2017) over the first 2/3 of the epochs, the mask kept between
+    re-prunings. Returns the net in eval mode."""
+    import torch
+    from torch import nn
+    opt = torch.optim.Adam(net.parameters(), lr=lr)
+    masks = [torch.ones_like(w) for w in weights]
+    xt, yt = torch.from_numpy(x), torch.from_numpy(y).long()
     ramp = max(1, 2 * epochs // 3)
     for epoch in range(epochs):
+        net.train()
         sparsity = target * (1 - (1 - min(epoch + 1, ramp) / ramp) ** 3)
-        for m, mask in zip(layers, masks):                    # re-prune to this epoch's sparsity
-            w = m.weight.detach().abs().flatten()
-            k = int(sparsity * w.numel())
+        for w, mask in zip(weights, masks):                   # re-prune to this epoch's sparsity
+            a = w.detach().abs().flatten()
+            k = int(sparsity * a.numel())
             if k:
-                mask.copy_((m.weight.detach().abs() > w.kthvalue(k).values).float())
+                mask.copy_((w.detach().abs() > a.kthvalue(k).values).float())
         perm = torch.randperm(len(xt))
         for i in range(0, len(xt), 64):
             idx = perm[i:i + 64]
@@ -55,8 +65,8 @@ def train(x, y, target: float = 0.0, epochs: int = 30, seed: int = 0, keep_first
             nn.functional.cross_entropy(net(xt[idx]), yt[idx]).backward()
             opt.step()
             with torch.no_grad():
-                for m, mask in zip(layers, masks):
-                    m.weight.mul_(mask)
+                for w, mask in zip(weights, masks):
+                    w.mul_(mask)
     return net.eval()
 
 

@@ -9,7 +9,6 @@ import warnings
 import numpy as np
 import pytest
 import torch
-from sklearn.datasets import load_digits
 from torch import nn
 
 import sieve
@@ -52,51 +51,27 @@ def _linears(net: nn.Module) -> list[torch.Tensor]:
     return ws
 
 
-def _train(net, x, y, epochs: int, sparsity: float = 0.0, seed: int = 0):
-    """Adam on cross-entropy; with ``sparsity``, magnitude pruning per Linear raised gradually (cubic
-    schedule, Zhu and Gupta 2017) over the epochs, the mask kept at the end."""
-    torch.manual_seed(seed)
-    opt = torch.optim.Adam(net.parameters(), lr=3e-3)
-    xt, yt = torch.from_numpy(x), torch.from_numpy(y).long()
-    masks = None
-    for epoch in range(epochs):
-        net.train()
-        perm = torch.randperm(len(xt))
-        for i in range(0, len(xt), 64):
-            idx = perm[i:i + 64]
-            opt.zero_grad()
-            nn.functional.cross_entropy(net(xt[idx]), yt[idx]).backward()
-            opt.step()
-            if masks is not None:
-                with torch.no_grad():
-                    for w, m in zip(_linears(net), masks):
-                        w.mul_(m)
-        if sparsity:
-            s = sparsity * (1 - (1 - min(1.0, (epoch + 1) / (epochs - 2))) ** 3)
-            with torch.no_grad():
-                masks = []
-                for w in _linears(net):
-                    k = int(round(s * w.numel()))
-                    thresh = w.abs().flatten().kthvalue(k).values if k else -1.0
-                    masks.append((w.abs() > thresh).float())
-                    w.mul_(masks[-1])
-    net.eval()
-    return net
+def train(sparsity: float = 0.0, epochs: int = 40):
+    """The ViT trained on the first digits, every Linear pruned gradually to ``sparsity`` (the example's
+    schedule, examples/prune_digits.py)."""
+    from tests.onnx.test_digits_cnn import _example
+    x, y = _example().digits()
+    torch.manual_seed(0)
+    net = ViT()
+    torch.manual_seed(0)                                  # the batches' order
+    return _example().fit(net, _linears(net), x[:TRAIN], y[:TRAIN], sparsity, epochs)
 
 
 @pytest.fixture(scope="module")
 def digits():
-    d = load_digits()
-    return (d.images / 16.0).astype(np.float32)[:, None], d.target
+    from tests.onnx.test_digits_cnn import _example
+    return _example().digits()
 
 
 @pytest.fixture(scope="module")
 def models(digits, tmp_path_factory):
     x, y = digits
-    torch.manual_seed(0)
-    dense = _train(ViT(), x[:TRAIN], y[:TRAIN], epochs=40)
-    torch.manual_seed(0)
-    pruned = _train(ViT(), x[:TRAIN], y[:TRAIN], epochs=40, sparsity=0.5)
+    dense, pruned = train(), train(0.5)
     out = {}
     folder = tmp_path_factory.mktemp("vit")
     for name, net in (("dense", dense), ("pruned", pruned)):
