@@ -19,7 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
-from benchmarks.common import SIEVE, out_dir, timed
+from benchmarks.common import SIEVE, by_kind, kinds_table, out_dir, timed
 
 REPEAT = 3
 MODELS = (("efficientnet_b0", 224), ("mobilenetv3", 224), ("yolo_like", 320))
@@ -57,15 +57,11 @@ def main() -> list[dict]:
         subprocess.run([SIEVE, "run", f"{name}.sieve", "--input", f"{name}_x.npy", "--stats", f"{name}.json",
                         "-q"], cwd=tmp, check=True, capture_output=True)
         stats = json.loads((tmp / f"{name}.json").read_text())
-        kinds = defaultdict(lambda: [0, 0.0])
-        for layer in stats["layers"]:
-            kinds[_kind(layer)][0] += layer["cycles"]
-            kinds[_kind(layer)][1] += layer["energy_total_pj"]
         rows.append({"model": f"{name} {size}x{size}", "cpus": os.cpu_count(),
                      **{f"{k} s": round(statistics.median(times[name, k]), 2) for k in ("compile", "run", "timing")},
                      "cycles": stats["cycles"], "energy_mj": round(stats["energy_total_pj"] / 1e9, 2),
                      "mac_utilization": stats["utilization"], "macs": stats["macs"],
-                     "kinds": {k: {"cycles": c, "energy_mj": round(e / 1e9, 3)} for k, (c, e) in kinds.items()}})
+                     "kinds": by_kind(stats, _kind)})
         print(rows[-1], flush=True)
     return rows
 
@@ -80,10 +76,7 @@ def markdown(rows: list[dict]) -> str:
                    f"{r['timing s']:.2f} s | "
                    f"{r['cycles']:,} | {r['energy_mj']} mJ | {util} |")
     for r in rows:
-        out += ["", f"{r['model']}, by layer kind:", "", "| kind | cycles | share | energy |", "|---|---:|---:|---:|"]
-        total = sum(v["cycles"] for v in r["kinds"].values()) or 1
-        for k, v in sorted(r["kinds"].items(), key=lambda kv: -kv[1]["cycles"]):
-            out.append(f"| {k} | {v['cycles']:,} | {100 * v['cycles'] / total:.1f} % | {v['energy_mj']} mJ |")
+        out += kinds_table(f"{r['model']}, by layer kind:", r["kinds"])
     return "\n".join(out) + "\n"
 
 

@@ -24,7 +24,7 @@ from pathlib import Path
 
 import numpy as np
 
-from benchmarks.common import SIEVE, out_dir, timed
+from benchmarks.common import SIEVE, by_kind, kinds_table, out_dir, timed
 
 REPEAT = 3
 SEQ = 128
@@ -63,13 +63,9 @@ def bert() -> list[dict]:
         subprocess.run([SIEVE, "run", "v.sieve", "--input", "x.npy", "--stats", "v.json", "-q"], cwd=tmp,
                        check=True, capture_output=True)
         stats = json.loads((tmp / "v.json").read_text())
-        kinds = defaultdict(lambda: [0, 0.0])
-        for layer in stats["layers"]:
-            kinds[_kind(layer)][0] += layer["cycles"]
-            kinds[_kind(layer)][1] += layer["energy_total_pj"]
         row = {"variant": label, "cycles": stats["cycles"], "energy_mj": round(stats["energy_total_pj"] / 1e9, 2),
                "size_bytes": _size(out), "macs": stats["macs"], "mac_utilization": stats["utilization"],
-               "kinds": {k: {"cycles": c, "energy_mj": round(e / 1e9, 3)} for k, (c, e) in kinds.items()}}
+               "kinds": by_kind(stats, _kind)}
         if label == "dense":
             row.update({f"{k} s": round(statistics.median(v), 2) for k, v in times.items()},
                        cpus=os.cpu_count())
@@ -149,10 +145,7 @@ def markdown(rows: list[dict], num: list[dict]) -> str:
         out.append(f"| {r['variant']} | {r['cycles']:,} | {r['energy_mj']} mJ | {r['size_bytes'] / 1e6:.1f} MB | "
                    f"{100 * r['mac_utilization']:.1f} % |")
     for r in rows:
-        out += ["", f"{r['variant']}, by layer kind:", "", "| kind | cycles | share | energy |", "|---|---:|---:|---:|"]
-        total = sum(v["cycles"] for v in r["kinds"].values()) or 1
-        for k, v in sorted(r["kinds"].items(), key=lambda kv: -kv[1]["cycles"]):
-            out.append(f"| {k} | {v['cycles']:,} | {100 * v['cycles'] / total:.1f} % | {v['energy_mj']} mJ |")
+        out += kinds_table(f"{r['variant']}, by layer kind:", r["kinds"])
     out += ["", "Integer-only functions of the digits ViT (int8) against float on the same input, held-out digits:",
             "", "| op | largest error | in output steps | mean error |", "|---|---:|---:|---:|"]
     for r in num:

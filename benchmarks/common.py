@@ -24,3 +24,22 @@ def timed(argv: list[str], cwd: Path) -> float:
     if done.returncode:
         raise RuntimeError(f"sieve {' '.join(argv)} failed: {done.stderr}")
     return time.perf_counter() - t0
+
+
+def by_kind(stats: dict, kind) -> dict:
+    """Cycles and energy (mJ) of a run's layers (its --stats JSON) summed by ``kind(layer)``."""
+    kinds: dict = {}
+    for layer in stats["layers"]:
+        k = kinds.setdefault(kind(layer), [0, 0.0])
+        k[0] += layer["cycles"]
+        k[1] += layer["energy_total_pj"]
+    return {k: {"cycles": c, "energy_mj": round(e / 1e9, 3)} for k, (c, e) in kinds.items()}
+
+
+def kinds_table(title: str, kinds: dict) -> list[str]:
+    """Markdown lines: ``title``, then each kind's cycles, share of all and energy, largest first."""
+    out = ["", title, "", "| kind | cycles | share | energy |", "|---|---:|---:|---:|"]
+    total = sum(v["cycles"] for v in kinds.values()) or 1
+    for k, v in sorted(kinds.items(), key=lambda kv: -kv[1]["cycles"]):
+        out.append(f"| {k} | {v['cycles']:,} | {100 * v['cycles'] / total:.1f} % | {v['energy_mj']} mJ |")
+    return out
