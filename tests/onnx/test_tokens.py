@@ -95,11 +95,16 @@ def test_matmul_of_two_activations_matches_onnxruntime(tmp_path, fmt, act):
               "v": rng.standard_normal((2, 12, 16)).astype(np.float32)} for _ in range(5)]
     path, want = _ort_quantized(_two_activation_model(), tmp_path, fmt, act, feeds[:4], feeds[4])
     assert sum(n.op is sieve.ir.Op.BMM for n in sieve.integer_model(path).qgraph) == 2
+    _runs_to(path, feeds[4], want)
+    assert len(np.unique(want)) > 10
+
+
+def _runs_to(path, feed, want):
+    """The model compiled for multicore, layers split (auto) and pipelined, simulates to ``want`` exactly."""
     for partition in ("auto", "pipeline"):
         program = sieve.compile(path, dense_twin=False, arch="multicore", partition=partition)
-        (got,) = sieve.simulate(program, feeds[4]).floats.values()
+        (got,) = sieve.simulate(program, feed).floats.values()
         np.testing.assert_array_equal(got, want)
-    assert len(np.unique(want)) > 10
 
 
 def _softmax_model():
@@ -123,10 +128,7 @@ def test_softmax_inside_the_network_matches_onnxruntime(tmp_path, fmt, act):
               "v": rng.standard_normal((2, 12, 16)).astype(np.float32)} for _ in range(5)]
     path, want = _ort_quantized(_softmax_model(), tmp_path, fmt, act, feeds[:4], feeds[4])
     assert sum(n.op is sieve.ir.Op.QSOFTMAX for n in sieve.integer_model(path).qgraph) == 1
-    for partition in ("auto", "pipeline"):
-        program = sieve.compile(path, dense_twin=False, arch="multicore", partition=partition)
-        (got,) = sieve.simulate(program, feeds[4]).floats.values()
-        np.testing.assert_array_equal(got, want)
+    _runs_to(path, feeds[4], want)
 
 
 def test_attention_core_quantized_by_sieve_runs_in_onnxruntime_to_sieves_integers(tmp_path):
