@@ -80,10 +80,10 @@ FIELDS: dict[Opcode, list[tuple[str, str, int]]] = {
                     ("stride_w", "u", 5), ("dil_h", "u", 4), ("dil_w", "u", 4), ("pad_top", "u", 4),
                     ("pad_left", "u", 4), ("x_zp", "s", 8), ("accumulate", "u", 1), ("fmt", "u", 2),
                     ("depthwise", "u", 1), ("batch_groups", "u", 24), ("groups", "u", 24), ("nnz", "u", 24),
-                    ("nm_n", "u", 4), ("nm_m", "u", 5)],
+                    ("nm_n", "u", 4), ("nm_m", "u", 5), ("x_pitch", "u", 16)],
     Opcode.REQUANT: [("acc_addr", "u", 20), ("dst_addr", "u", 24), ("cols", "u", 16), ("k", "u", 12),
                      ("bias_addr", "u", 24), ("scale_addr", "u", 24), ("zp", "s", 8), ("lo", "s", 8),
-                     ("hi", "s", 8), ("out32", "u", 1)],
+                     ("hi", "s", 8), ("out32", "u", 1), ("dst_pitch", "u", 16)],
     Opcode.ADD: [("a_addr", "u", 24), ("b_addr", "u", 24), ("dst_addr", "u", 24), ("count", "u", 24),
                  ("za", "s", 8), ("zb", "s", 8), ("zc", "s", 8), ("ma", "f", 32), ("mb", "f", 32),
                  ("relu", "u", 1), ("hi", "s", 8), ("mode", "u", 2), ("sc", "f", 32), ("b_count", "u", 24)],
@@ -123,7 +123,8 @@ def _f32(x: float) -> float:
 
 # fields that may be left out when an instruction is written by hand (assembler, tests)
 OPTIONAL = {Opcode.MATMUL: {"fmt": 0, "depthwise": 0, "batch_groups": 0, "groups": 0, "nnz": 0, "nm_n": 0,
-                            "nm_m": 0},
+                            "nm_m": 0, "x_pitch": 0},
+            Opcode.REQUANT: {"dst_pitch": 0},
             Opcode.ADD: {"mode": 0, "sc": 0.0, "b_count": 0}}
 
 

@@ -46,7 +46,8 @@ def _window_conflicts(f: Fields, arch: ArchConfig):
     if dw.size == 0:
         return worst
     kh, kw, dil_h, dil_w = f["kernel_h"][dw], f["kernel_w"][dw], f["dil_h"][dw], f["dil_w"][dw]
-    row, chans = f["in_w"][dw] * f["in_c"][dw], f["in_c"][dw]
+    chans = np.where(f["x_pitch"][dw] > 0, f["x_pitch"][dw], f["in_c"][dw])   # bytes per pixel
+    row = f["in_w"][dw] * chans
     hits = np.zeros((dw.size, c.scratchpad_banks), np.int64)
     for dy in range(int(kh.max())):
         for dx in range(int(kw.max())):
@@ -218,14 +219,18 @@ def _matmul_touches(f: Fields, arch: ArchConfig) -> dict:
     w = np.select([f["fmt"] == 1, f["fmt"] == 2, f["depthwise"] == 1],
                   [4 * f["k"] + 3 * values, values + (values + 1) // 2, f["k"] * taps],
                   f["k"] * taps * f["in_c"]) * np.where(f["fmt"] == 3, 2, 1)
-    return {"w": (f["w_addr"], f["w_addr"] + w), "x": (f["x_addr"], f["x_addr"] + f["in_h"] * f["in_w"] * f["in_c"]),
+    pitch = np.where(f["x_pitch"] > 0, f["x_pitch"], f["in_c"])
+    x_end = f["x_addr"] + (f["in_h"] * f["in_w"] - 1) * pitch + f["in_c"]
+    return {"w": (f["w_addr"], f["w_addr"] + w), "x": (f["x_addr"], np.maximum(x_end, f["x_addr"])),
             "acc": (f["acc_addr"], f["acc_addr"] + f["k"] * f["out_h"] * f["out_w"])}
 
 
 def _requant_touches(f: Fields, arch: ArchConfig) -> dict:
     n = f["k"] * f["cols"]
-    return {"acc": (f["acc_addr"], f["acc_addr"] + n),
-            "dst": (f["dst_addr"], f["dst_addr"] + n * np.where(f["out32"] == 1, 4, 1))}
+    row = f["k"] * np.where(f["out32"] == 1, 4, 1)
+    pitch = np.where(f["dst_pitch"] > 0, f["dst_pitch"], row)
+    end = f["dst_addr"] + (f["cols"] - 1) * pitch + row
+    return {"acc": (f["acc_addr"], f["acc_addr"] + n), "dst": (f["dst_addr"], np.maximum(end, f["dst_addr"]))}
 
 
 TOUCHES: dict[Opcode, Callable[[Fields, ArchConfig], dict]] = {

@@ -98,7 +98,11 @@ def _matmul(m: Machine, core: CoreState, ins: Instruction) -> None:
     wide = ins.fmt == 3                             # int16 weights, two bytes each
     if ins.depthwise and c != k:
         raise OutOfBounds(f"depthwise matmul needs in_c == k, got in_c={c}, k={k}")
-    x = _i8(core.spad, ins.x_addr, ins.in_h * ins.in_w * c, "scratchpad x tile").reshape(ins.in_h, ins.in_w, c)
+    pitch = ins.x_pitch or c                        # bytes from one pixel to the next
+    if pitch < c:
+        raise OutOfBounds(f"matmul x_pitch {pitch} is below in_c {c}")
+    x = _region(core.spad, ins.x_addr, ins.in_h * ins.in_w, c, pitch, "scratchpad x tile").view(np.int8)
+    x = x.reshape(ins.in_h, ins.in_w, c)
     x = np.subtract(x, ins.x_zp, dtype=np.float64)  # real zero is 0; padding reads as real zero
     win = _windows(x, ins.out_h, ins.out_w, ins.kernel_h, ins.kernel_w, ins.stride_h, ins.stride_w,
                    ins.dil_h, ins.dil_w, ins.pad_top, ins.pad_left, 0.0)     # [oh][ow][kh][kw][C]
@@ -171,12 +175,17 @@ def _requant(m: Machine, core: CoreState, ins: Instruction) -> None:
     acc = _span(core.acc, ins.acc_addr, n, "accumulator").reshape(ins.cols, ins.k)
     bias = _span(core.spad, ins.bias_addr, 4 * ins.k, "scratchpad bias").view("<i4")
     total = acc + bias                              # int32, wrapping as the hardware adds
+    row = ins.k * (4 if ins.out32 else 1)           # bytes of one output pixel
+    pitch = ins.dst_pitch or row                    # from one output pixel to the next
+    if pitch < row:
+        raise OutOfBounds(f"requant dst_pitch {pitch} is below the {row} bytes of an output pixel")
+    dst = _region(core.spad, ins.dst_addr, ins.cols, row, pitch, "scratchpad output")
     if ins.out32:                                   # raw int32 results, no requantization
-        _span(core.spad, ins.dst_addr, 4 * n, "scratchpad output")[:] = total.ravel().view(np.uint8)
+        dst[...] = total.view(np.uint8).reshape(ins.cols, row)
         return
     scale = _span(core.spad, ins.scale_addr, 4 * ins.k, "scratchpad scale").view("<f4")
     y = integer.requantize(total, scale, ins.zp, ins.lo, ins.hi)
-    _span(core.spad, ins.dst_addr, n, "scratchpad output")[:] = y.ravel().view(np.uint8)
+    dst[...] = y.view(np.uint8).reshape(ins.cols, row)
 
 
 def _add(m: Machine, core: CoreState, ins: Instruction) -> None:
