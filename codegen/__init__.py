@@ -3,13 +3,18 @@ from __future__ import annotations
 
 from sieve.arch.binary import LayerSymbol, Program, TensorDesc
 from sieve.codegen.emit import Emitter
+from sieve.codegen.fused import emit_stack, pack_stack
 from sieve.codegen.layout import CodegenError, DataImage, Lifetime, TensorLayout, buffer_bytes, plan_tensors
 from sieve.codegen.lower import CONSTANTS, EMIT
 from sieve.ir.graph import Graph
 from sieve.ir.types import DType
 from sieve.ir.registry import opdef
 from sieve.scheduler.pipeline import overlaps
-from sieve.scheduler.plan import Schedule
+from sieve.scheduler.plan import LayerPlan, Schedule
+
+# what each plan kind puts in the data image, and how it is emitted
+PACK = {**CONSTANTS, "stack": pack_stack}
+EMITTERS = {**EMIT, "stack": emit_stack}
 
 
 def _desc(graph: Graph, name: str, lay: TensorLayout) -> TensorDesc:
@@ -36,8 +41,14 @@ def _source(graph: Graph, name: str, kinds: dict[str, str]) -> str:
 
 
 def activation_bytes(sched: Schedule) -> int:
-    """The DRAM the activations would take if each had its own buffer (views and constants aside)."""
-    return sum(buffer_bytes(sched.graph[p.node]) for p in sched.layers if p.kind not in ("alias", "const"))
+    """The DRAM the activations would take if each had its own buffer (views, constants and the tensors
+    that never leave a fused stack aside)."""
+    return sum(buffer_bytes(sched.graph[p.node]) for p in sched.layers if p.kind not in ("alias", "const", "fused"))
+
+
+def plan_inputs(graph: Graph, plan: LayerPlan) -> tuple[str, ...]:
+    """The tensors a plan reads from DRAM: a fused stack's inputs, or the layer's."""
+    return plan.stack.loaded if plan.stack is not None else tuple(graph[plan.node].inputs)
 
 
 def _lifetimes(sched: Schedule, order, kinds: dict[str, str]) -> dict[str, Lifetime]:
@@ -52,7 +63,7 @@ def _lifetimes(sched: Schedule, order, kinds: dict[str, str]) -> dict[str, Lifet
         core = plan.parts[pi].core
         first.setdefault(plan.node, k)
         cores.setdefault(plan.node, set()).add(core)
-        for name in graph[plan.node].inputs:
+        for name in plan_inputs(graph, plan):
             src = _source(graph, name, kinds)
             last[src] = k
             cores.setdefault(src, set()).add(core)
@@ -68,14 +79,15 @@ def generate(sched: Schedule) -> Program:
     graph, arch = sched.graph, sched.arch
     data = DataImage()
     core = arch.core
-    bundles = {p.node: CONSTANTS[p.kind](graph, graph[p.node], p, sched.orders, data, core.simd_lanes, core.pe_rows)
-               for p in sched.layers if p.kind in CONSTANTS}
+    bundles = {p.node: PACK[p.kind](graph, graph[p.node], p, sched.orders, data, core.simd_lanes, core.pe_rows)
+               for p in sched.layers if p.kind in PACK}
     kinds = {p.node: p.kind for p in sched.layers}
     order = sched.order or tuple((li, pi) for li, p in enumerate(sched.layers) for pi in range(len(p.parts)))
     layouts, dram_end = plan_tensors(graph, len(data.buf), sched.orders,
                                      {name for name, kind in kinds.items() if kind == "alias"},
                                      {name: addr for name, addr in bundles.items() if kinds[name] == "const"},
-                                     _lifetimes(sched, order, kinds))
+                                     _lifetimes(sched, order, kinds),
+                                     {name for name, kind in kinds.items() if kind == "fused"})
     ems = [Emitter() for _ in range(arch.cores)]
     # tensor -> (core, images, STORED on that core after the part's last store), per part written
     stored: dict[str, list[tuple[int, tuple[int, int] | None, int]]] = {}
@@ -83,11 +95,12 @@ def generate(sched: Schedule) -> Program:
     for li, pi in order:
         plan = sched.layers[li]
         part, node = plan.parts[pi], graph[plan.node]
-        n_macs = opdef(node.op).macs(node, [graph[i].out for i in node.inputs])
+        members = [graph[m] for m in plan.stack.nodes] if plan.stack is not None else [node]
+        n_macs = sum(opdef(m.op).macs(m, [graph[i].out for i in m.inputs]) for m in members)
         fmt = plan.geom.fmt if plan.geom is not None else "dense"
         fmt = f"{plan.geom.nm[0]}:{plan.geom.nm[1]}" if fmt == "nm" else fmt
         deps = {}
-        for name in node.inputs:
+        for name in plan_inputs(graph, plan):
             for c, images, value in stored.get(_source(graph, name, kinds), []):
                 # this core's own stores: the layer fence covers them
                 if c != part.core and overlaps(images, part.images):
@@ -97,7 +110,7 @@ def generate(sched: Schedule) -> Program:
         for c, value in sorted(deps.items()):
             em.wait_core(c, value)
         em.begin_layer()
-        EMIT[plan.kind](em, graph, node, plan, part, layouts, bundles.get(plan.node))
+        EMITTERS[plan.kind](em, graph, node, plan, part, layouts, bundles.get(plan.node))
         stored.setdefault(node.name, []).append((part.core, part.images, em.stored))
         symbols.append(LayerSymbol(node.name, node.op.value, part.core, start, len(em.code), n_macs,
                                    plan.reason, fmt, partition=plan.partition))

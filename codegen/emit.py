@@ -68,6 +68,10 @@ class Slots:
     def release(self, value: int) -> None:
         self.free_at[self.cur] = value
 
+    def release_previous(self, value: int) -> None:
+        """The slot before the current one is read until ``value`` (rows copied out of it)."""
+        self.free_at[self.cur ^ 1] = max(self.free_at[self.cur ^ 1], value)
+
 
 class Emitter:
     def __init__(self) -> None:

@@ -57,20 +57,24 @@ class Lifetime:
 
 def plan_tensors(graph: Graph, start: int, orders: dict, views: set[str],
                  placed: dict[str, int] | None = None,
-                 lifetimes: dict[str, Lifetime] | None = None) -> tuple[dict[str, TensorLayout], int]:
+                 lifetimes: dict[str, Lifetime] | None = None,
+                 on_chip: set[str] | None = None) -> tuple[dict[str, TensorLayout], int]:
     """Give every tensor a DRAM address; return the layouts and the DRAM end. ``views`` share their input's
     buffer; ``placed`` tensors (the constants) are in the
     data image. With ``lifetimes``, a tensor takes the buffer of one that is dead by the time it is first
     written, when both live on one and the same core: a core's queues keep its layers' reads before a later
     layer's writes (its loads complete in order, and a layer's stores follow its own loads), while another
     core's writes are ordered only after the data they read, so buffers are never shared across cores.
-    ``orders`` are the memory orders the scheduler chose (Schedule.orders)."""
+    ``orders`` are the memory orders the scheduler chose (Schedule.orders). Tensors ``on_chip`` (inside a
+    fused stack) get no buffer."""
     layouts: dict[str, TensorLayout] = {}
     addr = start
     placed = placed or {}
     free: list[list] = []                                   # [addr, size, free after step, core]
     for node in graph:
         o = orders[node.name]
+        if node.name in (on_chip or ()):
+            continue
         if node.name in placed:
             layouts[node.name] = TensorLayout(placed[node.name], node.out.shape, o.view_shape, o.perm)
             continue

@@ -7,6 +7,7 @@ from sieve.arch.config import ArchConfig
 from sieve.ir.graph import Graph
 from sieve.ir.registry import opdef
 from sieve.ir.types import DType
+from sieve.scheduler.fusion import FUSIONS, MODES, choose as choose_stacks
 from sieve.scheduler.layout import memory_orders
 from sieve.scheduler.lower import LOWER, Options, conv_geom
 from sieve.scheduler.partition import PARTITIONS
@@ -15,13 +16,17 @@ from sieve.scheduler.plan import (ConvGeom, LayerPlan, MatmulTiling, Part, Sched
 
 
 def schedule(graph: Graph, arch: ArchConfig, sparse: bool = True, balance: bool = True,
-             formats: tuple[str, ...] | None = None, partition: str = "auto",
+             formats: tuple[str, ...] | None = None, partition: str = "auto", fusion: str = "none",
+             tile: int | None = None, overlap: str | None = None,
              progress: Callable[[int, int], None] | None = None) -> Schedule:
     """Plan every node of a quantized graph on ``arch``. With ``sparse`` the cost model may pick a
     packed weight format per layer; ``balance`` orders PE rows by work in unstructured tiles;
     ``partition`` splits conv/dense layers across the arch's cores by output ``channels``, ``rows``
     or ``batch``, or lets the cost model choose per layer (``auto``); ``pipeline`` runs consecutive
-    layers on different cores instead (``scheduler.pipeline``).
+    layers on different cores instead (``scheduler.pipeline``). ``fusion`` runs consecutive image
+    layers as fused stacks (``scheduler.fusion``): ``auto`` where the cost model finds it pays, ``max``
+    wherever they fit, ``none``; ``tile`` forces the output rows per band, ``overlap`` the way overlapping
+    rows are handled (``recompute`` or ``cache``; default: the cheaper).
     ``progress(done, total)`` reports the nodes planned so far."""
     if partition not in PARTITIONS:
         raise ScheduleError(f"unknown partition '{partition}'", hint=f"choose one of: {', '.join(PARTITIONS)}")
@@ -41,8 +46,10 @@ def schedule(graph: Graph, arch: ArchConfig, sparse: bool = True, balance: bool 
         progress(len(graph), len(graph))
     if partition == "pipeline" and arch.cores > 1:
         plans = pipeline(graph, plans, arch.cores)
+    elif fusion != "none" or tile is not None or overlap is not None:
+        plans = choose_stacks(graph, plans, arch, orders, fusion, tile, overlap, opts.cores(arch))
     return Schedule(graph, arch, tuple(plans), orders, emission_order(graph, plans))
 
 
 __all__ = ["schedule", "Schedule", "LayerPlan", "MatmulTiling", "ConvGeom", "SpadLayout", "Part", "PARTITIONS",
-           "ScheduleError", "split", "conv_geom", "overlaps"]
+           "ScheduleError", "split", "conv_geom", "overlaps", "FUSIONS", "MODES"]

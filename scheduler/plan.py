@@ -183,21 +183,26 @@ class MatmulTiling:
 
 @dataclass(frozen=True)
 class SpadLayout:
-    """Byte sizes of one slot of each double-buffered region; codegen places them in order."""
-    regions: tuple[tuple[str, int], ...]
+    """Byte sizes of one slot of each region, double-buffered unless a region says it has one slot
+    (name, size, 1); codegen places them in order."""
+    regions: tuple[tuple, ...]
+
+    @staticmethod
+    def _slots(region: tuple) -> int:
+        return region[2] if len(region) > 2 else 2
 
     def offsets(self) -> dict[str, tuple[int, int]]:
-        """region name -> (slot 0 address, slot 1 address)."""
+        """region name -> (slot 0 address, slot 1 address); a one-slot region gives its address twice."""
         out, addr = {}, 0
-        for name, size in self.regions:
-            size = align(size)
-            out[name] = (addr, addr + size)
-            addr += 2 * size
+        for region in self.regions:
+            size = align(region[1])
+            out[region[0]] = (addr, addr + size if self._slots(region) == 2 else addr)
+            addr += self._slots(region) * size
         return out
 
     @property
     def total(self) -> int:
-        return sum(2 * align(size) for _, size in self.regions)
+        return sum(self._slots(r) * align(r[1]) for r in self.regions)
 
 
 @dataclass(frozen=True)
@@ -239,6 +244,39 @@ class LayerPlan:
     # move: the tiles in output order, each a tuple of gathers (src byte offset, dst byte offset, rows,
     # row bytes, src row stride) filling one contiguous stretch of the output; parts split the tiles
     moves: tuple = ()
+    stack: "Stack | None" = None       # kind "stack": the fused layers it runs (scheduler.fusion)
+
+
+@dataclass(frozen=True)
+class Stack:
+    """Consecutive layers fused into one tile loop over bands of the last layer's output rows (full
+    width, all channels). Every tensor the stack touches lives in a scratchpad region holding the
+    window of rows the band needs: the stack's inputs are loaded from DRAM, the layers in between
+    never leave the scratchpad, the last layer's rows are stored. In ``recompute`` mode every band
+    computes its whole windows (the rows overlapping the previous band's are computed again); in
+    ``cache`` mode the overlapping rows are kept (copied to the region's other slot) and only new rows
+    are computed or loaded."""
+    members: tuple[LayerPlan, ...]          # kind "matmul" (geom, tiling), "pool" (geom) or "eltwise"
+    inputs: tuple[tuple[str, ...], ...]     # each member's input tensors
+    loaded: tuple[str, ...]                 # tensors read from DRAM (produced outside the stack)
+    shapes: tuple[tuple[str, tuple[int, int, int]], ...]   # tensor -> (h, w, c) as stored (channels last)
+    rows: int                               # output rows of the last layer per band
+    mode: str                               # "recompute" or "cache"
+    dram_bytes: int = 0                     # the cost model's estimate, fused
+    unfused_dram_bytes: int = 0             # ... and layer by layer
+    unfused_cycles: int = 0                 # the layers' own estimates, summed
+    recomputed_macs: int = 0                # MACs computed more than once (recompute mode's halos)
+
+    @property
+    def nodes(self) -> tuple[str, ...]:
+        return tuple(m.node for m in self.members)
+
+    def shape(self, tensor: str) -> tuple[int, int, int]:
+        return dict(self.shapes)[tensor]
+
+    @property
+    def last(self) -> str:
+        return self.members[-1].node
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,167 @@
+"""Emission of a fused stack (scheduler.fusion): per image and band of the last layer's output rows,
+the new rows of the stack's inputs loaded into their regions, the rows kept from the previous band
+copied to the regions' other slots (``cache`` mode), every layer computed from region to region, and
+the band of the last layer stored.
+
+Regions hold a window of whole rows of a tensor, all channels, channels last: row r of tensor t is at
+slot + (r - window start) x width x channels. A layer reads a channel slice of its input region and
+writes one of its output region with the MATMUL's ``x_pitch`` and REQUANT's ``dst_pitch``. Layers
+inside a band follow each other on the compute queue, so region-to-region data needs no counter;
+loads wait for the step that last read their slot, the first write of the output region for the
+store that drained it.
+"""
+from __future__ import annotations
+
+from sieve.arch.isa import Opcode
+from sieve.codegen.emit import Emitter, Slots
+from sieve.codegen.lower import ELEMENTWISE, pack_eltwise, pack_weights
+from sieve.ir.graph import Graph, Node, Op
+from sieve.ir.registry import act_bounds
+from sieve.scheduler.fusion import bands, part_rows
+from sieve.scheduler.plan import LayerPlan, split
+
+
+def pack_stack(graph: Graph, node: Node, plan: LayerPlan, orders: dict, data, lanes: int, pe_rows: int) -> dict:
+    """Each layer's constants: weight bundles of the matmul layers, the tables of LUT layers."""
+    out = {}
+    for m in plan.stack.members:
+        member = graph[m.node]
+        if m.kind == "matmul":
+            out[m.node] = pack_weights(graph, member, m, orders, data, lanes, pe_rows)
+        elif member.op is Op.LUT:
+            out[m.node] = pack_eltwise(graph, member, m, orders, data, lanes, pe_rows)
+    return out
+
+
+class _Band:
+    """Where each tensor's window is in this band: tensor -> (slot address, first row held)."""
+
+    def __init__(self, stack, regions: dict[str, Slots]):
+        self.stack, self.regions = stack, regions
+        self.at: dict[str, tuple[int, int]] = {}
+
+    def row(self, tensor: str, r: int) -> int:
+        """The address of row ``r`` of ``tensor`` (its first channel)."""
+        addr, lo = self.at[tensor]
+        h, w, c = self.stack.shape(tensor)
+        return addr + (r - lo) * w * c
+
+
+def emit_stack(em: Emitter, graph: Graph, node: Node, plan: LayerPlan, part, layouts, consts) -> None:
+    st = plan.stack
+    offs = plan.spad.offsets()
+    tensors = (*st.loaded, *st.nodes)
+    regions = {t: Slots(offs[f"t:{t}"]) for t in tensors}
+    wslots = {m.node: Slots(offs[f"w:{m.node}"]) for m in st.members if m.kind == "matmul"}
+    pslots = {m.node: Slots(offs[f"p:{m.node}"]) for m in st.members if f"p:{m.node}" in offs}
+    y_lo, y_hi = part_rows(st, part)
+    n_img = graph[st.last].out.shape[0]
+    plan_bands = bands(st, y_lo, y_hi)
+    acc_tiles = [0]                                   # output tiles so far: they alternate accumulator halves
+    for img in range(*part.range("n", n_img)):
+        prev = None
+        for band in plan_bands:
+            cur = _Band(st, regions)
+            out_free = 0
+            for t in tensors:                         # each window in the region's next slot
+                lo, hi, new = band.get(t, (0, 0, 0))
+                addr, _, free = regions[t].acquire()
+                cur.at[t] = (addr, lo)
+                h, w, c = st.shape(t)
+                if t in st.loaded and hi > new:
+                    em.load([(layouts[t].addr + ((img * h + new) * w) * c, cur.row(t, new), 1, (hi - new) * w * c,
+                              0, 0)], free)
+                if t == st.last:
+                    out_free = free
+            for t in tensors:                         # rows kept from the previous band (cache)
+                lo, hi, new = band.get(t, (0, 0, 0))
+                if new > lo:
+                    h, w, c = st.shape(t)
+                    em.compute(Opcode.RELU, src_addr=prev.row(t, lo), dst_addr=cur.row(t, lo),
+                               count=(new - lo) * w * c, zp=-128)
+                    regions[t].release_previous(em.end_step())     # a load may refill that slot after the copy
+            for m, ins in zip(st.members, st.inputs):
+                lo, hi, new = band.get(m.node, (0, 0, 0))
+                if hi <= new:
+                    continue
+                wait = out_free if m.node == st.last else 0
+                EMIT_MEMBER[m.kind](em, graph, graph[m.node], m, ins, cur, new, hi, wait,
+                                    consts.get(m.node), wslots.get(m.node), pslots.get(m.node), acc_tiles)
+            step = em.stepped
+            lo, hi, new = band[st.last]
+            h, w, c = st.shape(st.last)
+            stored = em.store([(layouts[st.last].addr + ((img * h + new) * w) * c, cur.row(st.last, new), 1,
+                                (hi - new) * w * c, 0, 0)], step)
+            regions[st.last].release(stored)
+            for t in st.loaded:
+                regions[t].release(step)
+            prev = cur
+
+
+def _matmul(em: Emitter, graph: Graph, node: Node, m: LayerPlan, ins, cur: _Band, y_from: int, y_to: int, wait: int,
+            bundles, wslots: Slots, pslots, acc_tiles: list) -> None:
+    """Output rows [y_from, y_to): per group, k tile, band of rows (whole width) and c tile, a MATMUL
+    reading the input region's channel slice; after the last c tile, REQUANT into the output region."""
+    g, t = m.geom, m.tiling
+    _, _, c_total = cur.stack.shape(ins[0])
+    k_total = cur.stack.shape(node.name)[2]
+    x_zp = graph[ins[0]].out.quant.zp
+    lo, hi = act_bounds(node)
+    cs = [(0, (0, 0))] if g.depthwise else list(enumerate(split(g.c, t.c_t)))
+    acc_half = t.k_t * t.oh_t * t.ow_t
+    for gi in range(g.groups):
+        for k0, nk in split(g.k, t.k_t):
+            for y0, ny in split(y_to - y_from, t.oh_t):
+                y0 += y_from
+                for ci, (c0, nc) in cs:
+                    if g.depthwise:
+                        c0, nc = k0, nk
+                    cg0, kg0 = gi * g.c + c0, gi * g.k + k0
+                    b_addr, b_len, b_off, packed = bundles[gi, k0, ci]
+                    w_addr, fresh, free = wslots.acquire((gi, k0, ci))
+                    if fresh:
+                        em.load([(b_addr, w_addr, 1, b_len, 0, 0)], free)
+                    iy0, iy1, py = g.in_rows(y0, ny, g.sh, g.dh, g.kh, g.pt, g.h)
+                    acc = acc_tiles[0] % t.acc_buffers * acc_half
+                    em.compute(Opcode.MATMUL, out_free_wait=wait, w_addr=w_addr, x_addr=cur.row(ins[0], iy0) + cg0,
+                               acc_addr=acc, k=nk, out_h=ny, out_w=g.ow, in_h=iy1 - iy0, in_w=g.w, in_c=nc,
+                               kernel_h=g.kh, kernel_w=g.kw, stride_h=g.sh, stride_w=g.sw, dil_h=g.dh, dil_w=g.dw,
+                               pad_top=py, pad_left=g.pl, x_zp=x_zp, accumulate=int(ci > 0), fmt=packed.fmt,
+                               depthwise=int(g.depthwise), batch_groups=packed.batch_groups, groups=packed.groups,
+                               nnz=packed.nnz, nm_n=packed.nm[0], nm_m=packed.nm[1],
+                               x_pitch=c_total if c_total != nc else 0)
+                    wait = 0
+                    if ci == len(cs) - 1:
+                        acc_tiles[0] += 1
+                        em.compute(Opcode.REQUANT, acc_addr=acc, dst_addr=cur.row(node.name, y0) + kg0,
+                                   cols=ny * g.ow, k=nk, bias_addr=w_addr + b_off, scale_addr=w_addr + b_off + 4 * nk,
+                                   zp=node.out.quant.zp, lo=lo, hi=hi, out32=0,
+                                   dst_pitch=k_total if k_total != nk else 0)
+                    wslots.release(em.end_step())
+
+
+def _pool(em: Emitter, graph: Graph, node: Node, m: LayerPlan, ins, cur: _Band, y_from: int, y_to: int, wait: int,
+          bundles, wslots, pslots, acc_tiles) -> None:
+    g = m.geom
+    iy0, iy1, py = g.in_rows(y_from, y_to - y_from, g.sh, 1, g.kh, g.pt, g.h)
+    em.compute(Opcode.MAXPOOL, out_free_wait=wait, src_addr=cur.row(ins[0], iy0), dst_addr=cur.row(node.name, y_from),
+               c=g.c, in_h=iy1 - iy0, in_w=g.w, out_h=y_to - y_from, out_w=g.ow, kernel_h=g.kh, kernel_w=g.kw,
+               stride_h=g.sh, stride_w=g.sw, pad_top=py, pad_left=g.pl)
+    em.end_step()
+
+
+def _eltwise(em: Emitter, graph: Graph, node: Node, m: LayerPlan, ins, cur: _Band, y_from: int, y_to: int,
+             wait: int, table, wslots, pslots: Slots | None, acc_tiles) -> None:
+    h, w, c = cur.stack.shape(node.name)
+    addrs = []
+    if pslots is not None:
+        p_addr, fresh, free = pslots.acquire("table")
+        if fresh:
+            em.load([(table[0], p_addr, 1, table[1], 0, 0)], free)
+        addrs.append(p_addr)
+    addrs += [cur.row(t, y_from) for t in ins]
+    ELEMENTWISE[node.op](em, graph, node, addrs, cur.row(node.name, y_from), (y_to - y_from) * w * c, wait, 0)
+    em.end_step()
+
+
+EMIT_MEMBER = {"matmul": _matmul, "pool": _pool, "eltwise": _eltwise}

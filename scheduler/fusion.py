@@ -1,0 +1,409 @@
+"""Cross-layer fusion: consecutive image layers run as one stack, band by band, their tensors on chip.
+
+A stack is a run of consecutive layers (graph order) of the kinds below whose outputs, but the
+last one's, are read only inside the run; it tiles the last layer's output into bands of whole
+rows. Going backwards from a band, each tensor's window is the rows its readers in the stack need
+(kernel, stride, dilation and padding give the halo), and every tensor lives in a scratchpad region
+that holds its window: the stack's inputs are loaded from DRAM, the layers in between are computed
+into their regions and never stored, the last layer's rows are stored. Neighbouring bands' windows
+overlap; ``recompute`` computes (and loads) the overlap again in every band, ``cache`` keeps it by
+copying those rows to the region's other slot and computes only the new rows (DeFiNES's two ways).
+
+The choice (``choose``): per maximal run, the cuts, the band height and the mode that the cost model
+prices lowest, a stack only where it is estimated no slower and no more DRAM-hungry than its layers
+one by one (``auto``); the longest stacks that fit (``max``); none (``none``).
+"""
+from __future__ import annotations
+
+from dataclasses import replace
+
+import numpy as np
+
+from sieve.arch.config import ArchConfig
+from sieve.ir.graph import Graph, Node, Op
+from sieve.scheduler.plan import (ConvGeom, LayerPlan, MatmulTiling, Part, ScheduleError, SpadLayout, Stack, align,
+                                  ceil_div, split)
+from sieve.scheduler.partition import flat_parts
+from sieve.scheduler.tiling import estimate, transfer_rates
+
+FUSIONS = ("auto", "none", "max")
+MODES = ("recompute", "cache")
+MAX_LAYERS = 12                      # the longest stack the choice considers
+
+
+# ------------------------------------------------------------------ what can be fused
+def _image(graph: Graph, name: str, orders: dict) -> bool:
+    """A 4-D tensor stored channels last (the order every image layer reads and writes)."""
+    t = graph[name].out
+    o = orders.get(name)
+    return len(t.shape) == 4 and o is not None and o.view_shape == t.shape and tuple(o.perm) == (0, 2, 3, 1)
+
+
+def member_kind(graph: Graph, node: Node, plan: LayerPlan, orders: dict) -> str | None:
+    """The kind a layer takes in a stack: "matmul" (conv, depthwise, average pooling), "pool" (max
+    pooling), "eltwise" (add, multiply of equal shapes, ReLU, tables); None when it cannot be fused."""
+    if not all(_image(graph, n, orders) for n in (node.name, *node.inputs)):
+        return None
+    if plan.kind == "matmul" and node.op in (Op.CONV2D, Op.AVGPOOL):
+        g = plan.geom
+        if g.batched or g.band[0] or g.out_bytes != 1 or g.w_bytes != 1:
+            return None
+        return "matmul"
+    if plan.kind == "pool" and node.op is Op.MAXPOOL:
+        return "pool"
+    if plan.kind == "eltwise" and node.op in (Op.ADD, Op.MUL, Op.RELU, Op.LUT):
+        if all(graph[i].out.shape == node.out.shape for i in node.inputs):
+            return "eltwise"
+    return None
+
+
+def _pool_geom(graph: Graph, node: Node) -> ConvGeom:
+    n, c, h, w = graph[node.inputs[0]].out.shape
+    (kh, kw), (sh, sw), (pt, pl, _, _) = node.attrs["kernel"], node.attrs["stride"], node.attrs["pad"]
+    return ConvGeom(n, h, w, c, c, node.out.shape[2], node.out.shape[3], kh, kw, sh, sw, 1, 1, pt, pl, depthwise=True)
+
+
+def _hwc(graph: Graph, name: str) -> tuple[int, int, int]:
+    n, c, h, w = graph[name].out.shape
+    return h, w, c
+
+
+# ------------------------------------------------------------------ bands and windows
+def windows(stack: Stack, y0: int, y1: int) -> dict[str, tuple[int, int]]:
+    """The rows [lo, hi) of every tensor a band of output rows [y0, y1) of the last layer needs."""
+    need = {stack.last: (y0, y1)}
+    for m, ins in zip(reversed(stack.members), reversed(stack.inputs)):
+        lo, hi = need.get(m.node, (0, 0))
+        if hi <= lo:
+            continue
+        for name in ins:
+            if m.kind == "eltwise":
+                a, b = lo, hi
+            else:
+                g = m.geom
+                a, b, _ = g.in_rows(lo, hi - lo, g.sh, g.dh, g.kh, g.pt, g.h)
+            if b <= a:
+                continue
+            if name in need and need[name][1] > need[name][0]:
+                a, b = min(a, need[name][0]), max(b, need[name][1])
+            need[name] = (a, b)
+    return need
+
+
+def bands(stack: Stack, y_lo: int, y_hi: int, mode: str | None = None) -> list[dict[str, tuple[int, int, int]]]:
+    """Per band of the output rows [y_lo, y_hi) (one image): tensor -> (lo, hi, new), the window and the
+    first row the band computes or loads; rows [lo, new) were there in the previous band (``cache``)."""
+    mode = mode or stack.mode
+    out, prev = [], {}
+    for y0, ny in split(y_hi - y_lo, stack.rows):
+        win = windows(stack, y_lo + y0, y_lo + y0 + ny)
+        band = {}
+        for name, (lo, hi) in win.items():
+            new = lo
+            if mode == "cache" and name in prev and prev[name][0] <= lo < prev[name][1]:
+                new = min(prev[name][1], hi)
+            band[name] = (lo, hi, new)
+        out.append(band)
+        prev = {name: (lo, hi) for name, (lo, hi) in win.items()}
+    return out
+
+
+def part_rows(stack: Stack, part: Part) -> tuple[int, int]:
+    return part.range("y", stack.shape(stack.last)[0])
+
+
+# ------------------------------------------------------------------ sizing one stack
+def _macs_per_row(m: LayerPlan) -> int:
+    """MACs of one output row of a matmul member (all images' rows count the same)."""
+    g = m.geom
+    return g.ow * g.k * g.groups * g.reduction(g.c)
+
+
+def _member_tiling(g: ConvGeom, arch: ArchConfig, budget: int, rows: int) -> tuple[MatmulTiling, int, int] | None:
+    """(tiling, weight slot bytes, slots) of a matmul member inside a stack: whole output rows per tile
+    (the accumulator holds k_t x rows x width), the largest weight tile that fits ``budget`` bytes
+    (one slot when the layer's weights are one tile: loaded once, they stay)."""
+    lanes, acc = arch.core.simd_lanes, arch.acc_entries
+    c_opts = [g.c] if g.depthwise else sorted({g.c, *[ceil_div(g.c, 2 ** i) for i in range(1, 8)]}, reverse=True)
+    if g.fmt == "nm":
+        c_opts = [c for c in c_opts if c % g.nm[1] == 0 or c == g.c]
+    k_opts = sorted({g.k, *[v for v in range(arch.core.pe_rows, g.k, arch.core.pe_rows)],
+                     *[ceil_div(g.k, 2 ** i) for i in range(1, 12)]}, reverse=True)
+    for c_t in c_opts:
+        for k_t in k_opts:
+            if k_t * g.ow > acc or k_t > 4095:
+                continue
+            slot = align(g.weight_tile_bytes(k_t, c_t, lanes)) + 8 * k_t
+            one = k_t >= g.k and c_t >= g.c and g.groups == 1
+            if slot * (1 if one else 2) > budget:
+                continue
+            oh_t = max(1, min(rows, acc // (k_t * g.ow)))
+            two = arch.core.vector_own_path and 2 * k_t * oh_t * g.ow <= acc
+            if not two and arch.core.vector_own_path and oh_t > 1:
+                oh_t = max(1, acc // (2 * k_t * g.ow))
+                two = 2 * k_t * oh_t * g.ow <= acc
+            return MatmulTiling(k_t, oh_t, g.ow, c_t, "k_outer", 2 if two else 1), slot, 1 if one else 2
+    return None
+
+
+def _regions(stack: Stack, parts: tuple[Part, ...], n_img: int) -> tuple[dict[str, int], dict[str, int], int]:
+    """(tensor -> most rows its window holds, tensor -> rows computed or loaded in all, bands) over every
+    part's bands (one image), and the bands of one image summed over parts."""
+    most: dict[str, int] = {}
+    made: dict[str, int] = {}
+    count = 0
+    for part in parts:
+        y_lo, y_hi = part_rows(stack, part)
+        for band in bands(stack, y_lo, y_hi):
+            count += 1
+            for name, (lo, hi, new) in band.items():
+                most[name] = max(most.get(name, 0), hi - lo)
+                made[name] = made.get(name, 0) + hi - new
+    return most, made, count
+
+
+def plan_stack(graph: Graph, plans: dict[str, LayerPlan], names: list[str], arch: ArchConfig, rows: int, mode: str,
+               parts_of) -> LayerPlan | None:
+    """The plan of ``names`` fused with bands of ``rows`` output rows in ``mode``, or None when its
+    regions and weight tiles do not fit the scratchpad."""
+    inside = set(names)
+    members, inputs, shapes = [], [], {}
+    for name in names:
+        node, plan = graph[name], plans[name]
+        kind = plan.kind
+        if node.op is Op.MAXPOOL:
+            members.append(LayerPlan(name, "pool", geom=_pool_geom(graph, node)))
+        elif kind == "matmul":
+            members.append(LayerPlan(name, "matmul", geom=plan.geom))
+        else:
+            members.append(LayerPlan(name, "eltwise"))
+        inputs.append(tuple(node.inputs))
+        for t in (name, *node.inputs):
+            shapes[t] = _hwc(graph, t)
+    loaded = tuple(dict.fromkeys(t for ins in inputs for t in ins if t not in inside))
+    last = graph[names[-1]]
+    n_img, oh = last.out.shape[0], last.out.shape[2]
+    parts = parts_of(n_img, oh)
+    stack = Stack(tuple(members), tuple(inputs), loaded, tuple(shapes.items()), min(rows, oh), mode)
+    most, made, n_bands = _regions(stack, parts, n_img)
+    if any(name not in most for name in names):       # a layer no band reads (cannot happen in a chain)
+        return None
+    spad = arch.core.scratchpad_bytes
+    regions = []
+    for name in (*loaded, *names):
+        h, w, c = shapes[name]
+        one = mode == "recompute" and name not in loaded and name != stack.last
+        regions.append((f"t:{name}", most[name] * w * c, 1 if one else 2))
+    for m in members:
+        if graph[m.node].op is Op.LUT:
+            regions.append((f"p:{m.node}", 256, 1))
+    used = SpadLayout(tuple(regions)).total
+    # weight tiles: each matmul member's share of what is left, by its weights' size
+    mm = [m for m in members if m.kind == "matmul"]
+    sizes = [max(1, m.geom.weight_tile_bytes(m.geom.k, m.geom.c, arch.core.simd_lanes) * m.geom.groups) for m in mm]
+    left = spad - used - 16 * (len(mm) + 1)
+    if left <= 0:
+        return None
+    full = sum(align(s) + 8 * m.geom.k * m.geom.groups for s, m in zip(sizes, mm))
+    tiled = {}
+    for m, size in zip(mm, sizes):
+        budget = left if full <= left else int(left * size / sum(sizes))
+        found = _member_tiling(m.geom, arch, budget, rows)
+        if found is None:
+            return None
+        tiled[m.node] = found
+    members = [replace(m, tiling=tiled[m.node][0], parts=(Part(0),)) if m.kind == "matmul" else m for m in members]
+    regions += [(f"w:{name}", slot, slots) for name, (_, slot, slots) in tiled.items()]
+    layout = SpadLayout(tuple(regions))
+    if layout.total > spad:
+        return None
+    stack = replace(stack, members=tuple(members))
+    return _priced(graph, plans, stack, layout, parts, made, n_bands * n_img, arch)
+
+
+def _priced(graph: Graph, plans: dict[str, LayerPlan], stack: Stack, layout: SpadLayout, parts, made: dict,
+            n_bands: int, arch: ArchConfig) -> LayerPlan:
+    """The stack's plan with the cost model's figures: compute scaled by the rows each layer computes,
+    DMA of what is loaded and stored, the slower of the two, against the layers' own estimates."""
+    n_img = graph[stack.last].out.shape[0]
+    dram_rate, _, lat = transfer_rates(arch)
+    compute = macs_again = 0
+    w_bytes = 0
+    for m in stack.members:
+        h, w, c = stack.shape(m.node)
+        rows = made[m.node] * n_img
+        if m.kind == "matmul":
+            e = estimate(m.geom, m.tiling, arch)
+            compute += e.compute * rows / max(m.geom.n * h, 1)
+            macs_again += (made[m.node] - h) * n_img * _macs_per_row(m)
+            g, t = m.geom, m.tiling
+            one = t.k_t >= g.k and t.c_t >= g.c and g.groups == 1
+            w_total = g.groups * sum(g.weight_tile_bytes(nk, nc, arch.core.simd_lanes) + 8 * nk
+                                     for _, nk in split(g.k, t.k_t) for _, nc in split(g.c, t.c_t))
+            w_bytes += w_total * (len(parts) if one else n_bands)
+        else:
+            ops = (m.geom.kh * m.geom.kw) if m.kind == "pool" else 1
+            compute += rows * w * c * ops / arch.core.vector_lanes
+        compute += n_bands * arch.core.vector_fill_cycles
+    if stack.mode == "cache":                  # copies of the kept rows: a few rows per tensor and band
+        for name in (*stack.loaded, *stack.nodes[:-1]):
+            h, w, c = stack.shape(name)
+            compute += n_bands * (2 * w * c / arch.core.vector_lanes + arch.core.vector_fill_cycles)
+    io = sum(made[name] * n_img * np.prod(stack.shape(name)[1:]) for name in stack.loaded)
+    h, w, c = stack.shape(stack.last)
+    io += n_img * h * w * c
+    dram = int(io + w_bytes)
+    dma = dram / dram_rate
+    cores = len(parts)
+    cycles = int(max(compute / cores, dma) + 2 * lat + n_bands / cores * lat / 4)
+    unfused = sum(plans[n].est_cycles for n in stack.nodes)
+    unfused_dram = 0
+    for name in stack.nodes:
+        node = graph[name]
+        unfused_dram += sum(graph[i].out.size for i in node.inputs) + node.out.size
+        wt = node.params.get("w")
+        if wt is not None:
+            unfused_dram += int(np.count_nonzero(wt)) if plans[name].geom.fmt != "dense" else wt.size
+    stack = replace(stack, dram_bytes=dram, unfused_dram_bytes=int(unfused_dram), unfused_cycles=int(unfused),
+                    recomputed_macs=int(max(macs_again, 0)))
+    how = "rows" if parts[0].y is not None else "batch" if parts[0].n is not None else "single"
+    reason = (f"fused {len(stack.members)} layers ({', '.join(stack.nodes)}) in bands of {stack.rows} rows, "
+              f"{stack.mode}: est {cycles} cycles and {dram:,} DRAM bytes against {unfused} cycles and "
+              f"{int(unfused_dram):,} bytes layer by layer; scratchpad {layout.total:,} of "
+              f"{arch.core.scratchpad_bytes:,} bytes")
+    return LayerPlan(stack.last, "stack", layout, est_cycles=cycles, reason=reason,
+                     partition=how if len(parts) > 1 else "single", parts=parts, stack=stack)
+
+
+# ------------------------------------------------------------------ the choice
+def _runs(graph: Graph, plans: dict[str, LayerPlan], orders: dict) -> list[list[str]]:
+    """Maximal runs of consecutive layers that can be fused."""
+    runs, cur = [], []
+    for node in graph:
+        if node.name in plans and member_kind(graph, node, plans[node.name], orders):
+            cur.append(node.name)
+        else:
+            if len(cur) > 1:
+                runs.append(cur)
+            cur = []
+    if len(cur) > 1:
+        runs.append(cur)
+    return runs
+
+
+def _closed(graph: Graph, names: list[str]) -> bool:
+    """Every layer's output but the last's is read inside the run only, and the run is one chain."""
+    inside = set(names)
+    outputs = set(graph.outputs)
+    for name in names[:-1]:
+        readers = graph.consumers(name)
+        if name in outputs or not readers or any(r.name not in inside for r in readers):
+            return False
+    return True
+
+
+def _row_options(oh: int, tile: int | None) -> list[int]:
+    if tile:
+        return [min(tile, oh)]
+    out, r = {oh}, 1
+    while r < oh:
+        out.add(r)
+        r *= 2
+    return sorted(out)
+
+
+def _best(graph, plans, names, arch, parts_of, tile, modes) -> LayerPlan | None:
+    """The cheapest (cycles, then DRAM bytes) plan of a run of layers over band heights and modes."""
+    oh = graph[names[-1]].out.shape[2]
+    found = None
+    for mode in modes:
+        for rows in _row_options(oh, tile):
+            plan = plan_stack(graph, plans, names, arch, rows, mode, parts_of)
+            if plan is None:
+                if found is not None:
+                    break                       # taller bands only need more scratchpad
+                continue
+            key = (plan.est_cycles, plan.stack.dram_bytes)
+            if found is None or key < (found.est_cycles, found.stack.dram_bytes):
+                found = plan
+    return found
+
+
+def choose(graph: Graph, plans: list[LayerPlan], arch: ArchConfig, orders: dict, fusion: str = "auto",
+           tile: int | None = None, mode: str | None = None, cores: int = 1) -> list[LayerPlan]:
+    """The plans with fused stacks in place of runs of layers: each stack's plan at its last layer, the
+    other layers' plans kind "fused" (emitted by the stack)."""
+    if fusion not in FUSIONS:
+        raise ScheduleError(f"unknown fusion '{fusion}'", hint=f"choose one of: {', '.join(FUSIONS)}")
+    if mode is not None and mode not in MODES:
+        raise ScheduleError(f"unknown overlap mode '{mode}'", hint=f"choose one of: {', '.join(MODES)}")
+    if fusion == "none":
+        return plans
+    modes = (mode,) if mode else MODES
+    by_name = {p.node: p for p in plans}
+
+    def parts_of(n_img: int, oh: int) -> tuple[Part, ...]:
+        if cores == 1:
+            return (Part(0),)
+        if n_img >= cores:
+            return flat_parts(n_img, cores, "n")
+        return flat_parts(oh, cores, "y")
+
+    chosen: list[LayerPlan] = []
+    for run in _runs(graph, by_name, orders):
+        if fusion == "max":
+            chosen += _longest(graph, by_name, run, arch, parts_of, tile, modes)
+        else:
+            chosen += _cheapest(graph, by_name, run, arch, parts_of, tile, modes)
+    out = {p.node: p for p in plans}
+    for sp in chosen:
+        for name in sp.stack.nodes[:-1]:
+            out[name] = LayerPlan(name, "fused", reason=f"fused into the stack that ends at '{sp.node}'", parts=())
+        out[sp.node] = sp
+    return [out[p.node] for p in plans]
+
+
+def _longest(graph, plans, run, arch, parts_of, tile, modes) -> list[LayerPlan]:
+    """From the start of the run, the longest closed stack that fits, then again after it."""
+    out, i = [], 0
+    while i < len(run) - 1:
+        for j in range(min(len(run), i + MAX_LAYERS), i + 1, -1):
+            names = run[i:j]
+            if not _closed(graph, names):
+                continue
+            plan = _best(graph, plans, names, arch, parts_of, tile, modes)
+            if plan is not None:
+                out.append(plan)
+                i = j
+                break
+        else:
+            i += 1
+    return out
+
+
+def _cheapest(graph, plans, run, arch, parts_of, tile, modes) -> list[LayerPlan]:
+    """Cuts by dynamic programming over the run: a stack is a candidate only where the cost model
+    estimates it no slower and no more DRAM-hungry than its layers one by one; the cuts minimize the
+    estimated cycles (then DRAM bytes)."""
+    n = len(run)
+    best: list[tuple[float, int, list]] = [(0.0, 0, [])] + [None] * n    # (cycles, dram, stacks) of run[:i]
+    for j in range(1, n + 1):
+        name = run[j - 1]
+        c, d, s = best[j - 1]
+        single = plans[name].est_cycles
+        best[j] = (c + single, d, s)
+        for i in range(max(0, j - MAX_LAYERS), j - 1):
+            names = run[i:j]
+            if not _closed(graph, names):
+                continue
+            plan = _best(graph, plans, names, arch, parts_of, tile, modes)
+            if plan is None:
+                continue
+            st = plan.stack
+            if plan.est_cycles > st.unfused_cycles or st.dram_bytes > st.unfused_dram_bytes:
+                continue
+            c0, d0, s0 = best[i]
+            cand = (c0 + plan.est_cycles, d0 - (st.unfused_dram_bytes - st.dram_bytes), s0 + [plan])
+            if (cand[0], cand[1]) < (best[j][0], best[j][1]):
+                best[j] = cand
+    return best[n][2]
