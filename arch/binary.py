@@ -101,6 +101,24 @@ class LayerSymbol:
     dense_mac_cycles: int = 0         # compile time (0: no dense twin was simulated)
     dense_energy_pj: float = 0.0
     partition: str = "single"         # how the layer is split across cores (scheduler.partition)
+    # a fused stack (scheduler.fusion): its layers, band height, overlap mode, the MACs done more than
+    # once, the scratchpad it uses, where each tensor lived as (tensor, "DRAM" or "scratchpad", region
+    # bytes), and the same layers compiled one by one on the same arch and simulated at compile time
+    # (0: no unfused twin)
+    members: tuple = ()
+    band_rows: int = 0
+    overlap: str = ""
+    recomputed_macs: int = 0
+    spad_bytes: int = 0
+    residency: tuple = ()
+    unfused_cycles: int = 0
+    unfused_energy_pj: float = 0.0
+    unfused_dram_bytes: int = 0
+
+
+def _tuples(v):
+    """JSON lists back to the tuples they were written from."""
+    return tuple(_tuples(x) for x in v) if isinstance(v, list) else v
 
 
 @dataclass(frozen=True)
@@ -202,7 +220,7 @@ def decode_program(raw: bytes, source: str = "<bytes>") -> Program:
         streams = tuple(decode_stream(p) for _, p in sorted(by_kind[SectionKind.CODE]))
         program = Program(arch, streams, by_kind[SectionKind.DATA][0][1], int(meta["dram_bytes"]),
                           tuple(_desc(d) for d in meta["inputs"]), tuple(_desc(d) for d in meta["outputs"]),
-                          tuple(LayerSymbol(**s) for s in meta["layers"]))
+                          tuple(LayerSymbol(**{k: _tuples(v) for k, v in s.items()}) for s in meta["layers"]))
     except (ArchError, ISAError) as err:
         raise BinaryFormatError(f"{source}: {err}") from None
     except (ValueError, KeyError, TypeError) as err:

@@ -72,6 +72,18 @@ def _lifetimes(sched: Schedule, order, kinds: dict[str, str]) -> dict[str, Lifet
     return {name: Lifetime(f, last.get(name, f), frozenset(cores.get(name, ()))) for name, f in first.items()}
 
 
+def _stack_fields(plan: LayerPlan) -> dict:
+    """A fused stack's symbol fields: its layers, bands, and where each tensor lived."""
+    st = plan.stack
+    if st is None:
+        return {}
+    regions = dict((r[0], r[1] * (r[2] if len(r) > 2 else 2)) for r in plan.spad.regions)
+    where = tuple((t, "DRAM" if t in st.loaded or t == st.last else "scratchpad", int(regions[f"t:{t}"]))
+                  for t in (*st.loaded, *st.nodes))
+    return dict(members=st.nodes, band_rows=int(st.rows), overlap=st.mode, recomputed_macs=int(st.recomputed_macs),
+                spad_bytes=int(plan.spad.total), residency=where)
+
+
 def generate(sched: Schedule) -> Program:
     """Schedule -> Program: constants from DRAM address 0, activations after them, one instruction
     stream per core (each core runs its part of every layer it has a part of), IO descriptors,
@@ -113,7 +125,7 @@ def generate(sched: Schedule) -> Program:
         EMITTERS[plan.kind](em, graph, node, plan, part, layouts, bundles.get(plan.node))
         stored.setdefault(node.name, []).append((part.core, part.images, em.stored))
         symbols.append(LayerSymbol(node.name, node.op.value, part.core, start, len(em.code), n_macs,
-                                   plan.reason, fmt, partition=plan.partition))
+                                   plan.reason, fmt, partition=plan.partition, **_stack_fields(plan)))
     for em in ems:
         em.halt()
     inputs = tuple(_desc(graph, n.name, layouts[n.name]) for n in graph.inputs)

@@ -15,6 +15,7 @@ one by one (``auto``); the longest stacks that fit (``max``); none (``none``).
 """
 from __future__ import annotations
 
+import functools
 from dataclasses import replace
 
 import numpy as np
@@ -69,43 +70,59 @@ def _hwc(graph: Graph, name: str) -> tuple[int, int, int]:
 
 
 # ------------------------------------------------------------------ bands and windows
-def windows(stack: Stack, y0: int, y1: int) -> dict[str, tuple[int, int]]:
-    """The rows [lo, hi) of every tensor a band of output rows [y0, y1) of the last layer needs."""
+def _windows(stack: Stack, y0: np.ndarray, y1: np.ndarray) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """The rows [lo, hi) of every tensor that bands of output rows [y0, y1) of the last layer need (arrays
+    over the bands; an empty window has hi <= lo)."""
     need = {stack.last: (y0, y1)}
     for m, ins in zip(reversed(stack.members), reversed(stack.inputs)):
-        lo, hi = need.get(m.node, (0, 0))
-        if hi <= lo:
-            continue
+        lo, hi = need.get(m.node, (y0 * 0, y0 * 0))
+        live = hi > lo
         for name in ins:
             if m.kind == "eltwise":
                 a, b = lo, hi
             else:
-                g = m.geom
-                a, b, _ = g.in_rows(lo, hi - lo, g.sh, g.dh, g.kh, g.pt, g.h)
-            if b <= a:
-                continue
-            if name in need and need[name][1] > need[name][0]:
-                a, b = min(a, need[name][0]), max(b, need[name][1])
+                g = m.geom                               # ConvGeom.in_rows over arrays
+                a = np.maximum(lo * g.sh - g.pt, 0)
+                b = np.minimum((hi - 1) * g.sh - g.pt + g.dh * (g.kh - 1) + 1, g.h)
+            ok = live & (b > a)
+            a, b = np.where(ok, a, 0), np.where(ok, b, 0)
+            if name in need:
+                pa, pb = need[name]
+                had = pb > pa
+                a, b = (np.where(ok & had, np.minimum(a, pa), np.where(ok, a, pa)),
+                        np.where(ok & had, np.maximum(b, pb), np.where(ok, b, pb)))
             need[name] = (a, b)
     return need
+
+
+def windows(stack: Stack, y0: int, y1: int) -> dict[str, tuple[int, int]]:
+    """The rows [lo, hi) of every tensor a band of output rows [y0, y1) of the last layer needs."""
+    win = _windows(stack, np.array([y0]), np.array([y1]))
+    return {name: (int(a[0]), int(b[0])) for name, (a, b) in win.items() if b[0] > a[0]}
+
+
+def _band_arrays(stack: Stack, y_lo: int, y_hi: int, mode: str) -> dict[str, tuple[np.ndarray, ...]]:
+    """tensor -> (lo, hi, new) arrays over the bands of output rows [y_lo, y_hi)."""
+    y0 = np.arange(y_lo, y_hi, stack.rows, dtype=np.int64)
+    y1 = np.minimum(y0 + stack.rows, y_hi)
+    out = {}
+    for name, (lo, hi) in _windows(stack, y0, y1).items():
+        new = lo.copy()
+        if mode == "cache" and len(lo) > 1:
+            plo, phi = lo[:-1], hi[:-1]                 # the previous band's window
+            keep = (phi > plo) & (plo <= lo[1:]) & (lo[1:] < phi)
+            new[1:] = np.where(keep, np.minimum(phi, hi[1:]), lo[1:])
+        out[name] = (lo, hi, new)
+    return out
 
 
 def bands(stack: Stack, y_lo: int, y_hi: int, mode: str | None = None) -> list[dict[str, tuple[int, int, int]]]:
     """Per band of the output rows [y_lo, y_hi) (one image): tensor -> (lo, hi, new), the window and the
     first row the band computes or loads; rows [lo, new) were there in the previous band (``cache``)."""
-    mode = mode or stack.mode
-    out, prev = [], {}
-    for y0, ny in split(y_hi - y_lo, stack.rows):
-        win = windows(stack, y_lo + y0, y_lo + y0 + ny)
-        band = {}
-        for name, (lo, hi) in win.items():
-            new = lo
-            if mode == "cache" and name in prev and prev[name][0] <= lo < prev[name][1]:
-                new = min(prev[name][1], hi)
-            band[name] = (lo, hi, new)
-        out.append(band)
-        prev = {name: (lo, hi) for name, (lo, hi) in win.items()}
-    return out
+    arrays = _band_arrays(stack, y_lo, y_hi, mode or stack.mode)
+    n = len(range(y_lo, y_hi, stack.rows))
+    return [{name: (int(lo[i]), int(hi[i]), int(new[i])) for name, (lo, hi, new) in arrays.items() if hi[i] > lo[i]}
+            for i in range(n)]
 
 
 def part_rows(stack: Stack, part: Part) -> tuple[int, int]:
@@ -133,7 +150,7 @@ def _member_tiling(g: ConvGeom, arch: ArchConfig, budget: int, rows: int) -> tup
         for k_t in k_opts:
             if k_t * g.ow > acc or k_t > 4095:
                 continue
-            slot = align(g.weight_tile_bytes(k_t, c_t, lanes)) + 8 * k_t
+            slot = int(align(g.weight_tile_bytes(k_t, c_t, lanes)) + 8 * k_t)
             one = k_t >= g.k and c_t >= g.c and g.groups == 1
             if slot * (1 if one else 2) > budget:
                 continue
@@ -146,6 +163,21 @@ def _member_tiling(g: ConvGeom, arch: ArchConfig, budget: int, rows: int) -> tup
     return None
 
 
+@functools.lru_cache(maxsize=4096)
+def _estimate(g: ConvGeom, t: MatmulTiling, arch: ArchConfig):
+    return estimate(g, t, arch)
+
+
+@functools.lru_cache(maxsize=4096)
+def _weight_bytes(g: ConvGeom, t: MatmulTiling, lanes: int) -> int:
+    """The bytes of all of a layer's weight bundles in a tiling (each tile with its bias and scales)."""
+    def sizes(total: int, tile: int):
+        return [(tile, total // tile)] + ([(total % tile, 1)] if total % tile else [])
+    tiles = sum(mk * mc * (g.weight_tile_bytes(nk, nc, lanes) + 8 * nk)
+                for nk, mk in sizes(g.k, t.k_t) for nc, mc in sizes(g.c, t.c_t))
+    return int(g.groups * tiles)
+
+
 def _regions(stack: Stack, parts: tuple[Part, ...], n_img: int) -> tuple[dict[str, int], dict[str, int], int]:
     """(tensor -> most rows its window holds, tensor -> rows computed or loaded in all, bands) over every
     part's bands (one image), and the bands of one image summed over parts."""
@@ -154,11 +186,12 @@ def _regions(stack: Stack, parts: tuple[Part, ...], n_img: int) -> tuple[dict[st
     count = 0
     for part in parts:
         y_lo, y_hi = part_rows(stack, part)
-        for band in bands(stack, y_lo, y_hi):
-            count += 1
-            for name, (lo, hi, new) in band.items():
-                most[name] = max(most.get(name, 0), hi - lo)
-                made[name] = made.get(name, 0) + hi - new
+        for name, (lo, hi, new) in _band_arrays(stack, y_lo, y_hi, stack.mode).items():
+            size = np.maximum(hi - lo, 0)
+            if size.any():
+                most[name] = max(most.get(name, 0), int(size.max()))
+                made[name] = made.get(name, 0) + int(np.maximum(hi - new, 0).sum())
+        count += len(range(y_lo, y_hi, stack.rows))
     return most, made, count
 
 
@@ -218,29 +251,29 @@ def plan_stack(graph: Graph, plans: dict[str, LayerPlan], names: list[str], arch
     if layout.total > spad:
         return None
     stack = replace(stack, members=tuple(members))
-    return _priced(graph, plans, stack, layout, parts, made, n_bands * n_img, arch)
+    return _priced(graph, plans, stack, layout, parts, made, n_bands * n_img, arch, most)
 
 
 def _priced(graph: Graph, plans: dict[str, LayerPlan], stack: Stack, layout: SpadLayout, parts, made: dict,
-            n_bands: int, arch: ArchConfig) -> LayerPlan:
+            n_bands: int, arch: ArchConfig, most_rows: dict) -> LayerPlan:
     """The stack's plan with the cost model's figures: compute scaled by the rows each layer computes,
     DMA of what is loaded and stored, the slower of the two, against the layers' own estimates."""
     n_img = graph[stack.last].out.shape[0]
     dram_rate, _, lat = transfer_rates(arch)
     compute = macs_again = 0
-    w_bytes = 0
+    w_bytes = first = 0
     for m in stack.members:
         h, w, c = stack.shape(m.node)
         rows = made[m.node] * n_img
-        if m.kind == "matmul":
-            e = estimate(m.geom, m.tiling, arch)
+        if m.kind == "matmul":                       # the stack's tiling of the layer, per row computed
+            e = _estimate(m.geom, m.tiling, arch)
             compute += e.compute * rows / max(m.geom.n * h, 1)
             macs_again += (made[m.node] - h) * n_img * _macs_per_row(m)
             g, t = m.geom, m.tiling
             one = t.k_t >= g.k and t.c_t >= g.c and g.groups == 1
-            w_total = g.groups * sum(g.weight_tile_bytes(nk, nc, arch.core.simd_lanes) + 8 * nk
-                                     for _, nk in split(g.k, t.k_t) for _, nc in split(g.c, t.c_t))
-            w_bytes += w_total * (len(parts) if one else n_bands)
+            w_bytes += _weight_bytes(g, t, arch.core.simd_lanes) * (len(parts) if one else n_bands)
+            # each layer's first weight tile arrives before it can start (a conservative fill)
+            first += g.weight_tile_bytes(min(t.k_t, g.k), min(t.c_t, g.c), arch.core.simd_lanes) + 8 * t.k_t
         else:
             ops = (m.geom.kh * m.geom.kw) if m.kind == "pool" else 1
             compute += rows * w * c * ops / arch.core.vector_lanes
@@ -255,7 +288,9 @@ def _priced(graph: Graph, plans: dict[str, LayerPlan], stack: Stack, layout: Spa
     dram = int(io + w_bytes)
     dma = dram / dram_rate
     cores = len(parts)
-    cycles = int(max(compute / cores, dma) + 2 * lat + n_bands / cores * lat / 4)
+    # the first band's input rows and the layers' first weight tiles are loaded before compute can start
+    first += sum(max(most_rows.get(name, 0), 0) * np.prod(stack.shape(name)[1:]) for name in stack.loaded)
+    cycles = int(max(compute / cores, dma) + first / dram_rate + 2 * lat + n_bands / cores * lat / 4)
     unfused = sum(plans[n].est_cycles for n in stack.nodes)
     unfused_dram = 0
     for name in stack.nodes:
@@ -320,9 +355,7 @@ def _best(graph, plans, names, arch, parts_of, tile, modes) -> LayerPlan | None:
         for rows in _row_options(oh, tile):
             plan = plan_stack(graph, plans, names, arch, rows, mode, parts_of)
             if plan is None:
-                if found is not None:
-                    break                       # taller bands only need more scratchpad
-                continue
+                break                           # taller bands only need more scratchpad
             key = (plan.est_cycles, plan.stack.dram_bytes)
             if found is None or key < (found.est_cycles, found.stack.dram_bytes):
                 found = plan
@@ -392,13 +425,13 @@ def _cheapest(graph, plans, run, arch, parts_of, tile, modes) -> list[LayerPlan]
         c, d, s = best[j - 1]
         single = plans[name].est_cycles
         best[j] = (c + single, d, s)
-        for i in range(max(0, j - MAX_LAYERS), j - 1):
+        for i in range(j - 2, max(0, j - MAX_LAYERS) - 1, -1):     # shorter stacks first
             names = run[i:j]
             if not _closed(graph, names):
                 continue
             plan = _best(graph, plans, names, arch, parts_of, tile, modes)
             if plan is None:
-                continue
+                break                                   # a longer stack needs at least this scratchpad
             st = plan.stack
             if plan.est_cycles > st.unfused_cycles or st.dram_bytes > st.unfused_dram_bytes:
                 continue

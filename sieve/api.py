@@ -31,18 +31,20 @@ from sieve.threads import blas_threads
 def compile(model: ModelLike, arch: str | Path | ArchConfig = "default", *, calibrate: Data | None = None,
             calibration: str = "minmax", percentile: float = 99.99, prune: str | float | None = None,
             prune_scope: str = "layer", keep_ends: bool = False, balance: bool = True, dense_twin: bool = True,
-            partition: str = "auto", batch: int | None = None, seed: int = 0,
-            progress: Progress = _no_progress) -> Program:
+            partition: str = "auto", fusion: str = "auto", tile: int | None = None, overlap: str | None = None,
+            batch: int | None = None, seed: int = 0, progress: Progress = _no_progress) -> Program:
     """Compile a model (.onnx/.sv file, onnx.ModelProto or Graph) for an arch (preset name, TOML file
     or ArchConfig). ``calibrate``: calibration data for a float model (a .npy/.npz file, a folder of
     images, an array or a dict of arrays by input name); ``prune``: a fraction (0.9) or "N:M";
     ``partition``: how conv/dense layers are split across the arch's cores ("channels", "rows",
     "batch", or "auto": the cost model's choice per layer), or "pipeline": consecutive layers on
-    different cores (docs/memory.md)."""
+    different cores (docs/memory.md); ``fusion``: consecutive image layers as fused stacks, "auto" where
+    the cost model finds they pay, "max" wherever they fit, "none"; ``tile``: output rows per band of a
+    stack; ``overlap``: "recompute" or "cache" the rows neighbouring bands share (docs/fusion.md)."""
     return compile_model(model, arch, calibrate=calibrate, calibration=calibration, percentile=percentile,
                          prune=prune, prune_scope=prune_scope, keep_ends=keep_ends, balance=balance,
-                         dense_twin=dense_twin, partition=partition, batch=batch, seed=seed,
-                         progress=progress).program
+                         dense_twin=dense_twin, partition=partition, fusion=fusion, tile=tile, overlap=overlap,
+                         batch=batch, seed=seed, progress=progress).program
 
 
 def quantize(model: ModelLike, *, calibrate: Data | None = None, calibration: str = "minmax",

@@ -124,7 +124,8 @@ def cmd_compile(args) -> None:
     from sieve.threads import blas_threads
     with _progress(args) as progress, blas_threads(_threads(args, None)):
         c = compile_model(args.model, args.arch, **_front_options(args), balance=not args.no_balance,
-                          dense_twin=not args.no_twin, partition=args.partition, progress=progress)
+                          dense_twin=not args.no_twin, partition=args.partition, fusion=args.fusion,
+                          tile=_tile(args.tile), overlap=args.overlap, progress=progress)
     size = api.save(c.program, out)
     elapsed = time.perf_counter() - t0
     program, qgraph = c.program, c.lowered.qgraph
@@ -139,7 +140,10 @@ def cmd_compile(args) -> None:
         for name, syms in program.layer_groups().items():
             sym, plan, node = syms[0], c.schedule.plan(name), qgraph[name]
             zeros = f"{100 * np.mean(node.params['w'] == 0):.1f}" if "w" in node.params else ""
-            row = [name, sym.op, sym.weight_format if plan.kind == "matmul" else "", zeros,
+            label, op = name, sym.op
+            if sym.members:                              # a fused stack: its first and last layer
+                label, op = f"{sym.members[0]} .. {name}", f"stack of {len(sym.members)}"
+            row = [label, op, sym.weight_format if plan.kind == "matmul" else "", zeros,
                    f"{sum(s.end - s.start for s in syms):,}", f"{sym.macs:,}", f"{plan.est_cycles:,}"]
             if wide:
                 row.append(plan.reason if args.verbose else plan.reason.split(": est")[0])
@@ -154,6 +158,21 @@ def cmd_compile(args) -> None:
           f"in {elapsed:.2f} s ({stages})")
     if args.eval:
         _evaluate(con, args, c)
+
+
+def _tile(text: str | None) -> int | None:
+    """--tile: the output rows of a fused stack's band."""
+    if text is None:
+        return None
+    from sieve.errors import UsageError
+    try:
+        rows = int(text)
+    except ValueError:
+        raise UsageError(f"--tile takes the output rows per band of a fused stack (e.g. --tile 16), got '{text}'; "
+                         "bands span whole rows, so there is no tile width to give") from None
+    if rows < 1:
+        raise UsageError(f"--tile must be at least 1 row, got {rows}")
+    return rows
 
 
 def _model_size(graph, program) -> str:
@@ -287,14 +306,16 @@ def cmd_run(args) -> None:
     with blas_threads(_threads(args, 1)):
         result = run(program, inputs, functional=not args.timing_only)
     elapsed = time.perf_counter() - t1
-    from sieve.report import sparsity_report, summary_line
+    from sieve.report import fusion_report, sparsity_report, summary_line
     report = sparsity_report(program, result.stats) if (args.report or stats_path) else None
+    fused = fusion_report(program, result.stats) if (args.report == "fusion" or stats_path) else None
     if out:
         _save_outputs(out, result.model_outputs(), result.floats)
     if stats_path:
         d = result.stats.to_dict()
         d["inferences"] = result.inferences
         d["sparsity"] = report
+        d["fusion"] = fused
         files.write_text(stats_path, json.dumps(d, indent=1))
     if trace_path:
         files.write_text(trace_path, json.dumps(result.trace(), separators=(",", ":")))
@@ -307,7 +328,7 @@ def cmd_run(args) -> None:
         print(summary_line(result.stats))
         print("\n".join(tail))
         return
-    from sieve.report import cores_table, energy_table, memory_table, sparsity_tables, stats_table
+    from sieve.report import cores_table, energy_table, fusion_tables, memory_table, sparsity_tables, stats_table
     con = _console()
     if args.quiet:
         con.print(summary_line(result.stats))
@@ -320,7 +341,7 @@ def cmd_run(args) -> None:
         con.print(summary_line(result.stats) + (f"; {result.inferences} inference(s) executed"
                                                  if result.inferences else ""))
     if args.report:
-        for table in sparsity_tables(report):
+        for table in (fusion_tables(fused) if args.report == "fusion" else sparsity_tables(report)):
             con.print(table)
     if not args.quiet:
         _print_top1(con, result.floats, result.inferences)
@@ -596,10 +617,19 @@ def parser() -> argparse.ArgumentParser:
                    help="split conv/dense layers across the arch's cores by output channels, output rows or "
                    "images (auto, the default: the cost model chooses per layer), or run consecutive layers "
                    "on different cores, images flowing through them (pipeline)")
+    c.add_argument("--fusion", choices=("auto", "none", "max"), default="auto",
+                   help="run consecutive conv, pooling and element-wise layers as fused stacks whose "
+                   "intermediate tensors stay in the scratchpad: auto (the default) where the cost model "
+                   "estimates a stack no slower and no more DRAM-hungry than its layers one by one, max "
+                   "wherever stacks fit, none: layer by layer (docs/fusion.md)")
+    c.add_argument("--tile", metavar="ROWS", help="output rows per band of every fused stack (default: the "
+                   "cost model's choice per stack)")
+    c.add_argument("--overlap", choices=("recompute", "cache"), help="rows that neighbouring bands share: "
+                   "computed again in each band, or kept in the scratchpad (default: the cheaper per stack)")
     c.add_argument("--no-balance", action="store_true",
                    help="keep output channels in their natural order on the PE rows (for comparison)")
-    c.add_argument("--no-twin", action="store_true", help="skip compiling and simulating the dense twin that "
-                   "`sieve run --report` compares sparse layers against (saves about a quarter of the time)")
+    c.add_argument("--no-twin", action="store_true", help="skip compiling and simulating the dense and unfused "
+                   "twins that `sieve run --report` compares sparse layers and fused stacks against")
     c.add_argument("--eval", metavar="NPZ", help="report top-1 of the float, pruned float, int8 reference and "
                    "compiled models on an .npz with 'x' (inputs) and 'y' (labels)")
     c.set_defaults(func=cmd_compile)
@@ -623,8 +653,11 @@ def parser() -> argparse.ArgumentParser:
     r.add_argument("--arch", help="run on this arch instead of the embedded one (may differ in memory, clock, "
                    "energy, area and the core's timing fields, not in cores, PE array or buffer sizes)")
     r.add_argument("--timing-only", action="store_true", help="skip functional execution (same cycles)")
-    r.add_argument("--report", action="store_true", help="the sparsity report: per layer weight format, density, "
-                   "lane utilization, skipped MACs, and cycles and energy against the dense twin")
+    r.add_argument("--report", nargs="?", const="sparsity", choices=("sparsity", "fusion"),
+                   help="sparsity (the default): per layer weight format, density, lane utilization, skipped "
+                   "MACs, and cycles and energy against the dense twin; fusion: per fused stack its layers, "
+                   "bands, where each tensor lived, DRAM bytes, recomputed MACs, cycles, energy and "
+                   "scratchpad against the same layers one by one")
     r.set_defaults(func=cmd_run)
 
     i = command("interpret", "run the reference interpreter (integer by default) on a model")

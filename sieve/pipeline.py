@@ -1,7 +1,7 @@
 """The pipeline, written once: a model becomes an integer graph, a schedule, a program.
 
     load -> prune -> fuse activations -> calibrate -> quantize      (integer_model)
-         -> schedule -> codegen -> dense twin                        (compile_model)
+         -> schedule (fused stacks) -> codegen -> dense and unfused twins   (compile_model)
 
 Every function here is a plain function of what it is handed; the command line, the
 benchmarks and the examples call these and nothing under them.
@@ -151,7 +151,8 @@ class Compiled:
 def compile_model(model: ModelLike, arch: str | Path | ArchConfig = "default", *, calibrate: Data | None = None,
                   calibration: str = "minmax", percentile: float = 99.99, prune: str | float | None = None,
                   prune_scope: str = "layer", keep_ends: bool = False, balance: bool = True,
-                  dense_twin: bool = True, partition: str = "auto", batch: int | None = None, seed: int = 0,
+                  dense_twin: bool = True, partition: str = "auto", fusion: str = "auto", tile: int | None = None,
+                  overlap: str | None = None, batch: int | None = None, seed: int = 0,
                   progress: Progress = _no_progress) -> Compiled:
     """The whole compiler. The stages, in order:"""
     arch = resolve_arch(arch)
@@ -160,25 +161,57 @@ def compile_model(model: ModelLike, arch: str | Path | ArchConfig = "default", *
                             progress=progress)                       # load, prune, calibrate, quantize
     seconds = dict(lowered.seconds)
     with _stage("schedule", seconds):
-        sched = schedule(lowered.qgraph, arch, balance=balance,      # format, tiling, cores per layer
-                         partition=partition,
-                         progress=lambda d, t: progress("schedule", d, t))
+        sched = schedule(lowered.qgraph, arch, balance=balance,      # format, tiling, cores per layer,
+                         partition=partition, fusion=fusion, tile=tile,   # fused stacks
+                         overlap=overlap, progress=lambda d, t: progress("schedule", d, t))
     with _stage("codegen", seconds):
         program = generate(sched)                                    # allocation, instructions, symbols
     if dense_twin:
         with _stage("dense twin", seconds):
-            program = with_dense_twin(lowered.qgraph, arch, program, partition)  # dense reference, --report
+            program = with_dense_twin(lowered.qgraph, arch, program, partition, fusion, tile,
+                                      overlap)                       # dense reference, --report
+        with _stage("unfused twin", seconds):
+            program = with_unfused_twin(lowered.qgraph, arch, program, partition, balance)  # --report fusion
     return Compiled(program, lowered, sched, seconds)
 
 
-def with_dense_twin(qgraph: Graph, arch: ArchConfig, program: Program, partition: str = "auto") -> Program:
-    """Record, per layer, the same layer compiled dense on the same arch and simulated (timing only)."""
+def with_dense_twin(qgraph: Graph, arch: ArchConfig, program: Program, partition: str = "auto",
+                    fusion: str = "none", tile: int | None = None, overlap: str | None = None) -> Program:
+    """Record, per layer, the same layer compiled dense on the same arch and simulated (timing only); a fused
+    stack only where the dense program fused the same layers."""
     from sieve.simulator import run as simulate_program
     if all(s.weight_format == "dense" for s in program.layers):
         return program
-    dense = simulate_program(generate(schedule(qgraph, arch, sparse=False, partition=partition)), functional=False).stats
+    dense_sched = schedule(qgraph, arch, sparse=False, partition=partition, fusion=fusion, tile=tile, overlap=overlap)
+    dense_program = generate(dense_sched)
+    dense = simulate_program(dense_program, functional=False).stats
     ref = {layer.name: layer for layer in dense.layers}
+    members = {s.name: s.members for s in dense_program.layers}
     layers = tuple(replace(s, dense_cycles=ref[s.name].cycles, dense_mac_cycles=ref[s.name].mac_cycles,
-                           dense_energy_pj=ref[s.name].energy_total_pj) if s.name in ref else s
+                           dense_energy_pj=ref[s.name].energy_total_pj)
+                   if s.name in ref and members[s.name] == s.members else s
                    for s in program.layers)
     return replace(program, layers=layers)
+
+
+def with_unfused_twin(qgraph: Graph, arch: ArchConfig, program: Program, partition: str = "auto",
+                      balance: bool = True) -> Program:
+    """Record, per fused stack, its layers compiled one by one on the same arch and simulated (timing only):
+    their cycles, energy and DRAM bytes summed (layers run one after another)."""
+    from sieve.simulator import run as simulate_program
+    if not any(s.members for s in program.layers):
+        return program
+    plain = simulate_program(generate(schedule(qgraph, arch, balance=balance, partition=partition)),
+                             functional=False).stats
+    ref = {layer.name: layer for layer in plain.layers}
+
+    def dram(layer) -> int:
+        return int(layer.events["dram_read_bytes"] + layer.events["dram_write_bytes"])
+    layers = []
+    for s in program.layers:
+        if s.members:
+            ls = [ref[m] for m in s.members]
+            s = replace(s, unfused_cycles=sum(x.cycles for x in ls), unfused_energy_pj=sum(x.energy_total_pj for x in ls),
+                        unfused_dram_bytes=sum(dram(x) for x in ls))
+        layers.append(s)
+    return replace(program, layers=tuple(layers))

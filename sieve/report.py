@@ -59,6 +59,87 @@ def sparsity_report(program: Program, stats: RunStats) -> dict:
                     "inference (layers without weights run the same in both)"}
 
 
+def fusion_report(program: Program, stats: RunStats) -> dict:
+    """Per fused stack: its layers, bands, overlap mode, where each tensor lived, the scratchpad it
+    uses, the MACs done more than once, and its measured DRAM bytes, cycles and energy against the
+    unfused twin (the same layers compiled one by one on the same arch and simulated at compile time;
+    None without one); totals over the stacks and end to end."""
+    by_name = {layer.name: layer for layer in stats.layers}
+    stacks = []
+    tot = {k: 0 for k in ("dram_bytes", "unfused_dram_bytes", "cycles", "unfused_cycles", "energy_pj",
+                          "unfused_energy_pj", "recomputed_macs")}
+    twin = True
+    for name, syms in program.layer_groups().items():
+        sym = syms[0]
+        if not sym.members:
+            continue
+        layer = by_name[name]
+        has = sym.unfused_cycles > 0
+        twin &= has
+        row = {"name": name, "layers": list(sym.members), "band_rows": sym.band_rows, "overlap": sym.overlap,
+               "tensors": [{"tensor": t, "home": where, "window_bytes": size} for t, where, size in sym.residency],
+               "spad_bytes": sym.spad_bytes, "recomputed_macs": sym.recomputed_macs,
+               "dram_bytes": int(layer.events["dram_read_bytes"] + layer.events["dram_write_bytes"]),
+               "cycles": layer.cycles, "energy_pj": layer.energy_total_pj,
+               "unfused_dram_bytes": sym.unfused_dram_bytes if has else None,
+               "unfused_cycles": sym.unfused_cycles if has else None,
+               "unfused_energy_pj": sym.unfused_energy_pj if has else None}
+        stacks.append(row)
+        for key in tot:
+            tot[key] += row[key] or 0
+    total = dict(tot)
+    if not twin or not stacks:
+        for key in ("unfused_dram_bytes", "unfused_cycles", "unfused_energy_pj"):
+            total[key] = None
+    dram = int(stats.events["dram_read_bytes"] + stats.events["dram_write_bytes"])
+    total.update({"end_to_end_cycles": stats.cycles, "end_to_end_dram_bytes": dram,
+                  "end_to_end_energy_pj": stats.energy_total_pj})
+    if total["unfused_cycles"] is not None:
+        total.update({"end_to_end_unfused_cycles": stats.cycles - tot["cycles"] + tot["unfused_cycles"],
+                      "end_to_end_unfused_dram_bytes": dram - tot["dram_bytes"] + tot["unfused_dram_bytes"],
+                      "end_to_end_unfused_energy_pj": stats.energy_total_pj - tot["energy_pj"]
+                      + tot["unfused_energy_pj"]})
+    return {"stacks": stacks, "total": total, "unfused_twin": twin and bool(stacks),
+            "note": "unfused twin: each stack's layers compiled one by one on the same arch and simulated at "
+                    "compile time, their figures summed; end to end, the other layers count as they ran"}
+
+
+def fusion_tables(report: dict):
+    """The stacks (layers, bands, residency) and their figures against the unfused twin."""
+    a = table("fused stacks", ["stack", "layers", "rows", "overlap", "on chip only", "scratchpad KiB",
+                               "recomputed MACs"], 4)
+    b = table("fused stacks against their layers one by one (unfused twin, simulated at compile time)",
+              ["stack", "DRAM KB", "unfused", "cycles", "unfused", "speedup", "nJ", "unfused nJ"])
+
+    def kb(v):
+        return _num(None if v is None else v / 1e3, ",.1f")
+
+    def nj(v):
+        return _num(None if v is None else v / 1e3, ",.1f")
+
+    def ratio(u, f):
+        return "-" if u is None else f"{u / max(f, 1):.2f}x"
+    for r in report["stacks"]:
+        chip = [t["tensor"] for t in r["tensors"] if t["home"] == "scratchpad"]
+        a.add_row(r["name"], " ".join(r["layers"]), str(r["band_rows"]), r["overlap"], " ".join(chip),
+                  _kb(r["spad_bytes"]), f"{r['recomputed_macs']:,}")
+        b.add_row(r["name"], kb(r["dram_bytes"]), kb(r["unfused_dram_bytes"]), f"{r['cycles']:,}",
+                  _num(r["unfused_cycles"]), ratio(r["unfused_cycles"], r["cycles"]), nj(r["energy_pj"]),
+                  nj(r["unfused_energy_pj"]))
+    if not report["stacks"]:
+        a.add_row("(none)", "compiled with --fusion none, or no run of layers paid", "", "", "", "", "")
+    t = report["total"]
+    b.add_section()
+    b.add_row("all stacks", kb(t["dram_bytes"]), kb(t["unfused_dram_bytes"]), f"{t['cycles']:,}",
+              _num(t["unfused_cycles"]), ratio(t["unfused_cycles"], t["cycles"]), nj(t["energy_pj"]),
+              nj(t["unfused_energy_pj"]))
+    b.add_row("end to end", kb(t["end_to_end_dram_bytes"]), kb(t.get("end_to_end_unfused_dram_bytes")),
+              f"{t['end_to_end_cycles']:,}", _num(t.get("end_to_end_unfused_cycles")),
+              ratio(t.get("end_to_end_unfused_cycles"), t["end_to_end_cycles"]), nj(t["end_to_end_energy_pj"]),
+              nj(t.get("end_to_end_unfused_energy_pj")))
+    return a, b
+
+
 def _num(v, fmt: str = ",", suffix: str = "") -> str:
     return "-" if v is None else f"{v:{fmt}}{suffix}"
 
