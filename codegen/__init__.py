@@ -78,7 +78,7 @@ def _stack_fields(plan: LayerPlan) -> dict:
     if st is None:
         return {}
     regions = dict((r[0], r[1] * (r[2] if len(r) > 2 else 2)) for r in plan.spad.regions)
-    where = tuple((t, "DRAM" if t in st.loaded or t == st.last else "scratchpad", int(regions[f"t:{t}"]))
+    where = tuple((t, "DRAM" if t in st.loaded or t == st.last else "scratchpad", int(regions[f"t:{st.home(t)}"]))
                   for t in (*st.loaded, *st.nodes))
     return dict(members=st.nodes, band_rows=int(st.rows), overlap=st.mode, recomputed_macs=int(st.recomputed_macs),
                 spad_bytes=int(plan.spad.total), residency=where)

@@ -51,7 +51,9 @@ def emit_stack(em: Emitter, graph: Graph, node: Node, plan: LayerPlan, part, lay
     st = plan.stack
     offs = plan.spad.offsets()
     tensors = (*st.loaded, *st.nodes)
-    regions = {t: Slots(offs[f"t:{t}"]) for t in tensors}
+    owners = st.owners
+    regions = {t: Slots(offs[f"t:{t}"]) for t in owners}
+    last_home = st.home(st.last)
     wslots = {m.node: Slots(offs[f"w:{m.node}"]) for m in st.members if m.kind == "matmul"}
     pslots = {m.node: Slots(offs[f"p:{m.node}"]) for m in st.members if f"p:{m.node}" in offs}
     y_lo, y_hi = part_rows(st, part)
@@ -63,7 +65,7 @@ def emit_stack(em: Emitter, graph: Graph, node: Node, plan: LayerPlan, part, lay
         for band in plan_bands:
             cur = _Band(st, regions)
             out_free = 0
-            for t in tensors:                         # each window in the region's next slot
+            for t in owners:                          # each window in the region's next slot
                 lo, hi, new = band.get(t, (0, 0, 0))
                 addr, _, free = regions[t].acquire()
                 cur.at[t] = (addr, lo)
@@ -71,9 +73,12 @@ def emit_stack(em: Emitter, graph: Graph, node: Node, plan: LayerPlan, part, lay
                 if t in st.loaded and hi > new:
                     em.load([(layouts[t].addr + ((img * h + new) * w) * c, cur.row(t, new), 1, (hi - new) * w * c,
                               0, 0)], free)
-                if t == st.last:
+                if t == last_home:
                     out_free = free
-            for t in tensors:                         # rows kept from the previous band (cache)
+            for t in tensors:                         # tensors computed in place: their owner's region and base
+                if st.home(t) != t:
+                    cur.at[t] = cur.at[st.home(t)]
+            for t in owners:                          # rows kept from the previous band (cache)
                 lo, hi, new = band.get(t, (0, 0, 0))
                 if new > lo:
                     h, w, c = st.shape(t)
@@ -84,7 +89,9 @@ def emit_stack(em: Emitter, graph: Graph, node: Node, plan: LayerPlan, part, lay
                 lo, hi, new = band.get(m.node, (0, 0, 0))
                 if hi <= new:
                     continue
-                wait = out_free if m.node == st.last else 0
+                wait = 0
+                if out_free and st.home(m.node) == last_home:   # the first write into the stored region
+                    wait, out_free = out_free, 0
                 EMIT_MEMBER[m.kind](em, graph, graph[m.node], m, ins, cur, new, hi, wait,
                                     consts.get(m.node), wslots.get(m.node), pslots.get(m.node), acc_tiles)
             step = em.stepped

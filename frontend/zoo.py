@@ -84,6 +84,9 @@ def _zoo() -> dict[str, ZooEntry]:
         ZooEntry("mobilenetv2", _from_onnx(z.mobilenetv2), "MobileNetV2 (ONNX), 3.5 M weights, 0.3 GMAC at 224",
                  z.mobilenetv2),
         ZooEntry("vgg16", _from_onnx(z.vgg16), "VGG-16 (ONNX), 138 M weights, 15.5 GMAC at 224", z.vgg16),
+        ZooEntry("fsrcnn", _from_onnx(z.fsrcnn), "FSRCNN-style super-resolution x2 (ONNX): 5x5 feature extraction "
+                 "(56), 1x1 shrink (12), four 3x3 mappings, 1x1 expand, LeakyRelu, bilinear x2 and a 3x3 "
+                 "reconstruction; 8.4 K weights, 0.65 GMAC at 256 (--size)", z.fsrcnn),
         ZooEntry("efficientnet_b0", _from_onnx(z.efficientnet_b0), "EfficientNet-B0 style (ONNX): SiLU, "
                  "squeeze-and-excite, 5.2 M weights, 0.39 GMAC at 224", z.efficientnet_b0),
         ZooEntry("mobilenetv3", _from_onnx(z.mobilenetv3), "MobileNetV3-Large style (ONNX): HardSwish, "

@@ -156,6 +156,26 @@ def vgg16(size: int = 224, classes: int = 1000, seed: int = 0):
     return net.model(net.gemm(x, 4096, classes))
 
 
+def fsrcnn(size: int = 256, scale: int = 2, seed: int = 0, d: int = 56, s: int = 12, m: int = 4):
+    """FSRCNN-style super-resolution (Dong et al., ECCV 2016) on a one-channel image: feature extraction
+    (5x5, d channels), shrinking (1x1, s), m mapping layers (3x3, s), expanding (1x1, d), each followed by
+    a LeakyRelu (FSRCNN's PReLU with one slope); then, in place of the 9x9 transposed convolution, a
+    bilinear x``scale`` Resize and a 3x3 reconstruction to one channel. Few channels, large feature maps:
+    the activations, not the weights, are what moves."""
+    net = OnnxNet("fsrcnn", (1, 1, size, size), seed)
+
+    def layer(x: str, cin: int, cout: int, k: int) -> str:
+        return net.node("LeakyRelu", [net.conv(x, cin, cout, k, bias=True)], alpha=0.25)
+    x = layer("input", 1, d, 5)
+    x = layer(x, d, s, 1)
+    for _ in range(m):
+        x = layer(x, s, s, 3)
+    x = layer(x, s, d, 1)
+    scales = net._init(net._name("up") + ".scales", np.array([1.0, 1.0, scale, scale]))
+    x = net.node("Resize", [x, "", scales], mode="linear", coordinate_transformation_mode="half_pixel")
+    return net.model(net.conv(x, d, 1, 3, bias=True))
+
+
 def _act(net: OnnxNet, x: str, act: str) -> str:
     """relu, silu (Sigmoid then Mul, as PyTorch exports nn.SiLU) or hswish (HardSwish)."""
     if act == "relu":

@@ -70,19 +70,35 @@ def _hwc(graph: Graph, name: str) -> tuple[int, int, int]:
 
 
 # ------------------------------------------------------------------ bands and windows
-def _windows(stack: Stack, y0: np.ndarray, y1: np.ndarray) -> dict[str, tuple[np.ndarray, np.ndarray]]:
-    """The rows [lo, hi) of every tensor that bands of output rows [y0, y1) of the last layer need (arrays
-    over the bands; an empty window has hi <= lo)."""
+def _band_arrays(stack: Stack, y0: np.ndarray, y1: np.ndarray, mode: str) -> dict[str, tuple[np.ndarray, ...]]:
+    """tensor -> (lo, hi, new) arrays over bands of output rows [y0, y1) of the last layer: the window
+    [lo, hi) each band holds of the tensor, and the first row it computes (or loads) there. Going back
+    from the last layer, a tensor's window is what its readers read to compute their rows: in
+    ``recompute`` mode their whole windows, so ``new`` = ``lo``; in ``cache`` mode only the rows they
+    compute, those of their windows not held in the previous band (which are kept: rows [lo, new))."""
+    zero = y0 * 0
     need = {stack.last: (y0, y1)}
+    new_of: dict[str, np.ndarray] = {}
+
+    def first_new(lo, hi):
+        if mode != "cache" or len(lo) < 2:
+            return lo
+        plo, phi = lo[:-1], hi[:-1]                   # the previous band's window
+        keep = (phi > plo) & (plo <= lo[1:]) & (lo[1:] < phi)
+        out = lo.copy()
+        out[1:] = np.where(keep, np.minimum(phi, hi[1:]), lo[1:])
+        return out
     for m, ins in zip(reversed(stack.members), reversed(stack.inputs)):
-        lo, hi = need.get(m.node, (y0 * 0, y0 * 0))
-        live = hi > lo
+        lo, hi = need.get(m.node, (zero, zero))
+        new = first_new(lo, hi)
+        new_of[m.node] = new
+        live = hi > new                               # the band computes rows of this layer
         for name in ins:
             if m.kind == "eltwise":
-                a, b = lo, hi
+                a, b = new, hi
             else:
                 g = m.geom                               # ConvGeom.in_rows over arrays
-                a = np.maximum(lo * g.sh - g.pt, 0)
+                a = np.maximum(new * g.sh - g.pt, 0)
                 b = np.minimum((hi - 1) * g.sh - g.pt + g.dh * (g.kh - 1) + 1, g.h)
             ok = live & (b > a)
             a, b = np.where(ok, a, 0), np.where(ok, b, 0)
@@ -92,35 +108,25 @@ def _windows(stack: Stack, y0: np.ndarray, y1: np.ndarray) -> dict[str, tuple[np
                 a, b = (np.where(ok & had, np.minimum(a, pa), np.where(ok, a, pa)),
                         np.where(ok & had, np.maximum(b, pb), np.where(ok, b, pb)))
             need[name] = (a, b)
-    return need
+    return {name: (lo, hi, new_of[name] if name in new_of else first_new(lo, hi)) for name, (lo, hi) in need.items()}
 
 
 def windows(stack: Stack, y0: int, y1: int) -> dict[str, tuple[int, int]]:
-    """The rows [lo, hi) of every tensor a band of output rows [y0, y1) of the last layer needs."""
-    win = _windows(stack, np.array([y0]), np.array([y1]))
-    return {name: (int(a[0]), int(b[0])) for name, (a, b) in win.items() if b[0] > a[0]}
+    """The rows [lo, hi) of every tensor that one band of output rows [y0, y1) of the last layer needs
+    when nothing is kept from a previous band."""
+    win = _band_arrays(stack, np.array([y0]), np.array([y1]), "recompute")
+    return {name: (int(a[0]), int(b[0])) for name, (a, b, _) in win.items() if b[0] > a[0]}
 
 
-def _band_arrays(stack: Stack, y_lo: int, y_hi: int, mode: str) -> dict[str, tuple[np.ndarray, ...]]:
-    """tensor -> (lo, hi, new) arrays over the bands of output rows [y_lo, y_hi)."""
+def _bands_of(stack: Stack, y_lo: int, y_hi: int, mode: str):
     y0 = np.arange(y_lo, y_hi, stack.rows, dtype=np.int64)
-    y1 = np.minimum(y0 + stack.rows, y_hi)
-    out = {}
-    for name, (lo, hi) in _windows(stack, y0, y1).items():
-        new = lo.copy()
-        if mode == "cache" and len(lo) > 1:
-            plo, phi = lo[:-1], hi[:-1]                 # the previous band's window
-            keep = (phi > plo) & (plo <= lo[1:]) & (lo[1:] < phi)
-            new[1:] = np.where(keep, np.minimum(phi, hi[1:]), lo[1:])
-        out[name] = (lo, hi, new)
-    return out
+    return _band_arrays(stack, y0, np.minimum(y0 + stack.rows, y_hi), mode), len(y0)
 
 
 def bands(stack: Stack, y_lo: int, y_hi: int, mode: str | None = None) -> list[dict[str, tuple[int, int, int]]]:
     """Per band of the output rows [y_lo, y_hi) (one image): tensor -> (lo, hi, new), the window and the
     first row the band computes or loads; rows [lo, new) were there in the previous band (``cache``)."""
-    arrays = _band_arrays(stack, y_lo, y_hi, mode or stack.mode)
-    n = len(range(y_lo, y_hi, stack.rows))
+    arrays, n = _bands_of(stack, y_lo, y_hi, mode or stack.mode)
     return [{name: (int(lo[i]), int(hi[i]), int(new[i])) for name, (lo, hi, new) in arrays.items() if hi[i] > lo[i]}
             for i in range(n)]
 
@@ -186,13 +192,28 @@ def _regions(stack: Stack, parts: tuple[Part, ...], n_img: int) -> tuple[dict[st
     count = 0
     for part in parts:
         y_lo, y_hi = part_rows(stack, part)
-        for name, (lo, hi, new) in _band_arrays(stack, y_lo, y_hi, stack.mode).items():
+        for name, (lo, hi, new) in _bands_of(stack, y_lo, y_hi, stack.mode)[0].items():
             size = np.maximum(hi - lo, 0)
             if size.any():
                 most[name] = max(most.get(name, 0), int(size.max()))
                 made[name] = made.get(name, 0) + int(np.maximum(hi - new, 0).sum())
         count += len(range(y_lo, y_hi, stack.rows))
     return most, made, count
+
+
+def _homes(graph: Graph, stack: Stack) -> dict[str, str]:
+    """tensor -> the later tensor whose region it shares: the input of an element-wise layer that nothing
+    else reads, computed over in place (chains share one region, owned by the last)."""
+    homes: dict[str, str] = {}
+    inside = set(stack.nodes)
+    for m, ins in zip(reversed(stack.members), reversed(stack.inputs)):
+        if m.kind != "eltwise":
+            continue
+        for u in ins:
+            if u in inside and u not in homes and [r.name for r in graph.consumers(u)] == [m.node]:
+                homes[u] = homes.get(m.node, m.node)
+                break
+    return homes
 
 
 def plan_stack(graph: Graph, plans: dict[str, LayerPlan], names: list[str], arch: ArchConfig, rows: int, mode: str,
@@ -222,10 +243,15 @@ def plan_stack(graph: Graph, plans: dict[str, LayerPlan], names: list[str], arch
     if any(name not in most for name in names):       # a layer no band reads (cannot happen in a chain)
         return None
     spad = arch.core.scratchpad_bytes
+    # regions: one per tensor, but an element-wise layer whose input is read by it alone computes in
+    # place; loaded tensors and the stored last one double-buffered (their DMA overlaps compute), the
+    # others single (rows kept from a band are shifted to the front of the region)
+    homes = _homes(graph, stack)
+    stack = replace(stack, homes=tuple(homes.items()))
     regions = []
-    for name in (*loaded, *names):
+    for name in stack.owners:
         h, w, c = shapes[name]
-        one = mode == "recompute" and name not in loaded and name != stack.last
+        one = name not in loaded and name != stack.last
         regions.append((f"t:{name}", most[name] * w * c, 1 if one else 2))
     for m in members:
         if graph[m.node].op is Op.LUT:

@@ -266,6 +266,9 @@ class Stack:
     unfused_dram_bytes: int = 0             # ... and layer by layer
     unfused_cycles: int = 0                 # the layers' own estimates, summed
     recomputed_macs: int = 0                # MACs computed more than once (recompute mode's halos)
+    # element-wise layers computed in place: (tensor, the tensor whose region it shares), the owner being
+    # the last of a chain (its window holds the others'); every other tensor owns its region
+    homes: tuple[tuple[str, str], ...] = ()
 
     @property
     def nodes(self) -> tuple[str, ...]:
@@ -273,6 +276,16 @@ class Stack:
 
     def shape(self, tensor: str) -> tuple[int, int, int]:
         return dict(self.shapes)[tensor]
+
+    def home(self, tensor: str) -> str:
+        """The tensor whose scratchpad region holds ``tensor``."""
+        return dict(self.homes).get(tensor, tensor)
+
+    @property
+    def owners(self) -> tuple[str, ...]:
+        """The tensors with a region of their own: the loaded ones, then the layers' in order."""
+        shared = dict(self.homes)
+        return tuple(t for t in (*self.loaded, *self.nodes) if t not in shared)
 
     @property
     def last(self) -> str:
