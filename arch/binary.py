@@ -116,9 +116,9 @@ class LayerSymbol:
     unfused_dram_bytes: int = 0
 
 
-def _tuples(v):
+def from_json_lists(v):
     """JSON lists back to the tuples they were written from."""
-    return tuple(_tuples(x) for x in v) if isinstance(v, list) else v
+    return tuple(from_json_lists(x) for x in v) if isinstance(v, list) else v
 
 
 @dataclass(frozen=True)
@@ -220,7 +220,7 @@ def decode_program(raw: bytes, source: str = "<bytes>") -> Program:
         streams = tuple(decode_stream(p) for _, p in sorted(by_kind[SectionKind.CODE]))
         program = Program(arch, streams, by_kind[SectionKind.DATA][0][1], int(meta["dram_bytes"]),
                           tuple(_desc(d) for d in meta["inputs"]), tuple(_desc(d) for d in meta["outputs"]),
-                          tuple(LayerSymbol(**{k: _tuples(v) for k, v in s.items()}) for s in meta["layers"]))
+                          tuple(LayerSymbol(**{k: from_json_lists(v) for k, v in s.items()}) for s in meta["layers"]))
     except (ArchError, ISAError) as err:
         raise BinaryFormatError(f"{source}: {err}") from None
     except (ValueError, KeyError, TypeError) as err:

@@ -109,8 +109,9 @@ def generate(sched: Schedule) -> Program:
         part, node = plan.parts[pi], graph[plan.node]
         members = [graph[m] for m in plan.stack.nodes] if plan.stack is not None else [node]
         n_macs = sum(opdef(m.op).macs(m, [graph[i].out for i in m.inputs]) for m in members)
-        fmt = plan.geom.fmt if plan.geom is not None else "dense"
-        fmt = f"{plan.geom.nm[0]}:{plan.geom.nm[1]}" if fmt == "nm" else fmt
+        geoms = [m.geom for m in plan.stack.members if m.kind == "matmul"] if plan.stack else [plan.geom]
+        fmts = dict.fromkeys(f"{g.nm[0]}:{g.nm[1]}" if g.fmt == "nm" else g.fmt for g in geoms if g is not None)
+        fmt = "+".join(fmts) or "dense"              # a stack's layers may differ: "dense+unstructured"
         deps = {}
         for name in plan_inputs(graph, plan):
             for c, images, value in stored.get(_source(graph, name, kinds), []):
@@ -124,7 +125,8 @@ def generate(sched: Schedule) -> Program:
         em.begin_layer()
         EMITTERS[plan.kind](em, graph, node, plan, part, layouts, bundles.get(plan.node))
         stored.setdefault(node.name, []).append((part.core, part.images, em.stored))
-        symbols.append(LayerSymbol(node.name, node.op.value, part.core, start, len(em.code), n_macs,
+        op = "stack" if plan.stack is not None else node.op.value
+        symbols.append(LayerSymbol(node.name, op, part.core, start, len(em.code), n_macs,
                                    plan.reason, fmt, partition=plan.partition, **_stack_fields(plan)))
     for em in ems:
         em.halt()

@@ -13,7 +13,7 @@ from pathlib import Path
 import lark
 import numpy as np
 
-from sieve.arch.binary import LayerSymbol, Program, TensorDesc
+from sieve.arch.binary import LayerSymbol, Program, TensorDesc, from_json_lists
 from sieve.arch.config import ArchConfig, ArchError, arch_from_dict, load_arch
 from sieve.arch.isa import FIELDS, Instruction, ISAError, Opcode
 
@@ -70,6 +70,15 @@ def _desc_line(kind: str, d: TensorDesc) -> str:
             f"perm={_v(d.perm)} scale={d.scale!r} zp={d.zero_point} dtype={_v(d.dtype)} post={_v(d.post)}")
 
 
+STACK_FIELDS = ("members", "band_rows", "overlap", "recomputed_macs", "spad_bytes", "residency", "unfused_cycles",
+                "unfused_energy_pj", "unfused_dram_bytes")
+
+
+def _stack_of(s: LayerSymbol) -> dict:
+    """A fused stack's symbol fields (one JSON string in the ``.layer`` directive)."""
+    return {k: getattr(s, k) for k in STACK_FIELDS}
+
+
 def disassemble(p: Program) -> str:
     lines = [f"; Sieve assembly: {len(p.streams)} core(s), arch '{p.arch.name}'",
              ".arch " + " ".join(f"{k}={_v(v)}" for k, v in _flatten(p.arch.to_dict())),
@@ -92,7 +101,8 @@ def disassemble(p: Program) -> str:
                 lines.append(f".layer {s.name} op={_v(s.op)} macs={s.macs} info={_v(s.info)} "
                              f"format={_v(s.weight_format)} dense_cycles={s.dense_cycles} "
                              f"dense_mac_cycles={s.dense_mac_cycles} dense_energy_pj={s.dense_energy_pj!r} "
-                             f"partition={_v(s.partition)}")
+                             f"partition={_v(s.partition)}" + (f" fused={_v(json.dumps(_stack_of(s)))}"
+                                                               if s.members else ""))
             lines.append(f"    {format_instruction(ins)}    ; {i}")
         if len(stream) in ends:
             lines.append(".endlayer")
@@ -191,16 +201,29 @@ class _Assembler:
             self.open_layer = (str(pos[0]), str(kv.get("op", "")), len(self.streams[-1]),
                                int(kv.get("macs", 0)), str(kv.get("info", "")), str(kv.get("format", "dense")),
                                int(kv.get("dense_cycles", 0)), int(kv.get("dense_mac_cycles", 0)),
-                               float(kv.get("dense_energy_pj", 0.0)), str(kv.get("partition", "single")))
+                               float(kv.get("dense_energy_pj", 0.0)), str(kv.get("partition", "single")),
+                               self._stack(kv, meta))
         elif name == "endlayer":
             if self.open_layer is None:
                 raise self.error(".endlayer without .layer", meta)
-            n, op, start, macs, info, fmt, dc, dmc, de, part = self.open_layer
+            n, op, start, macs, info, fmt, dc, dmc, de, part, stack = self.open_layer
             self.layers.append(LayerSymbol(n, op, len(self.streams) - 1, start, len(self.streams[-1]), macs, info,
-                                           fmt, dc, dmc, de, part))
+                                           fmt, dc, dmc, de, part, **stack))
             self.open_layer = None
         else:
             raise self.error(f"unknown directive '.{name}'", meta)
+
+    def _stack(self, kv: dict, meta) -> dict:
+        """A ``.layer``'s fused-stack fields, from its ``fused`` JSON string."""
+        if "fused" not in kv:
+            return {}
+        try:
+            d = json.loads(str(kv["fused"]))
+            if not isinstance(d, dict) or set(d) - set(STACK_FIELDS):
+                raise ValueError(f"fields other than {', '.join(STACK_FIELDS)}")
+        except ValueError as err:
+            raise self.error(f"fused= is not a stack's fields: {err}", meta) from None
+        return {k: from_json_lists(v) for k, v in d.items()}
 
     def _need_core(self, meta) -> None:
         if not self.streams:

@@ -283,7 +283,8 @@ def _simulate(binary: str, arch: ArchConfig, mode: str, key: str, base: dict) ->
            **{f"energy_{k}_uj": v / 1e6 for k, v in stats.energy_pj.items()},
            "error": None, "host_seconds": time.perf_counter() - t0}
     layers = [{"key": key, "point": base["point"], "layer_index": i, "layer": layer.name, "op": layer.op,
-               "class": classes.get(layer.name, layer.op), "partition": layer.partition,
+               "class": "fused stack" if layer.op == "stack" else classes.get(layer.name, layer.op),
+               "partition": layer.partition,
                "cycles": layer.cycles, "macs": layer.macs, "utilization": layer.utilization,
                "energy_uj": layer.energy_total_pj / 1e6,
                "dram_bytes": layer.events["dram_read_bytes"] + layer.events["dram_write_bytes"]}

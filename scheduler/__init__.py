@@ -51,5 +51,13 @@ def schedule(graph: Graph, arch: ArchConfig, sparse: bool = True, balance: bool 
     return Schedule(graph, arch, tuple(plans), orders, emission_order(graph, plans))
 
 
+def unfuse(sched: Schedule, plain: Schedule, stacks: set[str]) -> Schedule:
+    """``sched`` with the fused stacks that end at ``stacks`` replaced by their layers' plans in ``plain``
+    (the same graph scheduled layer by layer)."""
+    names = {n for p in sched.layers if p.node in stacks and p.stack is not None for n in p.stack.nodes}
+    plans = [plain.plan(p.node) if p.node in names else p for p in sched.layers]
+    return Schedule(sched.graph, sched.arch, tuple(plans), sched.orders, emission_order(sched.graph, plans))
+
+
 __all__ = ["schedule", "Schedule", "LayerPlan", "MatmulTiling", "ConvGeom", "SpadLayout", "Part", "PARTITIONS",
-           "ScheduleError", "split", "conv_geom", "overlaps", "FUSIONS", "MODES"]
+           "ScheduleError", "split", "conv_geom", "overlaps", "FUSIONS", "MODES", "unfuse"]

@@ -23,13 +23,15 @@ import numpy as np
 from sieve.arch.config import ArchConfig
 from sieve.ir.graph import Graph, Node, Op
 from sieve.scheduler.plan import (ConvGeom, LayerPlan, MatmulTiling, Part, ScheduleError, SpadLayout, Stack, align,
-                                  ceil_div, split)
+                                  ceil_div)
 from sieve.scheduler.partition import flat_parts
 from sieve.scheduler.tiling import estimate, transfer_rates
 
 FUSIONS = ("auto", "none", "max")
 MODES = ("recompute", "cache")
 MAX_LAYERS = 12                      # the longest stack the choice considers
+MARGIN = 0.0                         # a stack must be estimated this much faster than its layers (auto)
+PRICED = 2                           # band heights priced per stack and mode: the tallest that fit
 
 
 # ------------------------------------------------------------------ what can be fused
@@ -142,30 +144,41 @@ def _macs_per_row(m: LayerPlan) -> int:
     return g.ow * g.k * g.groups * g.reduction(g.c)
 
 
-def _member_tiling(g: ConvGeom, arch: ArchConfig, budget: int, rows: int) -> tuple[MatmulTiling, int, int] | None:
-    """(tiling, weight slot bytes, slots) of a matmul member inside a stack: whole output rows per tile
-    (the accumulator holds k_t x rows x width), the largest weight tile that fits ``budget`` bytes
-    (one slot when the layer's weights are one tile: loaded once, they stay)."""
+@functools.lru_cache(maxsize=1024)
+def _weight_tiles(g: ConvGeom, arch: ArchConfig) -> tuple[tuple[int, int, int, int], ...]:
+    """(c_t, k_t, slot bytes, slots) of a layer's weight tilings, most preferred first: whole input
+    channels, then the most output channels (whole rows of output must fit the accumulator)."""
     lanes, acc = arch.core.simd_lanes, arch.acc_entries
     c_opts = [g.c] if g.depthwise else sorted({g.c, *[ceil_div(g.c, 2 ** i) for i in range(1, 8)]}, reverse=True)
     if g.fmt == "nm":
         c_opts = [c for c in c_opts if c % g.nm[1] == 0 or c == g.c]
     k_opts = sorted({g.k, *[v for v in range(arch.core.pe_rows, g.k, arch.core.pe_rows)],
                      *[ceil_div(g.k, 2 ** i) for i in range(1, 12)]}, reverse=True)
+    out = []
     for c_t in c_opts:
         for k_t in k_opts:
             if k_t * g.ow > acc or k_t > 4095:
                 continue
             slot = int(align(g.weight_tile_bytes(k_t, c_t, lanes)) + 8 * k_t)
             one = k_t >= g.k and c_t >= g.c and g.groups == 1
-            if slot * (1 if one else 2) > budget:
-                continue
-            oh_t = max(1, min(rows, acc // (k_t * g.ow)))
-            two = arch.core.vector_own_path and 2 * k_t * oh_t * g.ow <= acc
-            if not two and arch.core.vector_own_path and oh_t > 1:
-                oh_t = max(1, acc // (2 * k_t * g.ow))
-                two = 2 * k_t * oh_t * g.ow <= acc
-            return MatmulTiling(k_t, oh_t, g.ow, c_t, "k_outer", 2 if two else 1), slot, 1 if one else 2
+            out.append((c_t, k_t, slot, 1 if one else 2))
+    return tuple(out)
+
+
+def _member_tiling(g: ConvGeom, arch: ArchConfig, budget: int, rows: int) -> tuple[MatmulTiling, int, int] | None:
+    """(tiling, weight slot bytes, slots) of a matmul member inside a stack: whole output rows per tile
+    (the accumulator holds k_t x rows x width), the largest weight tile that fits ``budget`` bytes
+    (one slot when the layer's weights are one tile: loaded once, they stay)."""
+    acc = arch.acc_entries
+    for c_t, k_t, slot, slots in _weight_tiles(g, arch):
+        if slot * slots > budget:
+            continue
+        oh_t = max(1, min(rows, acc // (k_t * g.ow)))
+        two = arch.core.vector_own_path and 2 * k_t * oh_t * g.ow <= acc
+        if not two and arch.core.vector_own_path and oh_t > 1:
+            oh_t = max(1, acc // (2 * k_t * g.ow))
+            two = 2 * k_t * oh_t * g.ow <= acc
+        return MatmulTiling(k_t, oh_t, g.ow, c_t, "k_outer", 2 if two else 1), slot, slots
     return None
 
 
@@ -220,6 +233,14 @@ def plan_stack(graph: Graph, plans: dict[str, LayerPlan], names: list[str], arch
                parts_of) -> LayerPlan | None:
     """The plan of ``names`` fused with bands of ``rows`` output rows in ``mode``, or None when its
     regions and weight tiles do not fit the scratchpad."""
+    sized = _size_stack(graph, plans, names, arch, rows, mode, parts_of)
+    return None if sized is None else _priced(graph, plans, *sized, arch)
+
+
+def _size_stack(graph: Graph, plans: dict[str, LayerPlan], names: list[str], arch: ArchConfig, rows: int, mode: str,
+                parts_of):
+    """(stack, scratchpad layout, parts, rows made per tensor, bands, most rows per tensor) of ``names`` in
+    bands of ``rows`` in ``mode``, or None when it does not fit."""
     inside = set(names)
     members, inputs, shapes = [], [], {}
     for name in names:
@@ -271,17 +292,22 @@ def plan_stack(graph: Graph, plans: dict[str, LayerPlan], names: list[str], arch
         if found is None:
             return None
         tiled[m.node] = found
-    members = [replace(m, tiling=tiled[m.node][0], parts=(Part(0),)) if m.kind == "matmul" else m for m in members]
+    def pitched(m: LayerPlan, t: MatmulTiling) -> LayerPlan:
+        g = m.geom                                    # the input region holds every channel of a pixel
+        c_total = g.c if g.depthwise else g.c * g.groups
+        nc = t.k_t if g.depthwise else t.c_t
+        return replace(m, tiling=t, parts=(Part(0),), geom=replace(g, x_pitch=c_total if nc < c_total else 0))
+    members = [pitched(m, tiled[m.node][0]) if m.kind == "matmul" else m for m in members]
     regions += [(f"w:{name}", slot, slots) for name, (_, slot, slots) in tiled.items()]
     layout = SpadLayout(tuple(regions))
     if layout.total > spad:
         return None
     stack = replace(stack, members=tuple(members))
-    return _priced(graph, plans, stack, layout, parts, made, n_bands * n_img, arch, most)
+    return stack, layout, parts, made, n_bands * n_img, most
 
 
 def _priced(graph: Graph, plans: dict[str, LayerPlan], stack: Stack, layout: SpadLayout, parts, made: dict,
-            n_bands: int, arch: ArchConfig, most_rows: dict) -> LayerPlan:
+            n_bands: int, most_rows: dict, arch: ArchConfig) -> LayerPlan:
     """The stack's plan with the cost model's figures: compute scaled by the rows each layer computes,
     DMA of what is loaded and stored, the slower of the two, against the layers' own estimates."""
     n_img = graph[stack.last].out.shape[0]
@@ -318,13 +344,7 @@ def _priced(graph: Graph, plans: dict[str, LayerPlan], stack: Stack, layout: Spa
     first += sum(max(most_rows.get(name, 0), 0) * np.prod(stack.shape(name)[1:]) for name in stack.loaded)
     cycles = int(max(compute / cores, dma) + first / dram_rate + 2 * lat + n_bands / cores * lat / 4)
     unfused = sum(plans[n].est_cycles for n in stack.nodes)
-    unfused_dram = 0
-    for name in stack.nodes:
-        node = graph[name]
-        unfused_dram += sum(graph[i].out.size for i in node.inputs) + node.out.size
-        wt = node.params.get("w")
-        if wt is not None:
-            unfused_dram += int(np.count_nonzero(wt)) if plans[name].geom.fmt != "dense" else wt.size
+    unfused_dram = sum(_layer_dram(graph, plans, name) for name in stack.nodes)
     stack = replace(stack, dram_bytes=dram, unfused_dram_bytes=int(unfused_dram), unfused_cycles=int(unfused),
                     recomputed_macs=int(max(macs_again, 0)))
     how = "rows" if parts[0].y is not None else "batch" if parts[0].n is not None else "single"
@@ -373,18 +393,63 @@ def _row_options(oh: int, tile: int | None) -> list[int]:
     return sorted(out)
 
 
-def _best(graph, plans, names, arch, parts_of, tile, modes) -> LayerPlan | None:
-    """The cheapest (cycles, then DRAM bytes) plan of a run of layers over band heights and modes."""
+def _energy(arch: ArchConfig, cycles: float, dram: float, macs: float = 0) -> float:
+    """The estimate the choice minimizes: DRAM bytes, leakage over the cycles, MACs done again (pJ)."""
+    e = arch.energy
+    return dram * e.dram_pj_per_byte + cycles * e.leakage_pj_per_cycle + macs * e.mac_pj
+
+
+def _layer_dram(graph: Graph, plans: dict[str, LayerPlan], name: str) -> int:
+    """A layer's DRAM bytes one by one, as the stacks' comparison counts them: inputs, output, weights."""
+    node = graph[name]
+    total = sum(graph[i].out.size for i in node.inputs) + node.out.size
+    w = node.params.get("w")
+    if w is not None:
+        geom = plans[name].geom
+        total += int(np.count_nonzero(w)) if geom is not None and geom.fmt != "dense" else w.size
+    return int(total)
+
+
+def _stack_energy(arch: ArchConfig, plan: LayerPlan) -> float:
+    return _energy(arch, plan.est_cycles, plan.stack.dram_bytes, plan.stack.recomputed_macs)
+
+
+def _pays(plan: LayerPlan) -> bool:
+    """No slower and no more DRAM-hungry than the layers one by one, by the cost model, with a margin for
+    its error on cycles (``MARGIN``)."""
+    st = plan.stack
+    return plan.est_cycles <= (1 - MARGIN) * st.unfused_cycles and st.dram_bytes <= st.unfused_dram_bytes
+
+
+def _best(graph, plans, names, arch, parts_of, tile, modes, must_pay: bool) -> LayerPlan | None:
+    """The plan of a run of layers, over band heights and modes, with the lowest estimated energy (then
+    cycles); with ``must_pay`` only plans that pay count."""
     oh = graph[names[-1]].out.shape[2]
-    found = None
+    found, key = None, None
+    options = _row_options(oh, tile)
     for mode in modes:
-        for rows in _row_options(oh, tile):
-            plan = plan_stack(graph, plans, names, arch, rows, mode, parts_of)
-            if plan is None:
-                break                           # taller bands only need more scratchpad
-            key = (plan.est_cycles, plan.stack.dram_bytes)
-            if found is None or key < (found.est_cycles, found.stack.dram_bytes):
-                found = plan
+        memo: dict[int, tuple | None] = {}
+
+        def size(i: int):
+            if i not in memo:
+                memo[i] = _size_stack(graph, plans, names, arch, options[i], mode, parts_of)
+            return memo[i]
+        # taller bands only need more scratchpad: the tallest that fits by bisection
+        lo, hi = -1, len(options) - 1
+        while lo < hi:
+            mid = (lo + hi + 1) // 2
+            if size(mid) is None:
+                hi = mid - 1
+            else:
+                lo = mid
+        tallest = [size(i) for i in range(lo, max(lo - PRICED, -1), -1)]
+        for one in tallest:                     # the tallest bands that fit: fewest bands, least recomputed
+            plan = _priced(graph, plans, *one, arch)
+            if must_pay and not _pays(plan):
+                continue
+            k = (_stack_energy(arch, plan), plan.est_cycles)
+            if found is None or k < key:
+                found, key = plan, k
     return found
 
 
@@ -430,7 +495,7 @@ def _longest(graph, plans, run, arch, parts_of, tile, modes) -> list[LayerPlan]:
             names = run[i:j]
             if not _closed(graph, names):
                 continue
-            plan = _best(graph, plans, names, arch, parts_of, tile, modes)
+            plan = _best(graph, plans, names, arch, parts_of, tile, modes, False)
             if plan is not None:
                 out.append(plan)
                 i = j
@@ -442,27 +507,25 @@ def _longest(graph, plans, run, arch, parts_of, tile, modes) -> list[LayerPlan]:
 
 def _cheapest(graph, plans, run, arch, parts_of, tile, modes) -> list[LayerPlan]:
     """Cuts by dynamic programming over the run: a stack is a candidate only where the cost model
-    estimates it no slower and no more DRAM-hungry than its layers one by one; the cuts minimize the
-    estimated cycles (then DRAM bytes)."""
+    estimates it no slower and no more DRAM-hungry than its layers one by one (``_pays``); the cuts
+    minimize the estimated energy (DRAM, leakage, MACs done again), then the cycles."""
     n = len(run)
-    best: list[tuple[float, int, list]] = [(0.0, 0, [])] + [None] * n    # (cycles, dram, stacks) of run[:i]
+    single = [_energy(arch, plans[name].est_cycles, _layer_dram(graph, plans, name)) for name in run]
+    best: list = [(0.0, 0, [])] + [None] * n             # (energy, cycles, stacks) of run[:j]
     for j in range(1, n + 1):
-        name = run[j - 1]
-        c, d, s = best[j - 1]
-        single = plans[name].est_cycles
-        best[j] = (c + single, d, s)
+        e, c, s = best[j - 1]
+        best[j] = (e + single[j - 1], c + plans[run[j - 1]].est_cycles, s)
         for i in range(j - 2, max(0, j - MAX_LAYERS) - 1, -1):     # shorter stacks first
             names = run[i:j]
             if not _closed(graph, names):
                 continue
-            plan = _best(graph, plans, names, arch, parts_of, tile, modes)
+            plan = _best(graph, plans, names, arch, parts_of, tile, modes, True)
             if plan is None:
-                break                                   # a longer stack needs at least this scratchpad
-            st = plan.stack
-            if plan.est_cycles > st.unfused_cycles or st.dram_bytes > st.unfused_dram_bytes:
+                if _size_stack(graph, plans, names, arch, 1, modes[0], parts_of) is None:
+                    break                               # a longer stack needs at least this scratchpad
                 continue
-            c0, d0, s0 = best[i]
-            cand = (c0 + plan.est_cycles, d0 - (st.unfused_dram_bytes - st.dram_bytes), s0 + [plan])
-            if (cand[0], cand[1]) < (best[j][0], best[j][1]):
+            e0, c0, s0 = best[i]
+            cand = (e0 + _stack_energy(arch, plan), c0 + plan.est_cycles, s0 + [plan])
+            if cand[:2] < best[j][:2]:
                 best[j] = cand
     return best[n][2]

@@ -62,6 +62,8 @@ class ConvGeom:
     # a window sum whose window exceeds the MATMUL fields (a global average pool over more than 31 x 31
     # pixels): summed band by band (band_h x band_w windows, accumulating); (0, 0): one window
     band: tuple[int, int] = (0, 0)
+    x_pitch: int = 0          # bytes per pixel of the scratchpad tile the MAC array reads (0: the tile's
+                              # channels; a fused stack's layers read channel slices of whole-pixel regions)
 
     def bands(self) -> list[tuple[int, int, int, int]]:
         """(first row, rows, first column, columns) of each band of a banded window sum."""

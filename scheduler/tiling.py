@@ -82,13 +82,15 @@ def _split(total: int, tile: np.ndarray):
 
 def _window_conflicts(g: ConvGeom, iw, chans, core):
     """A depthwise window's reads per output column on its busiest scratchpad bank (the simulator's
-    rule: a vector of channels at each window position, banks interleaved every port width)."""
+    rule: a vector of channels at each window position, banks interleaved every port width; pixels
+    ``g.x_pitch`` bytes apart where the tile is a channel slice of a wider one, else ``chans``)."""
     banks, port = core.scratchpad_banks, core.scratchpad_port_bytes
     iw, chans = np.broadcast_arrays(np.asarray(iw), np.asarray(chans))
+    pitch = np.full_like(chans, g.x_pitch) if g.x_pitch else chans
     counts = np.zeros(iw.shape + (banks,), np.int64)
     for dy in range(g.kh):
         for dx in range(g.kw):
-            bank = ((dy * g.dh * iw * chans + dx * g.dw * chans) // port) % banks
+            bank = ((dy * g.dh * iw * pitch + dx * g.dw * pitch) // port) % banks
             counts += bank[..., None] == np.arange(banks)
     return counts.max(axis=-1) * -(-np.minimum(chans, core.pe_rows) // port)
 

@@ -333,7 +333,7 @@ def cmd_run(args) -> None:
     if args.quiet:
         con.print(summary_line(result.stats))
     else:
-        con.print(stats_table(result.stats, f"per layer, one inference on arch '{result.stats.arch}'"))
+        con.print(stats_table(result.stats, f"per layer, one inference on arch '{result.stats.arch}'", program))
         if len(result.stats.cores) > 1:
             con.print(cores_table(result.stats))
         con.print(memory_table(result.stats))

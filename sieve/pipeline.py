@@ -1,7 +1,7 @@
 """The pipeline, written once: a model becomes an integer graph, a schedule, a program.
 
     load -> prune -> fuse activations -> calibrate -> quantize      (integer_model)
-         -> schedule (fused stacks) -> codegen -> dense and unfused twins   (compile_model)
+         -> schedule (fused stacks) -> codegen -> unfused twin, stacks checked -> dense twin   (compile_model)
 
 Every function here is a plain function of what it is handed; the command line, the
 benchmarks and the examples call these and nothing under them.
@@ -22,7 +22,7 @@ from sieve.errors import UsageError
 from sieve.frontend import FrontendError, load_onnx, load_sv
 from sieve.ir import DType, Graph, verify
 from sieve.ir import passes
-from sieve.scheduler import Schedule, schedule
+from sieve.scheduler import Schedule, schedule, unfuse
 
 log = logging.getLogger("sieve")
 
@@ -166,13 +166,51 @@ def compile_model(model: ModelLike, arch: str | Path | ArchConfig = "default", *
                          overlap=overlap, progress=lambda d, t: progress("schedule", d, t))
     with _stage("codegen", seconds):
         program = generate(sched)                                    # allocation, instructions, symbols
+    if any(p.stack is not None for p in sched.layers) and (dense_twin or fusion == "auto"):
+        with _stage("unfused twin", seconds):                        # the same layers one by one, simulated
+            plain = schedule(lowered.qgraph, arch, balance=balance, partition=partition)
+            plain_stats = simulate_timing(generate(plain))
+        if fusion == "auto":
+            with _stage("check stacks", seconds):                    # keep the stacks that measure better
+                sched, program = keep_paying_stacks(sched, program, plain, plain_stats)
+        if dense_twin:
+            program = with_unfused_twin(program, plain_stats)        # --report fusion
     if dense_twin:
         with _stage("dense twin", seconds):
             program = with_dense_twin(lowered.qgraph, arch, program, partition, fusion, tile,
                                       overlap)                       # dense reference, --report
-        with _stage("unfused twin", seconds):
-            program = with_unfused_twin(lowered.qgraph, arch, program, partition, balance)  # --report fusion
     return Compiled(program, lowered, sched, seconds)
+
+
+def simulate_timing(program: Program):
+    from sieve.simulator import run as simulate_program
+    return simulate_program(program, functional=False).stats
+
+
+def _dram(layer) -> int:
+    return int(layer.events["dram_read_bytes"] + layer.events["dram_write_bytes"])
+
+
+def keep_paying_stacks(sched: Schedule, program: Program, plain: Schedule, plain_stats) -> tuple[Schedule, Program]:
+    """The cost model proposes the stacks, the simulator disposes: the program is simulated (timing only)
+    and every stack that took more cycles or moved more DRAM bytes than its layers one by one (``plain``,
+    simulated as ``plain_stats``) is replaced by them."""
+    stats = simulate_timing(program)
+    ref = {layer.name: layer for layer in plain_stats.layers}
+    losers = set()
+    for layer in stats.layers:
+        plan = sched.plan(layer.name)
+        if plan.stack is None:
+            continue
+        members = [ref[m] for m in plan.stack.nodes]
+        if layer.cycles > sum(m.cycles for m in members) or _dram(layer) > sum(_dram(m) for m in members):
+            losers.add(layer.name)
+    if not losers:
+        return sched, program
+    log.info("%d fused stack(s) measured slower or more DRAM-hungry than their layers: %s", len(losers),
+             ", ".join(sorted(losers)))
+    sched = unfuse(sched, plain, losers)
+    return sched, generate(sched)
 
 
 def with_dense_twin(qgraph: Graph, arch: ArchConfig, program: Program, partition: str = "auto",
@@ -194,24 +232,15 @@ def with_dense_twin(qgraph: Graph, arch: ArchConfig, program: Program, partition
     return replace(program, layers=layers)
 
 
-def with_unfused_twin(qgraph: Graph, arch: ArchConfig, program: Program, partition: str = "auto",
-                      balance: bool = True) -> Program:
-    """Record, per fused stack, its layers compiled one by one on the same arch and simulated (timing only):
-    their cycles, energy and DRAM bytes summed (layers run one after another)."""
-    from sieve.simulator import run as simulate_program
-    if not any(s.members for s in program.layers):
-        return program
-    plain = simulate_program(generate(schedule(qgraph, arch, balance=balance, partition=partition)),
-                             functional=False).stats
-    ref = {layer.name: layer for layer in plain.layers}
-
-    def dram(layer) -> int:
-        return int(layer.events["dram_read_bytes"] + layer.events["dram_write_bytes"])
+def with_unfused_twin(program: Program, plain_stats) -> Program:
+    """Record, per fused stack, its layers compiled one by one on the same arch and simulated (timing only,
+    ``plain_stats``): their cycles, energy and DRAM bytes summed (layers run one after another)."""
+    ref = {layer.name: layer for layer in plain_stats.layers}
     layers = []
     for s in program.layers:
         if s.members:
             ls = [ref[m] for m in s.members]
             s = replace(s, unfused_cycles=sum(x.cycles for x in ls), unfused_energy_pj=sum(x.energy_total_pj for x in ls),
-                        unfused_dram_bytes=sum(dram(x) for x in ls))
+                        unfused_dram_bytes=sum(_dram(x) for x in ls))
         layers.append(s)
     return replace(program, layers=tuple(layers))

@@ -191,7 +191,9 @@ def _kb(n: int) -> str:
     return f"{n / 1024:,.1f}"
 
 
-def stats_table(stats: RunStats, title: str):
+def stats_table(stats: RunStats, title: str, program: Program | None = None):
+    """Per layer (a fused stack as one row, named by its first and last layer where ``program`` is given)."""
+    members = {s.name: s.members for s in program.layers} if program is not None else {}
     split = any(len(layer.cores) > 1 for layer in stats.layers)
     t = table(title, ["layer", "op"] + ["split"] * split + ["cycles", "util %", "MACs", "DRAM rd KiB", "DRAM wr KiB",
                                                             "spad KiB", "energy nJ"], 2 + split)
@@ -199,7 +201,9 @@ def stats_table(stats: RunStats, title: str):
         e = layer.events
         where = [f"{layer.partition} x{len(layer.cores)}" if len(layer.cores) > 1 else f"core {layer.cores[0]}"] \
             if split else []
-        t.add_row(layer.name, layer.op, *where, f"{layer.cycles:,}", f"{100 * layer.utilization:.1f}",
+        fused = members.get(layer.name)
+        name, op = (f"{fused[0]} .. {layer.name}", f"stack of {len(fused)}") if fused else (layer.name, layer.op)
+        t.add_row(name, op, *where, f"{layer.cycles:,}", f"{100 * layer.utilization:.1f}",
                   f"{layer.macs:,}", _kb(e["dram_read_bytes"]), _kb(e["dram_write_bytes"]),
                   _kb(e["spad_read_bytes"] + e["spad_write_bytes"]), f"{layer.energy_total_pj / 1e3:,.1f}")
     e = stats.events
