@@ -46,9 +46,21 @@ def schedule(graph: Graph, arch: ArchConfig, sparse: bool = True, balance: bool 
         progress(len(graph), len(graph))
     if partition == "pipeline" and arch.cores > 1:
         plans = pipeline(graph, plans, arch.cores)
-    elif fusion != "none" or tile is not None or overlap is not None:
-        plans = choose_stacks(graph, plans, arch, orders, fusion, tile, overlap, opts.cores(arch))
-    return Schedule(graph, arch, tuple(plans), orders, emission_order(graph, plans))
+    sched = Schedule(graph, arch, tuple(plans), orders, emission_order(graph, plans))
+    return fuse(sched, fusion, tile, overlap, partition)
+
+
+def fuse(sched: Schedule, fusion: str = "auto", tile: int | None = None, overlap: str | None = None,
+         partition: str = "auto") -> Schedule:
+    """A layer-by-layer schedule with runs of layers fused into stacks (``scheduler.fusion``); a pipeline
+    across cores is left as it is."""
+    if fusion == "none" and tile is None and overlap is None:
+        return sched
+    cores = 1 if partition == "pipeline" else sched.arch.cores
+    if partition == "pipeline" and sched.arch.cores > 1:
+        return sched
+    plans = choose_stacks(sched.graph, list(sched.layers), sched.arch, sched.orders, fusion, tile, overlap, cores)
+    return Schedule(sched.graph, sched.arch, tuple(plans), sched.orders, emission_order(sched.graph, plans))
 
 
 def unfuse(sched: Schedule, plain: Schedule, stacks: set[str]) -> Schedule:
@@ -59,5 +71,13 @@ def unfuse(sched: Schedule, plain: Schedule, stacks: set[str]) -> Schedule:
     return Schedule(sched.graph, sched.arch, tuple(plans), sched.orders, emission_order(sched.graph, plans))
 
 
+def only(sched: Schedule, names: set[str]) -> Schedule:
+    """``sched`` with every layer but ``names`` left out (kind "skip": no instructions, its buffer kept):
+    what those layers cost where they run alone, as the unfused twin measures them."""
+    plans = [p if p.node in names or p.kind in ("alias", "const") else
+             LayerPlan(p.node, "skip", reason="left out", parts=()) for p in sched.layers]
+    return Schedule(sched.graph, sched.arch, tuple(plans), sched.orders, emission_order(sched.graph, plans))
+
+
 __all__ = ["schedule", "Schedule", "LayerPlan", "MatmulTiling", "ConvGeom", "SpadLayout", "Part", "PARTITIONS",
-           "ScheduleError", "split", "conv_geom", "overlaps", "FUSIONS", "MODES", "unfuse"]
+           "ScheduleError", "split", "conv_geom", "overlaps", "FUSIONS", "MODES", "fuse", "only", "unfuse"]

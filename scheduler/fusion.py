@@ -182,9 +182,18 @@ def _member_tiling(g: ConvGeom, arch: ArchConfig, budget: int, rows: int) -> tup
     return None
 
 
-@functools.lru_cache(maxsize=4096)
+_ESTIMATES: dict = {}
+
+
 def _estimate(g: ConvGeom, t: MatmulTiling, arch: ArchConfig):
-    return estimate(g, t, arch)
+    """The layer's estimate in a stack's tiling; bands of other heights reuse the first one's (the rows
+    per tile change little of the compute per row, and the choice is checked by simulation)."""
+    key = (g, t.k_t, t.c_t, t.acc_buffers, arch)
+    if key not in _ESTIMATES:
+        if len(_ESTIMATES) > 8192:
+            _ESTIMATES.clear()
+        _ESTIMATES[key] = estimate(g, t, arch)
+    return _ESTIMATES[key]
 
 
 @functools.lru_cache(maxsize=4096)
@@ -237,18 +246,16 @@ def plan_stack(graph: Graph, plans: dict[str, LayerPlan], names: list[str], arch
     return None if sized is None else _priced(graph, plans, *sized, arch)
 
 
-def _size_stack(graph: Graph, plans: dict[str, LayerPlan], names: list[str], arch: ArchConfig, rows: int, mode: str,
-                parts_of):
-    """(stack, scratchpad layout, parts, rows made per tensor, bands, most rows per tensor) of ``names`` in
-    bands of ``rows`` in ``mode``, or None when it does not fit."""
+def _skeleton(graph: Graph, plans: dict[str, LayerPlan], names: list[str]) -> Stack:
+    """The stack of ``names`` before sizing: its layers, their inputs, the loaded tensors, the shapes, which
+    tensors share a region (bands of one row, recompute: placeholders)."""
     inside = set(names)
     members, inputs, shapes = [], [], {}
     for name in names:
         node, plan = graph[name], plans[name]
-        kind = plan.kind
         if node.op is Op.MAXPOOL:
             members.append(LayerPlan(name, "pool", geom=_pool_geom(graph, node)))
-        elif kind == "matmul":
+        elif plan.kind == "matmul":
             members.append(LayerPlan(name, "matmul", geom=plan.geom))
         else:
             members.append(LayerPlan(name, "eltwise"))
@@ -256,10 +263,30 @@ def _size_stack(graph: Graph, plans: dict[str, LayerPlan], names: list[str], arc
         for t in (name, *node.inputs):
             shapes[t] = _hwc(graph, t)
     loaded = tuple(dict.fromkeys(t for ins in inputs for t in ins if t not in inside))
+    stack = Stack(tuple(members), tuple(inputs), loaded, tuple(shapes.items()), 1, "recompute")
+    return replace(stack, homes=tuple(_homes(graph, stack).items()))
+
+
+@functools.lru_cache(maxsize=8192)
+def _pitched(m: LayerPlan, t: MatmulTiling) -> LayerPlan:
+    """A matmul layer with its tiling inside a stack: its input region holds every channel of a pixel, so a
+    channel tile is read at the pixel's pitch."""
+    g = m.geom
+    c_total = g.c if g.depthwise else g.c * g.groups
+    nc = t.k_t if g.depthwise else t.c_t
+    return replace(m, tiling=t, parts=(Part(0),), geom=replace(g, x_pitch=c_total if nc < c_total else 0))
+
+
+def _size_stack(graph: Graph, plans: dict[str, LayerPlan], names: list[str], arch: ArchConfig, rows: int, mode: str,
+                parts_of, skeleton: Stack | None = None):
+    """(stack, scratchpad layout, parts, rows made per tensor, bands, most rows per tensor) of ``names`` in
+    bands of ``rows`` in ``mode``, or None when it does not fit."""
+    skeleton = skeleton or _skeleton(graph, plans, names)
+    members, loaded, shapes = skeleton.members, skeleton.loaded, dict(skeleton.shapes)
     last = graph[names[-1]]
     n_img, oh = last.out.shape[0], last.out.shape[2]
     parts = parts_of(n_img, oh)
-    stack = Stack(tuple(members), tuple(inputs), loaded, tuple(shapes.items()), min(rows, oh), mode)
+    stack = replace(skeleton, rows=min(rows, oh), mode=mode)
     most, made, n_bands = _regions(stack, parts, n_img)
     if any(name not in most for name in names):       # a layer no band reads (cannot happen in a chain)
         return None
@@ -267,8 +294,6 @@ def _size_stack(graph: Graph, plans: dict[str, LayerPlan], names: list[str], arc
     # regions: one per tensor, but an element-wise layer whose input is read by it alone computes in
     # place; loaded tensors and the stored last one double-buffered (their DMA overlaps compute), the
     # others single (rows kept from a band are shifted to the front of the region)
-    homes = _homes(graph, stack)
-    stack = replace(stack, homes=tuple(homes.items()))
     regions = []
     for name in stack.owners:
         h, w, c = shapes[name]
@@ -292,12 +317,7 @@ def _size_stack(graph: Graph, plans: dict[str, LayerPlan], names: list[str], arc
         if found is None:
             return None
         tiled[m.node] = found
-    def pitched(m: LayerPlan, t: MatmulTiling) -> LayerPlan:
-        g = m.geom                                    # the input region holds every channel of a pixel
-        c_total = g.c if g.depthwise else g.c * g.groups
-        nc = t.k_t if g.depthwise else t.c_t
-        return replace(m, tiling=t, parts=(Part(0),), geom=replace(g, x_pitch=c_total if nc < c_total else 0))
-    members = [pitched(m, tiled[m.node][0]) if m.kind == "matmul" else m for m in members]
+    members = [_pitched(m, tiled[m.node][0]) if m.kind == "matmul" else m for m in members]
     regions += [(f"w:{name}", slot, slots) for name, (_, slot, slots) in tiled.items()]
     layout = SpadLayout(tuple(regions))
     if layout.total > spad:
@@ -421,18 +441,27 @@ def _pays(plan: LayerPlan) -> bool:
     return plan.est_cycles <= (1 - MARGIN) * st.unfused_cycles and st.dram_bytes <= st.unfused_dram_bytes
 
 
-def _best(graph, plans, names, arch, parts_of, tile, modes, must_pay: bool) -> LayerPlan | None:
-    """The plan of a run of layers, over band heights and modes, with the lowest estimated energy (then
-    cycles); with ``must_pay`` only plans that pay count."""
+def _overlapping(stack: Stack) -> bool:
+    """Whether neighbouring bands share rows of some tensor (a window taller than its stride): otherwise
+    both modes compute and load the same rows, and ``cache`` only costs scratchpad."""
+    return any(m.kind != "eltwise" and m.geom.dh * (m.geom.kh - 1) + 1 > m.geom.sh for m in stack.members)
+
+
+def _best(graph, plans, names, arch, parts_of, tile, modes, must_pay: bool) -> tuple[LayerPlan | None, bool]:
+    """(the plan of a run of layers, over band heights and modes, with the lowest estimated energy (then
+    cycles), whether any plan fits); with ``must_pay`` only plans that pay count."""
     oh = graph[names[-1]].out.shape[2]
-    found, key = None, None
+    found, key, fits = None, None, False
     options = _row_options(oh, tile)
+    skeleton = _skeleton(graph, plans, names)
+    if len(modes) > 1 and not _overlapping(skeleton):
+        modes = ("recompute",)
     for mode in modes:
         memo: dict[int, tuple | None] = {}
 
         def size(i: int):
             if i not in memo:
-                memo[i] = _size_stack(graph, plans, names, arch, options[i], mode, parts_of)
+                memo[i] = _size_stack(graph, plans, names, arch, options[i], mode, parts_of, skeleton)
             return memo[i]
         # taller bands only need more scratchpad: the tallest that fits by bisection
         lo, hi = -1, len(options) - 1
@@ -443,6 +472,7 @@ def _best(graph, plans, names, arch, parts_of, tile, modes, must_pay: bool) -> L
             else:
                 lo = mid
         tallest = [size(i) for i in range(lo, max(lo - PRICED, -1), -1)]
+        fits |= bool(tallest)
         for one in tallest:                     # the tallest bands that fit: fewest bands, least recomputed
             plan = _priced(graph, plans, *one, arch)
             if must_pay and not _pays(plan):
@@ -450,7 +480,7 @@ def _best(graph, plans, names, arch, parts_of, tile, modes, must_pay: bool) -> L
             k = (_stack_energy(arch, plan), plan.est_cycles)
             if found is None or k < key:
                 found, key = plan, k
-    return found
+    return found, fits
 
 
 def choose(graph: Graph, plans: list[LayerPlan], arch: ArchConfig, orders: dict, fusion: str = "auto",
@@ -495,7 +525,7 @@ def _longest(graph, plans, run, arch, parts_of, tile, modes) -> list[LayerPlan]:
             names = run[i:j]
             if not _closed(graph, names):
                 continue
-            plan = _best(graph, plans, names, arch, parts_of, tile, modes, False)
+            plan, _ = _best(graph, plans, names, arch, parts_of, tile, modes, False)
             if plan is not None:
                 out.append(plan)
                 i = j
@@ -519,10 +549,10 @@ def _cheapest(graph, plans, run, arch, parts_of, tile, modes) -> list[LayerPlan]
             names = run[i:j]
             if not _closed(graph, names):
                 continue
-            plan = _best(graph, plans, names, arch, parts_of, tile, modes, True)
+            plan, fits = _best(graph, plans, names, arch, parts_of, tile, modes, True)
+            if not fits:
+                break                                   # a longer stack needs at least this scratchpad
             if plan is None:
-                if _size_stack(graph, plans, names, arch, 1, modes[0], parts_of) is None:
-                    break                               # a longer stack needs at least this scratchpad
                 continue
             e0, c0, s0 = best[i]
             cand = (e0 + _stack_energy(arch, plan), c0 + plan.est_cycles, s0 + [plan])

@@ -22,7 +22,7 @@ from sieve.errors import UsageError
 from sieve.frontend import FrontendError, load_onnx, load_sv
 from sieve.ir import DType, Graph, verify
 from sieve.ir import passes
-from sieve.scheduler import Schedule, schedule, unfuse
+from sieve.scheduler import Schedule, fuse, only, schedule, unfuse
 
 log = logging.getLogger("sieve")
 
@@ -161,15 +161,16 @@ def compile_model(model: ModelLike, arch: str | Path | ArchConfig = "default", *
                             progress=progress)                       # load, prune, calibrate, quantize
     seconds = dict(lowered.seconds)
     with _stage("schedule", seconds):
-        sched = schedule(lowered.qgraph, arch, balance=balance,      # format, tiling, cores per layer,
-                         partition=partition, fusion=fusion, tile=tile,   # fused stacks
-                         overlap=overlap, progress=lambda d, t: progress("schedule", d, t))
+        plain = schedule(lowered.qgraph, arch, balance=balance,      # format, tiling, cores per layer
+                         partition=partition, progress=lambda d, t: progress("schedule", d, t))
+    with _stage("fuse", seconds):
+        sched = fuse(plain, fusion, tile, overlap, partition)        # fused stacks
     with _stage("codegen", seconds):
         program = generate(sched)                                    # allocation, instructions, symbols
     if any(p.stack is not None for p in sched.layers) and (dense_twin or fusion == "auto"):
-        with _stage("unfused twin", seconds):                        # the same layers one by one, simulated
-            plain = schedule(lowered.qgraph, arch, balance=balance, partition=partition)
-            plain_stats = simulate_timing(generate(plain))
+        with _stage("unfused twin", seconds):                        # the fused layers one by one, simulated
+            fused_layers = {n for p in sched.layers if p.stack is not None for n in p.stack.nodes}
+            plain_stats = simulate_timing(generate(only(plain, fused_layers)))
         if fusion == "auto":
             with _stage("check stacks", seconds):                    # keep the stacks that measure better
                 sched, program = keep_paying_stacks(sched, program, plain, plain_stats)
@@ -193,22 +194,24 @@ def _dram(layer) -> int:
 
 def keep_paying_stacks(sched: Schedule, program: Program, plain: Schedule, plain_stats) -> tuple[Schedule, Program]:
     """The cost model proposes the stacks, the simulator disposes: the program is simulated (timing only)
-    and every stack that took more cycles or moved more DRAM bytes than its layers one by one (``plain``,
-    simulated as ``plain_stats``) is replaced by them."""
-    stats = simulate_timing(program)
+    and every stack that moved more DRAM bytes than its layers one by one (``plain``, simulated as
+    ``plain_stats``), or did not save at least two DRAM round trips of cycles (what neighbouring layers
+    overlap at a boundary, which the layers measured alone do not show), is replaced by them."""
     ref = {layer.name: layer for layer in plain_stats.layers}
+    margin = 2 * sched.arch.memory.dram_latency_cycles
     losers = set()
-    for layer in stats.layers:
+    for layer in simulate_timing(program).layers:
         plan = sched.plan(layer.name)
         if plan.stack is None:
             continue
         members = [ref[m] for m in plan.stack.nodes]
-        if layer.cycles > sum(m.cycles for m in members) or _dram(layer) > sum(_dram(m) for m in members):
+        if (sum(m.cycles for m in members) - layer.cycles < margin
+                or _dram(layer) > sum(_dram(m) for m in members)):
             losers.add(layer.name)
     if not losers:
         return sched, program
-    log.info("%d fused stack(s) measured slower or more DRAM-hungry than their layers: %s", len(losers),
-             ", ".join(sorted(losers)))
+    log.info("%d fused stack(s) measured slower or more DRAM-hungry than their layers, unfused: %s",
+             len(losers), ", ".join(sorted(losers)))
     sched = unfuse(sched, plain, losers)
     return sched, generate(sched)
 
