@@ -354,3 +354,34 @@ def test_torch_default_exporter_works_with_the_torch_extra(workdir, capsys):
     sieve("compile", "default.onnx", "--calibrate", "x.npy", "-o", "d.sieve", "-q", capsys=capsys)
     sieve("run", "d.sieve", "--input", "x.npy", "--output", "o.npz", "-q", capsys=capsys)
     assert np.load("o.npz")["y"].shape == (2, 3)
+
+
+def test_fusion_options_and_the_fusion_report(workdir, capsys):
+    """compile --fusion max --tile --overlap, the stacks in compile's table and run's, run --report fusion
+    (against the unfused twin) and its JSON; --fusion none has no stacks; a 2-D tile is refused clearly."""
+    sieve("zoo", "export", "lenet5", "-o", "l.sv", capsys=capsys)
+    out, _ = sieve("compile", "l.sv", "--fusion", "max", "--tile", "3", "--overlap", "cache", "-o", "f.sieve",
+                   capsys=capsys)
+    assert "conv1 .. pool2" in out and "stack of 4" in out
+    from sieve.simulator import load_binary
+    stack = next(s for s in load_binary("f.sieve").layers if s.members)
+    assert stack.members == ("conv1", "pool1", "conv2", "pool2")     # the ReLUs are fused into the convs
+    assert stack.band_rows == 3 and stack.overlap == "cache" and stack.unfused_cycles > 0
+    assert stack.spad_bytes > 0 and stack.recomputed_macs == 0            # cache mode computes each row once
+    out, _ = sieve("run", "f.sieve", "--report", "fusion", "--stats", "s.json", capsys=capsys)
+    assert "fused stacks" in out and "unfused twin" in out and "end to end" in out and "conv1 .. pool2" in out
+    rep = json.loads(Path("s.json").read_text())["fusion"]
+    assert rep["unfused_twin"] and len(rep["stacks"]) == 1
+    row = rep["stacks"][0]
+    assert row["band_rows"] == 3 and row["overlap"] == "cache"
+    assert {t["home"] for t in row["tensors"]} == {"DRAM", "scratchpad"}
+    assert row["dram_bytes"] < row["unfused_dram_bytes"]
+    sieve("compile", "l.sv", "--fusion", "none", "-o", "n.sieve", "-q", capsys=capsys)
+    assert not any(s.members for s in load_binary("n.sieve").layers)
+    out, _ = sieve("run", "n.sieve", "--report", "fusion", capsys=capsys)
+    assert "(none)" in out
+    _, err = sieve("compile", "l.sv", "--tile", "16x16", "-o", "t.sieve", expect=1, capsys=capsys)
+    _one_line_error(err, r"--tile takes the output rows per band .* got '16x16'")
+    assert not Path("t.sieve").exists()
+    _, err = sieve("compile", "l.sv", "--tile", "0", "-o", "t.sieve", expect=1, capsys=capsys)
+    _one_line_error(err, r"--tile must be at least 1 row")
