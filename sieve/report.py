@@ -121,9 +121,10 @@ def fusion_tables(report: dict):
         return "-" if u is None else f"{u / max(f, 1):.2f}x"
     for r in report["stacks"]:
         chip = [t["tensor"] for t in r["tensors"] if t["home"] == "scratchpad"]
-        a.add_row(r["name"], " ".join(r["layers"]), str(r["band_rows"]), r["overlap"], " ".join(chip),
+        label = f"{r['layers'][0]} .. {r['name']}"
+        a.add_row(label, " ".join(r["layers"]), str(r["band_rows"]), r["overlap"], " ".join(chip),
                   _kb(r["spad_bytes"]), f"{r['recomputed_macs']:,}")
-        b.add_row(r["name"], kb(r["dram_bytes"]), kb(r["unfused_dram_bytes"]), f"{r['cycles']:,}",
+        b.add_row(label, kb(r["dram_bytes"]), kb(r["unfused_dram_bytes"]), f"{r['cycles']:,}",
                   _num(r["unfused_cycles"]), ratio(r["unfused_cycles"], r["cycles"]), nj(r["energy_pj"]),
                   nj(r["unfused_energy_pj"]))
     if not report["stacks"]:
