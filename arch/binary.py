@@ -107,6 +107,7 @@ class LayerSymbol:
     # (0: no unfused twin)
     members: tuple = ()
     band_rows: int = 0
+    band_cols: int = 0                # columns per tile (0: whole rows)
     overlap: str = ""
     recomputed_macs: int = 0
     spad_bytes: int = 0

@@ -80,7 +80,7 @@ def _stack_fields(plan: LayerPlan) -> dict:
     regions = dict((r[0], r[1] * (r[2] if len(r) > 2 else 2)) for r in plan.spad.regions)
     where = tuple((t, "DRAM" if t in st.loaded or t == st.last else "scratchpad", int(regions[f"t:{st.home(t)}"]))
                   for t in (*st.loaded, *st.nodes))
-    return dict(members=st.nodes, band_rows=int(st.rows), overlap=st.mode, recomputed_macs=int(st.recomputed_macs),
+    return dict(members=st.nodes, band_rows=int(st.rows), band_cols=int(st.cols), overlap=st.mode, recomputed_macs=int(st.recomputed_macs),
                 spad_bytes=int(plan.spad.total), residency=where)
 
 

@@ -70,7 +70,7 @@ def _desc_line(kind: str, d: TensorDesc) -> str:
             f"perm={_v(d.perm)} scale={d.scale!r} zp={d.zero_point} dtype={_v(d.dtype)} post={_v(d.post)}")
 
 
-STACK_FIELDS = ("members", "band_rows", "overlap", "recomputed_macs", "spad_bytes", "residency", "unfused_cycles",
+STACK_FIELDS = ("members", "band_rows", "band_cols", "overlap", "recomputed_macs", "spad_bytes", "residency", "unfused_cycles",
                 "unfused_energy_pj", "unfused_dram_bytes")
 
 

@@ -17,7 +17,7 @@ from sieve.scheduler.plan import (ConvGeom, LayerPlan, MatmulTiling, Part, Sched
 
 def schedule(graph: Graph, arch: ArchConfig, sparse: bool = True, balance: bool = True,
              formats: tuple[str, ...] | None = None, partition: str = "auto", fusion: str = "none",
-             tile: int | None = None, overlap: str | None = None,
+             tile: int | tuple[int, int] | None = None, overlap: str | None = None,
              progress: Callable[[int, int], None] | None = None) -> Schedule:
     """Plan every node of a quantized graph on ``arch``. With ``sparse`` the cost model may pick a
     packed weight format per layer; ``balance`` orders PE rows by work in unstructured tiles;
@@ -25,7 +25,8 @@ def schedule(graph: Graph, arch: ArchConfig, sparse: bool = True, balance: bool 
     or ``batch``, or lets the cost model choose per layer (``auto``); ``pipeline`` runs consecutive
     layers on different cores instead (``scheduler.pipeline``). ``fusion`` runs consecutive image
     layers as fused stacks (``scheduler.fusion``): ``auto`` where the cost model finds it pays, ``max``
-    wherever they fit, ``none``; ``tile`` forces the output rows per band, ``overlap`` the way overlapping
+    wherever they fit, ``none``; ``tile`` forces the output rows per band (or (rows, columns) per tile),
+    ``overlap`` the way overlapping
     rows are handled (``recompute`` or ``cache``; default: the cheaper).
     ``progress(done, total)`` reports the nodes planned so far."""
     if partition not in PARTITIONS:
@@ -50,7 +51,7 @@ def schedule(graph: Graph, arch: ArchConfig, sparse: bool = True, balance: bool 
     return fuse(sched, fusion, tile, overlap, partition)
 
 
-def fuse(sched: Schedule, fusion: str = "auto", tile: int | None = None, overlap: str | None = None,
+def fuse(sched: Schedule, fusion: str = "auto", tile: int | tuple[int, int] | None = None, overlap: str | None = None,
          partition: str = "auto") -> Schedule:
     """A layer-by-layer schedule with runs of layers fused into stacks (``scheduler.fusion``); a pipeline
     across cores is left as it is."""

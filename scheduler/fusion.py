@@ -72,12 +72,20 @@ def _hwc(graph: Graph, name: str) -> tuple[int, int, int]:
 
 
 # ------------------------------------------------------------------ bands and windows
-def _band_arrays(stack: Stack, y0: np.ndarray, y1: np.ndarray, mode: str) -> dict[str, tuple[np.ndarray, ...]]:
+def _axis(g: ConvGeom, axis: str) -> tuple[int, int, int, int, int]:
+    """(stride, padding, dilation, kernel, input extent) of a window along rows ("y") or columns ("x")."""
+    return (g.sh, g.pt, g.dh, g.kh, g.h) if axis == "y" else (g.sw, g.pl, g.dw, g.kw, g.w)
+
+
+def _band_arrays(stack: Stack, y0: np.ndarray, y1: np.ndarray, mode: str, axis: str = "y",
+                 reads: dict | None = None) -> dict[str, tuple[np.ndarray, ...]]:
     """tensor -> (lo, hi, new) arrays over bands of output rows [y0, y1) of the last layer: the window
     [lo, hi) each band holds of the tensor, and the first row it computes (or loads) there. Going back
     from the last layer, a tensor's window is what its readers read to compute their rows: in
     ``recompute`` mode their whole windows, so ``new`` = ``lo``; in ``cache`` mode only the rows they
-    compute, those of their windows not held in the previous band (which are kept: rows [lo, new))."""
+    compute, those of their windows not held in the previous band (which are kept: rows [lo, new)).
+    ``axis`` "x" does the same along columns (tiles of the last layer's columns); ``reads`` collects
+    (layer, input) -> the [lo, hi) arrays each windowed layer reads of each input."""
     zero = y0 * 0
     need = {stack.last: (y0, y1)}
     new_of: dict[str, np.ndarray] = {}
@@ -99,11 +107,13 @@ def _band_arrays(stack: Stack, y0: np.ndarray, y1: np.ndarray, mode: str) -> dic
             if m.kind == "eltwise":
                 a, b = new, hi
             else:
-                g = m.geom                               # ConvGeom.in_rows over arrays
-                a = np.maximum(new * g.sh - g.pt, 0)
-                b = np.minimum((hi - 1) * g.sh - g.pt + g.dh * (g.kh - 1) + 1, g.h)
+                stride, pad, dil, kern, extent = _axis(m.geom, axis)   # ConvGeom.in_rows over arrays
+                a = np.maximum(new * stride - pad, 0)
+                b = np.minimum((hi - 1) * stride - pad + dil * (kern - 1) + 1, extent)
             ok = live & (b > a)
             a, b = np.where(ok, a, 0), np.where(ok, b, 0)
+            if reads is not None:
+                reads[m.node, name] = (a, b)
             if name in need:
                 pa, pb = need[name]
                 had = pb > pa
@@ -131,6 +141,37 @@ def bands(stack: Stack, y_lo: int, y_hi: int, mode: str | None = None) -> list[d
     arrays, n = _bands_of(stack, y_lo, y_hi, mode or stack.mode)
     return [{name: (int(lo[i]), int(hi[i]), int(new[i])) for name, (lo, hi, new) in arrays.items() if hi[i] > lo[i]}
             for i in range(n)]
+
+
+def col_tiles(stack: Stack, reads: dict | None = None) -> list[dict[str, tuple[int, int]]]:
+    """Per tile of the last layer's columns: tensor -> the columns [lo, hi) its box holds. Whole rows
+    (``cols`` 0): one tile, every tensor's full width."""
+    ow = stack.shape(stack.last)[1]
+    if not stack.cols or stack.cols >= ow:
+        return [{t: (0, shape[1]) for t, shape in stack.shapes}]
+    x0 = np.arange(0, ow, stack.cols, dtype=np.int64)
+    arrays = _band_arrays(stack, x0, np.minimum(x0 + stack.cols, ow), "recompute", "x", reads)
+    return [{t: (int(lo[i]), int(hi[i])) for t, (lo, hi, _) in arrays.items() if hi[i] > lo[i]}
+            for i in range(len(x0))]
+
+
+def _left_aligned(stack: Stack) -> bool:
+    """Whether every windowed layer with a kernel taller than one row reads its input's box from the box's
+    first column in every column tile (a MATMUL or MAXPOOL reads rows at the pitch of the box it starts
+    in; a one-row kernel is read row by row, so it may start anywhere)."""
+    if not stack.cols:
+        return True
+    reads: dict = {}
+    tiles = col_tiles(stack, reads)
+    kinds = {m.node: m for m in stack.members}
+    for (node, name), (a, b) in reads.items():
+        m = kinds[node]
+        if m.kind == "eltwise" or m.geom.kh == 1:
+            continue
+        for i, tile in enumerate(tiles):
+            if b[i] > a[i] and name in tile and a[i] != tile[name][0]:
+                return False
+    return True
 
 
 def part_rows(stack: Stack, part: Part) -> tuple[int, int]:
@@ -165,20 +206,21 @@ def _weight_tiles(g: ConvGeom, arch: ArchConfig) -> tuple[tuple[int, int, int, i
     return tuple(out)
 
 
-def _member_tiling(g: ConvGeom, arch: ArchConfig, budget: int, rows: int) -> tuple[MatmulTiling, int, int] | None:
+def _member_tiling(g: ConvGeom, arch: ArchConfig, budget: int, rows: int, width: int = 0
+                   ) -> tuple[MatmulTiling, int, int] | None:
     """(tiling, weight slot bytes, slots) of a matmul member inside a stack: whole output rows per tile
     (the accumulator holds k_t x rows x width), the largest weight tile that fits ``budget`` bytes
     (one slot when the layer's weights are one tile: loaded once, they stay)."""
-    acc = arch.acc_entries
+    acc, ow = arch.acc_entries, width or g.ow
     for c_t, k_t, slot, slots in _weight_tiles(g, arch):
-        if slot * slots > budget:
+        if slot * slots > budget or k_t * ow > acc:
             continue
-        oh_t = max(1, min(rows, acc // (k_t * g.ow)))
-        two = arch.core.vector_own_path and 2 * k_t * oh_t * g.ow <= acc
+        oh_t = max(1, min(rows, acc // (k_t * ow)))
+        two = arch.core.vector_own_path and 2 * k_t * oh_t * ow <= acc
         if not two and arch.core.vector_own_path and oh_t > 1:
-            oh_t = max(1, acc // (2 * k_t * g.ow))
-            two = 2 * k_t * oh_t * g.ow <= acc
-        return MatmulTiling(k_t, oh_t, g.ow, c_t, "k_outer", 2 if two else 1), slot, slots
+            oh_t = max(1, acc // (2 * k_t * ow))
+            two = 2 * k_t * oh_t * ow <= acc
+        return MatmulTiling(k_t, oh_t, ow, c_t, "k_outer", 2 if two else 1), slot, slots
     return None
 
 
@@ -206,21 +248,25 @@ def _weight_bytes(g: ConvGeom, t: MatmulTiling, lanes: int) -> int:
     return int(g.groups * tiles)
 
 
-def _regions(stack: Stack, parts: tuple[Part, ...], n_img: int) -> tuple[dict[str, int], dict[str, int], int]:
-    """(tensor -> most rows its window holds, tensor -> rows computed or loaded in all, bands) over every
-    part's bands (one image), and the bands of one image summed over parts."""
+def _regions(stack: Stack, parts: tuple[Part, ...], n_img: int):
+    """(tensor -> most rows its window holds, tensor -> most columns, tensor -> pixels computed or loaded
+    in all, tiles) over every part's bands and column tiles (one image)."""
     most: dict[str, int] = {}
     made: dict[str, int] = {}
+    tiles = col_tiles(stack)
+    widest = {t: max(hi - lo for tile in tiles for tt, (lo, hi) in tile.items() if tt == t) for t, _ in stack.shapes
+              if any(t in tile for tile in tiles)}
+    cols = {t: sum(tile[t][1] - tile[t][0] for tile in tiles if t in tile) for t in widest}
     count = 0
     for part in parts:
         y_lo, y_hi = part_rows(stack, part)
         for name, (lo, hi, new) in _bands_of(stack, y_lo, y_hi, stack.mode)[0].items():
             size = np.maximum(hi - lo, 0)
-            if size.any():
+            if size.any() and name in cols:
                 most[name] = max(most.get(name, 0), int(size.max()))
-                made[name] = made.get(name, 0) + int(np.maximum(hi - new, 0).sum())
-        count += len(range(y_lo, y_hi, stack.rows))
-    return most, made, count
+                made[name] = made.get(name, 0) + int(np.maximum(hi - new, 0).sum()) * cols[name]
+        count += len(range(y_lo, y_hi, stack.rows)) * len(tiles)
+    return most, widest, made, count
 
 
 def _homes(graph: Graph, stack: Stack) -> dict[str, str]:
@@ -239,10 +285,10 @@ def _homes(graph: Graph, stack: Stack) -> dict[str, str]:
 
 
 def plan_stack(graph: Graph, plans: dict[str, LayerPlan], names: list[str], arch: ArchConfig, rows: int, mode: str,
-               parts_of) -> LayerPlan | None:
-    """The plan of ``names`` fused with bands of ``rows`` output rows in ``mode``, or None when its
-    regions and weight tiles do not fit the scratchpad."""
-    sized = _size_stack(graph, plans, names, arch, rows, mode, parts_of)
+               parts_of, cols: int = 0) -> LayerPlan | None:
+    """The plan of ``names`` fused with bands of ``rows`` output rows (tiles of ``cols`` columns) in
+    ``mode``, or None when its regions and weight tiles do not fit the scratchpad."""
+    sized = _size_stack(graph, plans, names, arch, rows, mode, parts_of, cols=cols)
     return None if sized is None else _priced(graph, plans, *sized, arch)
 
 
@@ -278,16 +324,20 @@ def _pitched(m: LayerPlan, t: MatmulTiling) -> LayerPlan:
 
 
 def _size_stack(graph: Graph, plans: dict[str, LayerPlan], names: list[str], arch: ArchConfig, rows: int, mode: str,
-                parts_of, skeleton: Stack | None = None):
-    """(stack, scratchpad layout, parts, rows made per tensor, bands, most rows per tensor) of ``names`` in
-    bands of ``rows`` in ``mode``, or None when it does not fit."""
+                parts_of, skeleton: Stack | None = None, cols: int = 0):
+    """(stack, scratchpad layout, parts, pixels made per tensor, tiles, most pixels a tile holds per tensor)
+    of ``names`` in bands of ``rows`` (tiles of ``cols`` columns, 0: whole rows) in ``mode``, or None when
+    it does not fit."""
     skeleton = skeleton or _skeleton(graph, plans, names)
     members, loaded, shapes = skeleton.members, skeleton.loaded, dict(skeleton.shapes)
     last = graph[names[-1]]
     n_img, oh = last.out.shape[0], last.out.shape[2]
     parts = parts_of(n_img, oh)
-    stack = replace(skeleton, rows=min(rows, oh), mode=mode)
-    most, made, n_bands = _regions(stack, parts, n_img)
+    ow = last.out.shape[3]
+    stack = replace(skeleton, rows=min(rows, oh), mode=mode, cols=cols if cols and cols < ow else 0)
+    if stack.cols and (mode != "recompute" or not _left_aligned(stack)):
+        return None                                   # column tiles: recompute, boxes read from their start
+    most, widest, made, n_bands = _regions(stack, parts, n_img)
     if any(name not in most for name in names):       # a layer no band reads (cannot happen in a chain)
         return None
     spad = arch.core.scratchpad_bytes
@@ -298,7 +348,7 @@ def _size_stack(graph: Graph, plans: dict[str, LayerPlan], names: list[str], arc
     for name in stack.owners:
         h, w, c = shapes[name]
         one = name not in loaded and name != stack.last
-        regions.append((f"t:{name}", most[name] * w * c, 1 if one else 2))
+        regions.append((f"t:{name}", most[name] * widest[name] * c, 1 if one else 2))
     for m in members:
         if graph[m.node].op is Op.LUT:
             regions.append((f"p:{m.node}", 256, 1))
@@ -313,7 +363,7 @@ def _size_stack(graph: Graph, plans: dict[str, LayerPlan], names: list[str], arc
     tiled = {}
     for m, size in zip(mm, sizes):
         budget = left if full <= left else int(left * size / sum(sizes))
-        found = _member_tiling(m.geom, arch, budget, rows)
+        found = _member_tiling(m.geom, arch, budget, rows, widest[m.node])
         if found is None:
             return None
         tiled[m.node] = found
@@ -323,52 +373,54 @@ def _size_stack(graph: Graph, plans: dict[str, LayerPlan], names: list[str], arc
     if layout.total > spad:
         return None
     stack = replace(stack, members=tuple(members))
-    return stack, layout, parts, made, n_bands * n_img, most
+    return stack, layout, parts, made, n_bands * n_img, {t: most[t] * widest[t] for t in most}
 
 
 def _priced(graph: Graph, plans: dict[str, LayerPlan], stack: Stack, layout: SpadLayout, parts, made: dict,
-            n_bands: int, most_rows: dict, arch: ArchConfig) -> LayerPlan:
-    """The stack's plan with the cost model's figures: compute scaled by the rows each layer computes,
-    DMA of what is loaded and stored, the slower of the two, against the layers' own estimates."""
+            n_tiles: int, most_px: dict, arch: ArchConfig) -> LayerPlan:
+    """The stack's plan with the cost model's figures: compute scaled by the pixels each layer computes
+    (``made``, one image), DMA of what is loaded and stored, the slower of the two, against the layers'
+    own estimates."""
     n_img = graph[stack.last].out.shape[0]
     dram_rate, _, lat = transfer_rates(arch)
     compute = macs_again = 0
     w_bytes = first = 0
     for m in stack.members:
         h, w, c = stack.shape(m.node)
-        rows = made[m.node] * n_img
-        if m.kind == "matmul":                       # the stack's tiling of the layer, per row computed
+        pixels = made[m.node] * n_img
+        if m.kind == "matmul":                       # the stack's tiling of the layer, per pixel computed
             e = _estimate(m.geom, m.tiling, arch)
-            compute += e.compute * rows / max(m.geom.n * h, 1)
-            macs_again += (made[m.node] - h) * n_img * _macs_per_row(m)
+            compute += e.compute * pixels / max(m.geom.n * h * w, 1)
+            macs_again += (made[m.node] - h * w) * n_img * _macs_per_row(m) // max(w, 1)
             g, t = m.geom, m.tiling
             one = t.k_t >= g.k and t.c_t >= g.c and g.groups == 1
-            w_bytes += _weight_bytes(g, t, arch.core.simd_lanes) * (len(parts) if one else n_bands)
+            w_bytes += _weight_bytes(g, t, arch.core.simd_lanes) * (len(parts) if one else n_tiles)
             # each layer's first weight tile arrives before it can start (a conservative fill)
             first += g.weight_tile_bytes(min(t.k_t, g.k), min(t.c_t, g.c), arch.core.simd_lanes) + 8 * t.k_t
         else:
             ops = (m.geom.kh * m.geom.kw) if m.kind == "pool" else 1
-            compute += rows * w * c * ops / arch.core.vector_lanes
-        compute += n_bands * arch.core.vector_fill_cycles
+            compute += pixels * c * ops / arch.core.vector_lanes
+        compute += n_tiles * arch.core.vector_fill_cycles
     if stack.mode == "cache":                  # copies of the kept rows: a few rows per tensor and band
         for name in (*stack.loaded, *stack.nodes[:-1]):
             h, w, c = stack.shape(name)
-            compute += n_bands * (2 * w * c / arch.core.vector_lanes + arch.core.vector_fill_cycles)
-    io = sum(made[name] * n_img * np.prod(stack.shape(name)[1:]) for name in stack.loaded)
+            compute += n_tiles * (2 * w * c / arch.core.vector_lanes + arch.core.vector_fill_cycles)
+    io = sum(made[name] * n_img * stack.shape(name)[2] for name in stack.loaded)
     h, w, c = stack.shape(stack.last)
     io += n_img * h * w * c
     dram = int(io + w_bytes)
     dma = dram / dram_rate
     cores = len(parts)
-    # the first band's input rows and the layers' first weight tiles are loaded before compute can start
-    first += sum(max(most_rows.get(name, 0), 0) * np.prod(stack.shape(name)[1:]) for name in stack.loaded)
-    cycles = int(max(compute / cores, dma) + first / dram_rate + 2 * lat + n_bands / cores * lat / 4)
+    # the first tile's inputs and the layers' first weight tiles are loaded before compute can start
+    first += sum(most_px.get(name, 0) * stack.shape(name)[2] for name in stack.loaded)
+    cycles = int(max(compute / cores, dma) + first / dram_rate + 2 * lat + n_tiles / cores * lat / 4)
     unfused = sum(plans[n].est_cycles for n in stack.nodes)
     unfused_dram = sum(_layer_dram(graph, plans, name) for name in stack.nodes)
     stack = replace(stack, dram_bytes=dram, unfused_dram_bytes=int(unfused_dram), unfused_cycles=int(unfused),
                     recomputed_macs=int(max(macs_again, 0)))
     how = "rows" if parts[0].y is not None else "batch" if parts[0].n is not None else "single"
-    reason = (f"fused {len(stack.members)} layers ({', '.join(stack.nodes)}) in bands of {stack.rows} rows, "
+    tiles = f"bands of {stack.rows} rows" + (f" x {stack.cols} columns" if stack.cols else "")
+    reason = (f"fused {len(stack.members)} layers ({', '.join(stack.nodes)}) in {tiles}, "
               f"{stack.mode}: est {cycles} cycles and {dram:,} DRAM bytes against {unfused} cycles and "
               f"{int(unfused_dram):,} bytes layer by layer; scratchpad {layout.total:,} of "
               f"{arch.core.scratchpad_bytes:,} bytes")
@@ -449,37 +501,45 @@ def _overlapping(stack: Stack) -> bool:
 
 def _best(graph, plans, names, arch, parts_of, tile, modes, must_pay: bool) -> tuple[LayerPlan | None, bool]:
     """(the plan of a run of layers, over band heights and modes, with the lowest estimated energy (then
-    cycles), whether any plan fits); with ``must_pay`` only plans that pay count."""
-    oh = graph[names[-1]].out.shape[2]
+    cycles), whether any plan fits); with ``must_pay`` only plans that pay count. Bands span whole rows;
+    where no band of whole rows fits, tiles of half, a quarter, ... of the columns (recompute). ``tile``:
+    rows, or (rows, columns), forced."""
+    last = graph[names[-1]].out.shape
+    oh, ow = last[2], last[3]
+    rows, cols = tile if isinstance(tile, tuple) else (tile, 0)
     found, key, fits = None, None, False
-    options = _row_options(oh, tile)
+    options = _row_options(oh, rows)
     skeleton = _skeleton(graph, plans, names)
     if len(modes) > 1 and not _overlapping(skeleton):
         modes = ("recompute",)
-    for mode in modes:
-        memo: dict[int, tuple | None] = {}
+    widths = [cols] if cols else [0] + [ceil_div(ow, 2 ** i) for i in range(1, 8) if ceil_div(ow, 2 ** i) >= 4]
+    for width in widths:
+        for mode in (modes if not width else ("recompute",) if "recompute" in modes else ()):
+            memo: dict[int, tuple | None] = {}
 
-        def size(i: int):
-            if i not in memo:
-                memo[i] = _size_stack(graph, plans, names, arch, options[i], mode, parts_of, skeleton)
-            return memo[i]
-        # taller bands only need more scratchpad: the tallest that fits by bisection
-        lo, hi = -1, len(options) - 1
-        while lo < hi:
-            mid = (lo + hi + 1) // 2
-            if size(mid) is None:
-                hi = mid - 1
-            else:
-                lo = mid
-        tallest = [size(i) for i in range(lo, max(lo - PRICED, -1), -1)]
-        fits |= bool(tallest)
-        for one in tallest:                     # the tallest bands that fit: fewest bands, least recomputed
-            plan = _priced(graph, plans, *one, arch)
-            if must_pay and not _pays(plan):
-                continue
-            k = (_stack_energy(arch, plan), plan.est_cycles)
-            if found is None or k < key:
-                found, key = plan, k
+            def size(i: int):
+                if i not in memo:
+                    memo[i] = _size_stack(graph, plans, names, arch, options[i], mode, parts_of, skeleton, width)
+                return memo[i]
+            # taller bands only need more scratchpad: the tallest that fits by bisection
+            lo, hi = -1, len(options) - 1
+            while lo < hi:
+                mid = (lo + hi + 1) // 2
+                if size(mid) is None:
+                    hi = mid - 1
+                else:
+                    lo = mid
+            tallest = [size(i) for i in range(lo, max(lo - PRICED, -1), -1)]
+            fits |= bool(tallest)
+            for one in tallest:                 # the tallest bands that fit: fewest bands, least recomputed
+                plan = _priced(graph, plans, *one, arch)
+                if must_pay and not _pays(plan):
+                    continue
+                k = (_stack_energy(arch, plan), plan.est_cycles)
+                if found is None or k < key:
+                    found, key = plan, k
+        if fits:
+            break                               # the widest tiles that fit
     return found, fits
 
 
@@ -491,6 +551,9 @@ def choose(graph: Graph, plans: list[LayerPlan], arch: ArchConfig, orders: dict,
         raise ScheduleError(f"unknown fusion '{fusion}'", hint=f"choose one of: {', '.join(FUSIONS)}")
     if mode is not None and mode not in MODES:
         raise ScheduleError(f"unknown overlap mode '{mode}'", hint=f"choose one of: {', '.join(MODES)}")
+    if isinstance(tile, tuple) and mode == "cache":
+        raise ScheduleError(f"tiles of {tile[1]} columns recompute the columns they share; --overlap cache keeps "
+                            "rows and takes bands of whole rows", hint="give --tile ROWS, or --overlap recompute")
     if fusion == "none":
         return plans
     modes = (mode,) if mode else MODES

@@ -264,6 +264,7 @@ class Stack:
     shapes: tuple[tuple[str, tuple[int, int, int]], ...]   # tensor -> (h, w, c) as stored (channels last)
     rows: int                               # output rows of the last layer per band
     mode: str                               # "recompute" or "cache"
+    cols: int = 0                           # output columns per tile (0: whole rows; else recompute only)
     dram_bytes: int = 0                     # the cost model's estimate, fused
     unfused_dram_bytes: int = 0             # ... and layer by layer
     unfused_cycles: int = 0                 # the layers' own estimates, summed

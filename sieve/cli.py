@@ -160,19 +160,21 @@ def cmd_compile(args) -> None:
         _evaluate(con, args, c)
 
 
-def _tile(text: str | None) -> int | None:
-    """--tile: the output rows of a fused stack's band."""
+def _tile(text: str | None) -> int | tuple[int, int] | None:
+    """--tile ROWS or ROWSxCOLS: a fused stack's output tile (rows of its last layer, and columns)."""
     if text is None:
         return None
     from sieve.errors import UsageError
     try:
-        rows = int(text)
+        sizes = [int(v) for v in text.lower().split("x")]
+        if len(sizes) not in (1, 2):
+            raise ValueError
     except ValueError:
-        raise UsageError(f"--tile takes the output rows per band of a fused stack (e.g. --tile 16), got '{text}'; "
-                         "bands span whole rows, so there is no tile width to give") from None
-    if rows < 1:
-        raise UsageError(f"--tile must be at least 1 row, got {rows}")
-    return rows
+        raise UsageError(f"--tile takes output rows, or rows x columns, per tile of a fused stack (e.g. --tile 16 "
+                         f"or --tile 16x16), got '{text}'") from None
+    if min(sizes) < 1:
+        raise UsageError(f"--tile must be at least 1 row and 1 column, got '{text}'")
+    return sizes[0] if len(sizes) == 1 else (sizes[0], sizes[1])
 
 
 def _model_size(graph, program) -> str:
@@ -622,8 +624,8 @@ def parser() -> argparse.ArgumentParser:
                    "intermediate tensors stay in the scratchpad: auto (the default) where the cost model "
                    "estimates a stack no slower and no more DRAM-hungry than its layers one by one, max "
                    "wherever stacks fit, none: layer by layer (docs/fusion.md)")
-    c.add_argument("--tile", metavar="ROWS", help="output rows per band of every fused stack (default: the "
-                   "cost model's choice per stack)")
+    c.add_argument("--tile", metavar="ROWS[xCOLS]", help="output tile of every fused stack: rows per band, and "
+                   "columns (tiles narrower than a row recompute their overlap); default: the cost model's choice")
     c.add_argument("--overlap", choices=("recompute", "cache"), help="rows that neighbouring bands share: "
                    "computed again in each band, or kept in the scratchpad (default: the cheaper per stack)")
     c.add_argument("--no-balance", action="store_true",

@@ -76,7 +76,8 @@ def fusion_report(program: Program, stats: RunStats) -> dict:
         layer = by_name[name]
         has = sym.unfused_cycles > 0
         twin &= has
-        row = {"name": name, "layers": list(sym.members), "band_rows": sym.band_rows, "overlap": sym.overlap,
+        row = {"name": name, "layers": list(sym.members), "band_rows": sym.band_rows, "band_cols": sym.band_cols,
+               "overlap": sym.overlap,
                "tensors": [{"tensor": t, "home": where, "window_bytes": size} for t, where, size in sym.residency],
                "spad_bytes": sym.spad_bytes, "recomputed_macs": sym.recomputed_macs,
                "dram_bytes": int(layer.events["dram_read_bytes"] + layer.events["dram_write_bytes"]),
@@ -106,7 +107,7 @@ def fusion_report(program: Program, stats: RunStats) -> dict:
 
 def fusion_tables(report: dict):
     """The stacks (layers, bands, residency) and their figures against the unfused twin."""
-    a = table("fused stacks", ["stack", "layers", "rows", "overlap", "on chip only", "scratchpad KiB",
+    a = table("fused stacks", ["stack", "layers", "tile", "overlap", "on chip only", "scratchpad KiB",
                                "recomputed MACs"], 4)
     b = table("fused stacks against their layers one by one (unfused twin, simulated at compile time)",
               ["stack", "DRAM KB", "unfused", "cycles", "unfused", "speedup", "nJ", "unfused nJ"])
@@ -122,7 +123,8 @@ def fusion_tables(report: dict):
     for r in report["stacks"]:
         chip = [t["tensor"] for t in r["tensors"] if t["home"] == "scratchpad"]
         label = f"{r['layers'][0]} .. {r['name']}"
-        a.add_row(label, " ".join(r["layers"]), str(r["band_rows"]), r["overlap"], " ".join(chip),
+        tile = f"{r['band_rows']}x{r['band_cols']}" if r["band_cols"] else f"{r['band_rows']} rows"
+        a.add_row(label, " ".join(r["layers"]), tile, r["overlap"], " ".join(chip),
                   _kb(r["spad_bytes"]), f"{r['recomputed_macs']:,}")
         b.add_row(label, kb(r["dram_bytes"]), kb(r["unfused_dram_bytes"]), f"{r['cycles']:,}",
                   _num(r["unfused_cycles"]), ratio(r["unfused_cycles"], r["cycles"]), nj(r["energy_pj"]),

@@ -380,8 +380,15 @@ def test_fusion_options_and_the_fusion_report(workdir, capsys):
     assert not any(s.members for s in load_binary("n.sieve").layers)
     out, _ = sieve("run", "n.sieve", "--report", "fusion", capsys=capsys)
     assert "(none)" in out
-    _, err = sieve("compile", "l.sv", "--tile", "16x16", "-o", "t.sieve", expect=1, capsys=capsys)
-    _one_line_error(err, r"--tile takes the output rows per band .* got '16x16'")
-    assert not Path("t.sieve").exists()
-    _, err = sieve("compile", "l.sv", "--tile", "0", "-o", "t.sieve", expect=1, capsys=capsys)
-    _one_line_error(err, r"--tile must be at least 1 row")
+    out, _ = sieve("compile", "l.sv", "--fusion", "max", "--tile", "2x2", "-o", "t.sieve", capsys=capsys)
+    stack = next(s for s in load_binary("t.sieve").layers if s.members)          # pool2's output is 5x5
+    assert (stack.band_rows, stack.band_cols, stack.overlap) == (2, 2, "recompute")
+    assert "2 rows x 2 columns" in stack.info and stack.recomputed_macs > 0
+    out, _ = sieve("run", "t.sieve", "--report", "fusion", capsys=capsys)
+    assert "2x2" in out
+    for bad in ("4x", "4x8x2", "rows"):
+        _, err = sieve("compile", "l.sv", "--tile", bad, "-o", "b.sieve", expect=1, capsys=capsys)
+        _one_line_error(err, rf"--tile takes output rows, or rows x columns, .* got '{bad}'")
+        assert not Path("b.sieve").exists()
+    _, err = sieve("compile", "l.sv", "--tile", "0x4", "-o", "b.sieve", expect=1, capsys=capsys)
+    _one_line_error(err, r"--tile must be at least 1 row and 1 column")

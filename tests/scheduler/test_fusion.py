@@ -16,7 +16,7 @@ from sieve.scheduler.fusion import bands, windows
 from sieve.simulator import run
 from tests.helpers import check_bitexact, quantize, random_calibration, small_arch
 
-KINDS = ("conv", "depthwise", "maxpool", "avgpool", "lut", "residual", "mul")
+KINDS = ("conv", "depthwise", "maxpool", "avgpool", "lut", "residual", "down", "mul")
 
 
 def _arch(name: str):
@@ -57,6 +57,10 @@ def _chain(rng, kinds, n, c, h, w, stride, dil, pad):
             conv(name + "a", cur, c, 3, 1, 1, 1)
             conv(name + "b", name + "a", c, 3, 1, 1, 1, act="none")
             b.add(name, Op.ADD, [name + "b", cur], {"act": "relu"})
+        elif kind == "down":                # a downsampling residual block: 3x3 and 1x1 convs of one input
+            conv(name + "a", cur, c, 3, 2, 1, 1)
+            conv(name + "s", cur, c, 1, 2, 1, 0, act="none")
+            b.add(name, Op.ADD, [name + "a", name + "s"], {"act": "relu"})
         elif kind == "mul":
             b.add(name + "t", Op.LUT, [cur], {"fn": "tanh"})
             b.add(name, Op.MUL, [cur, name + "t"])
@@ -67,11 +71,15 @@ def _chain(rng, kinds, n, c, h, w, stride, dil, pad):
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(kinds=st.lists(st.sampled_from(KINDS), min_size=1, max_size=4), n=st.integers(1, 2), c=st.integers(1, 12),
        h=st.integers(3, 19), w=st.integers(3, 17), stride=st.integers(1, 2), dil=st.integers(1, 2),
-       pad=st.integers(0, 2), rows=st.one_of(st.none(), st.integers(1, 7)),
-       mode=st.sampled_from([None, "recompute", "cache"]), arch=st.sampled_from(["small", "default", "own_path"]),
+       pad=st.integers(0, 2),
+       rows=st.one_of(st.none(), st.integers(1, 7), st.tuples(st.integers(1, 7), st.integers(1, 9))),
+       mode=st.sampled_from([None, "recompute", "cache"]),
+       arch=st.sampled_from(["small", "default", "own_path", "multicore"]),
        seed=st.integers(0, 2**16))
 def test_fused_stacks_are_bitexact(kinds, n, c, h, w, stride, dil, pad, rows, mode, arch, seed):
     rng = np.random.default_rng(seed)
+    if isinstance(rows, tuple) and mode == "cache":
+        mode = "recompute"                   # tiles narrower than a row recompute their overlap
     if dil * 2 + 1 > min(h, w) + 2 * pad:
         dil = 1
     if 3 > min(h, w) + 2 * pad:
@@ -187,3 +195,5 @@ def test_fusion_none_leaves_every_layer_alone_and_bad_names_are_refused():
         schedule(q, arch, fusion="most")
     with pytest.raises(ScheduleError, match="unknown overlap mode 'keep'"):
         schedule(q, arch, fusion="max", overlap="keep")
+    with pytest.raises(ScheduleError, match="--overlap cache keeps rows and takes bands of whole rows"):
+        schedule(q, arch, fusion="max", tile=(2, 4), overlap="cache")
