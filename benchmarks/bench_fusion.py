@@ -77,14 +77,15 @@ def vgg() -> list[dict]:
     q = integer_model(vgg_first_five()).qgraph
     arch = with_overrides(load_arch("default"), {"core.scratchpad_bytes": 512 * 1024, "name": "default-512k"})
     rows = []
-    cases = [("none", None, None), ("auto", None, None)] + [("max", t, m) for m in ("cache", "recompute")
-                                                            for t in (1, 2, 4)]
+    cases = [("none", None, None), ("auto", None, None), ("max", None, None)] + [
+        ("max", t, m) for m in ("cache", "recompute") for t in (1, 2, 4)] + [("max", (4, 28), "recompute")]
     for fusion, tile, mode in cases:
         sched = schedule(q, arch, fusion=fusion, tile=tile, overlap=mode)
         program = generate(sched)
         stats = simulate_timing(program)
         fm, w = traffic(program)
-        stacks = [list(p.stack.nodes) for p in sched.layers if p.stack is not None]
+        stacks = [list(p.stack.nodes) + [f"({p.stack.rows}{'x' + str(p.stack.cols) if p.stack.cols else ' rows'}, "
+                                          f"{p.stack.mode})"] for p in sched.layers if p.stack is not None]
         rows.append({"fusion": fusion, "tile": tile, "overlap": mode, "feature_map_bytes": fm, "weight_bytes": w,
                      "dram_bytes": _dram(stats), "cycles": stats.cycles, "energy_uj": stats.energy_total_pj / 1e6,
                      "stacks": stacks, "peak_spad": max((p.spad.total for p in sched.layers if p.spad), default=0)})
@@ -150,12 +151,13 @@ def main() -> None:
     (out / "fusion.json").write_text(json.dumps(result, indent=1))
     _plot(result["zoo"], out / "fusion.png")
     lines = ["# Cross-layer fusion", "", "## VGG-16's first five conv layers, 224x224, 512 KiB scratchpad", "",
-             "| fusion | band rows | overlap | feature-map MB | weight MB | DRAM MB (bursts) | cycles | energy µJ |"
+             "| fusion | tile | overlap | feature-map MB | weight MB | DRAM MB (bursts) | cycles | energy µJ |"
              " peak scratchpad KiB | stacks |", "|---|---|---|---|---|---|---|---|---|---|"]
     base = result["vgg16_first_five"][0]
     for r in result["vgg16_first_five"]:
         cut = 100 * (1 - r["feature_map_bytes"] / base["feature_map_bytes"])
-        lines.append(f"| {r['fusion']} | {r['tile'] or '-'} | {r['overlap'] or '-'} | "
+        tile = "x".join(map(str, r["tile"])) if isinstance(r["tile"], (list, tuple)) else r["tile"] or "-"
+        lines.append(f"| {r['fusion']} | {tile} | {r['overlap'] or '-'} | "
                      f"{r['feature_map_bytes'] / 1e6:.2f} ({cut:.1f} % less) | {r['weight_bytes'] / 1e6:.2f} | "
                      f"{r['dram_bytes'] / 1e6:.2f} | {r['cycles']:,} | {r['energy_uj']:,.0f} | "
                      f"{r['peak_spad'] / 1024:.0f} | {' / '.join(' '.join(s) for s in r['stacks']) or '-'} |")
