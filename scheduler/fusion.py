@@ -1,17 +1,19 @@
-"""Cross-layer fusion: consecutive image layers run as one stack, band by band, their tensors on chip.
+"""Cross-layer fusion: consecutive image layers run as one stack, tile by tile, their tensors on chip.
 
 A stack is a run of consecutive layers (graph order) of the kinds below whose outputs, but the
-last one's, are read only inside the run; it tiles the last layer's output into bands of whole
-rows. Going backwards from a band, each tensor's window is the rows its readers in the stack need
-(kernel, stride, dilation and padding give the halo), and every tensor lives in a scratchpad region
-that holds its window: the stack's inputs are loaded from DRAM, the layers in between are computed
-into their regions and never stored, the last layer's rows are stored. Neighbouring bands' windows
-overlap; ``recompute`` computes (and loads) the overlap again in every band, ``cache`` keeps it by
-copying those rows to the region's other slot and computes only the new rows (DeFiNES's two ways).
+last one's, are read only inside the run; it tiles the last layer's output into bands of whole rows,
+or tiles of rows x columns. Going backwards from a tile, each tensor's window (a box) is what its
+readers in the stack need (kernel, stride, dilation and padding give the halo), and every tensor
+lives in a scratchpad region that holds its box: the stack's inputs are loaded from DRAM, the layers
+in between are computed into their regions and never stored, the last layer's box is stored.
+Neighbouring tiles' windows overlap; ``recompute`` computes (and loads) the overlap again in every
+tile, ``cache`` keeps the rows a band shares with the previous one (shifted to the front of the
+region) and computes only the new rows (DeFiNES's two ways; whole-row bands only).
 
-The choice (``choose``): per maximal run, the cuts, the band height and the mode that the cost model
-prices lowest, a stack only where it is estimated no slower and no more DRAM-hungry than its layers
-one by one (``auto``); the longest stacks that fit (``max``); none (``none``).
+The choice (``choose``): per maximal run, the cuts, the tile and the mode with the lowest estimated
+energy, a stack only where it is estimated no slower and no more DRAM-hungry than its layers one by
+one (``auto``; ``sieve.pipeline`` then checks each by simulation); the longest stacks that fit
+(``max``); none (``none``).
 """
 from __future__ import annotations
 

@@ -251,13 +251,13 @@ class LayerPlan:
 
 @dataclass(frozen=True)
 class Stack:
-    """Consecutive layers fused into one tile loop over bands of the last layer's output rows (full
-    width, all channels). Every tensor the stack touches lives in a scratchpad region holding the
-    window of rows the band needs: the stack's inputs are loaded from DRAM, the layers in between
-    never leave the scratchpad, the last layer's rows are stored. In ``recompute`` mode every band
-    computes its whole windows (the rows overlapping the previous band's are computed again); in
-    ``cache`` mode the overlapping rows are kept (copied to the region's other slot) and only new rows
-    are computed or loaded."""
+    """Consecutive layers fused into one tile loop over bands of the last layer's output rows (all
+    channels; whole rows, or ``cols`` columns per tile). Every tensor the stack touches lives in a
+    scratchpad region holding the box of rows and columns the tile needs: the stack's inputs are loaded
+    from DRAM, the layers in between never leave the scratchpad, the last layer's box is stored. In
+    ``recompute`` mode every tile computes its whole boxes (what overlaps the previous tile's is
+    computed again); in ``cache`` mode (whole rows) the overlapping rows are kept (shifted to the front
+    of the region, or copied to its other slot) and only new rows are computed or loaded."""
     members: tuple[LayerPlan, ...]          # kind "matmul" (geom, tiling), "pool" (geom) or "eltwise"
     inputs: tuple[tuple[str, ...], ...]     # each member's input tensors
     loaded: tuple[str, ...]                 # tensors read from DRAM (produced outside the stack)
