@@ -66,3 +66,16 @@ def test_fused_and_unfused_programs_compute_the_same_integers():
         outs.append(run(c.program, x).outputs)
     for name, v in outs[0].items():
         np.testing.assert_array_equal(outs[1][name], v)
+
+
+@pytest.mark.parametrize("prune, fmt", [("0.9", "unstructured"), ("2:4", "2:4")])
+def test_sparse_layers_in_fused_stacks_are_bitexact(prune, fmt):
+    """Pruned ResNet-18 (reduced): packed weight formats inside fused stacks."""
+    g = _graph("resnet18")
+    q = integer_model(g, prune=prune).qgraph
+    arch = load_arch("default")
+    sched = schedule(q, arch, fusion="max")
+    formats = {m.geom.fmt if m.geom.fmt != "nm" else f"{m.geom.nm[0]}:{m.geom.nm[1]}"
+               for p in sched.layers if p.stack is not None for m in p.stack.members if m.kind == "matmul"}
+    assert fmt in formats, formats
+    check_bitexact(q, arch, random_calibration(g, np.random.default_rng(2), 1), fusion="max")
