@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from sieve.arch.binary import LayerSymbol, Program, TensorDesc
+from sieve.arch.isa import VALUE_BITS
 from sieve.codegen.emit import Emitter
 from sieve.codegen.fused import emit_stack, pack_stack
 from sieve.codegen.layout import CodegenError, DataImage, Lifetime, TensorLayout, buffer_bytes, plan_tensors
@@ -128,8 +129,12 @@ def generate(sched: Schedule) -> Program:
         op = "stack" if plan.stack is not None else node.op.value
         symbols.append(LayerSymbol(node.name, op, part.core, start, len(em.code), n_macs,
                                    plan.reason, fmt, partition=plan.partition, **_stack_fields(plan)))
-    for em in ems:
+    for core, em in enumerate(ems):
         em.halt()
+        most = max(em.loaded, em.stepped, em.stored)
+        if most >= 1 << VALUE_BITS:
+            raise CodegenError(f"core {core} needs {most:,} steps, more than its counters count "
+                               f"({(1 << VALUE_BITS) - 1:,})", hint="larger tiles (--tile), or --fusion auto")
     inputs = tuple(_desc(graph, n.name, layouts[n.name]) for n in graph.inputs)
     outputs = tuple(_desc(graph, o, layouts[o]) for o in graph.outputs)
     return Program(arch, tuple(tuple(em.code) for em in ems), bytes(data.buf), dram_end, inputs, outputs,

@@ -33,6 +33,7 @@ FUSIONS = ("auto", "none", "max")
 MODES = ("recompute", "cache")
 MAX_LAYERS = 12                      # the longest stack the choice considers
 MARGIN = 0.0                         # a stack must be estimated this much faster than its layers (auto)
+MAX_STEPS = 1 << 17                  # a stack's compute steps at most (a core counts 2^20 in a program)
 PRICED = 2                           # band heights priced per stack and mode: the tallest that fit
 
 
@@ -386,10 +387,11 @@ def _priced(graph: Graph, plans: dict[str, LayerPlan], stack: Stack, layout: Spa
     n_img = graph[stack.last].out.shape[0]
     dram_rate, _, lat = transfer_rates(arch)
     compute = macs_again = 0
-    w_bytes = first = 0
+    w_bytes = first = steps = 0
     for m in stack.members:
         h, w, c = stack.shape(m.node)
         pixels = made[m.node] * n_img
+        steps += _steps(m, pixels, n_tiles)
         if m.kind == "matmul":                       # the stack's tiling of the layer, per pixel computed
             e = _estimate(m.geom, m.tiling, arch)
             compute += e.compute * pixels / max(m.geom.n * h * w, 1)
@@ -419,7 +421,7 @@ def _priced(graph: Graph, plans: dict[str, LayerPlan], stack: Stack, layout: Spa
     unfused = sum(plans[n].est_cycles for n in stack.nodes)
     unfused_dram = sum(_layer_dram(graph, plans, name) for name in stack.nodes)
     stack = replace(stack, dram_bytes=dram, unfused_dram_bytes=int(unfused_dram), unfused_cycles=int(unfused),
-                    recomputed_macs=int(max(macs_again, 0)))
+                    recomputed_macs=int(max(macs_again, 0)), steps=int(steps))
     how = "rows" if parts[0].y is not None else "batch" if parts[0].n is not None else "single"
     tiles = f"bands of {stack.rows} rows" + (f" x {stack.cols} columns" if stack.cols else "")
     reason = (f"fused {len(stack.members)} layers ({', '.join(stack.nodes)}) in {tiles}, "
@@ -484,6 +486,17 @@ def _layer_dram(graph: Graph, plans: dict[str, LayerPlan], name: str) -> int:
     return int(total)
 
 
+def _steps(m: LayerPlan, pixels: int, n_tiles: int) -> int:
+    """About how many compute steps (counter increments, docs/isa.md) a layer takes computing ``pixels``
+    in ``n_tiles`` tiles: per tile of rows, each k tile and c tile (matmul), or one per tile."""
+    if m.kind != "matmul":
+        return n_tiles
+    g, t = m.geom, m.tiling
+    c_tiles = 1 if g.depthwise else ceil_div(g.c, t.c_t)
+    row_tiles = pixels // max(t.oh_t * t.ow_t, 1) + n_tiles
+    return g.groups * ceil_div(g.k, t.k_t) * c_tiles * row_tiles
+
+
 def _stack_energy(arch: ArchConfig, plan: LayerPlan) -> float:
     return _energy(arch, plan.est_cycles, plan.stack.dram_bytes, plan.stack.recomputed_macs)
 
@@ -535,7 +548,7 @@ def _best(graph, plans, names, arch, parts_of, tile, modes, must_pay: bool) -> t
             fits |= bool(tallest)
             for one in tallest:                 # the tallest bands that fit: fewest bands, least recomputed
                 plan = _priced(graph, plans, *one, arch)
-                if must_pay and not _pays(plan):
+                if plan.stack.steps > MAX_STEPS or (must_pay and not _pays(plan)):
                     continue
                 k = (_stack_energy(arch, plan), plan.est_cycles)
                 if found is None or k < key:

@@ -269,6 +269,7 @@ class Stack:
     unfused_dram_bytes: int = 0             # ... and layer by layer
     unfused_cycles: int = 0                 # the layers' own estimates, summed
     recomputed_macs: int = 0                # MACs computed more than once (recompute mode's halos)
+    steps: int = 0                          # compute steps (counter increments), an upper bound
     # element-wise layers computed in place: (tensor, the tensor whose region it shares), the owner being
     # the last of a chain (its window holds the others'); every other tensor owns its region
     homes: tuple[tuple[str, str], ...] = ()
