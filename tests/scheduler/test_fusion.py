@@ -197,3 +197,14 @@ def test_fusion_none_leaves_every_layer_alone_and_bad_names_are_refused():
         schedule(q, arch, fusion="max", overlap="keep")
     with pytest.raises(ScheduleError, match="--overlap cache keeps rows and takes bands of whole rows"):
         schedule(q, arch, fusion="max", tile=(2, 4), overlap="cache")
+
+
+def test_a_program_past_the_counters_is_refused_clearly(monkeypatch):
+    """Counters count 2^20 steps per core: a program needing more is refused at codegen, not at encoding
+    (shown here with counters narrowed to 4 bits)."""
+    import sieve.codegen as codegen
+    from sieve.codegen import CodegenError
+    g, q = _two_convs()
+    monkeypatch.setattr(codegen, "VALUE_BITS", 4)
+    with pytest.raises(CodegenError, match=r"core 0 needs [\d,]+ steps, more than its counters count \(15\)"):
+        generate(schedule(q, load_arch("default"), fusion="max", tile=1))
