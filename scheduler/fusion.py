@@ -31,7 +31,8 @@ from sieve.scheduler.tiling import estimate, transfer_rates
 
 FUSIONS = ("auto", "none", "max")
 MODES = ("recompute", "cache")
-MAX_LAYERS = 12                      # the longest stack the choice considers
+MAX_LAYERS = 12                      # the longest stack --fusion max considers
+AUTO_LAYERS = 8                      # ... and auto (its dynamic program prices every run of up to this many)
 MARGIN = 0.0                         # a stack must be estimated this much faster than its layers (auto)
 MAX_STEPS = 1 << 17                  # a stack's compute steps at most (a core counts 2^20 in a program)
 PRICED = 2                           # band heights priced per stack and mode: the tallest that fit
@@ -527,7 +528,10 @@ def _best(graph, plans, names, arch, parts_of, tile, modes, must_pay: bool) -> t
     skeleton = _skeleton(graph, plans, names)
     if len(modes) > 1 and not _overlapping(skeleton):
         modes = ("recompute",)
-    widths = [cols] if cols else [0] + [ceil_div(ow, 2 ** i) for i in range(1, 8) if ceil_div(ow, 2 ** i) >= 4]
+    # whole rows; where none fits, half, a quarter, ... of the columns (auto: two steps, enough where tiles
+    # pay at all, since every column tile reloads tiled weights and recomputes its halo)
+    narrower = [ceil_div(ow, 2 ** i) for i in range(1, 3 if must_pay else 8) if ceil_div(ow, 2 ** i) >= 4]
+    widths = [cols] if cols else [0] + narrower
     for width in widths:
         for mode in (modes if not width else ("recompute",) if "recompute" in modes else ()):
             memo: dict[int, tuple | None] = {}
@@ -623,7 +627,7 @@ def _cheapest(graph, plans, run, arch, parts_of, tile, modes) -> list[LayerPlan]
     for j in range(1, n + 1):
         e, c, s = best[j - 1]
         best[j] = (e + single[j - 1], c + plans[run[j - 1]].est_cycles, s)
-        for i in range(j - 2, max(0, j - MAX_LAYERS) - 1, -1):     # shorter stacks first
+        for i in range(j - 2, max(0, j - AUTO_LAYERS) - 1, -1):    # shorter stacks first
             names = run[i:j]
             if not _closed(graph, names):
                 continue
