@@ -33,7 +33,6 @@ FUSIONS = ("auto", "none", "max")
 MODES = ("recompute", "cache")
 MAX_LAYERS = 12                      # the longest stack --fusion max considers
 AUTO_LAYERS = 8                      # ... and auto (its dynamic program prices every run of up to this many)
-MARGIN = 0.0                         # a stack must be estimated this much faster than its layers (auto)
 MAX_STEPS = 1 << 17                  # a stack's compute steps at most (a core counts 2^20 in a program)
 PRICED = 2                           # band heights priced per stack and mode: the tallest that fit
 
@@ -503,10 +502,10 @@ def _stack_energy(arch: ArchConfig, plan: LayerPlan) -> float:
 
 
 def _pays(plan: LayerPlan) -> bool:
-    """No slower and no more DRAM-hungry than the layers one by one, by the cost model, with a margin for
-    its error on cycles (``MARGIN``)."""
+    """No slower and no more DRAM-hungry than the layers one by one, by the cost model (the pipeline then
+    checks the stacks it keeps by simulation)."""
     st = plan.stack
-    return plan.est_cycles <= (1 - MARGIN) * st.unfused_cycles and st.dram_bytes <= st.unfused_dram_bytes
+    return plan.est_cycles <= st.unfused_cycles and st.dram_bytes <= st.unfused_dram_bytes
 
 
 def _overlapping(stack: Stack) -> bool:
@@ -563,7 +562,7 @@ def _best(graph, plans, names, arch, parts_of, tile, modes, must_pay: bool) -> t
 
 
 def choose(graph: Graph, plans: list[LayerPlan], arch: ArchConfig, orders: dict, fusion: str = "auto",
-           tile: int | None = None, mode: str | None = None, cores: int = 1) -> list[LayerPlan]:
+           tile: int | tuple[int, int] | None = None, mode: str | None = None, cores: int = 1) -> list[LayerPlan]:
     """The plans with fused stacks in place of runs of layers: each stack's plan at its last layer, the
     other layers' plans kind "fused" (emitted by the stack)."""
     if fusion not in FUSIONS:
