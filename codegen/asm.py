@@ -181,11 +181,11 @@ class _Assembler:
             else:
                 self.arch = arch_from_dict(_nest(list(kv.items())), f"{self.source} (.arch)")
         elif name == "dram":
-            self.dram = int(pos[0])
+            self.dram = self._size(pos, ".dram", 1, meta)
         elif name == "data_size":
-            self.data_size = int(pos[0])
+            self.data_size = self._size(pos, ".data_size", 0, meta)
         elif name == "data":
-            addr, blob = int(pos[0]), bytes.fromhex(str(pos[1]) if len(pos) > 1 else "")
+            addr, blob = self._size(pos, ".data address", 0, meta), bytes.fromhex(str(pos[1]) if len(pos) > 1 else "")
             self.data[addr] = blob
         elif name in ("input", "output"):
             d = TensorDesc(str(pos[0]), int(kv["addr"]), tuple(kv["shape"]), tuple(kv.get("view", kv["shape"])),
@@ -212,6 +212,13 @@ class _Assembler:
             self.open_layer = None
         else:
             raise self.error(f"unknown directive '.{name}'", meta)
+
+    def _size(self, pos: list, what: str, least: int, meta) -> int:
+        """A directive's byte count or address: an integer of at least ``least``."""
+        value = pos[0] if pos else None
+        if isinstance(value, bool) or not isinstance(value, int) or value < least:
+            raise self.error(f"{what} must be an integer of at least {least}, got {value!r}", meta)
+        return value
 
     def _stack(self, kv: dict, meta) -> dict:
         """A ``.layer``'s fused-stack fields, from its ``fused`` JSON string."""
@@ -256,6 +263,9 @@ class _Assembler:
         if self.arch is None:
             raise AsmError("no .arch directive", self.source)
         size = max([a + len(b) for a, b in self.data.items()] + [self.data_size or 0])
+        if self.dram is not None and size > self.dram:
+            what = "the .data bytes end" if size > (self.data_size or 0) else ".data_size is"
+            raise AsmError(f"{what} at {size:#x}, past the {self.dram}-byte DRAM of .dram", self.source)
         image = bytearray(size)
         for addr, blob in self.data.items():
             image[addr:addr + len(blob)] = blob

@@ -67,6 +67,14 @@ def test_handwritten_conv1x1():
     (".arch preset=default\n.frobnicate 3\n", r"unknown directive '.frobnicate'"),
     (".arch preset=default\n    halt = =\n", r"<asm>:2:.*syntax error"),
     (".arch preset=nope\n", r"no arch file or preset named 'nope'"),
+    (".arch preset=default\n.dram 0\n", r"<asm>:2:1: .dram must be an integer of at least 1, got 0"),
+    (".arch preset=default\n.dram -5\n", r".dram must be an integer of at least 1, got -5"),
+    (".arch preset=default\n.dram 2.5\n", r".dram must be an integer of at least 1, got 2.5"),
+    (".arch preset=default\n.data_size -1\n", r".data_size must be an integer of at least 0"),
+    (".arch preset=default\n.dram 64\n.data_size 128\n.core 0\n    halt\n",
+     r".data_size is at 0x80, past the 64-byte DRAM of .dram"),
+    ('.arch preset=default\n.dram 64\n.data 0x3e "00112233"\n.core 0\n    halt\n',
+     r"the .data bytes end at 0x42, past the 64-byte DRAM of .dram"),
 ])
 def test_assembler_errors_name_line_and_column(text, match):
     with pytest.raises(AsmError, match=match):
