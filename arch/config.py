@@ -264,6 +264,16 @@ def preset_names() -> list[str]:
     return sorted(p.name[:-5] for p in resources.files("sieve.arch.presets").iterdir() if p.name.endswith(".toml"))
 
 
+def read_text(path: Path, error: type[Exception]) -> str:
+    """A text file's contents; a file that cannot be read or is not UTF-8 raises ``error(message, path)``."""
+    try:
+        return path.read_text(encoding="utf-8")
+    except OSError as err:
+        raise error(f"cannot read: {err.strerror}", str(path)) from None
+    except UnicodeDecodeError as err:
+        raise error(f"not UTF-8 text: byte {err.object[err.start]:#04x} at offset {err.start}", str(path)) from None
+
+
 def load_arch(name_or_path: str | Path) -> ArchConfig:
     """A preset name (``edge``, ``default``) or the path of a TOML file."""
     path = Path(name_or_path)
@@ -271,7 +281,7 @@ def load_arch(name_or_path: str | Path) -> ArchConfig:
         text = resources.files("sieve.arch.presets").joinpath(f"{name_or_path}.toml").read_text()
         source = f"preset '{name_or_path}'"
     elif path.is_file():
-        text, source = path.read_text(), str(path)
+        text, source = read_text(path, ArchError), str(path)
     else:
         raise ArchError(f"no arch file or preset named '{name_or_path}'",
                         hint=f"presets: {', '.join(preset_names())}")

@@ -14,7 +14,7 @@ import lark
 import numpy as np
 
 from sieve.arch.binary import LayerSymbol, Program, TensorDesc, from_json_lists
-from sieve.arch.config import ArchConfig, ArchError, arch_from_dict, load_arch
+from sieve.arch.config import ArchConfig, ArchError, arch_from_dict, load_arch, read_text
 from sieve.arch.isa import FIELDS, Instruction, ISAError, Opcode
 
 @functools.cache
@@ -299,7 +299,4 @@ def assemble(text: str, source: str = "<asm>") -> Program:
 
 def assemble_file(path: str | Path) -> Program:
     path = Path(path)
-    try:
-        return assemble(path.read_text(), str(path))
-    except OSError as err:
-        raise AsmError(f"cannot read: {err.strerror}", str(path)) from None
+    return assemble(read_text(path, AsmError), str(path))

@@ -151,9 +151,12 @@ def _shape_params(op: Op, attrs: dict, params: dict, b: GraphBuilder, inputs: li
 def load_sv(path: str | Path) -> Graph:
     path = Path(path)
     try:
-        text = path.read_text()
+        text = path.read_text(encoding="utf-8")
     except OSError as err:
         raise FrontendError(f"cannot read: {err.strerror}", str(path)) from None
+    except UnicodeDecodeError as err:
+        raise FrontendError(f"not UTF-8 text: byte {err.object[err.start]:#04x} at offset {err.start}",
+                            str(path)) from None
     return parse_sv(text, str(path), path.parent)
 
 

@@ -392,3 +392,16 @@ def test_fusion_options_and_the_fusion_report(workdir, capsys):
         assert not Path("b.sieve").exists()
     _, err = sieve("compile", "l.sv", "--tile", "0x4", "-o", "b.sieve", expect=1, capsys=capsys)
     _one_line_error(err, r"--tile must be at least 1 row and 1 column")
+
+
+@pytest.mark.parametrize("argv", [["asm", "bad.s", "-o", "x.sieve"], ["compile", "bad.sv", "-o", "x.sieve"],
+                                  ["compile", "ok.sv", "--arch", "bad.toml", "-o", "x.sieve"]])
+def test_files_that_are_not_utf8_text_get_one_line(workdir, capsys, argv):
+    """Assembly, .sv and TOML that are not UTF-8: one line naming the file and the first bad byte."""
+    sieve("zoo", "export", "mlp", "-o", "ok.sv", "-q", capsys=capsys)
+    for name in ("bad.s", "bad.sv", "bad.toml"):
+        Path(name).write_bytes(b"\xff\xfe\x00model")
+    _, err = sieve(*argv, expect=1, capsys=capsys)
+    bad = next(a for a in argv if a.startswith("bad"))
+    _one_line_error(err, rf"{bad}: not UTF-8 text: byte 0xff at offset 0")
+    assert not Path("x.sieve").exists()
