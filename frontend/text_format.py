@@ -134,9 +134,15 @@ def _shape_params(op: Op, attrs: dict, params: dict, b: GraphBuilder, inputs: li
         return params
     in_shape = b.nodes[inputs[0]].out.shape
     if op is Op.CONV2D:
-        k = attrs.get("kernel", 1)
-        kh, kw = (k, k) if isinstance(k, int) else k
-        want = (attrs.get("out_channels", 0), in_shape[1] // attrs.get("groups", 1), kh, kw)
+        try:
+            a = opdef(op).attrs(dict(attrs))              # the op's own checks and canonical forms first
+        except IRError as err:
+            raise FrontendError(f"layer '{lname}': {err}", **where) from None
+        kh, kw = a["kernel"]
+        if in_shape[1] % a["groups"]:
+            raise FrontendError(f"layer '{lname}': groups={a['groups']} does not divide its {in_shape[1]} input "
+                                "channels", **where)
+        want = (a.get("out_channels", 0), in_shape[1] // a["groups"], kh, kw)
     else:
         want = (attrs.get("out_features", 0), in_shape[-1])
     w = params["w"]

@@ -96,29 +96,51 @@ def add_multipliers(in_types: Types, out: TensorType) -> tuple[np.float32, np.fl
 
 # ---------------------------------------------------------------- attribute rules (from the builder)
 
-def _pair(v) -> tuple[int, int]:
-    return (int(v), int(v)) if np.isscalar(v) else (int(v[0]), int(v[1]))
+def _int(v, what: str, least: int) -> int:
+    """An integral attribute value of at least ``least``."""
+    try:
+        i = int(v)
+        whole = float(v) == i
+    except (TypeError, ValueError, OverflowError):
+        whole = False
+    if isinstance(v, bool) or not whole or i < least:
+        raise IRError(f"{what} takes whole numbers of at least {least}, got {v!r}")
+    return i
+
+
+def _pair(v, what: str = "kernel", least: int = 1) -> tuple[int, int]:
+    """One value for both axes, or (h, w)."""
+    if np.isscalar(v):
+        return (_int(v, what, least),) * 2
+    v = tuple(v)
+    if len(v) != 2:
+        raise IRError(f"{what} takes one value or two (h, w), got {len(v)}: {list(v)}")
+    return _int(v[0], what, least), _int(v[1], what, least)
 
 
 def _pad4(v) -> tuple[int, int, int, int]:
     """pad as one int, (h, w), or (top, left, bottom, right)."""
     if np.isscalar(v):
-        return (int(v),) * 4
-    v = tuple(int(x) for x in v)
+        return (_int(v, "pad", 0),) * 4
+    v = tuple(_int(x, "pad", 0) for x in v)
+    if len(v) not in (2, 4):
+        raise IRError(f"pad takes one value, two (h, w) or four (top, left, bottom, right), got {len(v)}")
     return v * 2 if len(v) == 2 else v
 
 
 def _window_attrs(a: dict, default_stride=None) -> dict:
-    a["kernel"] = _pair(a["kernel"])
-    a["stride"] = _pair(a.get("stride", a["kernel"] if default_stride is None else default_stride))
+    a["kernel"] = _pair(a["kernel"], "kernel")
+    a["stride"] = _pair(a.get("stride", a["kernel"] if default_stride is None else default_stride), "stride")
     a["pad"] = _pad4(a.get("pad", 0))
     return a
 
 
 def _conv_attrs(a: dict) -> dict:
     a = _window_attrs(a, 1)
-    a["dilation"] = _pair(a.get("dilation", 1))
-    a["groups"] = int(a.get("groups", 1))
+    a["dilation"] = _pair(a.get("dilation", 1), "dilation")
+    a["groups"] = _int(a.get("groups", 1), "groups", 1)
+    if "out_channels" in a:
+        a["out_channels"] = _int(a["out_channels"], "out_channels", 1)
     return a
 
 

@@ -405,3 +405,26 @@ def test_files_that_are_not_utf8_text_get_one_line(workdir, capsys, argv):
     bad = next(a for a in argv if a.startswith("bad"))
     _one_line_error(err, rf"{bad}: not UTF-8 text: byte 0xff at offset 0")
     assert not Path("x.sieve").exists()
+
+
+@pytest.mark.parametrize("old, new, message", [
+    ("stride=[1, 1]", "stride=[0, 1]", r"layer 'conv1': stride takes whole numbers of at least 1, got 0"),
+    ("dilation=[1, 1]", "dilation=[0, 1]", r"layer 'conv1': dilation takes whole numbers of at least 1, got 0"),
+    ("groups=1", "groups=0", r"layer 'conv1': groups takes whole numbers of at least 1, got 0"),
+    ("groups=1", "groups=4", r"layer 'conv1': groups=4 does not divide its 1 input channels"),
+    ("pad=[0, 0, 0, 0]", "pad=[-1, 0, 0, 0]", r"layer 'conv1': pad takes whole numbers of at least 0, got -1"),
+    ("pad=[0, 0, 0, 0]", "pad=[0, 0, 0]", r"pad takes one value, two \(h, w\) or four"),
+    ("kernel=[5, 5]", "kernel=[5, 5, 5]", r"layer 'conv1': kernel takes one value or two \(h, w\), got 3"),
+    ("out_channels=6", "out_channels=2.5", r"layer 'conv1': out_channels takes whole numbers of at least 1, got 2.5"),
+])
+def test_sv_conv_attributes_are_checked(workdir, capsys, old, new, message):
+    """A conv's stride, dilation, groups, padding, kernel rank and channel count in .sv text: one line naming
+    the file, line and layer, never an internal error, and no binary written."""
+    sieve("zoo", "export", "lenet5", "-o", "l.sv", "-q", capsys=capsys)
+    text = Path("l.sv").read_text()
+    assert old in text
+    Path("t.sv").write_text(text.replace(old, new, 1))
+    Path("t.npz").write_bytes(Path("l.npz").read_bytes())
+    _, err = sieve("compile", "t.sv", "-o", "t.sieve", expect=1, capsys=capsys)
+    _one_line_error(err, r"t\.sv:5:1: .*" + message)
+    assert not Path("t.sieve").exists()
