@@ -117,6 +117,14 @@ def cmd_compile(args) -> None:
     from sieve import api, files
     from sieve.pipeline import compile_model
     inputs = files.model_files(args.model)
+    from sieve.errors import UsageError
+    tile = _tile(args.tile)                          # option errors before any work
+    if args.fusion == "none" and (args.tile or args.overlap):
+        raise UsageError("--tile and --overlap shape fused stacks; with --fusion none there are none "
+                         "(drop them, or use --fusion auto or max)")
+    if isinstance(tile, tuple) and args.overlap == "cache":
+        raise UsageError(f"--tile {args.tile}: tiles narrower than a row recompute the columns they share; "
+                         "--overlap cache keeps rows and takes bands of whole rows (give --tile ROWS)")
     out = files.check_output(args.output or Path(Path(args.model).with_suffix(".sieve").name), "compile",
                              (".sieve",), inputs, {".onnx": "`sieve quantize -o MODEL.onnx` writes the "
                                                                  "quantized (and pruned) model as ONNX"})
@@ -125,7 +133,7 @@ def cmd_compile(args) -> None:
     with _progress(args) as progress, blas_threads(_threads(args, None)):
         c = compile_model(args.model, args.arch, **_front_options(args), balance=not args.no_balance,
                           dense_twin=not args.no_twin, partition=args.partition, fusion=args.fusion,
-                          tile=_tile(args.tile), overlap=args.overlap, progress=progress)
+                          tile=tile, overlap=args.overlap, progress=progress)
     size = api.save(c.program, out)
     elapsed = time.perf_counter() - t0
     program, qgraph = c.program, c.lowered.qgraph

@@ -392,6 +392,12 @@ def test_fusion_options_and_the_fusion_report(workdir, capsys):
         assert not Path("b.sieve").exists()
     _, err = sieve("compile", "l.sv", "--tile", "0x4", "-o", "b.sieve", expect=1, capsys=capsys)
     _one_line_error(err, r"--tile must be at least 1 row and 1 column")
+    _, err = sieve("compile", "l.sv", "--fusion", "none", "--tile", "4", "-o", "b.sieve", expect=1, capsys=capsys)
+    _one_line_error(err, r"--tile and --overlap shape fused stacks; with --fusion none there are none")
+    _, err = sieve("compile", "l.sv", "--tile", "2x2", "--overlap", "cache", "-o", "b.sieve", expect=1,
+                   capsys=capsys)
+    _one_line_error(err, r"--overlap cache keeps rows and takes bands of whole rows")
+    assert not Path("b.sieve").exists()
 
 
 @pytest.mark.parametrize("argv", [["asm", "bad.s", "-o", "x.sieve"], ["compile", "bad.sv", "-o", "x.sieve"],
