@@ -106,6 +106,14 @@ class Emitter:
                 Opcode.LOAD, waits=tuple(waits), dram_addr=dram, spad_addr=spad, rows=rows, row_bytes=rb,
                 dram_stride=ds, spad_stride=ss))
 
+    def load_once(self, slots: "Slots", key, dram: int, nbytes: int) -> int:
+        """The address of ``key``'s bytes in ``slots``: loaded from ``dram`` (contiguous) unless the
+        current slot already holds them (constants, weights that stay)."""
+        addr, fresh, free = slots.acquire(key)
+        if fresh:
+            self.load([(dram, addr, 1, nbytes, 0, 0)], free)
+        return addr
+
     def _flush_loads(self) -> bool:
         if not self._pending_loads:
             return False

@@ -156,9 +156,7 @@ def _matmul(em: Emitter, graph: Graph, node: Node, m: LayerPlan, ins, cur: _Band
                         c0, nc = k0, nk
                     cg0, kg0 = gi * g.c + c0, gi * g.k + k0
                     b_addr, b_len, b_off, packed = bundles[gi, k0, ci]
-                    w_addr, fresh, free = wslots.acquire((gi, k0, ci))
-                    if fresh:
-                        em.load([(b_addr, w_addr, 1, b_len, 0, 0)], free)
+                    w_addr = em.load_once(wslots, (gi, k0, ci), b_addr, b_len)
                     iy0, iy1, py = g.in_rows(y0, ny, g.sh, g.dh, g.kh, g.pt, g.h)
                     acc = acc_tiles[0] % t.acc_buffers * acc_half
                     em.compute(Opcode.MATMUL, out_free_wait=wait, w_addr=w_addr,
@@ -205,9 +203,7 @@ def _eltwise(em: Emitter, graph: Graph, node: Node, m: LayerPlan, ins, cur: _Ban
     ox0, ow = cur.cols(node.name)
     consts = []
     if pslots is not None:
-        p_addr, fresh, free = pslots.acquire("table")
-        if fresh:
-            em.load([(table[0], p_addr, 1, table[1], 0, 0)], free)
+        p_addr = em.load_once(pslots, "table", table[0], table[1])
         consts.append(p_addr)
     same = all(cur.cols(t) == (ox0, ow) for t in ins)
     rows = [(y_from, y_to - y_from)] if same else [(y, 1) for y in range(y_from, y_to)]

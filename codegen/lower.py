@@ -101,9 +101,7 @@ def emit_matmul(em: Emitter, graph: Graph, node: Node, plan: LayerPlan, part, la
                 x_base, o_base, cg0, kg0 = 0, 0, gi * g.c + c0, gi * g.k + k0
             wi = 0 if bands else ci                              # bands share the weights (ones)
             b_addr, b_len, b_off, packed = bundles[gi, k0, wi]
-            w_addr, fresh, free = wslots.acquire((gi, k0, wi))
-            if fresh:
-                em.load([(b_addr, w_addr, 1, b_len, 0, 0)], free)
+            w_addr = em.load_once(wslots, (gi, k0, wi), b_addr, b_len)
             if bands:                                            # one band of the window, no padding
                 by, bh, bx, bw = cinfo
                 (iy0, iy1, py), (ix0, ix1, px), (kh, kw) = (by, by + bh, 0), (bx, bx + bw, 0), (bh, bw)
@@ -243,9 +241,7 @@ def emit_eltwise(em: Emitter, graph: Graph, node: Node, plan: LayerPlan, part, l
         e0 += e_lo
         addrs = []
         if pslots is not None:
-            p_addr, fresh, free = pslots.acquire("constants")
-            if fresh:
-                em.load([(bundles[0], p_addr, 1, bundles[1], 0, 0)], free)
+            p_addr = em.load_once(pslots, "constants", bundles[0], bundles[1])
             addrs.append(p_addr)
         b_count = 0
         for slots, name in zip(in_slots, node.inputs):
@@ -254,14 +250,10 @@ def emit_eltwise(em: Emitter, graph: Graph, node: Node, plan: LayerPlan, part, l
                 addr, _, free = slots.acquire()
                 em.load([(layouts[name].addr + e0, addr, 1, ne, 0, 0)], free)
             elif plan.tile_elems % period == 0:           # whole periods per tile: the operand once
-                addr, fresh, free = slots.acquire(("whole", name))
-                if fresh:
-                    em.load([(layouts[name].addr, addr, 1, period, 0, 0)], free)
+                addr = em.load_once(slots, ("whole", name), layouts[name].addr, period)
                 b_count = period
             else:                                         # tiles divide the period: its stretch
-                addr, fresh, free = slots.acquire(("stretch", name, e0 % period))
-                if fresh:
-                    em.load([(layouts[name].addr + e0 % period, addr, 1, ne, 0, 0)], free)
+                addr = em.load_once(slots, ("stretch", name, e0 % period), layouts[name].addr + e0 % period, ne)
                 b_count = ne
             addrs.append(addr)
         o_addr, _, wait = oslots.acquire()
@@ -317,9 +309,7 @@ def emit_affine(em: Emitter, graph: Graph, node: Node, plan: LayerPlan, part, la
     p_lo, p_hi = part.range("e", node.out.size // c)
     for p0, npx in split(p_hi - p_lo, plan.tile_elems):
         p0 += p_lo
-        p_addr, fresh, free = pslots.acquire("params")
-        if fresh:
-            em.load([(p_dram, p_addr, 1, p_bytes, 0, 0)], free)
+        p_addr = em.load_once(pslots, "params", p_dram, p_bytes)
         x_addr, _, free = xslots.acquire()
         em.load([(src + p0 * c, x_addr, 1, npx * c, 0, 0)], free)
         o_addr, _, o_free = oslots.acquire()
@@ -345,9 +335,7 @@ def emit_scale(em: Emitter, graph: Graph, node: Node, plan: LayerPlan, part, lay
         lo, hi = max(p_lo, img * hw), min(p_hi, (img + 1) * hw)
         for p0, npx in split(hi - lo, plan.tile_elems):
             p0 += lo
-            b_addr, fresh, free = bslots.acquire(("b", img))
-            if fresh:
-                em.load([(b_dram + img * c, b_addr, 1, c, 0, 0)], free)
+            b_addr = em.load_once(bslots, ("b", img), b_dram + img * c, c)
             a_addr, _, free = aslots.acquire()
             em.load([(a_dram + p0 * c, a_addr, 1, npx * c, 0, 0)], free)
             o_addr, _, o_free = oslots.acquire()
@@ -413,9 +401,7 @@ def emit_lerp(em: Emitter, graph: Graph, node: Node, plan: LayerPlan, part, layo
     for b in range(*part.range("n", n)):
         for y0, ny in split(y_hi - y_lo, plan.pool_rows):
             y0 += y_lo
-            p_addr, fresh, free = pslots.acquire("table")
-            if fresh:
-                em.load([(table[0], p_addr, 1, table[1], 0, 0)], free)
+            p_addr = em.load_once(pslots, "table", table[0], table[1])
             first, last = lerp_rows_in(ty, y0, y0 + ny)
             x_addr, _, free = xslots.acquire()
             em.load([(src + (b * h + first) * w * c, x_addr, 1, (last - first) * w * c, 0, 0)], free)
@@ -533,9 +519,7 @@ def emit_rows(em: Emitter, graph: Graph, node: Node, plan: LayerPlan, part, layo
     zx = graph[node.inputs[0]].out.quant.zp
     for r0, nr in split(r_hi - r_lo, plan.tile_elems):
         r0 += r_lo
-        p_addr, fresh, free = pslots.acquire("consts")
-        if fresh:
-            em.load([(consts[0], p_addr, 1, consts[1], 0, 0)], free)
+        p_addr = em.load_once(pslots, "consts", consts[0], consts[1])
         a_addr, _, free = aslots.acquire()
         em.load([(src + r0 * d, a_addr, 1, nr * d, 0, 0)], free)
         o_addr, _, o_free = oslots.acquire()

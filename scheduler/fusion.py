@@ -287,14 +287,6 @@ def _homes(graph: Graph, stack: Stack) -> dict[str, str]:
     return homes
 
 
-def plan_stack(graph: Graph, plans: dict[str, LayerPlan], names: list[str], arch: ArchConfig, rows: int, mode: str,
-               parts_of, cols: int = 0) -> LayerPlan | None:
-    """The plan of ``names`` fused with bands of ``rows`` output rows (tiles of ``cols`` columns) in
-    ``mode``, or None when its regions and weight tiles do not fit the scratchpad."""
-    sized = _size_stack(graph, plans, names, arch, rows, mode, parts_of, cols=cols)
-    return None if sized is None else _priced(graph, plans, *sized, arch)
-
-
 def _skeleton(graph: Graph, plans: dict[str, LayerPlan], names: list[str]) -> Stack:
     """The stack of ``names`` before sizing: its layers, their inputs, the loaded tensors, the shapes, which
     tensors share a region (bands of one row, recompute: placeholders)."""
