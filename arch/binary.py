@@ -18,7 +18,9 @@ import enum
 import json
 import struct
 import zlib
-from dataclasses import asdict, dataclass, field
+import math
+import os
+from dataclasses import MISSING, asdict, dataclass, field, fields
 
 import numpy as np
 
@@ -29,6 +31,19 @@ MAGIC = b"SIEVEBIN"
 VERSION = (5, 0)
 HEADER = struct.Struct("<8sHH32sII8x")
 ENTRY = struct.Struct("<IIQQII")
+
+
+def _limit(name: str, default: int) -> int:
+    """A resource limit: ``default`` unless the environment variable ``name`` sets it (docs/reliability.md)."""
+    try:
+        return int(os.environ.get(name, default))
+    except ValueError:
+        return default
+
+
+# the largest program a binary may describe: checked before anything is allocated for it
+MAX_DRAM_BYTES = _limit("SIEVE_MAX_DRAM_BYTES", 4 << 30)
+MAX_INSTRUCTIONS = _limit("SIEVE_MAX_INSTRUCTIONS", 1 << 24)
 
 
 class BinaryFormatError(Exception):
@@ -173,9 +188,75 @@ def encode_program(p: Program) -> bytes:
     return head + table + b"".join(payload for _, _, payload in sections)
 
 
-def _desc(d: dict) -> TensorDesc:
-    return TensorDesc(d["name"], d["dram_addr"], tuple(d["shape"]), tuple(d["view_shape"]),
-                      tuple(d["perm"]), d["scale"], d["zero_point"], d.get("dtype", "int8"), d.get("post", ""))
+def _field(d: dict, key: str, kind, what: str, default=None):
+    """``d[key]`` of the JSON type ``kind`` (int: not a bool; float: an int or a finite float)."""
+    if key not in d:
+        if default is not None:
+            return default
+        raise ValueError(f"{what}: no '{key}'")
+    v = d[key]
+    if kind is float and isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v):
+        return float(v)
+    if kind is int and isinstance(v, int) and not isinstance(v, bool):
+        return v
+    if kind in (str, list) and isinstance(v, (list, tuple) if kind is list else str):
+        return v
+    raise ValueError(f"{what}: '{key}' = {str(v)[:40]} is not {'a number' if kind is float else kind.__name__}")
+
+
+def _ints(v: list, what: str, lo: int = 0) -> tuple[int, ...]:
+    if not all(isinstance(x, int) and not isinstance(x, bool) and x >= lo for x in v):
+        raise ValueError(f"{what} must be whole numbers of at least {lo}")
+    return tuple(v)
+
+
+def _desc(d: dict, dram_bytes: int, what: str) -> TensorDesc:
+    """A tensor descriptor, checked: its shapes, permutation, scale and type, and that it lies in DRAM."""
+    if not isinstance(d, dict):
+        raise ValueError(f"{what} is not an object")
+    what = f"{what} '{str(d.get('name'))[:40]}'"
+    shape = _ints(_field(d, "shape", list, what), f"{what}: shape", 1)
+    view = _ints(_field(d, "view_shape", list, what), f"{what}: view_shape", 1)
+    perm = _ints(_field(d, "perm", list, what), f"{what}: perm")
+    if not shape or math.prod(shape) != math.prod(view) or sorted(perm) != list(range(len(view))):
+        raise ValueError(f"{what}: shape {list(shape)}, view {list(view)} and perm {list(perm)} disagree")
+    t = TensorDesc(_field(d, "name", str, what), _field(d, "dram_addr", int, what), shape, view, perm,
+                   _field(d, "scale", float, what), _field(d, "zero_point", int, what),
+                   _field(d, "dtype", str, what, "int8"), _field(d, "post", str, what, ""))
+    if not t.scale > 0 or not -128 <= t.zero_point <= 255:
+        raise ValueError(f"{what}: scale {t.scale} or zero point {t.zero_point} out of range")
+    if t.dtype not in ("int8", "uint8", "int32") or t.post not in ("", "softmax"):
+        raise ValueError(f"{what}: type '{t.dtype[:20]}' or host step '{t.post[:20]}' unknown")
+    if not 0 <= t.dram_addr <= dram_bytes - t.nbytes:
+        raise ValueError(f"{what}: [{t.dram_addr}, {t.dram_addr + t.nbytes}) lies outside the "
+                         f"{dram_bytes}-byte DRAM")
+    return t
+
+
+_SYMBOL_TYPES = {f.name: type(f.default) if f.default is not MISSING else (str if f.name in ("name", "op") else int)
+                 for f in fields(LayerSymbol)}
+
+
+def _symbol(d: dict, streams: tuple, what: str) -> LayerSymbol:
+    """A layer symbol, checked: every field of its type, and its range inside its core's stream."""
+    if not isinstance(d, dict):
+        raise ValueError(f"{what} is not an object")
+    unknown = set(d) - set(_SYMBOL_TYPES)
+    if unknown:
+        raise ValueError(f"{what}: unknown field '{sorted(unknown)[0][:40]}'")
+    values = {}
+    for key, kind in _SYMBOL_TYPES.items():
+        if key in d:
+            v = _field(d, key, list if kind is tuple else kind, what)
+            values[key] = from_json_lists(v) if kind is tuple else v
+    sym = LayerSymbol(**values)
+    what = f"{what} '{sym.name[:40]}'"
+    if not 0 <= sym.core < len(streams) or not 0 <= sym.start <= sym.end <= len(streams[sym.core]):
+        raise ValueError(f"{what}: instructions [{sym.start}, {sym.end}) of core {sym.core} lie outside "
+                         f"the code")
+    if min(v for k, v in values.items() if isinstance(v, (int, float))) < 0:
+        raise ValueError(f"{what}: a count is negative")
+    return sym
 
 
 def _sections(raw: bytes, source: str) -> tuple[bytes, list[tuple[int, int, bytes]]]:
@@ -216,20 +297,38 @@ def decode_program(raw: bytes, source: str = "<bytes>") -> Program:
         if kind not in by_kind:
             raise BinaryFormatError(f"{source}: missing {kind.name} section")
     try:
-        arch = arch_from_dict(json.loads(by_kind[SectionKind.ARCH][0][1]), f"{source} (embedded arch)")
-        meta = json.loads(by_kind[SectionKind.META][0][1])
+        arch_json = json.loads(by_kind[SectionKind.ARCH][0][1])
+        if not isinstance(arch_json, dict):
+            raise ValueError("the embedded arch is not an object")
+        arch = arch_from_dict(arch_json, f"{source} (embedded arch)")
+        cores = sorted(core for core, _ in by_kind[SectionKind.CODE])
+        if cores != list(range(arch.cores)) or len(by_kind[SectionKind.DATA]) + len(by_kind[SectionKind.META]) != 2:
+            raise BinaryFormatError(f"{source}: code sections for cores {cores[:8]}, the arch has {arch.cores} "
+                                    "(and one DATA and one META section)")
         streams = tuple(decode_stream(p) for _, p in sorted(by_kind[SectionKind.CODE]))
-        program = Program(arch, streams, by_kind[SectionKind.DATA][0][1], int(meta["dram_bytes"]),
-                          tuple(_desc(d) for d in meta["inputs"]), tuple(_desc(d) for d in meta["outputs"]),
-                          tuple(LayerSymbol(**{k: from_json_lists(v) for k, v in s.items()}) for s in meta["layers"]))
+        for core, s in enumerate(streams):
+            if len(s) > MAX_INSTRUCTIONS:
+                raise BinaryFormatError(f"{source}: core {core} has {len(s):,} instructions, more than the limit "
+                                        f"of {MAX_INSTRUCTIONS:,} (set SIEVE_MAX_INSTRUCTIONS to raise it)")
+        meta = json.loads(by_kind[SectionKind.META][0][1])
+        if not isinstance(meta, dict):
+            raise ValueError("not an object")
+        data = by_kind[SectionKind.DATA][0][1]
+        dram = _field(meta, "dram_bytes", int, "metadata")
+        if not len(data) <= dram <= MAX_DRAM_BYTES:
+            raise BinaryFormatError(f"{source}: DRAM of {dram:,} bytes: it must hold the {len(data):,}-byte data "
+                                    f"section and be at most {MAX_DRAM_BYTES:,} bytes "
+                                    "(set SIEVE_MAX_DRAM_BYTES to raise the limit)")
+        program = Program(arch, streams, data, dram,
+                          tuple(_desc(d, dram, "input") for d in _field(meta, "inputs", list, "metadata")),
+                          tuple(_desc(d, dram, "output") for d in _field(meta, "outputs", list, "metadata")),
+                          tuple(_symbol(d, streams, "layer symbol") for d in _field(meta, "layers", list, "metadata")))
     except (ArchError, ISAError) as err:
         raise BinaryFormatError(f"{source}: {err}") from None
-    except (ValueError, KeyError, TypeError) as err:
-        raise BinaryFormatError(f"{source}: malformed metadata: {err}") from None
+    except (ValueError, KeyError, TypeError, RecursionError) as err:
+        raise BinaryFormatError(f"{source}: malformed metadata: {str(err) or type(err).__name__}") from None
     if bytes.fromhex(arch.fingerprint()) != fp:
         raise BinaryFormatError(f"{source}: embedded arch does not match the header fingerprint")
-    if len(streams) != arch.cores:
-        raise BinaryFormatError(f"{source}: {len(streams)} code sections for {arch.cores} cores")
     return program
 
 

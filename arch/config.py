@@ -211,40 +211,46 @@ def _check(cond: bool, key: str, message: str, source: str) -> None:
         raise ArchError(f"key '{key}' {message}", source)
 
 
+# every number's range, inclusive: wide enough for any design a sweep explores, narrow enough that no
+# count the simulator derives from them overflows or allocates without bound (docs/arch.md)
+RANGES: dict[str, tuple[float, float]] = {
+    "cores": (1, 64), "clock_mhz": (1e-3, 1e6),
+    "core.pe_rows": (1, 256), "core.simd_lanes": (1, 256), "core.scratchpad_bytes": (4096, 1 << 24),
+    "core.scratchpad_banks": (1, 64), "core.scratchpad_port_bytes": (1, 4096),
+    "core.accumulator_bytes": (1024, 1 << 22), "core.vector_lanes": (1, 4096),
+    "core.matmul_fill_cycles": (0, 1 << 20), "core.vector_fill_cycles": (0, 1 << 20),
+    "memory.l2_bytes": (0, 1 << 30), "memory.l2_ways": (1, 1024), "memory.l2_line_bytes": (8, 4096),
+    "memory.l2_banks": (1, 1024), "memory.l2_bank_bytes_per_cycle": (1, 1 << 16),
+    "memory.l2_latency_cycles": (0, 1 << 20), "memory.l2_mshrs": (1, 1 << 16),
+    "memory.dram_bytes_per_cycle": (1 / 1024, 1 << 20), "memory.dram_latency_cycles": (0, 1 << 24),
+    "memory.dram_burst_bytes": (1, 1 << 16), "memory.dma_outstanding": (1, 1 << 16),
+    **{f"energy.{f.name}": (0, 1e9) for f in fields(EnergyConfig)},
+    **{f"area.{f.name}": (0, 1e12) for f in fields(AreaConfig)},
+}
+
+
+def _value(arch: ArchConfig, key: str):
+    obj = arch
+    for part in key.split("."):
+        obj = getattr(obj, part)
+    return obj
+
+
 def validate(arch: ArchConfig, source: str = "") -> ArchConfig:
-    c, m = arch.core, arch.memory
-    _check(1 <= arch.cores <= 64, "cores", f"must be 1..64, got {arch.cores}", source)
-    _check(arch.clock_mhz > 0, "clock_mhz", "must be positive", source)
-    _check(1 <= c.pe_rows <= 256, "core.pe_rows", f"must be 1..256, got {c.pe_rows}", source)
-    _check(1 <= c.simd_lanes <= 256, "core.simd_lanes", f"must be 1..256, got {c.simd_lanes}", source)
-    _check(4096 <= c.scratchpad_bytes <= 1 << 24, "core.scratchpad_bytes",
-           f"must be 4 KiB..16 MiB, got {c.scratchpad_bytes}", source)
-    _check(1 <= c.scratchpad_banks <= 64, "core.scratchpad_banks", f"must be 1..64, got {c.scratchpad_banks}", source)
-    _check(c.scratchpad_port_bytes >= 1, "core.scratchpad_port_bytes", "must be at least 1", source)
-    _check(1024 <= c.accumulator_bytes <= 1 << 22 and c.accumulator_bytes % 4 == 0,
-           "core.accumulator_bytes", f"must be a multiple of 4 in 1 KiB..4 MiB, got {c.accumulator_bytes}", source)
-    _check(c.vector_lanes >= 1, "core.vector_lanes", "must be at least 1", source)
-    _check(c.matmul_fill_cycles >= 0 and c.vector_fill_cycles >= 0, "core.*_fill_cycles",
-           "must not be negative", source)
-    _check(m.l2_bytes >= 0, "memory.l2_bytes", "must not be negative", source)
-    _check(m.l2_line_bytes > 0 and m.l2_line_bytes & (m.l2_line_bytes - 1) == 0, "memory.l2_line_bytes",
-           f"must be a power of two, got {m.l2_line_bytes}", source)
-    _check(m.l2_ways >= 1, "memory.l2_ways", "must be at least 1", source)
+    """Every number finite and within ``RANGES``; the few rules that relate fields."""
+    for key, (lo, hi) in RANGES.items():
+        v = _value(arch, key)
+        if not (math.isfinite(v) and lo <= v <= hi):
+            shown = f"{lo:g}..{hi:g}" if isinstance(v, float) else f"{int(lo)}..{int(hi)}"
+            raise ArchError(f"key '{key}' must be in {shown}, got {v!r}", source)
+    m = arch.memory
+    _check(arch.core.accumulator_bytes % 4 == 0, "core.accumulator_bytes",
+           f"must be a multiple of 4, got {arch.core.accumulator_bytes}", source)
+    for key in ("memory.l2_line_bytes", "memory.dram_burst_bytes"):
+        v = _value(arch, key)
+        _check(v & (v - 1) == 0, key, f"must be a power of two, got {v}", source)
     _check(m.l2_bytes % (m.l2_ways * m.l2_line_bytes) == 0, "memory.l2_bytes",
            "must be a multiple of l2_ways * l2_line_bytes", source)
-    _check(m.l2_banks >= 1, "memory.l2_banks", "must be at least 1", source)
-    _check(m.l2_bank_bytes_per_cycle >= 1, "memory.l2_bank_bytes_per_cycle", "must be at least 1", source)
-    _check(m.l2_latency_cycles >= 0, "memory.l2_latency_cycles", "must not be negative", source)
-    _check(m.l2_mshrs >= 1, "memory.l2_mshrs", "must be at least 1", source)
-    _check(m.dram_bytes_per_cycle > 0, "memory.dram_bytes_per_cycle", "must be positive", source)
-    _check(m.dram_latency_cycles >= 0, "memory.dram_latency_cycles", "must not be negative", source)
-    _check(m.dram_burst_bytes > 0 and m.dram_burst_bytes & (m.dram_burst_bytes - 1) == 0, "memory.dram_burst_bytes",
-           f"must be a power of two, got {m.dram_burst_bytes}", source)
-    _check(m.dma_outstanding >= 1, "memory.dma_outstanding", "must be at least 1", source)
-    for f in fields(EnergyConfig):
-        _check(getattr(arch.energy, f.name) >= 0, f"energy.{f.name}", "must not be negative", source)
-    for f in fields(AreaConfig):
-        _check(getattr(arch.area, f.name) >= 0, f"area.{f.name}", "must not be negative", source)
     return arch
 
 
@@ -287,8 +293,8 @@ def load_arch(name_or_path: str | Path) -> ArchConfig:
                         hint=f"presets: {', '.join(preset_names())}")
     try:
         data = tomllib.loads(text)
-    except tomllib.TOMLDecodeError as err:
-        raise ArchError(f"malformed TOML: {err}", source) from None
+    except (tomllib.TOMLDecodeError, ValueError, RecursionError) as err:   # ValueError: a 4,300-digit number
+        raise ArchError(f"malformed TOML: {str(err) or type(err).__name__}", source) from None
     return arch_from_dict(data, source)
 
 

@@ -18,6 +18,7 @@ Each opcode runs on one of a core's three in-order queues (load, compute, store)
 from __future__ import annotations
 
 import enum
+import math
 import struct
 from dataclasses import dataclass
 from typing import Any
@@ -117,7 +118,14 @@ FIELD_NAMES = {op: tuple(name for name, _, _ in fs) for op, fs in FIELDS.items()
 _INDEX = {op: {name: i for i, name in enumerate(names)} for op, names in FIELD_NAMES.items()}
 
 
+F32_MAX = float(np.finfo(np.float32).max)
+
+
 def _f32(x: float) -> float:
+    """``x`` as a float32 (a finite value beyond float32's range is an error, not an infinity)."""
+    x = float(x)
+    if abs(x) > F32_MAX and math.isfinite(x):
+        raise OverflowError(f"{x!r} does not fit a float32")
     return float(np.float32(x))
 
 

@@ -13,7 +13,8 @@ from pathlib import Path
 import lark
 import numpy as np
 
-from sieve.arch.binary import LayerSymbol, Program, TensorDesc, from_json_lists
+from sieve.arch.binary import (BinaryFormatError, LayerSymbol, Program, TensorDesc, decode_program, encode_program,
+                               from_json_lists)
 from sieve.arch.config import ArchConfig, ArchError, arch_from_dict, load_arch, read_text
 from sieve.arch.isa import FIELDS, Instruction, ISAError, Opcode
 
@@ -278,23 +279,35 @@ class _Assembler:
 
 
 def assemble(text: str, source: str = "<asm>") -> Program:
+    """A program from its text. It is checked as its binary would be (``arch.binary.decode_program``):
+    every field in range, the metadata consistent, every descriptor and symbol inside the program."""
     try:
         tree = _parser().parse(text if text.endswith("\n") else text + "\n")
     except lark.exceptions.UnexpectedInput as err:
         raise AsmError("syntax error\n" + err.get_context(text).rstrip(), source, err.line, err.column) from None
+    except RecursionError:
+        raise AsmError("nested too deeply", source) from None
     values = _Values()
     asm = _Assembler(source)
     for line in tree.children:
-        items = [values.transform(c) if isinstance(c, lark.Tree) else c for c in line.children[1:]]
-        items = [_Word(i) if isinstance(i, lark.Token) else i for i in items]
         try:
+            items = [values.transform(c) if isinstance(c, lark.Tree) else c for c in line.children[1:]]
+            items = [_Word(i) if isinstance(i, lark.Token) else i for i in items]
             getattr(asm, line.data)(str(line.children[0]), items, line.meta)
         except ArchError as err:
             raise AsmError(str(err), source, line.meta.line, line.meta.column) from None
-        except (KeyError, IndexError, ValueError) as err:
+        except lark.exceptions.VisitError as err:      # a number the transformer cannot take (4,300 digits)
+            raise AsmError(f"bad value: {err.orig_exc}", source, line.meta.line, line.meta.column) from None
+        except (KeyError, IndexError, ValueError, TypeError, OverflowError) as err:
             raise AsmError(f"malformed .{line.children[0]}: {err}", source, line.meta.line,
                            line.meta.column) from None
-    return asm.program()
+    program = asm.program()
+    try:
+        return decode_program(encode_program(program), source)
+    except ISAError as err:
+        raise AsmError(str(err), source) from None
+    except BinaryFormatError as err:
+        raise AsmError(str(err).removeprefix(f"{source}: "), source) from None
 
 
 def assemble_file(path: str | Path) -> Program:

@@ -271,6 +271,8 @@ def _softmax(m: Machine, core: CoreState, ins) -> None:
     x = _i8(core.spad, ins.src_addr, n, "scratchpad input").reshape(ins.rows, ins.cols)
     if ins.mode == 2:                                # integer-only: an int32 exp table
         table = _span(core.spad, ins.table_addr, 1024, "scratchpad table").view("<i4")
+        if table[0] <= 0 or (table < 0).any():
+            raise OutOfBounds("the integer softmax table has a negative entry or a first entry of 0")
         y = integer.int_softmax(x, table, ins.ys, ins.zy)
     else:
         table = _span(core.spad, ins.table_addr, 1024, "scratchpad table").view("<f4")

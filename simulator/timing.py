@@ -25,6 +25,7 @@ from sieve.arch.isa import NUM_COUNTERS, Opcode, Queue
 from sieve.arch.stream import Stream
 from sieve.simulator.errors import SimulatorError
 from sieve.simulator.events import E, MEMORY_EVENTS, costs, units
+from sieve.simulator.verify import verify
 from sieve.simulator.memory import DRAM, L2, NEVER, MemoryState, next_end, pop_end, start_transfer
 
 # stall cycles by cause, per instruction: DMA transfers slowed by the DRAM (its bandwidth shared,
@@ -57,6 +58,7 @@ def as_streams(p: Program) -> tuple[Stream, ...]:
 def simulate_timing(p: Program) -> Timeline:
     arch = p.arch
     streams = as_streams(p)
+    verify(p, streams)
     priced = [costs(s, arch) for s in streams]
     n_cores = len(streams)
     # every queue's instructions in program order, one flat array per field; queue k = 3 * core + queue
