@@ -19,10 +19,11 @@ import json
 import struct
 import zlib
 import math
-import os
 from dataclasses import MISSING, asdict, dataclass, field, fields
 
 import numpy as np
+
+from sieve_numerics.limits import MAX_DRAM_BYTES, MAX_INSTRUCTIONS
 
 from sieve.arch.config import VISIBLE, ArchConfig, ArchError, arch_from_dict
 from sieve.arch.isa import Instruction, ISAError, decode_stream, encode_stream
@@ -31,19 +32,6 @@ MAGIC = b"SIEVEBIN"
 VERSION = (5, 0)
 HEADER = struct.Struct("<8sHH32sII8x")
 ENTRY = struct.Struct("<IIQQII")
-
-
-def _limit(name: str, default: int) -> int:
-    """A resource limit: ``default`` unless the environment variable ``name`` sets it (docs/reliability.md)."""
-    try:
-        return int(os.environ.get(name, default))
-    except ValueError:
-        return default
-
-
-# the largest program a binary may describe: checked before anything is allocated for it
-MAX_DRAM_BYTES = _limit("SIEVE_MAX_DRAM_BYTES", 4 << 30)
-MAX_INSTRUCTIONS = _limit("SIEVE_MAX_INSTRUCTIONS", 1 << 24)
 
 
 class BinaryFormatError(Exception):
@@ -223,7 +211,7 @@ def _desc(d: dict, dram_bytes: int, what: str) -> TensorDesc:
     t = TensorDesc(_field(d, "name", str, what), _field(d, "dram_addr", int, what), shape, view, perm,
                    _field(d, "scale", float, what), _field(d, "zero_point", int, what),
                    _field(d, "dtype", str, what, "int8"), _field(d, "post", str, what, ""))
-    if not t.scale > 0 or not -128 <= t.zero_point <= 255:
+    if not 1e-30 <= t.scale <= 1e30 or not -128 <= t.zero_point <= 255:
         raise ValueError(f"{what}: scale {t.scale} or zero point {t.zero_point} out of range")
     if t.dtype not in ("int8", "uint8", "int32") or t.post not in ("", "softmax"):
         raise ValueError(f"{what}: type '{t.dtype[:20]}' or host step '{t.post[:20]}' unknown")

@@ -112,11 +112,14 @@ class Stream(Sequence):
         instructions = list(instructions)
         n = len(instructions)
         opcode = np.fromiter((int(i.opcode) for i in instructions), np.uint8, n)
-        signal = np.fromiter((i.signal for i in instructions), np.int64, n)
         counters, values = np.zeros((n, 2), np.int64), np.zeros((n, 2), np.int64)
-        for j, ins in enumerate(instructions):
-            for k, (c, v) in enumerate(ins.waits):
-                counters[j, k], values[j, k] = c, v
+        try:
+            signal = np.fromiter((i.signal for i in instructions), np.int64, n)
+            for j, ins in enumerate(instructions):
+                for k, (c, v) in enumerate(ins.waits):
+                    counters[j, k], values[j, k] = c, v
+        except OverflowError:
+            raise ISAError("a signal or wait value is too large for its field") from None
         fields = {}
         for op in Opcode:
             idx = np.flatnonzero(opcode == int(op))
@@ -126,22 +129,24 @@ class Stream(Sequence):
             if not rows:
                 fields[op] = (idx, {})
                 continue
-            table = np.fromiter(itertools.chain.from_iterable(instructions[j].args for j in idx.tolist()),
-                                np.float64, len(idx) * len(rows)).reshape(len(idx), len(rows))
+            try:
+                table = np.fromiter(itertools.chain.from_iterable(instructions[j].args for j in idx.tolist()),
+                                    np.float64, len(idx) * len(rows)).reshape(len(idx), len(rows))
+            except OverflowError:
+                raise ISAError(f"a {op.name} field is too large for any field") from None
             cols = {}
             for c, (name, kind, bits, _) in enumerate(rows):
                 col = table[:, c]
                 if kind == "f":
                     cols[name] = col.astype(np.float32)
                     continue
-                col = col.astype(np.int64)
                 lo, hi = (-(1 << (bits - 1)), (1 << (bits - 1)) - 1) if kind == "s" else (0, (1 << bits) - 1)
-                bad = np.flatnonzero((col < lo) | (col > hi))
+                bad = np.flatnonzero((col < lo) | (col >= float(hi) + 1))     # before the cast to int64
                 if bad.size:
                     j = idx[bad[0]]
-                    raise ISAError(f"instruction {j}: field '{op.name}.{name}' = {col[bad[0]]} does not fit {bits} "
-                                   f"bits ({lo}..{hi})")
-                cols[name] = col
+                    raise ISAError(f"instruction {j}: field '{op.name}.{name}' = {instructions[j].args[c]} does not "
+                                   f"fit {bits} bits ({lo}..{hi})")
+                cols[name] = col.astype(np.int64)
             fields[op] = (idx, cols)
         for what, arr, bits in (("signal", signal, 4), ("wait counter", counters, 4), ("wait value", values, VALUE_BITS)):
             bad = np.argwhere((arr < 0) | (arr >= 1 << bits))

@@ -19,12 +19,14 @@ the node and the supported list.
 from __future__ import annotations
 
 import logging
+import math
 import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
 import numpy as np
+from sieve_numerics.limits import MAX_TENSOR_ELEMENTS, over
 
 from sieve.frontend.errors import FrontendError
 from sieve.frontend.onnx_fold import FOLD, fold
@@ -145,7 +147,7 @@ class _Importer:
         self.source, self.batch = source, batch
         self.graph = model.graph
         self.opset = {o.domain or "": o.version for o in model.opset_import}
-        self.consts: dict[str, np.ndarray] = {t.name: self.nh.to_array(t) for t in self.graph.initializer}
+        self.consts: dict[str, np.ndarray] = {t.name: self._initializer(t) for t in self.graph.initializer}
         for value in self.consts.values():             # read-only: nodes share them (and views of them)
             value.flags.writeable = False
         self.names: dict[str, str] = {}            # onnx tensor -> IR node
@@ -174,6 +176,52 @@ class _Importer:
         self.graph_outputs = {o.name for o in self.graph.output}
         for o in self.graph_outputs:
             self.consumers[o] = self.consumers.get(o, 0) + 1
+
+    def _initializer(self, t) -> np.ndarray:
+        """An initializer as an array, its declared size checked before it is read."""
+        dims = list(t.dims)
+        if any(d < 0 for d in dims):
+            raise FrontendError(f"initializer '{t.name}' has a negative dimension {dims}", self.source)
+        size = math.prod(dims)
+        if size > MAX_TENSOR_ELEMENTS:
+            raise FrontendError(over(f"initializer '{t.name}' {dims}", size, MAX_TENSOR_ELEMENTS,
+                                     "SIEVE_MAX_TENSOR_ELEMENTS"), self.source)
+        try:
+            return self.nh.to_array(t)
+        except Exception as err:                        # onnx raises several types for a malformed tensor
+            raise FrontendError(f"initializer '{t.name}' is malformed (type {t.data_type}, dims {dims}): "
+                                f"{str(err) or type(err).__name__}", self.source) from None
+
+    def _check_node(self, node) -> None:
+        """A node against its operator's schema (onnx.defs) at the model's opset: how many inputs and
+        outputs it has, which attributes (required ones present, no unknown ones) and their types."""
+        onnx, _ = _onnx()
+        domain = node.domain or ""
+        if domain not in ("", "ai.onnx", "com.microsoft"):
+            return
+        try:
+            schema = onnx.defs.get_schema(node.op_type, self.opset.get(domain, self.opset.get("", 1)), domain)
+        except onnx.defs.SchemaError:
+            return                                      # an unknown op: its handler (or the lack of one) says so
+        n_in = len(node.input)
+        if not schema.min_input <= n_in <= schema.max_input:
+            raise self.error(f"has {n_in} input(s); the operator takes {schema.min_input}"
+                             + (f"..{schema.max_input}" if schema.max_input != schema.min_input else ""), node)
+        if not schema.min_output <= len(node.output) <= schema.max_output:
+            raise self.error(f"has {len(node.output)} output(s); the operator takes {schema.min_output}"
+                             f"..{schema.max_output}", node)
+        for a in node.attribute:
+            known = schema.attributes.get(a.name)
+            if known is None:
+                raise self.error(f"unknown attribute '{a.name}'", node,
+                                 f"{node.op_type} takes: {', '.join(sorted(schema.attributes)) or 'none'}")
+            if a.type != known.type.value and a.type != 0:
+                raise self.error(f"attribute '{a.name}' has type {onnx.AttributeProto.AttributeType.Name(a.type)}, "
+                                 f"the operator takes {known.type.name}", node)
+        given = {a.name for a in node.attribute}
+        for name, known in schema.attributes.items():
+            if known.required and name not in given:
+                raise self.error(f"lacks the required attribute '{name}'", node)
 
     # ---------------------------------------------------------------- helpers
     def error(self, message: str, node=None, hint: str = "") -> FrontendError:
@@ -427,6 +475,7 @@ class _Importer:
         return bool(entry and entry[2])
 
     def _node(self, node) -> None:
+        self._check_node(node)
         op = node.op_type
         domain = node.domain or ""
         if all((i in self.consts) or not i for i in node.input) and op in FOLD and domain == "":

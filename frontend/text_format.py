@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import functools
 import json
+import zipfile
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -58,6 +59,8 @@ def parse_sv(text: str, source: str = "<text>", base_dir: Path | None = None) ->
         hint = f"expected one of: {', '.join(expected[:8])}" if expected else ""
         raise FrontendError("syntax error", source, err.line, err.column, err.get_context(text).rstrip(),
                             hint) from None
+    except RecursionError:
+        raise FrontendError("nested too deeply", source) from None
     values = _Values()
     name, side, outputs = Path(source).stem, None, []
     b: GraphBuilder | None = None
@@ -69,10 +72,7 @@ def parse_sv(text: str, source: str = "<text>", base_dir: Path | None = None) ->
         elif kind == "weights":
             path = Path(json.loads(stmt.children[0]))
             path = (base_dir or Path(".")) / path if not path.is_absolute() else path
-            try:
-                side = dict(np.load(path))
-            except (OSError, ValueError) as err:
-                raise FrontendError(f"cannot read weights file '{path}': {err}", **where) from None
+            side = _side_file(path, where)
         else:
             b = b or GraphBuilder(name)
             try:
@@ -84,6 +84,10 @@ def parse_sv(text: str, source: str = "<text>", base_dir: Path | None = None) ->
                     outputs += [str(c) for c in stmt.children]
             except IRError as err:
                 raise FrontendError(str(err).split(" (hint: ")[0], hint=err.hint, **where) from None
+            except lark.exceptions.VisitError as err:     # a value the transformer cannot take (4,300 digits)
+                raise FrontendError(f"bad value: {err.orig_exc}", **where) from None
+            except RecursionError:
+                raise FrontendError("nested too deeply", **where) from None
     if b is None or not outputs:
         raise FrontendError("a model needs at least one input and one output statement", source)
     try:
@@ -113,7 +117,8 @@ def _layer(b: GraphBuilder, stmt, values: _Values, side: dict | None, where: dic
         params = {k.split(".", 1)[1]: v for k, v in side.items() if k.split(".", 1)[0] == lname}
     if block is not None:
         for p in block.children:
-            params[str(p.children[0])] = np.asarray(values.transform(p.children[1]), dtype=np.float32)
+            params[str(p.children[0])] = _numbers(values.transform(p.children[1]), f"layer '{lname}': "
+                                                  f"'{p.children[0]}'", where)
     if opdef(op).weighted:
         if "w" not in params:
             raise FrontendError(f"layer '{lname}' has no weights", hint="give a { w = [...] } block or a "
@@ -147,11 +152,44 @@ def _shape_params(op: Op, attrs: dict, params: dict, b: GraphBuilder, inputs: li
         want = (attrs.get("out_features", 0), in_shape[-1])
     w = params["w"]
     if w.shape != want:
+        if w.ndim > 1:
+            raise FrontendError(f"layer '{lname}': weights have shape {list(w.shape)}, expected {list(want)} "
+                                "(or flat)", **where)
         if w.size != int(np.prod(want)):
             raise FrontendError(f"layer '{lname}': weights have {w.size} values, expected "
                                 f"{int(np.prod(want))} for shape {list(want)}", **where)
         params = {**params, "w": w.reshape(want)}
     return params
+
+
+def _numbers(value, what: str, where: dict) -> np.ndarray:
+    """Nested lists of numbers as a float32 array; anything else (ragged, text, values beyond float32) is an
+    error naming the parameter."""
+    try:
+        with np.errstate(over="raise"):
+            a = np.asarray(value, dtype=np.float32)
+    except (ValueError, TypeError, FloatingPointError) as err:
+        raise FrontendError(f"{what} is not a rectangular array of float32 numbers ({err})", **where) from None
+    if not np.isfinite(a).all():
+        raise FrontendError(f"{what} has NaN or infinite values", **where)
+    return a
+
+
+def _side_file(path: Path, where: dict) -> dict[str, np.ndarray]:
+    """A weights side file: an .npz of float arrays named "<layer>.<param>"."""
+    try:
+        loaded = np.load(path, allow_pickle=False)
+        if not isinstance(loaded, np.lib.npyio.NpzFile):
+            raise FrontendError(f"weights file '{path}' is one array, not an .npz archive of named arrays", **where)
+        with loaded:
+            side = {k: loaded[k] for k in loaded.files}
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile, KeyError) as err:
+        raise FrontendError(f"cannot read weights file '{path}': {err}", **where) from None
+    for k, v in side.items():
+        if not isinstance(v, np.ndarray) or v.dtype.kind not in "fiu":
+            raise FrontendError(f"weights file '{path}': '{k}' is not an array of real numbers", **where)
+        side[k] = _numbers(v, f"weights file '{path}': '{k}'", where)
+    return side
 
 
 def load_sv(path: str | Path) -> Graph:

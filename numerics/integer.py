@@ -21,7 +21,8 @@ def requantize(acc: np.ndarray, scale, zero_point: int, lo: int = -128, hi: int 
     Adding zp in float32 is exact below 2**24, and anything larger saturates the same way."""
     y = np.asarray(acc).astype(np.float32)
     scale = np.asarray(scale, np.float32)
-    y = np.multiply(y, scale, out=y if np.broadcast_shapes(y.shape, scale.shape) == y.shape else None)
+    with np.errstate(over="ignore"):              # a product beyond float32 is infinite and saturates
+        y = np.multiply(y, scale, out=y if np.broadcast_shapes(y.shape, scale.shape) == y.shape else None)
     np.rint(y, out=y)
     y += np.float32(zero_point)
     return np.clip(y, lo, hi, out=y).astype(np.int8)

@@ -3,10 +3,14 @@ given in Python. Every array is checked for shape and for NaN or infinite values
 from __future__ import annotations
 
 import logging
+import warnings
+import zipfile
+import zlib
 from pathlib import Path
 from typing import Mapping, Union
 
 import numpy as np
+from sieve_numerics.limits import MAX_TENSOR_ELEMENTS, over
 
 from sieve.errors import UsageError
 
@@ -33,12 +37,20 @@ def _arrays(data: Data, names: list[str], source: str) -> dict[str, np.ndarray]:
         path = Path(data)
         try:
             loaded = np.load(path, allow_pickle=False)
-        except (OSError, ValueError, EOFError) as err:
+            if isinstance(loaded, np.ndarray):
+                return {names[0]: loaded} if len(names) == 1 else _one_of_many(names, source)
+            with loaded:
+                arrays = {k: loaded[k] for k in loaded.files}
+        except ValueError as err:
+            if "allow_pickle" in str(err):
+                raise UsageError(f"{path}: holds Python objects, not numbers (Sieve does not unpickle)") from None
             raise UsageError(f"{path}: cannot read array file: {err}") from None
-        if isinstance(loaded, np.ndarray):
-            return {names[0]: loaded} if len(names) == 1 else _one_of_many(names, source)
-        with loaded:
-            return {k: loaded[k] for k in loaded.files}
+        except (OSError, EOFError, zipfile.BadZipFile, KeyError, zlib.error) as err:
+            raise UsageError(f"{path}: cannot read array file: {err or type(err).__name__}") from None
+        for k, v in arrays.items():
+            if not isinstance(v, np.ndarray):
+                raise UsageError(f"{path}: member '{k}' is not a .npy array")
+        return arrays
     if isinstance(data, np.ndarray):
         return {names[0]: data} if len(names) == 1 else _one_of_many(names, source)
     return {k: np.asarray(v) for k, v in data.items()}
@@ -58,7 +70,7 @@ def read_inputs(data: Data, shapes: Mapping[str, tuple[int, ...]], source: str |
         if name not in arrays:
             raise UsageError(f"{source}: no array named '{name}' (has {', '.join(arrays) or 'none'})")
         x = arrays[name]
-        if x.dtype.kind not in "fiub":
+        if x.dtype.kind not in "fiu":
             raise UsageError(f"{source}: '{name}' has element type {x.dtype}, not numbers")
         if x.ndim == len(shape) - 1 and x.shape == shape[1:]:
             x = x[None]
@@ -83,8 +95,14 @@ def load_image_folder(folder: Path, shape: tuple[int, ...], limit: int | None = 
     out = []
     for f in files:
         try:
-            img = Image.open(f).convert("L" if c == 1 else "RGB")
-        except OSError as err:
+            with warnings.catch_warnings():
+                warnings.simplefilter("error", Image.DecompressionBombWarning)
+                img = Image.open(f)
+                if img.width * img.height > MAX_TENSOR_ELEMENTS:   # checked from the header, before decoding
+                    raise UsageError(over(f"{f}: an image of {img.width} x {img.height} pixels",
+                                          img.width * img.height, MAX_TENSOR_ELEMENTS, "SIEVE_MAX_TENSOR_ELEMENTS"))
+                img = img.convert("L" if c == 1 else "RGB")
+        except (OSError, ValueError, Image.DecompressionBombWarning, Image.DecompressionBombError) as err:
             raise UsageError(f"{f}: cannot read image: {err}") from None
         short = round(min(h, w) * 256 / 224)
         scale = short / min(img.size)
@@ -111,5 +129,5 @@ def calibration_inputs(shapes: Mapping[str, tuple[int, ...]], data: Data | None,
     log.warning("no calibration data given (--calibrate): calibrating on %d seeded standard-normal "
                 "samples; int8 accuracy on real data may suffer", DEFAULT_CALIBRATION_SAMPLES)
     rng = np.random.default_rng(seed)
-    return {k: rng.standard_normal((DEFAULT_CALIBRATION_SAMPLES,) + tuple(s[1:])).astype(np.float32)
-            for k, s in shapes.items()}
+    return {k: np.stack([rng.standard_normal(tuple(s[1:])).astype(np.float32)     # a sample at a time: the
+                         for _ in range(DEFAULT_CALIBRATION_SAMPLES)]) for k, s in shapes.items()}   # same values

@@ -270,7 +270,8 @@ def _mutate_code(payload: bytes, rng) -> bytes:
             pos = HEADER_BITS + sum(b for _, _, b in fields[:j])
             _, kind, bits = fields[j]
             if kind == "f":
-                value = int(np.float32(rng.choice(FLOAT_EDGES)).view(np.uint32))
+                with np.errstate(over="ignore"):
+                    value = int(np.float32(rng.choice(FLOAT_EDGES)).view(np.uint32))
             else:
                 value = _edge_int(rng, bits) if rng.random() < 0.8 else int(rng.integers(0, 1 << bits))
             word = (word & ~(((1 << bits) - 1) << pos)) | (value << pos)
@@ -296,16 +297,20 @@ def mutate_binary(raw: bytes, rng) -> bytes:
         r = rng.random()
         i = int(rng.integers(len(sections)))
         kind, core, payload = sections[i]
+        want = (SectionKind.CODE if r < 0.55 else SectionKind.META if r < 0.75 else SectionKind.ARCH if r < 0.83
+                else SectionKind.DATA if r < 0.9 else None)
+        have = [k for k, s in enumerate(sections) if s[0] == want]
+        if want is not None and not have:
+            continue
         if r < 0.55:
-            codes = [j for j, s in enumerate(sections) if s[0] == SectionKind.CODE]
-            j = codes[int(rng.integers(len(codes)))]
+            j = have[int(rng.integers(len(have)))]
             sections[j] = (sections[j][0], sections[j][1], _mutate_code(sections[j][2], rng))
         elif r < 0.75:
-            j = [k for k, s in enumerate(sections) if s[0] == SectionKind.META][0]
+            j = have[0]
             meta = _mutate_json(json.loads(sections[j][2]), rng, int(rng.integers(1, 3)))
             sections[j] = (SectionKind.META, 0, json.dumps(meta).encode())
         elif r < 0.83:
-            j = [k for k, s in enumerate(sections) if s[0] == SectionKind.ARCH][0]
+            j = have[0]
             arch = _mutate_json(json.loads(sections[j][2]), rng)
             text = json.dumps(arch, sort_keys=True, separators=(",", ":"))
             sections[j] = (SectionKind.ARCH, 0, text.encode())
@@ -315,7 +320,7 @@ def mutate_binary(raw: bytes, rng) -> bytes:
             except Exception:                            # noqa: BLE001 - invalid archs keep the old one
                 pass
         elif r < 0.9:
-            j = [k for k, s in enumerate(sections) if s[0] == SectionKind.DATA][0]
+            j = have[0]
             data = bytearray(sections[j][2])
             if data and rng.random() < 0.5:
                 data = data[:int(rng.integers(len(data)))]
@@ -511,7 +516,7 @@ def make_data(shape: tuple[int, ...], rng, where: Path) -> Path | np.ndarray | d
             elif c < 0.5:
                 path.write_bytes(bytes(rng.integers(0, 256, int(rng.integers(0, 200)), dtype=np.uint8)))
             else:
-                mode = str(rng.choice(["L", "RGB", "RGBA", "I", "F", "1", "P"]))
+                mode = str(rng.choice(["L", "RGB", "RGBA", "I;16", "1", "P", "LA"]))
                 size = (int(rng.integers(1, 40)), int(rng.integers(1, 40)))
                 Image.new(mode, size).save(path)
         return folder
@@ -636,8 +641,9 @@ def classify(surface: str, index: int, seeds: Seeds, seed: int = 0) -> tuple[str
             kind, detail = "rejected", (str(err).splitlines() or [""])[0]
         except (Exception, RecursionError) as err:        # noqa: BLE001 - what the harness is for
             tb = traceback.extract_tb(err.__traceback__)
+            root = str(Path(__file__).resolve().parents[1])
             where = next((f"{Path(f.filename).name}:{f.lineno}" for f in reversed(tb)
-                          if "sieve" in f.filename or "/frontend/" in f.filename), "?")
+                          if f.filename.startswith(root) and not f.filename.endswith("fuzz.py")), "fuzz.py")
             return "internal", f"{type(err).__name__} at {where}: {str(err)[:200]}"
     loud = [w for w in caught if not issubclass(w.category, (DeprecationWarning, PendingDeprecationWarning))]
     if loud:

@@ -184,6 +184,8 @@ def _requant(m: Machine, core: CoreState, ins: Instruction) -> None:
         dst[...] = total.view(np.uint8).reshape(ins.cols, row)
         return
     scale = _span(core.spad, ins.scale_addr, 4 * ins.k, "scratchpad scale").view("<f4")
+    if not np.isfinite(scale).all():
+        raise OutOfBounds("a requantization scale in the scratchpad is not a finite number")
     y = integer.requantize(total, scale, ins.zp, ins.lo, ins.hi)
     dst[...] = y.view(np.uint8).reshape(ins.cols, row)
 

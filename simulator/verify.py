@@ -15,20 +15,17 @@ compiler emits for an arch in range comes near.
 """
 from __future__ import annotations
 
-import os
 from typing import Callable
 
 import numpy as np
+from sieve_numerics.limits import MAX_INSTRUCTION_WORK
 
 from sieve.arch.binary import Program
 from sieve.arch.isa import Opcode
 from sieve.arch.stream import Stream
 from sieve.simulator.errors import Trap
 
-try:
-    MAX_WORK = int(os.environ.get("SIEVE_MAX_INSTRUCTION_WORK", 1 << 27))
-except ValueError:
-    MAX_WORK = 1 << 27
+MAX_WORK = MAX_INSTRUCTION_WORK
 
 Fields = dict[str, np.ndarray]
 # a rule: (what must hold, the instructions where it does not, the fields to show)
