@@ -328,6 +328,10 @@ class _Importer:
         if tensor not in self.names:
             raise FrontendError(f"tensor '{tensor}' is used before it is produced (or is a float value "
                                 "inside a quantized region)", self.source)
+        if tensor in self.raw_inputs and self.names[tensor] not in self.b.nodes:
+            raise FrontendError(f"input '{tensor}' is {'u' * self.raw_unsigned(tensor)}int8, read by an op that "
+                                "takes float data (an integer input needs a DequantizeLinear or a quantized op "
+                                "after it)", self.source)
         return self.names[tensor]
 
     def ort_u8(self, q_node, q: "_Q") -> bool:

@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import functools
 import json
-import zipfile
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -11,8 +10,9 @@ from typing import Any
 import lark
 import numpy as np
 
+from sieve.frontend.arrays import load_arrays
 from sieve.frontend.errors import FrontendError
-from sieve.ir.build import GraphBuilder
+from sieve.ir.build import GraphBuilder, normalize_attrs
 from sieve.ir.registry import opdef
 from sieve.ir.graph import Graph, IRError, Op
 
@@ -140,7 +140,7 @@ def _shape_params(op: Op, attrs: dict, params: dict, b: GraphBuilder, inputs: li
     in_shape = b.nodes[inputs[0]].out.shape
     if op is Op.CONV2D:
         try:
-            a = opdef(op).attrs(dict(attrs))              # the op's own checks and canonical forms first
+            a = normalize_attrs(op, attrs)                # the op's own checks and canonical forms first
         except IRError as err:
             raise FrontendError(f"layer '{lname}': {err}", **where) from None
         kh, kw = a["kernel"]
@@ -163,28 +163,25 @@ def _shape_params(op: Op, attrs: dict, params: dict, b: GraphBuilder, inputs: li
 
 
 def _numbers(value, what: str, where: dict) -> np.ndarray:
-    """Nested lists of numbers as a float32 array; anything else (ragged, text, values beyond float32) is an
-    error naming the parameter."""
+    """Nested lists of numbers as a float32 array; anything else (ragged, text, finite values beyond
+    float32) is an error naming the parameter."""
     try:
         with np.errstate(over="raise"):
             a = np.asarray(value, dtype=np.float32)
     except (ValueError, TypeError, FloatingPointError) as err:
         raise FrontendError(f"{what} is not a rectangular array of float32 numbers ({err})", **where) from None
-    if not np.isfinite(a).all():
-        raise FrontendError(f"{what} has NaN or infinite values", **where)
-    return a
+    return a                                             # NaN or infinities: refused where every model's are
 
 
 def _side_file(path: Path, where: dict) -> dict[str, np.ndarray]:
     """A weights side file: an .npz of float arrays named "<layer>.<param>"."""
     try:
-        loaded = np.load(path, allow_pickle=False)
-        if not isinstance(loaded, np.lib.npyio.NpzFile):
-            raise FrontendError(f"weights file '{path}' is one array, not an .npz archive of named arrays", **where)
-        with loaded:
-            side = {k: loaded[k] for k in loaded.files}
-    except (OSError, ValueError, EOFError, zipfile.BadZipFile, KeyError) as err:
-        raise FrontendError(f"cannot read weights file '{path}': {err}", **where) from None
+        side = load_arrays(path)
+    except FrontendError as err:
+        raise FrontendError(f"cannot read weights file '{path}': {str(err).removeprefix(err.source + ': ')}",
+                            **where) from None
+    if isinstance(side, np.ndarray):
+        raise FrontendError(f"weights file '{path}' is one array, not an .npz archive of named arrays", **where)
     for k, v in side.items():
         if not isinstance(v, np.ndarray) or v.dtype.kind not in "fiu":
             raise FrontendError(f"weights file '{path}': '{k}' is not an array of real numbers", **where)

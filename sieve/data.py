@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import logging
 import warnings
-import zipfile
-import zlib
 from pathlib import Path
 from typing import Mapping, Union
 
@@ -13,6 +11,7 @@ import numpy as np
 from sieve_numerics.limits import MAX_TENSOR_ELEMENTS, over
 
 from sieve.errors import UsageError
+from sieve.frontend.arrays import load_arrays
 
 log = logging.getLogger("sieve")
 DEFAULT_CALIBRATION_SAMPLES = 8
@@ -34,23 +33,10 @@ def check_finite(x: np.ndarray, what: str) -> None:
 
 def _arrays(data: Data, names: list[str], source: str) -> dict[str, np.ndarray]:
     if isinstance(data, (str, Path)):
-        path = Path(data)
-        try:
-            loaded = np.load(path, allow_pickle=False)
-            if isinstance(loaded, np.ndarray):
-                return {names[0]: loaded} if len(names) == 1 else _one_of_many(names, source)
-            with loaded:
-                arrays = {k: loaded[k] for k in loaded.files}
-        except ValueError as err:
-            if "allow_pickle" in str(err):
-                raise UsageError(f"{path}: holds Python objects, not numbers (Sieve does not unpickle)") from None
-            raise UsageError(f"{path}: cannot read array file: {err}") from None
-        except (OSError, EOFError, zipfile.BadZipFile, KeyError, zlib.error) as err:
-            raise UsageError(f"{path}: cannot read array file: {err or type(err).__name__}") from None
-        for k, v in arrays.items():
-            if not isinstance(v, np.ndarray):
-                raise UsageError(f"{path}: member '{k}' is not a .npy array")
-        return arrays
+        loaded = load_arrays(data)
+        if isinstance(loaded, np.ndarray):
+            return {names[0]: loaded} if len(names) == 1 else _one_of_many(names, source)
+        return loaded
     if isinstance(data, np.ndarray):
         return {names[0]: data} if len(names) == 1 else _one_of_many(names, source)
     return {k: np.asarray(v) for k, v in data.items()}
