@@ -1,9 +1,11 @@
 """Constant folding of the small shape subgraphs exporters emit (numpy, on constants only)."""
 from __future__ import annotations
 
+import math
 from typing import Callable
 
 import numpy as np
+from sieve_numerics.limits import MAX_TENSOR_ELEMENTS, over
 
 
 def _axes(attrs: dict, inputs: list, index: int = 1):
@@ -99,6 +101,28 @@ FOLD: dict[str, Callable[[dict, list], np.ndarray]] = {
 }
 
 
+def _size(node, inputs: list) -> int:
+    """The elements an op that makes a tensor from sizes would make, known before it is made."""
+    if node.op_type in ("ConstantOfShape", "Expand"):
+        shape = np.asarray(inputs[0 if node.op_type == "ConstantOfShape" else 1]).ravel()
+        if (shape < 0).any():
+            raise ValueError(f"a negative size in {shape.tolist()}")
+        return math.prod(int(s) for s in shape) * (np.asarray(inputs[0]).size if node.op_type == "Expand" else 1)
+    if node.op_type == "Range":
+        start, limit, delta = (float(np.asarray(x).ravel()[0]) for x in inputs[:3])
+        if delta == 0 or not all(map(math.isfinite, (start, limit, delta))):
+            raise ValueError(f"Range({start}, {limit}, {delta}) is not a finite sequence")
+        return max(0, math.ceil((limit - start) / delta))
+    return 0
+
+
 def fold(node, inputs: list, attrs: dict) -> list[np.ndarray]:
-    """Evaluate a node whose inputs are all constants (one output)."""
-    return [np.asarray(FOLD[node.op_type](attrs, [x for x in inputs]))]
+    """Evaluate a node whose inputs are all constants (one output); a tensor over the limit is refused
+    before it is made."""
+    if any(x is None for x in inputs[:1]):
+        raise ValueError("its first input is missing")
+    size = _size(node, inputs)
+    if size > MAX_TENSOR_ELEMENTS:
+        raise ValueError(over("the constant it makes", size, MAX_TENSOR_ELEMENTS, "SIEVE_MAX_TENSOR_ELEMENTS"))
+    with np.errstate(all="ignore"):               # folded arithmetic follows numpy (integer division by zero: 0)
+        return [np.asarray(FOLD[node.op_type](attrs, [x for x in inputs]))]

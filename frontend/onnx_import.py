@@ -483,8 +483,13 @@ class _Importer:
         op = node.op_type
         domain = node.domain or ""
         if all((i in self.consts) or not i for i in node.input) and op in FOLD and domain == "":
-            for name, value in zip(node.output, fold(node, [self.consts.get(i) for i in node.input],
-                                                     self.attrs(node))):
+            try:
+                values = fold(node, [self.consts.get(i) for i in node.input], self.attrs(node))
+            except FrontendError:
+                raise
+            except (ValueError, IndexError, TypeError, KeyError, AttributeError, ZeroDivisionError) as err:
+                raise self.error(f"cannot fold these constant inputs and attributes: {err}", node) from None
+            for name, value in zip(node.output, values):
                 self.consts[name] = value
             return
         x = node.input[0] if node.input else ""
@@ -497,7 +502,14 @@ class _Importer:
         if handler is None:
             raise self.error(f"unsupported op type '{op}'", node,
                              f"supported: {', '.join(sorted(set(HANDLERS) | set(FOLD)))}")
-        handler(self, node)
+        try:
+            handler(self, node)
+        except (FrontendError, IRError):
+            raise
+        except (ValueError, IndexError, TypeError, KeyError, ZeroDivisionError) as err:
+            # the schema check above found nothing wrong with the node alone: its inputs' shapes or
+            # values do not fit one another (a bias longer than the weights, a 1-D Gemm weight)
+            raise self.error(f"its inputs and attributes do not fit together: {err}", node) from None
 
 
 def load_onnx(path: str | Path, batch: int = 1) -> Graph:

@@ -724,6 +724,11 @@ def _float_const(imp: _Importer, node, name: str, what: str) -> np.ndarray:
     return imp.const(name, node, what).astype(np.float32)
 
 
+def _positive_variance(imp: _Importer, node, var: np.ndarray, eps: float) -> None:
+    if not (np.asarray(var, np.float64) + eps > 0).all():
+        raise imp.error("a variance plus epsilon is not positive", node)
+
+
 @handles("BatchNormalization")
 def _batchnorm(imp: _Importer, node) -> None:
     x = node.input[0]
@@ -731,6 +736,7 @@ def _batchnorm(imp: _Importer, node) -> None:
     if x in imp.dq:                                   # a batch norm left between DQ and Q: runs in float
         src = imp.dq[x]
         gamma, beta, mean, var = (_float_const(imp, node, n, "batch-norm parameter") for n in node.input[1:5])
+        _positive_variance(imp, node, var, eps)
         # onnxruntime's arithmetic, float32 throughout: 1 / sqrt(var + eps), times gamma; beta - mean * that
         inv = np.float32(1) / np.sqrt(var + np.float32(eps))
         scale = (inv * gamma).astype(np.float32)
@@ -738,6 +744,7 @@ def _batchnorm(imp: _Importer, node) -> None:
         imp.pending[node.output[0]] = ("affine", (src, scale, shift, ("none", 0, 0)))
         return
     scale, shift, mean, var = (imp.const(n, node, "batch-norm parameter") for n in node.input[1:5])
+    _positive_variance(imp, node, var, eps)
     s = scale.astype(np.float64) / np.sqrt(var.astype(np.float64) + eps)
     t = shift - mean * s
     prod = imp.b.nodes.get(imp.names.get(x, ""))

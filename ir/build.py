@@ -60,9 +60,14 @@ class GraphBuilder:
         if dtype is DType.FLOAT32:
             params = {k: np.asarray(v, dtype=np.float32) for k, v in (params or {}).items()}
         params = dict(params or {})
+        if d.weighted and "w" not in params:
+            raise IRError(f"{op.value} needs weights", name)
         if d.weighted and "b" not in params:
             k = params["w"].shape[0] if params["w"].ndim != 3 else params["w"].shape[:2]
             params["b"] = np.zeros(k, np.float32 if dtype is DType.FLOAT32 else np.int32)
+        if d.weighted and params["w"].ndim != 3 and params["b"].shape != params["w"].shape[:1]:
+            raise IRError(f"{op.value}: a bias of shape {list(params['b'].shape)} for {params['w'].shape[0]} "
+                          "output channels", name)
         proto = Node(name, op, tuple(inputs), TensorType((0,)), normalize_attrs(op, attrs or {}), params)
         try:
             shape = d.infer(proto, [self.nodes[i].out for i in inputs])

@@ -30,7 +30,8 @@ def requantize(acc: np.ndarray, scale, zero_point: int, lo: int = -128, hi: int 
 
 def quantize(x: np.ndarray, scale: float, zero_point: int) -> np.ndarray:
     """Host-side quantization of a float tensor: saturate(round_half_even(x / s) + zp)."""
-    q = np.rint(x.astype(np.float32) / np.float32(scale)).astype(np.float64) + zero_point
+    with np.errstate(over="ignore"):              # beyond float32 or the int8 range: saturates
+        q = np.rint(x.astype(np.float32) / np.float32(scale)).astype(np.float64) + zero_point
     return np.clip(q, -128, 127).astype(np.int8)
 
 

@@ -111,7 +111,12 @@ def calibration_inputs(shapes: Mapping[str, tuple[int, ...]], data: Data | None,
         return {name: load_image_folder(Path(data), shape)}
     if data is not None:
         source = f"{data}" if isinstance(data, (str, Path)) else "calibration data"
-        return {k: v.astype(np.float32) for k, v in read_inputs(data, shapes, source).items()}
+        out = {}
+        for k, v in read_inputs(data, shapes, source).items():
+            with np.errstate(over="ignore"):
+                out[k] = v.astype(np.float32)
+            check_finite(out[k], f"{source}: '{k}' as float32 (values beyond its range)")
+        return out
     log.warning("no calibration data given (--calibrate): calibrating on %d seeded standard-normal "
                 "samples; int8 accuracy on real data may suffer", DEFAULT_CALIBRATION_SAMPLES)
     rng = np.random.default_rng(seed)

@@ -358,7 +358,8 @@ def mutate_onnx(model, rng):
                 del a.ints[:]
                 a.ints.extend(max(-2 ** 63, min(2 ** 63 - 1, _edge_int(rng))) for _ in range(int(rng.integers(0, 6))))
             elif a.type == onnx.AttributeProto.FLOAT:
-                a.f = float(np.float32(rng.choice(FLOAT_EDGES)))
+                with np.errstate(over="ignore"):
+                    a.f = float(np.float32(rng.choice(FLOAT_EDGES)))
             elif rng.random() < 0.5:
                 node.attribute.remove(a)
             else:
@@ -402,7 +403,8 @@ def mutate_onnx(model, rng):
                                               TensorProto.COMPLEX64, 0, 99]))
             elif choice < 0.8 and arr.dtype.kind == "f":
                 arr = arr.copy()
-                arr.flat[int(rng.integers(max(arr.size, 1)))] = float(rng.choice(FLOAT_EDGES))
+                with np.errstate(over="ignore"):
+                    arr.flat[int(rng.integers(max(arr.size, 1)))] = float(rng.choice(FLOAT_EDGES))
                 t.CopyFrom(numpy_helper.from_array(arr, t.name))
             else:
                 t.data_location = TensorProto.EXTERNAL
@@ -583,10 +585,7 @@ def run_case(surface: str, index: int, seeds: Seeds, seed: int = 0) -> None:
     with tempfile.TemporaryDirectory(prefix="sieve-fuzz-") as tmp:
         where = Path(tmp)
         if surface == "binary":
-            raw = mutate_binary(seeds.programs[int(rng.integers(len(seeds.programs)))], rng)
-            path = where / "prog.sieve"
-            path.write_bytes(raw)
-            _simulate(raw, rng)
+            _simulate(mutate_binary(seeds.programs[int(rng.integers(len(seeds.programs)))], rng), rng)
         elif surface == "asm":
             from sieve.codegen import assemble_file
             text = _mutate_text(seeds.asm[int(rng.integers(len(seeds.asm)))], rng, int(rng.integers(1, 4)))

@@ -50,7 +50,7 @@ def _span(mem: np.ndarray, addr: int, nbytes: int, what: str) -> np.ndarray:
 def _region(mem: np.ndarray, addr: int, rows: int, row_bytes: int, stride: int, what: str) -> np.ndarray:
     """A view of a 2-D strided region [rows][row_bytes], bounds-checked (no index arrays)."""
     if rows == 0 or row_bytes == 0:
-        return mem[:0].reshape(0, 0)
+        return mem[:0].reshape(rows, row_bytes)
     last = addr + (rows - 1) * stride + row_bytes
     if addr < 0 or last > mem.size:
         raise OutOfBounds(f"{what} [{addr:#x}, {last:#x}) outside its {mem.size}-byte space")

@@ -43,6 +43,9 @@ def calibrate(graph: Graph, samples: Mapping[str, np.ndarray], method: str = "mi
     def observe(name: str, value: np.ndarray) -> None:
         if name in skip:
             return
+        if not np.isfinite(value).all():
+            raise IRError("calibration: its float values overflow float32 (NaN or infinite) on the calibration "
+                          "data; check the data's scale and the model's weights", name)
         lo[name] = 0.0 if method == "minmax" and name in relu else min(lo.get(name, np.inf), float(value.min()))
         hi[name] = max(hi.get(name, -np.inf), float(value.max()))
         if method == "percentile":
@@ -58,7 +61,8 @@ def calibrate(graph: Graph, samples: Mapping[str, np.ndarray], method: str = "mi
         size = len(next(iter(chunk.values())))
         if size % gb:                                   # the last chunk, wrapped around to the model's batch
             chunk = {k: np.resize(v, (-(-size // gb) * gb,) + v.shape[1:]) for k, v in chunk.items()}
-        run_float(graph, chunk, observe=observe)
+        with np.errstate(all="ignore"):               # an overflow is refused where it is observed
+            run_float(graph, chunk, observe=observe)
         if progress is not None:
             progress(min(start + batch, n), n)
     if method == "minmax":
