@@ -730,6 +730,16 @@ def parser() -> argparse.ArgumentParser:
     return p
 
 
+def _input_files(args) -> list[str]:
+    """The files a command was given to read (what a bug report needs)."""
+    names = []
+    for key in ("model", "binary", "source", "arch", "input", "calibrate", "eval", "spec", "results"):
+        value = getattr(args, key, None)
+        if isinstance(value, str) and Path(value).exists():
+            names.append(value)
+    return names
+
+
 def _user_errors() -> tuple:
     from sieve.errors import ERRORS
     return ERRORS
@@ -759,8 +769,10 @@ def main(argv: list[str] | None = None) -> int:
         if args.verbose:                             # a bug in Sieve, not a user error: say so, in one line
             import traceback
             traceback.print_exc()
-        print(f"sieve: internal error: {type(err).__name__}: {err} (please report it; -v shows the traceback)",
-              file=sys.stderr)
+        named = _input_files(args)
+        print(f"sieve: internal error{' on ' + ', '.join(named) if named else ''}: {type(err).__name__}: "
+              f"{str(err)[:300]} (a bug in Sieve: please report it{' with that input' if named else ''}; "
+              "-v shows the traceback)", file=sys.stderr)
         return 3
     return 0
 

@@ -44,7 +44,8 @@ class _Spaces:
 
 
 def _inside(name: str, lo, hi, size: int, shown: tuple[str, ...]) -> Rule:
-    return (f"its {name} [addr, end) lies inside the {size:,}-entry space", (lo < 0) | (hi > size), shown)
+    unit = "entries" if name.startswith("accumulator") else "bytes"
+    return (f"its {name} lies inside the {size:,} {unit} there are", (lo < 0) | (hi > size), shown)
 
 
 def _finite(f: Fields, *names: str) -> Rule:
