@@ -299,12 +299,10 @@ def cmd_run(args) -> None:
     trace_path = files.check_output(args.trace, "--trace", (".json",), src)
     files.check_distinct(out, stats_path, trace_path)
     t0 = time.perf_counter()
-    arch = None
-    if args.arch:
-        from sieve.arch import load_arch
-        arch = load_arch(args.arch)
-    program = load_binary(args.binary, arch)
+    program = load_binary(args.binary, _arch_arg(args))
     t_load = time.perf_counter() - t0
+    if args.check:
+        _check_ordering(program, args.binary)
     if args.input is None and args.report:
         args.timing_only = True                      # a report needs no data: timing is data-independent
     inputs = None
@@ -385,6 +383,38 @@ def cmd_disasm(args) -> None:
         files.write_text(out, text)
     else:
         sys.stdout.write(text)
+
+
+def _check_ordering(program, source: str, show: int | None = None) -> None:
+    """Refuse a binary with a read not ordered after the write it reads (a missing wait); ``show``:
+    list up to that many first (``sieve check``), else stop at the first (``run --check``)."""
+    from sieve.simulator import SimulatorError, unordered_reads
+    limit = 10_000 if show is not None else 1
+    races = unordered_reads(program, limit=limit)
+    for race in races[:show or 0]:
+        print(race)
+    if races and show is None:
+        raise SimulatorError(f"{source}: a read not ordered after the write it reads (a missing wait): {races[0]}; "
+                             "`sieve check` lists them all")
+    if races:
+        raise SimulatorError(f"{source}: {len(races):,}{'+' * (len(races) >= limit)} read(s) not ordered after the "
+                             "write they read: a missing wait")
+
+
+def cmd_check(args) -> None:
+    from sieve.simulator import load_binary
+    program = load_binary(args.binary, _arch_arg(args))
+    _check_ordering(program, args.binary, show=args.show)
+    n = sum(len(s) for s in program.streams)
+    print(f"{args.binary}: {n:,} instructions on {len(program.streams)} core(s): every read is ordered after "
+          "the write it reads")
+
+
+def _arch_arg(args):
+    if not args.arch:
+        return None
+    from sieve.arch import load_arch
+    return load_arch(args.arch)
 
 
 def cmd_asm(args) -> None:
@@ -668,7 +698,15 @@ def parser() -> argparse.ArgumentParser:
                    "MACs, and cycles and energy against the dense twin; fusion: per fused stack its layers, "
                    "bands, where each tensor lived, DRAM bytes, recomputed MACs, cycles, energy and "
                    "scratchpad against the same layers one by one")
+    r.add_argument("--check", action="store_true", help="first check that every read is ordered after the "
+                   "write it reads (`sieve check`), and refuse the binary otherwise")
     r.set_defaults(func=cmd_run)
+
+    ck = command("check", "check a binary's synchronization: every read ordered after the write it reads")
+    ck.add_argument("binary", help=".sieve file")
+    ck.add_argument("--arch", help="check it on this arch (as `sieve run --arch`)")
+    ck.add_argument("--show", type=int, default=10, metavar="N", help="list up to N unordered reads (%(default)s)")
+    ck.set_defaults(func=cmd_check)
 
     i = command("interpret", "run the reference interpreter (integer by default) on a model")
     i.add_argument("model", help="model file (.sv or .onnx)")
@@ -730,6 +768,19 @@ def parser() -> argparse.ArgumentParser:
     return p
 
 
+class _StderrHandler(logging.StreamHandler):
+    """Log lines to whatever sys.stderr is when they are written (not when ``main`` ran: a library call
+    after ``main`` in the same process would write to a stream that may be closed)."""
+
+    @property
+    def stream(self):
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, value) -> None:
+        pass
+
+
 def _input_files(args) -> list[str]:
     """The files a command was given to read (what a bug report needs)."""
     names = []
@@ -747,7 +798,7 @@ def _user_errors() -> tuple:
 
 def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
-    handler = logging.StreamHandler(sys.stderr)
+    handler = _StderrHandler()
     handler.setFormatter(logging.Formatter("sieve: %(levelname)s: %(message)s"))
     log.handlers, log.propagate = [handler], False
     log.setLevel(logging.INFO if args.verbose else logging.WARNING)

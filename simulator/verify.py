@@ -37,15 +37,10 @@ def _end(addr, rows, row_bytes, stride):
     return np.where((rows > 0) & (row_bytes > 0), addr + (rows - 1) * stride + row_bytes, addr)
 
 
-class _Spaces:
+class Spaces:
     def __init__(self, p: Program):
-        self.spad, self.acc, self.dram = p.arch.core.scratchpad_bytes, p.arch.acc_entries, p.dram_bytes
+        self.size = {"spad": p.arch.core.scratchpad_bytes, "acc": p.arch.acc_entries, "dram": p.dram_bytes}
         self.lanes = p.arch.core.simd_lanes
-
-
-def _inside(name: str, lo, hi, size: int, shown: tuple[str, ...]) -> Rule:
-    unit = "entries" if name.startswith("accumulator") else "bytes"
-    return (f"its {name} lies inside the {size:,} {unit} there are", (lo < 0) | (hi > size), shown)
 
 
 def _finite(f: Fields, *names: str) -> Rule:
@@ -62,28 +57,104 @@ def _at_least_one(f: Fields, *names: str) -> Rule:
     return ("these fields are at least 1", bad, names)
 
 
-def _dma(f: Fields, s: _Spaces) -> list[Rule]:
-    n = f["rows"] * f["row_bytes"]
-    return [("it moves at most a scratchpad's worth of bytes", n > s.spad, ("rows", "row_bytes")),
-            _inside("scratchpad region", f["spad_addr"], _end(f["spad_addr"], f["rows"], f["row_bytes"],
-                                                              f["spad_stride"]), s.spad,
-                    ("spad_addr", "rows", "row_bytes", "spad_stride")),
-            _inside("DRAM region", f["dram_addr"], _end(f["dram_addr"], f["rows"], f["row_bytes"],
-                                                         f["dram_stride"]), s.dram,
-                    ("dram_addr", "rows", "row_bytes", "dram_stride"))]
+# ---------------------------------------------------------------- what each instruction reads and writes
+
+# an access: (space "spad", "acc" or "dram"; "r" or "w"; what it is; address, rows, row length, stride
+# (arrays, bytes or accumulator entries); the fields that place it)
+Access = tuple[str, str, str, np.ndarray, np.ndarray, np.ndarray, np.ndarray, tuple[str, ...]]
 
 
-def _matmul(f: Fields, s: _Spaces) -> list[Rule]:
+def _flat(space: str, mode: str, name: str, f: Fields, addr: str, n) -> Access:
+    n = np.asarray(n) + np.zeros_like(f[addr])
+    return (space, mode, name, f[addr], np.ones_like(n), n, n, (addr,))
+
+
+def _matmul_weight_bytes(f: Fields, lanes: int) -> np.ndarray:
+    k = f["k"]
+    r = np.where(f["depthwise"] == 1, 1, f["in_c"]) * f["kernel_h"] * f["kernel_w"]
+    values = f["groups"] * lanes
+    nm_count = k * (-(-r // np.maximum(f["nm_m"], 1))) * f["nm_n"]
+    return np.select([f["fmt"] == 1, f["fmt"] == 2, f["fmt"] == 3],
+                     [4 * k + values + values % 2 + 2 * values, nm_count + (nm_count + 1) // 2, 2 * k * r], k * r)
+
+
+def _matmul_access(f: Fields, s: Spaces) -> list[Access]:
+    pitch = np.where(f["x_pitch"] > 0, f["x_pitch"], f["in_c"])
+    acc = f["k"] * f["out_h"] * f["out_w"]
+    out = [("spad", "r", "input tile", f["x_addr"], f["in_h"] * f["in_w"], f["in_c"], pitch,
+            ("x_addr", "in_h", "in_w", "in_c", "x_pitch")),
+           _flat("spad", "r", "weights", f, "w_addr", _matmul_weight_bytes(f, s.lanes)),
+           ("acc", "w", "accumulator entries", f["acc_addr"], np.ones_like(acc), acc, acc,
+            ("acc_addr", "k", "out_h", "out_w"))]
+    if (f["accumulate"] == 1).any():                 # accumulating reads what is there
+        out.append(("acc", "r", "accumulator entries", f["acc_addr"], (f["accumulate"] == 1).astype(np.int64), acc,
+                    acc, ("acc_addr", "k", "out_h", "out_w")))
+    return out
+
+
+def _requant_access(f: Fields, s: Spaces) -> list[Access]:
+    k, cols = f["k"], f["cols"]
+    row = k * np.where(f["out32"] == 1, 4, 1)
+    pitch = np.where(f["dst_pitch"] > 0, f["dst_pitch"], row)
+    return [("acc", "r", "accumulator entries", f["acc_addr"], np.ones_like(k), k * cols, k * cols,
+             ("acc_addr", "k", "cols")),
+            _flat("spad", "r", "bias", f, "bias_addr", 4 * k),
+            _flat("spad", "r", "scales", f, "scale_addr", np.where(f["out32"] == 1, 0, 4 * k)),
+            ("spad", "w", "output", f["dst_addr"], cols, row, pitch, ("dst_addr", "cols", "k", "dst_pitch"))]
+
+
+def _dma_access(f: Fields, load: bool) -> list[Access]:
+    spad = ("spad", "w" if load else "r", "scratchpad region", f["spad_addr"], f["rows"], f["row_bytes"],
+            f["spad_stride"], ("spad_addr", "rows", "row_bytes", "spad_stride"))
+    dram = ("dram", "r" if load else "w", "DRAM region", f["dram_addr"], f["rows"], f["row_bytes"],
+            f["dram_stride"], ("dram_addr", "rows", "row_bytes", "dram_stride"))
+    return [dram, spad] if load else [spad, dram]
+
+
+def _ab(f: Fields, s: Spaces) -> list[Access]:
+    bc = np.where(f["b_count"] > 0, f["b_count"], f["count"])
+    return [_flat("spad", "r", "a", f, "a_addr", f["count"]), _flat("spad", "r", "b", f, "b_addr", bc),
+            _flat("spad", "w", "output", f, "dst_addr", f["count"])]
+
+
+def _src_dst(f: Fields, n, out_bytes: int = 1, **extra) -> list[Access]:
+    reads = [_flat("spad", "r", name, f, addr, size) for name, (addr, size) in extra.items()]
+    return [_flat("spad", "r", "input", f, "src_addr", n), *reads,
+            _flat("spad", "w", "output", f, "dst_addr", out_bytes * n)]
+
+
+ACCESS: dict[Opcode, Callable[[Fields, Spaces], list[Access]]] = {
+    Opcode.HALT: lambda f, s: [],
+    Opcode.WAIT: lambda f, s: [],
+    Opcode.LOAD: lambda f, s: _dma_access(f, True),
+    Opcode.STORE: lambda f, s: _dma_access(f, False),
+    Opcode.MATMUL: _matmul_access,
+    Opcode.REQUANT: _requant_access,
+    Opcode.ADD: _ab,
+    Opcode.MUL: _ab,
+    Opcode.RELU: lambda f, s: _src_dst(f, f["count"]),
+    Opcode.MAXPOOL: lambda f, s: [_flat("spad", "r", "input", f, "src_addr", f["in_h"] * f["in_w"] * f["c"]),
+                                  _flat("spad", "w", "output", f, "dst_addr", f["out_h"] * f["out_w"] * f["c"])],
+    Opcode.AFFINE: lambda f, s: _src_dst(f, f["count"], parameters=("param_addr", 8 * f["c"])),
+    Opcode.LUT: lambda f, s: _src_dst(f, f["count"], table=("table_addr", 256)),
+    Opcode.WIDEN: lambda f, s: _src_dst(f, f["rows"] * f["cols"], 2),
+    Opcode.SOFTMAX: lambda f, s: _src_dst(f, f["rows"] * f["cols"], table=("table_addr", 1024)),
+    Opcode.LAYERNORM: lambda f, s: _src_dst(f, f["rows"] * f["cols"], parameters=("param_addr", 8 * f["cols"])),
+    # the input rows' width comes from the column table (data): the first pixel of each is what is certain
+    Opcode.LERP: lambda f, s: [_flat("spad", "r", "column table", f, "table_addr", 6 * f["out_w"]),
+                               _flat("spad", "r", "first row", f, "src0_addr", f["c"]),
+                               _flat("spad", "r", "second row", f, "src1_addr", f["c"]),
+                               _flat("spad", "w", "output", f, "dst_addr", f["out_w"] * f["c"])],
+}
+
+
+# ---------------------------------------------------------------- what each instruction's fields must satisfy
+
+def _matmul(f: Fields, s: Spaces) -> list[Rule]:
     k, c = f["k"], f["in_c"]
-    taps = f["kernel_h"] * f["kernel_w"]
     dw = f["depthwise"] == 1
-    r = np.where(dw, taps, taps * c)
+    r = np.where(dw, 1, c) * f["kernel_h"] * f["kernel_w"]
     pitch = np.where(f["x_pitch"] > 0, f["x_pitch"], c)
-    values = f["groups"] * s.lanes
-    nm_m = np.maximum(f["nm_m"], 1)
-    nm_count = k * (-(-r // nm_m)) * f["nm_n"]
-    w = np.select([f["fmt"] == 1, f["fmt"] == 2, f["fmt"] == 3],
-                  [4 * k + values + values % 2 + 2 * values, nm_count + (nm_count + 1) // 2, 2 * k * r], k * r)
     cols = f["out_h"] * f["out_w"]
     span_h = (f["out_h"] - 1) * f["stride_h"] + f["dil_h"] * (f["kernel_h"] - 1) + 1
     span_w = (f["out_w"] - 1) * f["stride_w"] + f["dil_w"] * (f["kernel_w"] - 1) + 1
@@ -95,96 +166,72 @@ def _matmul(f: Fields, s: _Spaces) -> list[Rule]:
             ("its window work (columns x reduction, padded input) is within the limit "
              f"of {MAX_WORK:,} elements (SIEVE_MAX_INSTRUCTION_WORK)",
              (cols * r * np.where(dw, c, 1) > MAX_WORK) | (span_h * span_w * c > MAX_WORK),
-             ("out_h", "out_w", "kernel_h", "kernel_w", "in_c", "stride_h", "stride_w")),
-            _inside("scratchpad input tile", f["x_addr"], _end(f["x_addr"], f["in_h"] * f["in_w"], c, pitch), s.spad, ("x_addr", "in_h", "in_w", "in_c", "x_pitch")),
-            _inside("scratchpad weights", f["w_addr"], f["w_addr"] + w, s.spad, ("w_addr", "k", "fmt", "groups")),
-            _inside("accumulator entries", f["acc_addr"], f["acc_addr"] + k * cols, s.acc,
-                    ("acc_addr", "k", "out_h", "out_w"))]
+             ("out_h", "out_w", "kernel_h", "kernel_w", "in_c", "stride_h", "stride_w"))]
 
 
-def _requant(f: Fields, s: _Spaces) -> list[Rule]:
-    k, cols = f["k"], f["cols"]
-    row = k * np.where(f["out32"] == 1, 4, 1)
-    pitch = np.where(f["dst_pitch"] > 0, f["dst_pitch"], row)
-    return [("dst_pitch is 0 or at least a pixel's bytes", pitch < row, ("dst_pitch", "k", "out32")),
-            _inside("accumulator entries", f["acc_addr"], f["acc_addr"] + k * cols, s.acc, ("acc_addr", "k", "cols")),
-            _inside("scratchpad bias", f["bias_addr"], f["bias_addr"] + 4 * k, s.spad, ("bias_addr", "k")),
-            _inside("scratchpad scales", f["scale_addr"], f["scale_addr"] + np.where(f["out32"] == 1, 0, 4 * k),
-                    s.spad, ("scale_addr", "k")),
-            _inside("scratchpad output", f["dst_addr"], _end(f["dst_addr"], cols, row, pitch), s.spad,
-                    ("dst_addr", "cols", "k", "dst_pitch"))]
+def _requant(f: Fields, s: Spaces) -> list[Rule]:
+    row = f["k"] * np.where(f["out32"] == 1, 4, 1)
+    return [("dst_pitch is 0 or at least a pixel's bytes", (f["dst_pitch"] > 0) & (f["dst_pitch"] < row),
+             ("dst_pitch", "k", "out32"))]
 
 
-def _spans(f: Fields, s: _Spaces, **spans) -> list[Rule]:
-    """Scratchpad operands: name=(address field, byte count)."""
-    return [_inside(f"scratchpad {name}", f[addr], f[addr] + n, s.spad, (addr,)) for name, (addr, n) in spans.items()]
-
-
-def _add_mul(f: Fields, s: _Spaces, floats: tuple[str, ...]) -> list[Rule]:
+def _add_mul(f: Fields, s: Spaces, floats: tuple[str, ...]) -> list[Rule]:
     bc = np.where(f["b_count"] > 0, f["b_count"], f["count"])
     return [("mode is 0, 1 or 2", f["mode"] > 2, ("mode",)),
             ("count is a whole number of b vectors", (bc == 0) | (f["count"] % np.maximum(bc, 1) != 0),
              ("count", "b_count")),
-            _finite(f, *floats),
-            *_spans(f, s, a=("a_addr", f["count"]), b=("b_addr", bc), output=("dst_addr", f["count"]))]
+            _finite(f, *floats)]
 
 
-def _maxpool(f: Fields, s: _Spaces) -> list[Rule]:
+def _maxpool(f: Fields, s: Spaces) -> list[Rule]:
     span_h = (f["out_h"] - 1) * f["stride_h"] + f["kernel_h"]
     span_w = (f["out_w"] - 1) * f["stride_w"] + f["kernel_w"]
     return [_at_least_one(f, "kernel_h", "kernel_w", "stride_h", "stride_w"),
             ("its padded input is within the limit of "
              f"{MAX_WORK:,} elements (SIEVE_MAX_INSTRUCTION_WORK)", span_h * span_w * f["c"] > MAX_WORK,
-             ("out_h", "out_w", "kernel_h", "kernel_w", "stride_h", "stride_w", "c")),
-            *_spans(f, s, input=("src_addr", f["in_h"] * f["in_w"] * f["c"]),
-                    output=("dst_addr", f["out_h"] * f["out_w"] * f["c"]))]
+             ("out_h", "out_w", "kernel_h", "kernel_w", "stride_h", "stride_w", "c"))]
 
 
-def _rows_cols(f: Fields, s: _Spaces, out_bytes: int = 1) -> list[Rule]:
-    n = f["rows"] * f["cols"]
-    return _spans(f, s, input=("src_addr", n), output=("dst_addr", out_bytes * n))
-
-
-CHECK: dict[Opcode, Callable[[Fields, _Spaces], list[Rule]]] = {
-    Opcode.HALT: lambda f, s: [],
-    Opcode.LOAD: _dma,
-    Opcode.STORE: _dma,
+CHECK: dict[Opcode, Callable[[Fields, Spaces], list[Rule]]] = {
+    Opcode.LOAD: lambda f, s: [("it moves at most a scratchpad's worth of bytes",
+                                f["rows"] * f["row_bytes"] > s.size["spad"], ("rows", "row_bytes"))],
     Opcode.MATMUL: _matmul,
     Opcode.REQUANT: _requant,
     Opcode.ADD: lambda f, s: _add_mul(f, s, ("ma", "mb", "sc")),
     Opcode.MUL: lambda f, s: _add_mul(f, s, ("m", "sb", "sc")),
-    Opcode.RELU: lambda f, s: _spans(f, s, input=("src_addr", f["count"]), output=("dst_addr", f["count"])),
     Opcode.MAXPOOL: _maxpool,
     Opcode.AFFINE: lambda f, s: [
         ("count is a whole number of c-channel pixels", (f["c"] == 0) | (f["count"] % np.maximum(f["c"], 1) != 0),
          ("count", "c")),
-        _finite(f, "sx", "sy"), ("sy is not 0", f["sy"] == 0, ("sy",)),
-        *_spans(f, s, input=("src_addr", f["count"]), output=("dst_addr", f["count"]),
-                parameters=("param_addr", 8 * f["c"]))],
-    Opcode.WAIT: lambda f, s: [],                    # its core and counter: checked by the timing model
-    Opcode.LUT: lambda f, s: _spans(f, s, input=("src_addr", f["count"]), output=("dst_addr", f["count"]),
-                                    table=("table_addr", 256)),
-    Opcode.WIDEN: lambda f, s: _rows_cols(f, s, 2),
+        _finite(f, "sx", "sy"), ("sy is not 0", f["sy"] == 0, ("sy",))],
     Opcode.SOFTMAX: lambda f, s: [
-        ("mode is 0, 1 or 2", f["mode"] > 2, ("mode",)), _finite(f, "ys"), ("ys is not 0", f["ys"] == 0, ("ys",)),
-        *_rows_cols(f, s), *_spans(f, s, table=("table_addr", 1024))],
-    Opcode.LAYERNORM: lambda f, s: [
-        _at_least_one(f, "cols"), _finite(f, "m"),
-        *_rows_cols(f, s), *_spans(f, s, parameters=("param_addr", 8 * f["cols"]))],
-    Opcode.LERP: lambda f, s: [
-        _at_least_one(f, "c"), ("ly is at most 1024", f["ly"] > 1024, ("ly",)),
-        *_spans(f, s, table=("table_addr", 6 * f["out_w"]), output=("dst_addr", f["out_w"] * f["c"]))],
+        ("mode is 0, 1 or 2", f["mode"] > 2, ("mode",)), _finite(f, "ys"), ("ys is not 0", f["ys"] == 0, ("ys",))],
+    Opcode.LAYERNORM: lambda f, s: [_at_least_one(f, "cols"), _finite(f, "m")],
+    Opcode.LERP: lambda f, s: [_at_least_one(f, "c"), ("ly is at most 1024", f["ly"] > 1024, ("ly",))],
 }
+CHECK[Opcode.STORE] = CHECK[Opcode.LOAD]
+
+
+def _rules(op: Opcode, f: Fields, spaces: Spaces) -> list[Rule]:
+    """The opcode's own rules, then every access inside its space."""
+    rules = list(CHECK.get(op, lambda f, s: [])(f, spaces))
+    for space, _, name, addr, rows, row, stride, shown in ACCESS[op](f, spaces):
+        unit = "entries" if space == "acc" else "bytes"
+        where = {"spad": "scratchpad", "acc": "accumulator", "dram": "DRAM"}[space]
+        hi = _end(addr, rows, row, stride)
+        rules.append((f"its {name} lies inside the {spaces.size[space]:,} {where} {unit} there are",
+                      (addr < 0) | (hi > spaces.size[space]), shown))
+    return rules
 
 
 def verify(p: Program, streams: tuple[Stream, ...]) -> None:
     """Raise ``Trap`` for the first instruction (lowest core, then position) that breaks a rule."""
-    spaces = _Spaces(p)
+    spaces = Spaces(p)
     for core, stream in enumerate(streams):
         first = None
         for op, (idx, f) in stream.fields.items():
             with np.errstate(over="ignore", invalid="ignore"):
-                rules = CHECK[op](f, spaces)
+                rules = _rules(op, f, spaces)
             for rule, bad, shown in rules:
                 hit = np.flatnonzero(bad)
                 if hit.size and (first is None or idx[hit[0]] < first[0]):

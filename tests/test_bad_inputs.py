@@ -290,3 +290,42 @@ def test_the_catch_all_names_the_input_and_asks_for_a_report(tmp_path, monkeypat
     assert err[0].startswith(f"sieve: internal error on {model}: RuntimeError: a bug (a bug in Sieve: please report")
     assert not (tmp_path / "m.sieve").exists()
 
+
+
+# ---------------------------------------------------------------- a missing wait
+
+@pytest.mark.parametrize("arch,opts", [("default", {}), ("multicore", {}), ("default", {"fusion": "max"}),
+                                       ("multicore", {"partition": "pipeline"}), ("default", {"prune": "2:4"})])
+@pytest.mark.parametrize("model", ["lenet5", "fsrcnn", "bert_tiny"])
+def test_compiled_programs_order_every_read_after_its_write(model, arch, opts):
+    from sieve.frontend import zoo_onnx
+    from sieve.simulator import unordered_reads
+    m = {"lenet5": lambda: build("lenet5"), "fsrcnn": lambda: zoo_onnx.fsrcnn(size=16, d=16, s=8, m=2),
+         "bert_tiny": lambda: zoo_onnx.bert(1, 32, 2, 64, 8, 0, "b")}[model]()
+    assert unordered_reads(sieve.compile(m, arch, dense_twin=False, **opts)) == []
+
+
+@pytest.mark.parametrize("arch", ["default", "multicore"])
+def test_a_removed_wait_is_found_and_run_check_refuses_it(tmp_path, capsys, arch):
+    import re
+    from sieve.simulator import unordered_reads
+    prog = sieve.compile(build("lenet5"), arch, dense_twin=False)
+    lines = disassemble(prog).splitlines()
+    j = next(i for i, ln in enumerate(lines) if ln.strip().startswith("matmul") and "wait=" in ln)
+    reader = int(lines[j].rsplit(";", 1)[1])            # the disassembly ends each line with its index
+    lines[j] = re.sub(r" wait=\d+:\d+", "", lines[j])
+    bad = assemble("\n".join(lines))
+    races = unordered_reads(bad)
+    assert races and races[0].reader == (0, reader) and "MATMUL" in races[0].reader_what
+    assert races[0].writer[0] == 0 and "LOAD" in races[0].writer_what
+    path = tmp_path / "bad.sieve"
+    sieve.save(bad, path)
+    capsys.readouterr()
+    assert main(["check", str(path), "--show", "1"]) == 1
+    out, err = capsys.readouterr()
+    assert out.count("with no wait between them") == 1
+    assert err.strip() == f"sieve: error: {path}: {len(races)} read(s) not ordered after the write they read: " \
+                          "a missing wait"
+    assert main(["run", str(path), "--check", "--timing-only"]) == 1
+    assert "a read not ordered after the write it reads (a missing wait): core 0 instruction" in \
+        capsys.readouterr().err
