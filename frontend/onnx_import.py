@@ -386,8 +386,23 @@ class _Importer:
             self.dq[onnx_out] = self.dq[onnx_in]
 
     # ---------------------------------------------------------------- driver
+    def _check_order(self) -> None:
+        """Every node reads only what is defined before it (graph inputs, initializers, earlier nodes'
+        outputs), as ONNX requires: a cycle or a use before its producer is named here."""
+        defined = {i.name for i in self.graph.input} | set(self.consts)
+        for node in self.graph.node:
+            for name in node.input:
+                if name and name not in defined:
+                    raise self.error(f"reads '{name}', which no graph input, initializer or earlier node defines "
+                                     "(the nodes must be in topological order)", node)
+            for name in node.output:
+                if name in defined and name:
+                    raise self.error(f"writes '{name}', which is already defined", node)
+                defined.add(name)
+
     def run(self) -> Graph:
         self._check_opset()
+        self._check_order()
         self._inputs()
         for node in self.graph.node:
             self._node(node)
@@ -487,7 +502,8 @@ class _Importer:
                 values = fold(node, [self.consts.get(i) for i in node.input], self.attrs(node))
             except FrontendError:
                 raise
-            except (ValueError, IndexError, TypeError, KeyError, AttributeError, ZeroDivisionError) as err:
+            except (ValueError, IndexError, TypeError, KeyError, AttributeError, ZeroDivisionError,
+                    OverflowError) as err:
                 raise self.error(f"cannot fold these constant inputs and attributes: {err}", node) from None
             for name, value in zip(node.output, values):
                 self.consts[name] = value
@@ -506,7 +522,7 @@ class _Importer:
             handler(self, node)
         except (FrontendError, IRError):
             raise
-        except (ValueError, IndexError, TypeError, KeyError, ZeroDivisionError) as err:
+        except (ValueError, IndexError, TypeError, KeyError, ZeroDivisionError, OverflowError) as err:
             # the schema check above found nothing wrong with the node alone: its inputs' shapes or
             # values do not fit one another (a bias longer than the weights, a 1-D Gemm weight)
             raise self.error(f"its inputs and attributes do not fit together: {err}", node) from None

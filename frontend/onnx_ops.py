@@ -1,6 +1,8 @@
 """Per-op ONNX handlers: float ops, QOperator ops, and the QDQ groups that fold into integer ops."""
 from __future__ import annotations
 
+import math
+
 import numpy as np
 from sieve_numerics.integer import int_softmax_table, qlinear_softmax_table
 from sieve_numerics.tables import FUNCTIONS, build_table
@@ -724,8 +726,15 @@ def _float_const(imp: _Importer, node, name: str, what: str) -> np.ndarray:
     return imp.const(name, node, what).astype(np.float32)
 
 
-def _positive_variance(imp: _Importer, node, var: np.ndarray, eps: float) -> None:
-    if not (np.asarray(var, np.float64) + eps > 0).all():
+def _batchnorm_params(imp: _Importer, node, params, x: str) -> None:
+    """Scale, shift, mean and variance: finite vectors with one value per channel, variance + epsilon > 0."""
+    c = imp.shape(x)[1] if len(imp.shape(x)) > 1 else 0
+    eps = float(imp.attrs(node).get("epsilon", 1e-5))
+    for what, v in zip(("scale", "bias", "mean", "variance"), params):
+        v = np.asarray(v, np.float64)
+        if v.shape != (c,) or not np.isfinite(v).all():
+            raise imp.error(f"its {what} is not {c} finite values (shape {list(v.shape)})", node)
+    if not (np.asarray(params[3], np.float64) + eps > 0).all() or not math.isfinite(eps):
         raise imp.error("a variance plus epsilon is not positive", node)
 
 
@@ -736,7 +745,7 @@ def _batchnorm(imp: _Importer, node) -> None:
     if x in imp.dq:                                   # a batch norm left between DQ and Q: runs in float
         src = imp.dq[x]
         gamma, beta, mean, var = (_float_const(imp, node, n, "batch-norm parameter") for n in node.input[1:5])
-        _positive_variance(imp, node, var, eps)
+        _batchnorm_params(imp, node, (gamma, beta, mean, var), src)
         # onnxruntime's arithmetic, float32 throughout: 1 / sqrt(var + eps), times gamma; beta - mean * that
         inv = np.float32(1) / np.sqrt(var + np.float32(eps))
         scale = (inv * gamma).astype(np.float32)
@@ -744,7 +753,7 @@ def _batchnorm(imp: _Importer, node) -> None:
         imp.pending[node.output[0]] = ("affine", (src, scale, shift, ("none", 0, 0)))
         return
     scale, shift, mean, var = (imp.const(n, node, "batch-norm parameter") for n in node.input[1:5])
-    _positive_variance(imp, node, var, eps)
+    _batchnorm_params(imp, node, (scale, shift, mean, var), x)
     s = scale.astype(np.float64) / np.sqrt(var.astype(np.float64) + eps)
     t = shift - mean * s
     prod = imp.b.nodes.get(imp.names.get(x, ""))
@@ -846,6 +855,8 @@ def _resize(imp: _Importer, node) -> None:
     if sizes is not None and np.size(sizes):
         out_shape = [int(v) for v in np.asarray(sizes).ravel()]
     elif scales is not None and np.size(scales):
+        if not (np.isfinite(np.asarray(scales, np.float64)) & (np.asarray(scales, np.float64) > 0)).all():
+            raise imp.error(f"Resize scales {np.asarray(scales).ravel().tolist()} are not positive numbers", node)
         out_shape = [int(np.floor(d * float(s))) for d, s in zip((n, c, h, w), np.asarray(scales).ravel())]
     else:
         raise imp.error("Resize needs constant scales or sizes", node)

@@ -5,6 +5,8 @@ scheduler/codegen), never an ``if op == ...`` chain elsewhere in ``ir``.
 """
 from __future__ import annotations
 
+import math
+
 from dataclasses import dataclass
 from typing import Callable, Sequence
 
@@ -128,16 +130,22 @@ def _pad4(v) -> tuple[int, int, int, int]:
     return v * 2 if len(v) == 2 else v
 
 
-def _window_attrs(a: dict, default_stride=None) -> dict:
+def _window_attrs(a: dict, default_stride=None, dilation=(1, 1)) -> dict:
+    """Kernel, stride and padding; a pad may reach at most the kernel's extent less one (a "full"
+    window), so that every window touches the input."""
     a["kernel"] = _pair(a["kernel"], "kernel")
     a["stride"] = _pair(a.get("stride", a["kernel"] if default_stride is None else default_stride), "stride")
     a["pad"] = _pad4(a.get("pad", 0))
+    reach = [d * (k - 1) for d, k in zip(dilation, a["kernel"])]
+    if any(p > reach[i % 2] for i, p in enumerate(a["pad"])):
+        raise IRError(f"pad {list(a['pad'])} reaches past the kernel's extent {[r + 1 for r in reach]}: windows "
+                      "would lie wholly in padding")
     return a
 
 
 def _conv_attrs(a: dict) -> dict:
-    a = _window_attrs(a, 1)
     a["dilation"] = _pair(a.get("dilation", 1), "dilation")
+    a = _window_attrs(a, 1, a["dilation"])
     a["groups"] = _int(a.get("groups", 1), "groups", 1)
     if "out_channels" in a:
         a["out_channels"] = _int(a["out_channels"], "out_channels", 1)
@@ -533,6 +541,8 @@ def _lut_attrs(a: dict) -> dict:
     for key in T.FUNCTIONS[fn][1]:
         if key in a:
             a[key] = str(a[key]) if key in T.TEXT_PARAMS else float(a[key])
+            if key not in T.TEXT_PARAMS and not math.isfinite(a[key]):
+                raise IRError(f"{fn}: parameter {key} = {a[key]} is not a finite number")
     if fn == "expr":
         try:
             T.check_program(a.get("program", ""))
@@ -555,8 +565,11 @@ def _lut_int(node: Node, xs: Arrays, ins: Types) -> np.ndarray:
 
 def lut_table(node: Node, x: TensorType, y: TensorType) -> np.ndarray:
     """The int8 table of a LUT node between input type x and output type y."""
-    return T.build_table(node.attrs["fn"], _lut_fn_params(node), x.quant.scale[0], x.quant.zp,
-                         y.quant.scale[0], y.quant.zp)
+    try:
+        return T.build_table(node.attrs["fn"], _lut_fn_params(node), x.quant.scale[0], x.quant.zp,
+                             y.quant.scale[0], y.quant.zp)
+    except ValueError as err:
+        raise IRError(f"its element-wise function: {err}", node.name) from None
 
 
 def _lut_quantize(node: Node, ins: Types, out: TensorType) -> tuple[dict, dict]:

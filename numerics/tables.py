@@ -220,8 +220,11 @@ def build_table(name: str, params: dict | None, sx: float, zx: int, sy: float, z
     """The int8 table [256] of ``name``: entry v + 128 is the output for stored input v."""
     v = np.arange(-128, 128, dtype=np.int32)
     x = (v.astype(f32) - f32(zx)) * f32(sx)
-    y = function(name, params)(x)
-    q = np.rint(y / f32(sy)).astype(np.float64) + zy
+    with np.errstate(all="ignore"):               # infinities saturate; NaN has no int8 value
+        y = function(name, params)(x)
+        q = np.rint(y / f32(sy)).astype(np.float64) + zy
+    if np.isnan(q).any():
+        raise ValueError(f"{name} is not a number at {int(np.isnan(q).sum())} of its 256 input values")
     return np.clip(q, -128, 127).astype(np.int8)
 
 
