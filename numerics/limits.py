@@ -21,7 +21,7 @@ def env_limit(name: str, default: int) -> int:
 # elements of any one tensor of a model (its inputs, what a layer computes, a folded constant)
 MAX_TENSOR_ELEMENTS = env_limit("SIEVE_MAX_TENSOR_ELEMENTS", 1 << 26)
 # the DRAM a binary may ask the simulator to allocate
-MAX_DRAM_BYTES = env_limit("SIEVE_MAX_DRAM_BYTES", 4 << 30)
+MAX_DRAM_BYTES = env_limit("SIEVE_MAX_DRAM_BYTES", 1 << 30)
 # instructions per core in a binary
 MAX_INSTRUCTIONS = env_limit("SIEVE_MAX_INSTRUCTIONS", 1 << 24)
 # elements one instruction's window or padded input may span in the functional model

@@ -62,7 +62,7 @@ def _with_field(raw: bytes, opcode: Opcode, name: str, value: int, nth: int = 0)
 
 @pytest.mark.parametrize("change,match", [
     (lambda m: m.update(dram_bytes="many"), r"'dram_bytes' = many is not int"),
-    (lambda m: m.update(dram_bytes=2 ** 62), r"at most 4,294,967,296 bytes \(set SIEVE_MAX_DRAM_BYTES"),
+    (lambda m: m.update(dram_bytes=2 ** 62), r"at most 1,073,741,824 bytes \(set SIEVE_MAX_DRAM_BYTES"),
     (lambda m: m.update(dram_bytes=16), r"must hold the .*-byte data section"),
     (lambda m: m["inputs"][0].update(scale=float("inf")), r"input 'x': 'scale' = inf is not a number"),
     (lambda m: m["inputs"][0].update(scale=0), r"scale 0.0 or zero point"),
