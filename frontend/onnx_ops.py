@@ -28,6 +28,9 @@ def _conv_attrs(imp: _Importer, node, x_shape, kernel) -> dict:
     a = imp.attrs(node)
     if len(kernel) != 2:
         raise imp.error(f"only 2-D kernels are supported, got {list(kernel)}", node)
+    given = imp.attrs(node).get("kernel_shape")
+    if given is not None and list(given) != list(kernel):
+        raise imp.error(f"kernel_shape {list(given)} disagrees with the weights' kernel {list(kernel)}", node)
     strides = list(a.get("strides", [1, 1]))
     dil = list(a.get("dilations", [1, 1]))
     auto = a.get("auto_pad", b"NOTSET")

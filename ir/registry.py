@@ -170,6 +170,7 @@ def quantize_weights(node: Node, s_in: np.float32, s_out: np.float32) -> dict[st
     k = w.shape[0]
     amax = np.abs(w.reshape(k, -1)).max(axis=1).astype(np.float64)       # exact in the weights' own type
     s_w = np.where(amax > 0, amax / 127.0, 1.0).astype(np.float32)
+    s_w[s_w < np.finfo(np.float32).tiny] = 1.0        # weights too small for a float32 step: all zeros
     bshape = (k,) + (1,) * (w.ndim - 1)
     q = np.divide(w, s_w.reshape(bshape), dtype=np.float64)            # in float64, without a float64 copy of w
     wq = np.clip(np.rint(q, out=q), -127, 127, out=q).astype(np.int8)

@@ -229,6 +229,8 @@ def _affine(m: Machine, core: CoreState, ins) -> None:
     if c == 0 or count % c:
         raise OutOfBounds(f"AFFINE over {count} elements is not a whole number of {c}-channel pixels")
     params = _span(core.spad, ins.param_addr, 8 * c, "scratchpad channel parameters").view("<f4")
+    if not (np.abs(params.astype(np.float64)) <= 2.0 ** 40).all():
+        raise OutOfBounds("an AFFINE channel parameter in the scratchpad is not a number of magnitude up to 2^40")
     x = _i8(core.spad, ins.src_addr, count, "scratchpad input").reshape(-1, c)
     y = integer.affine_float(x, ins.zx, ins.sx, params[:c], params[c:], ins.zy, ins.sy, ins.lo, ins.hi)
     _span(core.spad, ins.dst_addr, count, "scratchpad output")[:] = y.ravel().view(np.uint8)
@@ -278,6 +280,9 @@ def _softmax(m: Machine, core: CoreState, ins) -> None:
         y = integer.int_softmax(x, table, ins.ys, ins.zy)
     else:
         table = _span(core.spad, ins.table_addr, 1024, "scratchpad table").view("<f4")
+        if not (np.isfinite(table) & (table >= 0)).all() or not table[255] > 0:
+            raise OutOfBounds("the softmax table in the scratchpad is not finite non-negative numbers with a "
+                              "last entry above 0")
         y = integer.qlinear_softmax(x, table, ins.ys, ins.zy, ins.mode == 1)
     _span(core.spad, ins.dst_addr, n, "scratchpad output")[:] = y.ravel().view(np.uint8)
 

@@ -44,10 +44,13 @@ class Spaces:
 
 
 def _finite(f: Fields, *names: str) -> Rule:
+    """Float fields (scales, multipliers) are 0 or of magnitude 2^-40..2^40: what a compiler writes, and
+    small enough that no product of int8 values with them overflows float32 on its way to int8."""
     bad = np.zeros(len(f[names[0]]), bool)
     for n in names:
-        bad |= ~np.isfinite(f[n])
-    return ("its float fields are finite", bad, names)
+        m = np.abs(f[n].astype(np.float64))
+        bad |= ~np.isfinite(m) | ((m != 0) & ((m < 2.0 ** -40) | (m > 2.0 ** 40)))
+    return ("its float fields are 0 or of magnitude 2^-40..2^40", bad, names)
 
 
 def _at_least_one(f: Fields, *names: str) -> Rule:
@@ -180,7 +183,8 @@ def _add_mul(f: Fields, s: Spaces, floats: tuple[str, ...]) -> list[Rule]:
     return [("mode is 0, 1 or 2", f["mode"] > 2, ("mode",)),
             ("count is a whole number of b vectors", (bc == 0) | (f["count"] % np.maximum(bc, 1) != 0),
              ("count", "b_count")),
-            _finite(f, *floats)]
+            _finite(f, *floats),
+            ("in float mode (2) sc is not 0", (f["mode"] == 2) & (f["sc"] == 0), ("mode", "sc"))]
 
 
 def _maxpool(f: Fields, s: Spaces) -> list[Rule]:

@@ -170,6 +170,10 @@ def _w(shape, name="w"):
      r"input .* more than the limit of 67,108,864"),
     (_model([helper.make_node("Gemm", ["x", "w"], ["y"])], [_w((6,))], x_shape=(1, 6)),
      r"node 'y' \(Gemm\): its inputs and attributes do not fit together"),
+    (_model([helper.make_node("Conv", ["x", "w"], ["y"], kernel_shape=[5, 5])], [_w((4, 2, 3, 3))]),
+     r"kernel_shape \[5, 5\] disagrees with the weights' kernel \[3, 3\]"),
+    (_model([helper.make_node("Conv", ["x", "w"], ["y"], pads=[4, 4, 4, 4])], [_w((4, 2, 3, 3))]),
+     r"pad \[4, 4, 4, 4\] reaches past the kernel's extent"),
     (_model([helper.make_node("BatchNormalization", ["x", "g", "g", "g", "v"], ["y"])],
             [_w((2,), "g"), numpy_helper.from_array(-np.ones(2, np.float32), "v")]),
      r"a variance plus epsilon is not positive"),
@@ -188,6 +192,15 @@ def test_a_malformed_initializer_is_named(tmp_path):
     onnx.save(_model([helper.make_node("Conv", ["x", "w"], ["y"])], [w]), str(path))
     with pytest.raises(FrontendError, match=r"m.onnx: initializer 'w' is malformed"):
         load_onnx(path)
+
+
+def test_weights_too_small_for_a_float32_step_quantize_to_zero(tmp_path):
+    path = tmp_path / "m.onnx"
+    w = numpy_helper.from_array(np.full((4, 2, 3, 3), 1e-45, np.float32), "w")
+    onnx.save(_model([helper.make_node("Conv", ["x", "w"], ["y"])], [w]), str(path))
+    prog = sieve.compile(path, "default", dense_twin=False)
+    res = sieve.simulate(prog, inputs=np.random.default_rng(0).standard_normal((1, 2, 6, 6)).astype(np.float32))
+    assert (res.floats["y"] == 0).all()
 
 
 def test_infinite_weights_are_refused(tmp_path):

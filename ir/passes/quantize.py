@@ -82,6 +82,8 @@ def calibrate_minmax(graph: Graph, samples: Mapping[str, np.ndarray], batch: int
 def activation_qparams(lo: float, hi: float) -> QuantParams:
     lo, hi = min(lo, 0.0), max(hi, 0.0)
     scale = np.float32((hi - lo) / 255.0) if hi > lo else np.float32(1.0)
+    if not scale >= np.finfo(np.float32).tiny:         # a range too small for a float32 step: all zeros
+        scale = np.float32(1.0)
     zp = int(np.clip(np.rint(-128.0 - lo / float(scale)), -128, 127))
     return QuantParams.per_tensor(float(scale), zp)
 
