@@ -342,3 +342,17 @@ def test_a_removed_wait_is_found_and_run_check_refuses_it(tmp_path, capsys, arch
     assert main(["run", str(path), "--check", "--timing-only"]) == 1
     assert "a read not ordered after the write it reads (a missing wait): core 0 instruction" in \
         capsys.readouterr().err
+
+
+def test_an_output_that_cannot_be_written_is_one_line(tmp_path, monkeypatch, capsys):
+    import os
+    model = tmp_path / "m.sv"
+    sieve.frontend.dump_sv(build("lenet5"), model, inline=True)
+
+    def refuse(src, dst):
+        raise PermissionError(13, "Permission denied")
+    monkeypatch.setattr(os, "replace", refuse)
+    assert main(["compile", str(model), "-o", str(tmp_path / "m.sieve"), "--quiet"]) == 1
+    err = [ln for ln in capsys.readouterr().err.strip().splitlines() if "WARNING" not in ln]
+    assert err == [f"sieve: error: {tmp_path / 'm.sieve'}: cannot write: Permission denied"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["m.sv"]      # no partial file left
