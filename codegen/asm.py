@@ -298,6 +298,8 @@ def assemble(text: str, source: str = "<asm>") -> Program:
             raise AsmError(str(err), source, line.meta.line, line.meta.column) from None
         except lark.exceptions.VisitError as err:      # a number the transformer cannot take (4,300 digits)
             raise AsmError(f"bad value: {err.orig_exc}", source, line.meta.line, line.meta.column) from None
+        except RecursionError:
+            raise AsmError("nested too deeply", source, line.meta.line, line.meta.column) from None
         except (KeyError, IndexError, ValueError, TypeError, OverflowError) as err:
             raise AsmError(f"malformed .{line.children[0]}: {err}", source, line.meta.line,
                            line.meta.column) from None

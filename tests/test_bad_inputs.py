@@ -133,6 +133,17 @@ def test_assembly_numbers_beyond_any_field(raw):
         assemble(text.replace("halt", add, 1), "x.s")
 
 
+def test_deep_nesting_in_every_text_format(tmp_path):
+    deep = "[" * 5000 + "1" + "]" * 5000
+    with pytest.raises(AsmError, match=r"x.s:3:1: nested too deeply"):
+        assemble(f".arch preset=default\n.core 0\nhalt x={deep}\n", "x.s")
+    with pytest.raises(FrontendError, match=r"x.sv:3:1: nested too deeply"):
+        parse_sv(f"model a\ninput x [1, 2]\nd = dense(x, out_features=2) {{ w = {deep} }}\noutput d\n", "x.sv")
+    (tmp_path / "deep.toml").write_text(f"name = {deep}\n")
+    with pytest.raises(sieve.ERRORS, match=r"deep.toml: malformed TOML"):
+        load_arch(tmp_path / "deep.toml")
+
+
 def test_assembly_descriptors_are_checked_as_in_a_binary(raw):
     text = disassemble(decode_program(raw))
     line = next(ln for ln in text.splitlines() if ln.startswith(".input"))
