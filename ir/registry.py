@@ -853,15 +853,19 @@ def _layernorm_dequantize(node: Node, ins: Types) -> dict:
 def _move_attrs(a: dict) -> dict:
     """A strided view (``offset``, ``shape``, ``strides`` in elements of the input's row-major order), stored
     as a tensor of shape ``to`` (the view's shape unless given: the same elements, reshaped)."""
-    a["shape"] = tuple(int(v) for v in a["shape"])
-    a["strides"] = tuple(int(v) for v in a.get("strides", row_major(a["shape"])))
-    a["offset"] = int(a.get("offset", 0))
-    a["to"] = tuple(int(v) for v in a.get("to", a["shape"]))
+    a["shape"] = tuple(_int(v, "a view's shape", 1) for v in a["shape"])
+    a["strides"] = tuple(_int(v, "a view's strides", 0) for v in a.get("strides", row_major(a["shape"])))
+    a["offset"] = _int(a.get("offset", 0), "a view's offset", 0)
+    a["to"] = tuple(_int(v, "a view's stored shape", 1) for v in a.get("to", a["shape"]))
+    if max(a["strides"] + (a["offset"],), default=0) >= 1 << 40:
+        raise IRError("a view's strides and offset must be below 2^40 (strides "
+                      f"{[v if v < 1 << 40 else '2^' + str(v.bit_length() - 1) + '+' for v in a['strides']]}, "
+                      f"offset {a['offset'] if a['offset'] < 1 << 40 else 'past 2^40'})")
     if len(a["strides"]) != len(a["shape"]) or min(a["shape"], default=1) < 1 or min(a["strides"], default=0) < 0 \
             or a["offset"] < 0 or min(a["to"], default=1) < 1:
         raise IRError(f"a view needs positive sizes, non-negative strides and offset, one stride per axis "
                       f"(shape {list(a['shape'])}, strides {list(a['strides'])}, offset {a['offset']})")
-    if int(np.prod(a["to"])) != int(np.prod(a["shape"])):
+    if math.prod(a["to"]) != math.prod(a["shape"]):          # exact: numpy's product wraps around
         raise IRError(f"cannot store a view of shape {list(a['shape'])} as {list(a['to'])}")
     return a
 
