@@ -240,9 +240,10 @@ def validate(arch: ArchConfig, source: str = "") -> ArchConfig:
     """Every number finite and within ``RANGES``; the few rules that relate fields."""
     for key, (lo, hi) in RANGES.items():
         v = _value(arch, key)
-        if not (math.isfinite(v) and lo <= v <= hi):
+        if not (lo <= v <= hi) or isinstance(v, float) and not math.isfinite(v):
             shown = f"{lo:g}..{hi:g}" if isinstance(v, float) else f"{int(lo)}..{int(hi)}"
-            raise ArchError(f"key '{key}' must be in {shown}, got {v!r}", source)
+            got = repr(v) if len(repr(v)) <= 40 else f"a number of {len(repr(v))} digits"
+            raise ArchError(f"key '{key}' must be in {shown}, got {got}", source)
     m = arch.memory
     _check(arch.core.accumulator_bytes % 4 == 0, "core.accumulator_bytes",
            f"must be a multiple of 4, got {arch.core.accumulator_bytes}", source)

@@ -487,7 +487,7 @@ def mutate_arch(text: str, rng) -> str:
         r = rng.random()
         if r < 0.1:
             del parent[path[-1]]
-        elif r < 0.15:
+        elif r < 0.15 and isinstance(parent, dict):
             parent["fuzz_unknown"] = 1
         elif r < 0.7:
             parent[path[-1]] = _edge_int(rng) if rng.random() < 0.5 else float(rng.choice(FLOAT_EDGES))
