@@ -54,11 +54,14 @@ def main() -> None:
     p.add_argument("--scale", type=float, default=1.0)
     p.add_argument("--workers", type=int, default=2)
     p.add_argument("--surface", action="append", choices=SURFACES)
+    p.add_argument("--cases", action="append", default=[], metavar="SURFACE=N", help="cases of one surface")
     args = p.parse_args()
+    counts = {s: int(CASES[s] * args.scale) for s in (args.surface or CASES)}
+    counts.update({k: int(v) for k, v in (c.split("=") for c in args.cases)})
     t0 = time.perf_counter()
-    tallies = {s: Tally() for s in (args.surface or CASES)}
+    tallies = {s: Tally() for s in counts}
     for s in tallies:
-        n = int(CASES[s] * args.scale)
+        n = counts[s]
         for start in range(0, n, CHUNK):
             part = fuzz({s: min(CHUNK, n - start)}, args.workers, start=start)[s]
             merge(tallies[s], part)
