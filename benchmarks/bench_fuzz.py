@@ -56,7 +56,7 @@ def main() -> None:
     p.add_argument("--surface", action="append", choices=SURFACES)
     p.add_argument("--cases", action="append", default=[], metavar="SURFACE=N", help="cases of one surface")
     args = p.parse_args()
-    counts = {s: int(CASES[s] * args.scale) for s in (args.surface or CASES)}
+    counts = {s: int(CASES[s] * args.scale) for s in (args.surface or ([] if args.cases else CASES))}
     counts.update({k: int(v) for k, v in (c.split("=") for c in args.cases)})
     t0 = time.perf_counter()
     tallies = {s: Tally() for s in counts}
