@@ -668,6 +668,8 @@ def _worker(conn, seed: int, memory_limit: int) -> None:
     from sieve.threads import blas_threads
     logging_quiet()
     seeds = Seeds.build()
+    for surface in SURFACES:                         # compile (numba) and warm every path before timing cases
+        classify(surface, -1, seeds, seed)
     soft, hard = resource.getrlimit(resource.RLIMIT_AS)
     base = _vsize()
     cap = base + 2 * memory_limit                      # a case that asks for far more fails at once
