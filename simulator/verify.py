@@ -18,6 +18,7 @@ from __future__ import annotations
 from typing import Callable
 
 import numpy as np
+from sieve_numerics.integer import LAYERNORM_MAX_COLS
 from sieve_numerics.limits import MAX_INSTRUCTION_WORK
 
 from sieve.arch.binary import Program
@@ -210,7 +211,13 @@ CHECK: dict[Opcode, Callable[[Fields, Spaces], list[Rule]]] = {
         _finite(f, "sx", "sy"), ("sy is not 0", f["sy"] == 0, ("sy",))],
     Opcode.SOFTMAX: lambda f, s: [
         ("mode is 0, 1 or 2", f["mode"] > 2, ("mode",)), _finite(f, "ys"), ("ys is not 0", f["ys"] == 0, ("ys",))],
-    Opcode.LAYERNORM: lambda f, s: [_at_least_one(f, "cols"), _finite(f, "m")],
+    # its sums stay inside int64 (docs/numerics.md): rows of at most LAYERNORM_MAX_COLS, and epsilon plus the
+    # largest possible n² x variance (n·255 deviations, 16 fraction bits) below 2^63
+    Opcode.LAYERNORM: lambda f, s: [_at_least_one(f, "cols"), _finite(f, "m"),
+                                    (f"cols is at most {LAYERNORM_MAX_COLS} and eps leaves the variance room in int64",
+                                     (f["cols"] > LAYERNORM_MAX_COLS) |
+                                     (f["eps"].astype(np.float64) + 4 * 65025.0 * 65536 * f["cols"].astype(np.float64)
+                                      ** 2 >= 2.0 ** 63 - 2.0 ** 20), ("cols", "eps"))],
     Opcode.LERP: lambda f, s: [_at_least_one(f, "c"), ("ly is at most 1024", f["ly"] > 1024, ("ly",))],
 }
 CHECK[Opcode.STORE] = CHECK[Opcode.LOAD]
