@@ -676,14 +676,17 @@ def _worker(conn, seed: int, memory_limit: int) -> None:
     resource.setrlimit(resource.RLIMIT_AS, (cap if hard == resource.RLIM_INFINITY else min(cap, hard), hard))
     conn.send(("ready", _rss_peak()))
     with blas_threads(1):
-        while True:
-            job = conn.recv()
-            if job is None:
-                return
-            surface, index = job
-            t0 = time.perf_counter()
-            kind, detail = classify(surface, index, seeds, seed)
-            conn.send((kind, detail, time.perf_counter() - t0, _rss_peak()))
+        try:
+            while True:
+                job = conn.recv()
+                if job is None:
+                    return
+                surface, index = job
+                t0 = time.perf_counter()
+                kind, detail = classify(surface, index, seeds, seed)
+                conn.send((kind, detail, time.perf_counter() - t0, _rss_peak()))
+        except (EOFError, BrokenPipeError, ConnectionResetError):
+            return                                   # the parent is gone: stop quietly
 
 
 def logging_quiet() -> None:
