@@ -605,7 +605,6 @@ def run_case(surface: str, index: int, seeds: Seeds, seed: int = 0) -> None:
             from sieve.api import compile as compile_model
             i = int(rng.integers(len(seeds.onnx)))
             if surface == "onnx":
-                import onnx
                 path = where / "model.onnx"              # the bytes as they are (onnx.save would check them)
                 path.write_bytes(mutate_onnx(seeds.onnx[i], rng).SerializeToString())
             else:
