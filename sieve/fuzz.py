@@ -699,6 +699,13 @@ def _vsize() -> int:
 
 
 def _rss_peak() -> int:
+    """This process's peak resident memory (VmHWM of its address space: unlike getrusage's maxrss, it does
+    not carry over the parent's peak through fork and exec, which made workers of a large parent look
+    2 GiB big from the start)."""
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) * 1024
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
 
 
