@@ -10,7 +10,7 @@ the fields that make it bad. Only what depends on data (the contents of a sparse
 LERP column table) is left to the functional model.
 
 One instruction's work is also bounded: the elements of its window and the bytes it moves must stay
-under ``MAX_WORK`` (``SIEVE_MAX_INSTRUCTION_WORK``, docs/reliability.md), which no instruction the
+under ``MAX_INSTRUCTION_WORK`` (``SIEVE_MAX_INSTRUCTION_WORK``, docs/reliability.md), which no instruction the
 compiler emits for an arch in range comes near.
 """
 from __future__ import annotations
@@ -26,7 +26,6 @@ from sieve.arch.isa import Opcode
 from sieve.arch.stream import Stream
 from sieve.simulator.errors import Trap
 
-MAX_WORK = MAX_INSTRUCTION_WORK
 
 Fields = dict[str, np.ndarray]
 # a rule: (what must hold, the instructions where it does not, the fields to show)
@@ -168,8 +167,8 @@ def _matmul(f: Fields, s: Spaces) -> list[Rule]:
             ("a depthwise matmul has in_c == k", dw & (c != k), ("in_c", "k")),
             ("x_pitch is 0 or at least in_c", pitch < c, ("x_pitch", "in_c")),
             ("its window work (columns x reduction, padded input) is within the limit "
-             f"of {MAX_WORK:,} elements (SIEVE_MAX_INSTRUCTION_WORK)",
-             (cols * r * np.where(dw, c, 1) > MAX_WORK) | (span_h * span_w * c > MAX_WORK),
+             f"of {MAX_INSTRUCTION_WORK:,} elements (SIEVE_MAX_INSTRUCTION_WORK)",
+             (cols * r * np.where(dw, c, 1) > MAX_INSTRUCTION_WORK) | (span_h * span_w * c > MAX_INSTRUCTION_WORK),
              ("out_h", "out_w", "kernel_h", "kernel_w", "in_c", "stride_h", "stride_w"))]
 
 
@@ -193,7 +192,7 @@ def _maxpool(f: Fields, s: Spaces) -> list[Rule]:
     span_w = (f["out_w"] - 1) * f["stride_w"] + f["kernel_w"]
     return [_at_least_one(f, "kernel_h", "kernel_w", "stride_h", "stride_w"),
             ("its padded input is within the limit of "
-             f"{MAX_WORK:,} elements (SIEVE_MAX_INSTRUCTION_WORK)", span_h * span_w * f["c"] > MAX_WORK,
+             f"{MAX_INSTRUCTION_WORK:,} elements (SIEVE_MAX_INSTRUCTION_WORK)", span_h * span_w * f["c"] > MAX_INSTRUCTION_WORK,
              ("out_h", "out_w", "kernel_h", "kernel_w", "stride_h", "stride_w", "c"))]
 
 
