@@ -192,7 +192,8 @@ def _maxpool(f: Fields, s: Spaces) -> list[Rule]:
     span_w = (f["out_w"] - 1) * f["stride_w"] + f["kernel_w"]
     return [_at_least_one(f, "kernel_h", "kernel_w", "stride_h", "stride_w"),
             ("its padded input is within the limit of "
-             f"{MAX_INSTRUCTION_WORK:,} elements (SIEVE_MAX_INSTRUCTION_WORK)", span_h * span_w * f["c"] > MAX_INSTRUCTION_WORK,
+             f"{MAX_INSTRUCTION_WORK:,} elements (SIEVE_MAX_INSTRUCTION_WORK)",
+             span_h * span_w * f["c"] > MAX_INSTRUCTION_WORK,
              ("out_h", "out_w", "kernel_h", "kernel_w", "stride_h", "stride_w", "c"))]
 
 
