@@ -114,6 +114,8 @@ def disassemble(p: Program) -> str:
 
 class _Values(lark.Transformer):
     def hex(self, t):
+        if len(t[0]) > 34:                             # beyond 128 bits: no field or address holds it
+            raise ValueError(f"the number {t[0][:12]}... has {len(t[0]) - 2} hex digits")
         return int(t[0], 16)
 
     def int(self, t):

@@ -3,6 +3,7 @@ clear error of Sieve's own types, naming the file and what is wrong, never an in
 from __future__ import annotations
 
 import json
+import re
 
 import numpy as np
 import onnx
@@ -128,6 +129,10 @@ def test_assembly_numbers_beyond_any_field(raw):
     text = disassemble(decode_program(raw))
     with pytest.raises(AsmError, match=r"x.s:\d+:\d+: bad value: Exceeds the limit \(4300 digits\)"):
         assemble(text.replace("stride_h=1", "stride_h=" + "9" * 5000, 1), "x.s")
+    out = next(ln for ln in text.splitlines() if ln.startswith(".output"))       # hex has no digit limit
+    huge = re.sub(r"addr=0x[0-9a-f]+", "addr=0x" + "9" * 5000, out)
+    with pytest.raises(AsmError, match=r"x.s:\d+:\d+: bad value: the number 0x9999999999... has 5000 hex digits"):
+        assemble(text.replace(out, huge), "x.s")
     add = "add a_addr=0 b_addr=0 dst_addr=0 count=1 za=0 zb=0 zc=0 ma=1e39 mb=1 relu=0 hi=127\nhalt"
     with pytest.raises(AsmError, match=r"x.s:\d+:\d+: ADD: a field is not a number: 1e\+39 does not fit a float32"):
         assemble(text.replace("halt", add, 1), "x.s")
