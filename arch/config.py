@@ -31,6 +31,7 @@ class ArchError(Exception):
 class CoreConfig:
     pe_rows: int = 16                 # PE rows: output channels computed in parallel
     simd_lanes: int = 16              # lanes per PE row: reduction values per cycle
+    int4_macs_per_lane: int = 2       # int4 x int8 products a lane computes per cycle (1: int4 at int8's rate)
     scratchpad_bytes: int = 262144    # software-managed scratchpad per core
     scratchpad_banks: int = 8         # banks, interleaved every scratchpad_port_bytes
     scratchpad_port_bytes: int = 16   # bytes per cycle one bank's read port feeds the MAC array
@@ -61,6 +62,7 @@ class MemoryConfig:
 class EnergyConfig:
     """pJ per event. Zero/absent SRAM figures are derived from capacity (see docs/arch.md)."""
     mac_pj: float = 0.23              # 8-bit multiply 0.2 + 8-bit add 0.03 (Horowitz 2014)
+    mac_int4_pj: float = 0.13         # 4x8-bit multiply (half the partial products) 0.1 + 8-bit add 0.03
     acc_add_pj: float = 0.1           # 32-bit integer add (Horowitz 2014)
     spad_pj_per_byte: float = 0.0     # derived: 64-bit read 10 pJ * sqrt(bytes / 8 KiB), / 8
     acc_pj_per_byte: float = 0.0      # derived the same way from accumulator_bytes
@@ -73,7 +75,7 @@ class EnergyConfig:
 
 # the core fields an instruction stream depends on: MAC-array shape (weight packing, row batches) and
 # the scratchpad and accumulator sizes (every address in the stream lies within them)
-VISIBLE = ("pe_rows", "simd_lanes", "scratchpad_bytes", "accumulator_bytes")
+VISIBLE = ("pe_rows", "simd_lanes", "int4_macs_per_lane", "scratchpad_bytes", "accumulator_bytes")
 
 
 @dataclass(frozen=True)
@@ -215,7 +217,7 @@ def _check(cond: bool, key: str, message: str, source: str) -> None:
 # count the simulator derives from them overflows or allocates without bound (docs/arch.md)
 RANGES: dict[str, tuple[float, float]] = {
     "cores": (1, 64), "clock_mhz": (1e-3, 1e6),
-    "core.pe_rows": (1, 256), "core.simd_lanes": (1, 256), "core.scratchpad_bytes": (4096, 1 << 24),
+    "core.pe_rows": (1, 256), "core.simd_lanes": (1, 256), "core.int4_macs_per_lane": (1, 4), "core.scratchpad_bytes": (4096, 1 << 24),
     "core.scratchpad_banks": (1, 64), "core.scratchpad_port_bytes": (1, 4096),
     "core.accumulator_bytes": (1024, 1 << 22), "core.vector_lanes": (1, 4096),
     "core.matmul_fill_cycles": (0, 1 << 20), "core.vector_fill_cycles": (0, 1 << 20),

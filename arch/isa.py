@@ -79,9 +79,10 @@ FIELDS: dict[Opcode, list[tuple[str, str, int]]] = {
                     ("out_h", "u", 12), ("out_w", "u", 12), ("in_h", "u", 12), ("in_w", "u", 12),
                     ("in_c", "u", 16), ("kernel_h", "u", 5), ("kernel_w", "u", 5), ("stride_h", "u", 5),
                     ("stride_w", "u", 5), ("dil_h", "u", 4), ("dil_w", "u", 4), ("pad_top", "u", 4),
-                    ("pad_left", "u", 4), ("x_zp", "s", 8), ("accumulate", "u", 1), ("fmt", "u", 2),
+                    ("pad_left", "u", 4), ("x_zp", "s", 8), ("accumulate", "u", 1), ("fmt", "u", 4),
                     ("depthwise", "u", 1), ("batch_groups", "u", 24), ("groups", "u", 24), ("nnz", "u", 24),
-                    ("nm_n", "u", 4), ("nm_m", "u", 5), ("x_pitch", "u", 16)],
+                    ("nm_n", "u", 4), ("nm_m", "u", 5), ("x_pitch", "u", 16),
+                    ("w_group", "u", 4)],
     Opcode.REQUANT: [("acc_addr", "u", 20), ("dst_addr", "u", 24), ("cols", "u", 16), ("k", "u", 12),
                      ("bias_addr", "u", 24), ("scale_addr", "u", 24), ("zp", "s", 8), ("lo", "s", 8),
                      ("hi", "s", 8), ("out32", "u", 1), ("dst_pitch", "u", 16)],
@@ -131,7 +132,7 @@ def _f32(x: float) -> float:
 
 # fields that may be left out when an instruction is written by hand (assembler, tests)
 OPTIONAL = {Opcode.MATMUL: {"fmt": 0, "depthwise": 0, "batch_groups": 0, "groups": 0, "nnz": 0, "nm_n": 0,
-                            "nm_m": 0, "x_pitch": 0},
+                            "nm_m": 0, "x_pitch": 0, "w_group": 0},
             Opcode.REQUANT: {"dst_pitch": 0},
             Opcode.ADD: {"mode": 0, "sc": 0.0, "b_count": 0}}
 

@@ -55,6 +55,8 @@ def main() -> None:
     p.add_argument("--workers", type=int, default=2)
     p.add_argument("--surface", action="append", choices=SURFACES)
     p.add_argument("--cases", action="append", default=[], metavar="SURFACE=N", help="cases of one surface")
+    p.add_argument("--start", type=int, default=0, metavar="I",
+                   help="first case number (a run continued where another stopped covers new cases)")
     args = p.parse_args()
     counts = {s: int(CASES[s] * args.scale) for s in (args.surface or ([] if args.cases else CASES))}
     counts.update({k: int(v) for k, v in (c.split("=") for c in args.cases)})
@@ -63,7 +65,7 @@ def main() -> None:
     for s in tallies:
         n = counts[s]
         for start in range(0, n, CHUNK):
-            part = fuzz({s: min(CHUNK, n - start)}, args.workers, start=start)[s]
+            part = fuzz({s: min(CHUNK, n - start)}, args.workers, start=args.start + start)[s]
             merge(tallies[s], part)
             write(tallies, time.perf_counter() - t0, args.workers)
             print(f"{s}: {tallies[s].cases:,} of {n:,}", {k: v for k, v in tallies[s].kinds.items() if v},

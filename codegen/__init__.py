@@ -92,7 +92,7 @@ def generate(sched: Schedule) -> Program:
     graph, arch = sched.graph, sched.arch
     data = DataImage()
     core = arch.core
-    bundles = {p.node: PACK[p.kind](graph, graph[p.node], p, sched.orders, data, core.simd_lanes, core.pe_rows)
+    bundles = {p.node: PACK[p.kind](graph, graph[p.node], p, sched.orders, data, core)
                for p in sched.layers if p.kind in PACK}
     kinds = {p.node: p.kind for p in sched.layers}
     order = sched.order or tuple((li, pi) for li, p in enumerate(sched.layers) for pi in range(len(p.parts)))
@@ -111,7 +111,7 @@ def generate(sched: Schedule) -> Program:
         members = [graph[m] for m in plan.stack.nodes] if plan.stack is not None else [node]
         n_macs = sum(opdef(m.op).macs(m, [graph[i].out for i in m.inputs]) for m in members)
         geoms = [m.geom for m in plan.stack.members if m.kind == "matmul"] if plan.stack else [plan.geom]
-        fmts = dict.fromkeys(f"{g.nm[0]}:{g.nm[1]}" if g.fmt == "nm" else g.fmt for g in geoms if g is not None)
+        fmts = dict.fromkeys(g.fmt.name for g in geoms if g is not None)
         fmt = "+".join(fmts) or "dense"              # a stack's layers may differ: "dense+unstructured"
         deps = {}
         for name in plan_inputs(graph, plan):

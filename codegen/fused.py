@@ -12,6 +12,7 @@ store that drained it.
 """
 from __future__ import annotations
 
+from sieve.arch.config import CoreConfig
 from sieve.arch.isa import Opcode
 from sieve.codegen.emit import Emitter, Slots
 from sieve.codegen.lower import ELEMENTWISE, pack_eltwise, pack_weights
@@ -21,15 +22,15 @@ from sieve.scheduler.fusion import bands, col_tiles, part_rows
 from sieve.scheduler.plan import LayerPlan, split
 
 
-def pack_stack(graph: Graph, node: Node, plan: LayerPlan, orders: dict, data, lanes: int, pe_rows: int) -> dict:
+def pack_stack(graph: Graph, node: Node, plan: LayerPlan, orders: dict, data, core: CoreConfig) -> dict:
     """Each layer's constants: weight bundles of the matmul layers, the tables of LUT layers."""
     out = {}
     for m in plan.stack.members:
         member = graph[m.node]
         if m.kind == "matmul":
-            out[m.node] = pack_weights(graph, member, m, orders, data, lanes, pe_rows)
+            out[m.node] = pack_weights(graph, member, m, orders, data, core)
         elif member.op is Op.LUT:
-            out[m.node] = pack_eltwise(graph, member, m, orders, data, lanes, pe_rows)
+            out[m.node] = pack_eltwise(graph, member, m, orders, data, core)
     return out
 
 
@@ -164,9 +165,7 @@ def _matmul(em: Emitter, graph: Graph, node: Node, m: LayerPlan, ins, cur: _Band
                                acc_addr=acc, k=nk, out_h=ny, out_w=ow, in_h=iy1 - iy0, in_w=in_w, in_c=nc,
                                kernel_h=g.kh, kernel_w=g.kw, stride_h=g.sh, stride_w=g.sw, dil_h=g.dh, dil_w=g.dw,
                                pad_top=py, pad_left=px if by_row else px + ix0 - bx0, x_zp=x_zp,
-                               accumulate=int(ci > 0), fmt=packed.fmt,
-                               depthwise=int(g.depthwise), batch_groups=packed.batch_groups, groups=packed.groups,
-                               nnz=packed.nnz, nm_n=packed.nm[0], nm_m=packed.nm[1],
+                               accumulate=int(ci > 0), depthwise=int(g.depthwise), **packed.fields(),
                                x_pitch=c_total if c_total != nc else 0)
                     wait = 0
                     if ci == len(cs) - 1:

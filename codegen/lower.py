@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from sieve.arch.formats import DENSE, WeightFormat
 from sieve.arch.isa import ADD_MODES, SOFTMAX_MODES, Opcode
 from sieve_numerics import integer
 from sieve.codegen.emit import Box, Emitter, Slots
@@ -11,7 +12,8 @@ from sieve.scheduler.layout import hw_weights
 from sieve.scheduler.lower import lerp_rows_in
 from sieve.ir.graph import Graph, Node, Op
 from sieve.ir.registry import act_bounds, add_arith, add_multipliers, resize_tables
-from sieve.scheduler.packing import PackedTile, pack_nm, pack_unstructured
+from sieve.arch.config import CoreConfig
+from sieve.scheduler.packing import PackedTile, pack
 from sieve.scheduler.plan import LayerPlan, align, split
 
 
@@ -32,13 +34,14 @@ def k_tiles(g, t, part) -> list[tuple[int, int]]:
     return [(k0 + s, n) for s, n in split(k1 - k0, t.k_t)]
 
 
-def pack_weights(graph: Graph, node: Node, plan: LayerPlan, orders: dict, data: DataImage, lanes: int,
-                 pe_rows: int) -> dict:
+def pack_weights(graph: Graph, node: Node, plan: LayerPlan, orders: dict, data: DataImage,
+                 core: CoreConfig) -> dict:
     """Constant bundles per (group, first output channel, c tile), for the k tiles of every core's
     share: the weight tile; the last c tile of each k tile also carries what REQUANT reads:
     [pad to 16][int32 bias][float32 scale]. Cores that share a k tile share its bundle."""
     w, bias, scale = _constants(graph, node, orders, plan.geom)
     g, t = plan.geom, plan.tiling
+    mults = node.params["w_mult"].reshape(w.shape[0], -1) if g.fmt.group else None
     bundles = {}
     c_tiles = [(0, 1)] if g.depthwise else split(g.c, t.c_t)
     for part in plan.parts:
@@ -50,7 +53,7 @@ def pack_weights(graph: Graph, node: Node, plan: LayerPlan, orders: dict, data: 
                     if (gi, kt, ci) in bundles:
                         continue
                     tile = np.ascontiguousarray(w[k0:k0 + nk, :, :, c0:c0 + nc])
-                    packed = _pack(tile.reshape(nk, -1), g, lanes, pe_rows)
+                    packed = _pack(tile, mults, k0, c0, g, core)
                     blob = packed.blob
                     tail = align(len(blob))
                     if ci == len(c_tiles) - 1:
@@ -59,14 +62,20 @@ def pack_weights(graph: Graph, node: Node, plan: LayerPlan, orders: dict, data: 
     return bundles
 
 
-def _pack(tile: np.ndarray, g, lanes: int, pe_rows: int) -> PackedTile:
-    """A weight tile in the layer's format, with the group counts its MATMUL carries."""
-    if g.fmt == "unstructured":
-        return pack_unstructured(tile.astype(np.int8), lanes, pe_rows, g.balance)
-    if g.fmt == "nm":
-        return pack_nm(tile.astype(np.int8), *g.nm, lanes, pe_rows)
-    blob = tile.astype("<i2" if g.w_bytes == 2 else np.int8).tobytes()
-    return PackedTile(blob, 3 if g.w_bytes == 2 else 0, 0, 0, 0)
+def _pack(tile: np.ndarray, mults: np.ndarray | None, k0: int, c0: int, g, core: CoreConfig) -> PackedTile:
+    """A weight tile [nk][kh][kw][nc] in the layer's format, with the group counts its MATMUL carries. With
+    int4 scale groups (``mults`` [K][groups of the layer's channels]) the tile's values are the int4
+    weights, each its weight divided by its group's multiplier, and the tile's multipliers follow it."""
+    nk, nc = tile.shape[0], tile.shape[3]
+    q = None
+    if g.fmt.group:
+        gs = g.fmt.group
+        q = mults[k0:k0 + nk, c0 // gs:-(-(c0 + nc) // gs)]
+        per_value = np.repeat(q, gs, axis=1)[:, None, None, :nc].astype(np.int64)
+        if c0 % gs or np.any(tile % per_value):
+            raise CodegenError(f"a weight tile does not hold whole scale groups of {gs} channels")
+        tile = tile // per_value
+    return pack(tile.reshape(nk, -1), g.fmt, g.lanes(core), core.pe_rows, g.balance, q)
 
 
 def emit_matmul(em: Emitter, graph: Graph, node: Node, plan: LayerPlan, part, layouts, bundles) -> None:
@@ -118,9 +127,7 @@ def emit_matmul(em: Emitter, graph: Graph, node: Node, plan: LayerPlan, part, la
             em.compute(Opcode.MATMUL, w_addr=w_addr, x_addr=x_addr, acc_addr=acc, k=nk, out_h=ny, out_w=nx,
                        in_h=iy1 - iy0, in_w=ix1 - ix0, in_c=nc, kernel_h=kh, kernel_w=kw,
                        stride_h=g.sh, stride_w=g.sw, dil_h=g.dh, dil_w=g.dw, pad_top=py, pad_left=px,
-                       x_zp=x_zp, accumulate=int(ci > 0), fmt=packed.fmt, depthwise=int(g.depthwise),
-                       batch_groups=packed.batch_groups, groups=packed.groups, nnz=packed.nnz,
-                       nm_n=packed.nm[0], nm_m=packed.nm[1])
+                       x_zp=x_zp, accumulate=int(ci > 0), depthwise=int(g.depthwise), **packed.fields())
             last_c = ci == len(cs) - 1
             if last_c:
                 o_addr, _, o_free = oslots.acquire()
@@ -217,8 +224,8 @@ def _mul_instr(em: Emitter, graph: Graph, node: Node, addrs: list[int], o_addr: 
 ELEMENTWISE = {Op.ADD: _add_instr, Op.RELU: _relu_instr, Op.LUT: _lut_instr, Op.MUL: _mul_instr}
 
 
-def pack_eltwise(graph: Graph, node: Node, plan: LayerPlan, orders: dict, data: DataImage, lanes: int,
-                 pe_rows: int):
+def pack_eltwise(graph: Graph, node: Node, plan: LayerPlan, orders: dict, data: DataImage,
+                 core: CoreConfig):
     """An element-wise op's constants (a LUT's table): (DRAM address, bytes), or None."""
     table = node.params.get("table")
     if table is None:
@@ -290,8 +297,8 @@ def emit_concat(em: Emitter, graph: Graph, node: Node, plan: LayerPlan, part, la
         c_off += c
 
 
-def pack_affine(graph: Graph, node: Node, plan: LayerPlan, orders: dict, data: DataImage, lanes: int,
-                pe_rows: int) -> tuple[int, int]:
+def pack_affine(graph: Graph, node: Node, plan: LayerPlan, orders: dict, data: DataImage,
+                core: CoreConfig) -> tuple[int, int]:
     """The channel parameters: float32 scale[c] then shift[c]; (DRAM address, bytes)."""
     blob = node.params["scale"].astype("<f4").tobytes() + node.params["shift"].astype("<f4").tobytes()
     return data.put(blob), len(blob)
@@ -347,8 +354,8 @@ def emit_scale(em: Emitter, graph: Graph, node: Node, plan: LayerPlan, part, lay
             oslots.release(em.store([(dst + p0 * c, o_addr, 1, npx * c, 0, 0)], step))
 
 
-def pack_const(graph: Graph, node: Node, plan: LayerPlan, orders: dict, data: DataImage, lanes: int,
-               pe_rows: int) -> int:
+def pack_const(graph: Graph, node: Node, plan: LayerPlan, orders: dict, data: DataImage,
+               core: CoreConfig) -> int:
     """A constant tensor in the data image, in its memory order: its DRAM address."""
     o = orders[node.name]
     value = node.params["value"].reshape(o.view_shape).transpose(o.perm)
@@ -379,8 +386,8 @@ def emit_resize(em: Emitter, graph: Graph, node: Node, plan: LayerPlan, part, la
             oslots.release(em.store(stores, step))
 
 
-def pack_lerp(graph: Graph, node: Node, plan: LayerPlan, orders: dict, data: DataImage, lanes: int,
-              pe_rows: int) -> tuple[int, int]:
+def pack_lerp(graph: Graph, node: Node, plan: LayerPlan, orders: dict, data: DataImage,
+              core: CoreConfig) -> tuple[int, int]:
     """The column table: (first, second, weight) as three little-endian uint16 per output column."""
     _, tx = resize_tables(node, graph[node.inputs[0]].out)
     blob = tx.astype("<u2").tobytes()
@@ -417,8 +424,8 @@ def emit_lerp(em: Emitter, graph: Graph, node: Node, plan: LayerPlan, part, layo
             oslots.release(em.store([(dst + (b * oh + y0) * ow * c, o_addr, 1, ny * ow * c, 0, 0)], step))
 
 
-def pack_bmm(graph: Graph, node: Node, plan: LayerPlan, orders: dict, data: DataImage, lanes: int,
-             pe_rows: int) -> tuple[int, int]:
+def pack_bmm(graph: Graph, node: Node, plan: LayerPlan, orders: dict, data: DataImage,
+             core: CoreConfig) -> tuple[int, int]:
     """REQUANT's constants for an N tile: int32 zeros (no bias) then the float32 multiplier, k_t of each."""
     k_t = plan.tiling.k_t
     blob = np.zeros(k_t, "<i4").tobytes() + np.full(k_t, node.params["requant"][0], "<f4").tobytes()
@@ -461,8 +468,8 @@ def emit_bmm(em: Emitter, graph: Graph, node: Node, plan: LayerPlan, part, layou
                     acc = tile_no % t.acc_buffers * acc_half
                     em.compute(Opcode.MATMUL, w_addr=w_addr, x_addr=x_addr, acc_addr=acc, k=nk, out_h=1, out_w=nm,
                                in_h=1, in_w=nm, in_c=nc, kernel_h=1, kernel_w=1, stride_h=1, stride_w=1, dil_h=1,
-                               dil_w=1, pad_top=0, pad_left=0, x_zp=qa.zp, accumulate=int(ci > 0), fmt=3,
-                               depthwise=0, batch_groups=0, groups=0, nnz=0, nm_n=0, nm_m=0)
+                               dil_w=1, pad_top=0, pad_left=0, x_zp=qa.zp, accumulate=int(ci > 0),
+                               depthwise=0, fmt=WeightFormat(DENSE, 16).code)
                     last = ci == len(c_tiles) - 1
                     if last:
                         o_addr, _, o_free = oslots.acquire()
@@ -479,16 +486,16 @@ def emit_bmm(em: Emitter, graph: Graph, node: Node, plan: LayerPlan, part, layou
                         oslots.release(em.store(box, step))
 
 
-def pack_softmax(graph: Graph, node: Node, plan: LayerPlan, orders: dict, data: DataImage, lanes: int,
-                 pe_rows: int) -> tuple[int, int]:
+def pack_softmax(graph: Graph, node: Node, plan: LayerPlan, orders: dict, data: DataImage,
+                 core: CoreConfig) -> tuple[int, int]:
     """The exp table: int32 (integer-only) or float32 (onnxruntime's arithmetic), 1 KiB either way."""
     t = node.params["table"]
     blob = t.astype("<i4" if t.dtype == np.int32 else "<f4").tobytes()
     return data.put(blob), len(blob)
 
 
-def pack_layernorm(graph: Graph, node: Node, plan: LayerPlan, orders: dict, data: DataImage, lanes: int,
-                   pe_rows: int) -> tuple[int, int]:
+def pack_layernorm(graph: Graph, node: Node, plan: LayerPlan, orders: dict, data: DataImage,
+                   core: CoreConfig) -> tuple[int, int]:
     """int32 gamma then int32 beta, one of each per feature."""
     blob = node.params["gamma"].astype("<i4").tobytes() + node.params["beta"].astype("<i4").tobytes()
     return data.put(blob), len(blob)

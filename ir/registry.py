@@ -164,11 +164,17 @@ def act_attrs(a: dict) -> dict:
 # ---------------------------------------------------------------- quantization rules (from quantize_graph)
 
 def quantize_weights(node: Node, s_in: np.float32, s_out: np.float32) -> dict[str, np.ndarray]:
-    """int8 weights symmetric per output channel, int32 bias at s_in·s_w, float32 multiplier."""
+    """int8 weights symmetric per output channel, int32 bias at s_in·s_w, float32 multiplier. Weights on
+    an int4 grid (``passes.lowbit_weights``: attrs w_bits, params w_step, w_mult) take its step as s_w:
+    their int8 values are the int4 values times their group's multiplier, exactly."""
     w = node.params["w"]
     k = w.shape[0]
-    amax = np.abs(w.reshape(k, -1)).max(axis=1).astype(np.float64)       # exact in the weights' own type
-    s_w = np.where(amax > 0, amax / 127.0, 1.0).astype(np.float32)
+    low = node.attrs.get("w_bits") == 4
+    if low:
+        s_w = node.params["w_step"].astype(np.float32)
+    else:
+        amax = np.abs(w.reshape(k, -1)).max(axis=1).astype(np.float64)   # exact in the weights' own type
+        s_w = np.where(amax > 0, amax / 127.0, 1.0).astype(np.float32)
     s_w[s_w < np.finfo(np.float32).tiny] = 1.0        # weights too small for a float32 step: all zeros
     bshape = (k,) + (1,) * (w.ndim - 1)
     q = np.divide(w, s_w.reshape(bshape), dtype=np.float64)            # in float64, without a float64 copy of w
@@ -177,7 +183,10 @@ def quantize_weights(node: Node, s_in: np.float32, s_out: np.float32) -> dict[st
     bias = np.rint(node.params["b"].astype(np.float64) / s_acc.astype(np.float64))
     bias = np.clip(bias, -2**31, 2**31 - 1).astype(np.int32)
     requant = (s_acc / np.float32(s_out)).astype(np.float32)
-    return {"w": wq, "b": bias, "requant": requant, "w_scale": s_w}
+    out = {"w": wq, "b": bias, "requant": requant, "w_scale": s_w}
+    if low and "w_mult" in node.params:
+        out["w_mult"] = node.params["w_mult"]
+    return out
 
 
 def _weighted_quantize(node: Node, ins: Types, out: TensorType) -> tuple[dict, dict]:

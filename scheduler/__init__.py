@@ -13,11 +13,12 @@ from sieve.scheduler.lower import LOWER, Options, conv_geom
 from sieve.scheduler.partition import PARTITIONS
 from sieve.scheduler.pipeline import emission_order, overlaps, pipeline
 from sieve.scheduler.plan import (ConvGeom, LayerPlan, MatmulTiling, Part, Schedule, ScheduleError, SpadLayout, split)
+from sieve.scheduler.tiling import OBJECTIVES
 
 
 def schedule(graph: Graph, arch: ArchConfig, sparse: bool = True, balance: bool = True,
              formats: tuple[str, ...] | None = None, partition: str = "auto", fusion: str = "none",
-             tile: int | tuple[int, int] | None = None, overlap: str | None = None,
+             tile: int | tuple[int, int] | None = None, overlap: str | None = None, objective: str = "cycles",
              progress: Callable[[int, int], None] | None = None) -> Schedule:
     """Plan every node of a quantized graph on ``arch``. With ``sparse`` the cost model may pick a
     packed weight format per layer; ``balance`` orders PE rows by work in unstructured tiles;
@@ -27,13 +28,17 @@ def schedule(graph: Graph, arch: ArchConfig, sparse: bool = True, balance: bool 
     layers as fused stacks (``scheduler.fusion``): ``auto`` where the cost model finds it pays, ``max``
     wherever they fit, ``none``; ``tile`` forces the output rows per band (or (rows, columns) per tile),
     ``overlap`` the way overlapping
-    rows are handled (``recompute`` or ``cache``; default: the cheaper).
+    rows are handled (``recompute`` or ``cache``; default: the cheaper). ``objective``: what each layer's
+    format, tiling and partition minimize by the cost model's estimates: ``cycles``, ``energy`` or
+    ``edp`` (their product).
     ``progress(done, total)`` reports the nodes planned so far."""
     if partition not in PARTITIONS:
         raise ScheduleError(f"unknown partition '{partition}'", hint=f"choose one of: {', '.join(PARTITIONS)}")
     plans = []
     orders = memory_orders(graph)
-    opts = Options(orders, sparse, balance, formats, partition)
+    if objective not in OBJECTIVES:
+        raise ScheduleError(f"unknown objective '{objective}'", hint=f"choose one of: {', '.join(OBJECTIVES)}")
+    opts = Options(orders, sparse, balance, formats, partition, objective)
     for done, node in enumerate(graph):
         if progress is not None:
             progress(done, len(graph))

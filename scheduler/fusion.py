@@ -52,7 +52,7 @@ def member_kind(graph: Graph, node: Node, plan: LayerPlan, orders: dict) -> str 
         return None
     if plan.kind == "matmul" and node.op in (Op.CONV2D, Op.AVGPOOL):
         g = plan.geom
-        if g.batched or g.band[0] or g.out_bytes != 1 or g.w_bytes != 1:
+        if g.batched or g.band[0] or g.out_bytes != 1 or g.fmt.bits == 16:
             return None
         return "matmul"
     if plan.kind == "pool" and node.op is Op.MAXPOOL:
@@ -192,10 +192,9 @@ def _macs_per_row(m: LayerPlan) -> int:
 def _weight_tiles(g: ConvGeom, arch: ArchConfig) -> tuple[tuple[int, int, int, int], ...]:
     """(c_t, k_t, slot bytes, slots) of a layer's weight tilings, most preferred first: whole input
     channels, then the most output channels (whole rows of output must fit the accumulator)."""
-    lanes, acc = arch.core.simd_lanes, arch.acc_entries
+    lanes, acc = g.lanes(arch.core), arch.acc_entries
     c_opts = [g.c] if g.depthwise else sorted({g.c, *[ceil_div(g.c, 2 ** i) for i in range(1, 8)]}, reverse=True)
-    if g.fmt == "nm":
-        c_opts = [c for c in c_opts if c % g.nm[1] == 0 or c == g.c]
+    c_opts = [c for c in c_opts if c % g.channel_unit() == 0 or c == g.c]   # whole N:M blocks, scale groups
     k_opts = sorted({g.k, *[v for v in range(arch.core.pe_rows, g.k, arch.core.pe_rows)],
                      *[ceil_div(g.k, 2 ** i) for i in range(1, 12)]}, reverse=True)
     out = []
@@ -350,7 +349,7 @@ def _size_stack(graph: Graph, plans: dict[str, LayerPlan], names: list[str], arc
     used = SpadLayout(tuple(regions)).total
     # weight tiles: each matmul member's share of what is left, by its weights' size
     mm = [m for m in members if m.kind == "matmul"]
-    sizes = [max(1, m.geom.weight_tile_bytes(m.geom.k, m.geom.c, arch.core.simd_lanes) * m.geom.groups) for m in mm]
+    sizes = [max(1, m.geom.weight_tile_bytes(m.geom.k, m.geom.c, m.geom.lanes(arch.core)) * m.geom.groups) for m in mm]
     left = spad - used - 16 * (len(mm) + 1)
     if left <= 0:
         return None
@@ -390,9 +389,9 @@ def _priced(graph: Graph, plans: dict[str, LayerPlan], stack: Stack, layout: Spa
             macs_again += (made[m.node] - h * w) * n_img * _macs_per_row(m) // max(w, 1)
             g, t = m.geom, m.tiling
             one = t.k_t >= g.k and t.c_t >= g.c and g.groups == 1
-            w_bytes += _weight_bytes(g, t, arch.core.simd_lanes) * (len(parts) if one else n_tiles)
+            w_bytes += _weight_bytes(g, t, g.lanes(arch.core)) * (len(parts) if one else n_tiles)
             # each layer's first weight tile arrives before it can start (a conservative fill)
-            first += g.weight_tile_bytes(min(t.k_t, g.k), min(t.c_t, g.c), arch.core.simd_lanes) + 8 * t.k_t
+            first += g.weight_tile_bytes(min(t.k_t, g.k), min(t.c_t, g.c), g.lanes(arch.core)) + 8 * t.k_t
         else:
             ops = (m.geom.kh * m.geom.kw) if m.kind == "pool" else 1
             compute += pixels * c * ops / arch.core.vector_lanes
@@ -474,7 +473,7 @@ def _layer_dram(graph: Graph, plans: dict[str, LayerPlan], name: str) -> int:
     w = node.params.get("w")
     if w is not None:
         geom = plans[name].geom
-        total += int(np.count_nonzero(w)) if geom is not None and geom.fmt != "dense" else w.size
+        total += int(np.count_nonzero(w)) if geom is not None and geom.fmt.packed else w.size
     return int(total)
 
 

@@ -7,31 +7,31 @@ from typing import Callable
 import numpy as np
 
 from sieve.arch.config import ArchConfig
+from sieve.arch.formats import DENSE, NM, UNSTRUCTURED, WeightFormat
 from sieve.ir.graph import Graph, Node, Op
 from sieve.ir.registry import move_view, resize_tables, trailing_broadcast
 from sieve.ir.types import DType
 from sieve.scheduler.plan import ConvGeom, RowCounts, LayerPlan, Part, ScheduleError, SpadLayout, align, ceil_div
 from sieve.scheduler.layout import hw_weights
 from sieve.scheduler.partition import flat_parts, matmul_parts, sub_geom
-from sieve.scheduler.tiling import estimate, matmul_spad, search, stream_tile
+from sieve.scheduler.tiling import estimate, matmul_spad, objective_score, search, stream_tile
 
 
 MAX_KERNEL = 31                              # the MATMUL's kernel_h / kernel_w fields (5 bits)
 
 
-def _dense_geom(graph: Graph, node: Node, out_bytes: int, w_bytes: int) -> ConvGeom:
+def _dense_geom(graph: Graph, node: Node, out_bytes: int, fmt: WeightFormat) -> ConvGeom:
     x, w = graph[node.inputs[0]].out.shape, node.params["w"]
     if len(x) == 3 and w.ndim == 2:                  # tokens: [B·T, C] rows, one weight matrix
         return ConvGeom(n=1, h=1, w=x[0] * x[1], c=x[2], k=node.out.shape[2], oh=1, ow=x[0] * x[1],
-                        out_bytes=out_bytes, w_bytes=w_bytes)
+                        out_bytes=out_bytes, fmt=fmt)
     if len(x) == 3:                                  # batched: each batch its own weights
         return ConvGeom(n=1, h=1, w=x[1], c=x[2], k=node.out.shape[2], oh=1, ow=x[1], groups=x[0],
-                        out_bytes=out_bytes, w_bytes=w_bytes, batched=True)
-    return ConvGeom(n=1, h=1, w=x[0], c=x[1], k=node.out.shape[1], oh=1, ow=x[0], out_bytes=out_bytes,
-                    w_bytes=w_bytes)
+                        out_bytes=out_bytes, fmt=fmt, batched=True)
+    return ConvGeom(n=1, h=1, w=x[0], c=x[1], k=node.out.shape[1], oh=1, ow=x[0], out_bytes=out_bytes, fmt=fmt)
 
 
-def _gap_geom(graph: Graph, node: Node, out_bytes: int, w_bytes: int) -> ConvGeom:
+def _gap_geom(graph: Graph, node: Node, out_bytes: int, fmt: WeightFormat) -> ConvGeom:
     """A depthwise window sum over the whole image; beyond the MATMUL's kernel fields, in bands."""
     n, c, h, w = graph[node.inputs[0]].out.shape
     band = (0, 0)
@@ -40,7 +40,7 @@ def _gap_geom(graph: Graph, node: Node, out_bytes: int, w_bytes: int) -> ConvGeo
     return ConvGeom(n, h, w, c, c, 1, 1, h, w, depthwise=True, band=band)
 
 
-def _avgpool_geom(graph: Graph, node: Node, out_bytes: int, w_bytes: int) -> ConvGeom:
+def _avgpool_geom(graph: Graph, node: Node, out_bytes: int, fmt: WeightFormat) -> ConvGeom:
     """A depthwise window sum, padding reading as zero."""
     n, c, h, w = graph[node.inputs[0]].out.shape
     (kh, kw), (sh, sw), (pt, pl, _, _) = node.attrs["kernel"], node.attrs["stride"], node.attrs["pad"]
@@ -48,7 +48,7 @@ def _avgpool_geom(graph: Graph, node: Node, out_bytes: int, w_bytes: int) -> Con
                     depthwise=True)
 
 
-def _conv_geom(graph: Graph, node: Node, out_bytes: int, w_bytes: int) -> ConvGeom:
+def _conv_geom(graph: Graph, node: Node, out_bytes: int, fmt: WeightFormat) -> ConvGeom:
     n, c, h, w = graph[node.inputs[0]].out.shape
     (kh, kw), (sh, sw), (pt, pl, _, _), (dh, dw) = (node.attrs["kernel"], node.attrs["stride"],
                                                     node.attrs["pad"], node.attrs["dilation"])
@@ -59,7 +59,7 @@ def _conv_geom(graph: Graph, node: Node, out_bytes: int, w_bytes: int) -> ConvGe
     else:
         c, k = c // groups, k // groups
     return ConvGeom(n, h, w, c, k, node.out.shape[2], node.out.shape[3], kh, kw, sh, sw, dh, dw, pt, pl,
-                    groups, depthwise, out_bytes, w_bytes)
+                    groups, depthwise, out_bytes, fmt=fmt)
 
 
 # the matmul geometry of each op that runs on the MAC array
@@ -68,9 +68,18 @@ GEOM = {Op.CONV2D: _conv_geom, Op.DENSE: _dense_geom, Op.GLOBALAVGPOOL: _gap_geo
 
 def conv_geom(graph: Graph, node: Node) -> ConvGeom:
     out_bytes = 4 if node.out.dtype is DType.INT32 else 1
+    return GEOM[node.op](graph, node, out_bytes, dense_format(node))
+
+
+def dense_format(node: Node) -> WeightFormat:
+    """A layer's weights stored dense at their width: int16 (imported zero points), int4 (quantized to
+    4 bits, with its scale groups) or int8."""
     w = node.params.get("w")
-    w_bytes = 2 if w is not None and w.dtype == np.int16 else 1
-    return GEOM[node.op](graph, node, out_bytes, w_bytes)
+    if w is not None and w.dtype == np.int16:
+        return WeightFormat(DENSE, 16)
+    if node.attrs.get("w_bits") == 4:
+        return WeightFormat(DENSE, 4, group=node.attrs.get("w_group", 0))
+    return WeightFormat()
 
 
 NM_BLOCKS = (4, 8, 16)
@@ -89,6 +98,7 @@ def weight_formats(graph: Graph, node: Node, g: ConvGeom, lanes: int, orders: di
     nz = (flat != 0).view(np.uint8)
     nnz_r = nz.sum(axis=1, dtype=np.int64)
     density = nnz_r.sum() / max(flat.size, 1)
+    g = replace(g, density=float(density))
     # below 30 % density packed weights (3 bytes per nonzero) beat dense in bytes and in cycles
     out = [g] if density >= 0.3 else []
     nm = []
@@ -104,13 +114,13 @@ def weight_formats(graph: Graph, node: Node, g: ConvGeom, lanes: int, orders: di
         n = max(int(blocks.max(initial=0)), 1)
         # N:M is worth a look when its fixed density is close to the layer's real one
         if n < m and lanes % n == 0 and n / m <= 2 * density:
-            nm.append(replace(g, fmt="nm", nm=(n, m)))
+            nm.append(replace(g, fmt=replace(g.fmt, kind=NM, nm=(n, m))))
     # of the N:M patterns that hold, only the sparsest is worth pricing (ties: the smaller block)
-    nm = sorted(nm, key=lambda f: (f.nm[0] / f.nm[1], f.nm[1]))[:1]
+    nm = sorted(nm, key=lambda f: (f.fmt.nm[0] / f.fmt.nm[1], f.fmt.nm[1]))[:1]
     # an N:M format at the real density beats unstructured packing on bytes and cannot lose on cycles
-    exact_nm = any(f.nm[0] / f.nm[1] <= 1.05 * density for f in nm)
+    exact_nm = any(f.fmt.nm[0] / f.fmt.nm[1] <= 1.05 * density for f in nm)
     if density < 0.9 and not exact_nm:
-        out.append(replace(g, fmt="unstructured", dmax=float(nnz_r.max() / flat.shape[1]),
+        out.append(replace(g, fmt=replace(g.fmt, kind=UNSTRUCTURED), dmax=float(nnz_r.max() / flat.shape[1]),
                            nnz_max=int(nnz_r.max()), rows=RowCounts(hw)))
     out += nm
     return out
@@ -124,6 +134,7 @@ class Options:
     balance: bool = True                         # order PE rows by work in unstructured tiles
     formats: tuple[str, ...] | None = None       # restrict the weight formats (tests, comparisons)
     partition: str = "auto"                      # how conv/dense layers are split across cores
+    objective: str = "cycles"                    # what the choices minimize: cycles, energy, edp
 
     def cores(self, arch: ArchConfig) -> int:
         """The cores one layer is split over (a pipeline runs each layer on one core)."""
@@ -140,25 +151,28 @@ def _envelope(subs: list[ConvGeom]) -> ConvGeom:
                    groups=max(s.groups for s in subs), pt=first.pt if same else 0, pl=first.pl if same else 0)
 
 
-def _price(g: ConvGeom, parts: tuple[Part, ...], arch: ArchConfig):
-    """(tiling, estimated cycles, the tiling's reason) of one format and partition, or None when no
-    tile fits. All cores run at once and share the DRAM channel: the estimate is the slowest core's,
-    or all cores' DRAM transfers back to back, whichever is longer."""
+def _price(g: ConvGeom, parts: tuple[Part, ...], arch: ArchConfig, objective: str):
+    """(tiling, estimated cycles, the tiling's reason, the envelope geometry, estimated energy in pJ) of
+    one format and partition, or None when no tile fits. All cores run at once and share the DRAM
+    channel: the estimate is the slowest core's, or all cores' DRAM transfers back to back, whichever is
+    longer; the energy is every core's, with leakage over that span."""
     subs = [sub_geom(g, p).per_band() for p in parts]
     env = _envelope(subs)
-    found = search(env, arch)
+    found = search(env, arch, objective)
     if found is None:
         return None
     tiling, est, reason = found
     if len(parts) == 1 and subs[0] == env:
-        return tiling, est.cycles, reason, env
+        return tiling, est.cycles, reason, env, est.energy_pj
     ests = {}
     for s in subs:
         if s not in ests:
             ests[s] = estimate(s, tiling, arch)
     per_core = [ests[s] for s in subs]
     cycles = max(max(e.cycles for e in per_core), sum(e.dma for e in per_core))
-    return tiling, cycles, reason, env
+    leak = arch.energy_table.leakage_pj_per_cycle * arch.cores
+    energy = sum(e.energy_pj - e.cycles * leak for e in per_core) + cycles * leak
+    return tiling, cycles, reason, env, energy
 
 
 def _lower_matmul(graph: Graph, node: Node, arch: ArchConfig, opts: Options) -> LayerPlan:
@@ -166,9 +180,9 @@ def _lower_matmul(graph: Graph, node: Node, arch: ArchConfig, opts: Options) -> 
     if max(g.per_band().kh, g.per_band().kw, g.sh, g.sw) > MAX_KERNEL or max(g.dh, g.dw, g.pt, g.pl) > 15:
         raise ScheduleError(f"kernel {g.kh}x{g.kw} and stride (at most 31), dilation and padding (at most 15) "
                             "exceed the MATMUL instruction's fields", node.name)
-    options = weight_formats(graph, node, g, arch.core.simd_lanes, opts.orders) if opts.sparse else [g]
+    options = weight_formats(graph, node, g, g.lanes(arch.core), opts.orders) if opts.sparse else [g]
     if opts.formats is not None:                     # restrict the choice (tests, comparisons)
-        options = [f for f in options if f.fmt in opts.formats] or options[:1]
+        options = [f for f in options if f.fmt.kind in opts.formats] or options[:1]
     strategies = {"auto": ("channels", "rows", "batch"), "pipeline": ("single",)}.get(opts.partition,
                                                                                      (opts.partition,))
     found = []
@@ -179,7 +193,7 @@ def _lower_matmul(graph: Graph, node: Node, arch: ArchConfig, opts: Options) -> 
             if parts in seen:                        # a fallback that repeats another strategy
                 continue
             seen.add(parts)
-            priced = _price(f, parts, arch)
+            priced = _price(f, parts, arch, opts.objective)
             if priced is not None:
                 found.append((f, used, parts, priced))
     if not found:
@@ -187,20 +201,20 @@ def _lower_matmul(graph: Graph, node: Node, arch: ArchConfig, opts: Options) -> 
             f"no tile fits: even one output channel group and one pixel needs more than the "
             f"{arch.core.scratchpad_bytes}-byte scratchpad or {arch.acc_entries}-entry accumulator",
             node.name, "use an arch with a larger scratchpad")
-    found.sort(key=lambda c: c[3][1])
-    g, used, parts, (tiling, est, reason, env) = found[0]
+    found.sort(key=lambda c: float(objective_score(opts.objective, c[3][1], c[3][4])))
+    g, used, parts, (tiling, est, reason, env, energy) = found[0]
     if used != "single":
-        reason = f"{used} over {len(parts)} cores, est {est} cycles; per core: {reason}"
-    others = [f"{_fmt(f)} {u} {p[1]}" if used != "single" else f"{_fmt(f)} {p[1]}"
+        reason = f"{used} over {len(parts)} cores, est {est} cycles, {energy / 1e6:.4g} µJ; per core: {reason}"
+    others = [f"{_fmt(f)}{' ' + u if used != 'single' else ''} {p[1]} cycles {p[4] / 1e6:.4g} µJ"
               for f, u, _, p in found[1:]]
     if others:
         reason = f"{reason}; other choices: {', '.join(others)}"
-    return LayerPlan(node.name, "matmul", matmul_spad(env, tiling, arch.core.simd_lanes), tiling, g,
-                     est_cycles=est, reason=reason, partition=used, parts=parts)
+    return LayerPlan(node.name, "matmul", matmul_spad(env, tiling, arch.core), tiling, g,
+                     est_cycles=est, est_energy_pj=energy, reason=reason, partition=used, parts=parts)
 
 
 def _fmt(g: ConvGeom) -> str:
-    return g.fmt if g.fmt != "nm" else f"{g.nm[0]}:{g.nm[1]}"
+    return g.fmt.name
 
 
 def _longest(parts: tuple[Part, ...], dim: str, total: int) -> int:
@@ -363,13 +377,13 @@ def _lower_bmm(graph: Graph, node: Node, arch: ArchConfig, opts: Options) -> Lay
     a = graph[node.inputs[0]].out.shape
     n = node.out.shape[-1]
     batch, m, k = (1,) + a if len(a) == 2 else a
-    g = ConvGeom(n=1, h=1, w=m, c=k, k=n, oh=1, ow=m, groups=batch, batched=True, w_bytes=2)
+    g = ConvGeom(n=1, h=1, w=m, c=k, k=n, oh=1, ow=m, groups=batch, batched=True, fmt=WeightFormat(DENSE, 16))
     core = replace(arch.core, scratchpad_bytes=arch.core.scratchpad_bytes * 3 // 4)
-    found = search(g, replace(arch, core=core))
+    found = search(g, replace(arch, core=core), opts.objective)
     if found is None:
         raise ScheduleError("no tile of the product fits the scratchpad and accumulator", node.name)
     tiling, est, reason = found
-    layout = SpadLayout(matmul_spad(g, tiling, arch.core.simd_lanes).regions + (("stage", tiling.k_t * tiling.c_t),))
+    layout = SpadLayout(matmul_spad(g, tiling, arch.core).regions + (("stage", tiling.k_t * tiling.c_t),))
     if layout.total > arch.core.scratchpad_bytes:
         raise ScheduleError("the product's tiles and its staging tile do not fit the scratchpad", node.name)
     parts = flat_parts(batch, 1 if opts.partition == "pipeline" else arch.cores, "g")

@@ -7,6 +7,7 @@ from dataclasses import dataclass, replace, field
 import numpy as np
 
 from sieve.arch.config import ArchConfig
+from sieve.arch.formats import NM, UNSTRUCTURED, WeightFormat, multiplier_count, tile_layout
 from sieve.ir.graph import Graph
 
 ALIGN = 16
@@ -49,11 +50,10 @@ class ConvGeom:
     groups: int = 1           # c and k above are per group; a group is tiled on its own
     depthwise: bool = False   # output channel j reads input channel j only (c == k)
     out_bytes: int = 1        # 1: requantized int8; 4: raw int32 (ConvInteger-style)
-    w_bytes: int = 1          # 1: int8 weights; 2: int16 "wide" weights (imported zero points), 2 passes
     batched: bool = False     # groups are separate [h][w][c] images with their own weights (batched matmul)
-    fmt: str = "dense"        # weight format: "dense", "unstructured" (packed SIMD groups) or "nm"
-    nm: tuple[int, int] = (0, 0)   # N:M: at most N nonzeros in each block of M channels
+    fmt: WeightFormat = WeightFormat()   # kind (dense, unstructured, N:M), width (4, 8, 16 bits), scale groups
     dmax: float = 1.0         # the densest output channel's fraction of nonzero weights
+    density: float = 1.0      # the layer's fraction of nonzero weights (a packed format multiplies only those)
     nnz_max: int = 0          # that channel's nonzero count (bounds a packed tile's size)
     balance: bool = True      # order PE rows by work (unstructured)
     rows: "RowCounts | None" = None   # the layer's nonzero pattern, for exact sparse compute estimates
@@ -93,29 +93,36 @@ class ConvGeom:
         """Values reduced per output: the kernel window, times the channel tile unless depthwise."""
         return self.taps if self.depthwise else self.taps * c_t
 
+    def lanes(self, core) -> int:
+        """Reduction values one SIMD group of this layer's weight format holds (int4: several per lane)."""
+        return self.fmt.lanes(core.simd_lanes, core.int4_macs_per_lane)
+
+    def channel_unit(self) -> int:
+        """Channel tiles are multiples of this (or the whole layer): whole N:M blocks, whole scale groups."""
+        return math.lcm(max(self.fmt.nm[1], 1), max(self.fmt.group, 1))
+
     def row_groups(self, c_t, lanes: int):
-        """SIMD groups an output channel costs per tile (an estimate for unstructured weights); c_t may
-        be an array of channel tiles (the tiling search prices all candidates at once)."""
+        """SIMD groups of ``lanes`` values an output channel costs per tile (an estimate for unstructured
+        weights); c_t may be an array of channel tiles (the tiling search prices all candidates at once)."""
         r = self.reduction(c_t)
-        if self.fmt == "unstructured":
+        if self.fmt.kind == UNSTRUCTURED:
             return -(-np.ceil(self.dmax * r).astype(np.int64) // lanes)
-        if self.fmt == "nm":
-            n, m = self.nm
+        if self.fmt.kind == NM:
+            n, m = self.fmt.nm
             return -(-(-(-r // m) * n) // lanes)
-        return -(-r // lanes) * self.w_bytes
+        return -(-r // lanes) * (2 if self.fmt.bits == 16 else 1)
 
     def weight_tile_bytes(self, k_t, c_t, lanes: int):
-        """An upper bound on a weight tile's bytes in this format (sizes the scratchpad region); k_t and
-        c_t may be arrays."""
+        """An upper bound on a weight tile's bytes in this format (sizes the scratchpad region), scale
+        multipliers included; k_t and c_t may be arrays, ``lanes`` is ``self.lanes(core)``."""
         r = self.reduction(c_t)
-        if self.fmt == "unstructured":
-            per_row = -(-np.minimum(r, self.nnz_max) // lanes) * lanes
-            return 4 * k_t + 3 * k_t * per_row + 1
-        if self.fmt == "nm":
-            n, m = self.nm
-            values = k_t * -(-r // m) * n
-            return values + (values + 1) // 2
-        return k_t * r * self.w_bytes
+        n, m = self.fmt.nm
+        if self.fmt.kind == UNSTRUCTURED:
+            values = k_t * -(-np.minimum(r, self.nnz_max) // lanes) * lanes
+        else:
+            values = 0
+        mults = multiplier_count(k_t, c_t, self.fmt.group_log2, int(self.depthwise))
+        return tile_layout(self.fmt.code, k_t, r, values, n, m, mults)[-1]
 
     def in_rows(self, o0: int, size: int, stride: int, dil: int, kern: int, pad: int, extent: int):
         """Input rows [lo, hi) a run of ``size`` outputs from ``o0`` reads, and its top padding."""
@@ -240,6 +247,7 @@ class LayerPlan:
     pool_rows: int = 0                 # pool: output rows per tile
     pool_c: int = 0                    # pool: channels per tile
     est_cycles: int = 0
+    est_energy_pj: float = 0.0         # matmul: the cost model's energy (scheduler.tiling.energy_estimate)
     reason: str = ""
     partition: str = "single"          # how the layer is split across cores (scheduler.partition)
     parts: tuple[Part, ...] = (Part(0),)   # one per working core

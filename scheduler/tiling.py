@@ -17,7 +17,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from sieve.arch.config import ArchConfig
+from sieve.arch.config import ArchConfig, CoreConfig
+from sieve.arch.formats import UNSTRUCTURED
 from sieve.scheduler.plan import ALIGN, ConvGeom, MatmulTiling, SpadLayout, align, ceil_div
 
 ORDERS = ("k_outer", "pixels_outer")
@@ -35,11 +36,11 @@ def _choices(total: int, quantum: int = 1) -> list[int]:
     return sorted(out, reverse=True)
 
 
-def matmul_spad(g: ConvGeom, t: MatmulTiling, lanes: int) -> SpadLayout:
+def matmul_spad(g: ConvGeom, t: MatmulTiling, core: CoreConfig) -> SpadLayout:
     ih = g.max_in(t.oh_t, g.sh, g.dh, g.kh, g.h)
     iw = g.max_in(t.ow_t, g.sw, g.dw, g.kw, g.w)
     # "w" holds a weight bundle: the weight tile, then int32 bias and float32 scales
-    return SpadLayout((("w", align(g.weight_tile_bytes(t.k_t, t.c_t, lanes)) + 8 * t.k_t),
+    return SpadLayout((("w", align(g.weight_tile_bytes(t.k_t, t.c_t, g.lanes(core))) + 8 * t.k_t),
                        ("x", ih * iw * t.c_t), ("out", t.oh_t * t.ow_t * t.k_t * g.out_bytes)))
 
 
@@ -50,24 +51,62 @@ class Estimate:
     dma: int
     w_loads: int
     x_loads: int
+    dram_bytes: int = 0
+    energy_pj: float = 0.0
+
+
+OBJECTIVES = ("cycles", "energy", "edp")
+
+
+def _score(objective: str, value: float) -> str:
+    return {"cycles": f"{int(value)} cycles", "energy": f"{value / 1e6:.4g} µJ"}.get(objective, f"{value:.4g} cycle·pJ")
+
+
+def energy_estimate(g: ConvGeom, cycles, dram_bytes, arch: ArchConfig):
+    """The cost model's energy of a layer (pJ; arrays of candidates): its DRAM bytes, its effective MACs
+    at the weights' width (a packed format multiplies only its nonzeros, ``g.density`` of them; dense
+    multiplies every weight), the weight metadata read from the scratchpad, and every core's leakage
+    over its cycles. The simulator prices every event (docs/stats.md); these are the terms that differ
+    between formats, tilings and partitions."""
+    e = arch.energy_table
+    dense = g.n * g.groups * g.k * g.reduction(g.c) * g.oh * g.ow
+    macs = dense * (g.density if g.fmt.packed else 1.0)
+    mac_pj = e.mac_int4_pj if g.fmt.bits == 4 else e.mac_pj
+    meta = 0.0
+    if g.fmt.kind == "unstructured":
+        meta = 2.0 * macs / max(g.oh * g.ow, 1)                   # a u16 index per kept weight
+    elif g.fmt.kind == "nm":
+        meta = macs / max(g.oh * g.ow, 1) / 4                      # 2-bit offsets (4-bit for M > 4): a bound
+    return (np.asarray(dram_bytes) * e.dram_pj_per_byte + macs * mac_pj + meta * e.metadata_pj_per_byte
+            + np.asarray(cycles) * e.leakage_pj_per_cycle * arch.cores)
+
+
+def objective_score(objective: str, cycles, energy):
+    """What a choice minimizes: cycles, energy, or their product (energy-delay)."""
+    if objective == "energy":
+        return np.asarray(energy, np.float64)
+    if objective == "edp":
+        return np.asarray(cycles, np.float64) * np.asarray(energy, np.float64)
+    return np.asarray(cycles, np.float64)
 
 
 def estimate(g: ConvGeom, t: MatmulTiling, arch: ArchConfig) -> Estimate:
     """The cost model's figures for one tiling (``_estimate_all`` on a single candidate)."""
     one = lambda v: np.array([v], np.int64)  # noqa: E731
-    total, compute, dma, w_loads, x_loads = _estimate_all(g, one(t.k_t), one(t.c_t), one(t.oh_t), one(t.ow_t),
-                                                          np.array([t.order == "pixels_outer"]), arch,
-                                                          np.array([t.acc_buffers == 2]))
-    return Estimate(int(total[0]), int(compute[0]), int(dma[0]), int(w_loads[0]), int(x_loads[0]))
+    total, compute, dma, w_loads, x_loads, dram = _estimate_all(g, one(t.k_t), one(t.c_t), one(t.oh_t), one(t.ow_t),
+                                                                np.array([t.order == "pixels_outer"]), arch,
+                                                                np.array([t.acc_buffers == 2]))
+    return Estimate(int(total[0]), int(compute[0]), int(dma[0]), int(w_loads[0]), int(x_loads[0]), int(dram[0]),
+                    float(energy_estimate(g, total, dram, arch)[0]))
 
 
 def fits(g: ConvGeom, t: MatmulTiling, arch: ArchConfig) -> bool:
-    return (matmul_spad(g, t, arch.core.simd_lanes).total <= arch.core.scratchpad_bytes
+    return (matmul_spad(g, t, arch.core).total <= arch.core.scratchpad_bytes
             and t.k_t * t.oh_t * t.ow_t * t.acc_buffers <= arch.acc_entries)
 
 
 def _fmt_name(g: ConvGeom) -> str:
-    return {"dense": "dense", "unstructured": "unstructured"}.get(g.fmt, f"{g.nm[0]}:{g.nm[1]}")
+    return g.fmt.name
 
 
 def _max_in(size: np.ndarray, stride: int, dil: int, kern: int, extent: int) -> np.ndarray:
@@ -126,23 +165,24 @@ def _estimate_all(g: ConvGeom, k_t, c_t, oh_t, ow_t, pixels_outer, arch: ArchCon
     per_col, per_block = (1, 0) if c.weights_double_buffered else (
         1, -(-(c.pe_rows * c.simd_lanes) // port) + c.matmul_fill_cycles)
 
-    if g.fmt == "unstructured" and g.rows is not None:
+    lanes = g.lanes(c)                     # reduction values per SIMD group in the layer's weight format
+    if g.fmt.kind == UNSTRUCTURED and g.rows is not None:
         tiles = sum(mk for _, mk in ks) * sum(mc for _, mc in cs)
         pairs = {(int(a), int(b)) for a, b in zip(k_t.tolist(), c_t.tolist())}
-        bgs = {pair: g.rows.batch_groups(pair[0], pair[1], c.simd_lanes, c.pe_rows, g.balance) for pair in pairs}
+        bgs = {pair: g.rows.batch_groups(pair[0], pair[1], lanes, c.pe_rows, g.balance) for pair in pairs}
         bg = np.array([bgs[a, b] for a, b in zip(k_t.tolist(), c_t.tolist())], np.int64)
         all_cols = sum(mp * cols for cols, _, _, mp in pixels)
         mac = bg * (all_cols * per_col + n_sp * per_block)
-        w_read = g.n * tiles * n_sp * g.weight_tile_bytes(k_t, c_t, c.simd_lanes)
-        fed = -(-(bg * c.simd_lanes * all_cols + w_read) // port)
+        w_read = g.n * tiles * n_sp * g.weight_tile_bytes(k_t, c_t, lanes)
+        fed = -(-(bg * lanes * all_cols + w_read) // port)
         mm = np.maximum(mac, fed) + tiles * n_sp * c.matmul_fill_cycles
     else:
         mm = 0
         for nk, mk in ks:
             batches = -(-nk // c.pe_rows)
             for nc, mc in cs:
-                blocks = batches * g.row_groups(nc, c.simd_lanes)
-                w_tile = g.weight_tile_bytes(nk, nc, c.simd_lanes)
+                blocks = batches * g.row_groups(nc, lanes)
+                w_tile = g.weight_tile_bytes(nk, nc, lanes)
                 r = g.reduction(nc)
                 for cols, ny, nx, mp in pixels:
                     x_read = (nk if g.depthwise else batches) * r * cols
@@ -158,7 +198,7 @@ def _estimate_all(g: ConvGeom, k_t, c_t, oh_t, ow_t, pixels_outer, arch: ArchCon
     compute = g.n * g.groups * np.where(overlap, np.maximum(mm, rq) + rq // out_tiles, mm + rq)
     n_k = -(-g.k // k_t)
     n_c = np.ones_like(c_t) if g.depthwise else -(-g.c // c_t)
-    w_bytes = sum(mk * mc * g.weight_tile_bytes(nk, nc, c.simd_lanes) for nk, mk in ks for nc, mc in cs) + 8 * g.k
+    w_bytes = sum(mk * mc * g.weight_tile_bytes(nk, nc, lanes) for nk, mk in ks for nc, mc in cs) + 8 * g.k
     # DRAM moves whole granules (bursts, or L2 lines): a tile of fewer channels than a stored pixel
     # holds is a row per pixel, each rounded up
     gran = arch.memory.l2_line_bytes if arch.memory.l2_bytes else arch.memory.dram_burst_bytes
@@ -190,19 +230,20 @@ def _estimate_all(g: ConvGeom, k_t, c_t, oh_t, ow_t, pixels_outer, arch: ArchCon
         from_dram = g.groups * (w_bytes * w_again + x_bytes * x_again * g.n + out_bytes)
         dma = np.ceil(np.maximum(from_dram / dram_rate, moved / l2_rate)).astype(np.int64)
     else:
+        from_dram = moved
         dma = np.ceil(moved / dram_rate).astype(np.int64)
     steps = g.groups * g.n * n_sp * n_k * n_c
     # the pipeline fills with the first step's operands and drains with the last step's output
     ih0 = _max_in(np.minimum(oh_t, g.oh), g.sh, g.dh, g.kh, g.h)
     iw0 = _max_in(np.minimum(ow_t, g.ow), g.sw, g.dw, g.kw, g.w)
-    first = g.weight_tile_bytes(np.minimum(k_t, g.k), np.minimum(c_t, g.c), c.simd_lanes) + ih0 * iw0 * np.minimum(
+    first = g.weight_tile_bytes(np.minimum(k_t, g.k), np.minimum(c_t, g.c), lanes) + ih0 * iw0 * np.minimum(
         np.where(g.depthwise, k_t, c_t), g.c)
     last = np.minimum(oh_t, g.oh) * np.minimum(ow_t, g.ow) * np.minimum(k_t, g.k) * g.out_bytes
     # a step's period: its compute, its transfers, or the two-slot loop (a slot waits a round trip for its
     # load and the output slot one for its store: half of two latencies and a step's work)
     period = np.maximum(np.maximum(compute / steps, dma / steps), (2 * lat + (dma + compute) / steps) / 2)
     total = (steps * period + (first + last) / dram_rate + 2 * lat).astype(np.int64)
-    return total, compute, dma, w_loads, x_loads
+    return total, compute, dma, w_loads, x_loads, np.asarray(from_dram, np.float64) + np.zeros_like(total)
 
 
 def stream_estimate(items: int, tile: int, in_bytes: float, out_bytes: float, ops: float, arch: ArchConfig) -> int:
@@ -257,11 +298,11 @@ def _near(cheapest, arch: ArchConfig | None):
 
 
 def _rank(cycles, dma, steps, spad, po):
-    """Candidates best first: among estimates within NEAR of the cheapest, the fewest DRAM bytes (less
-    energy for the same time), then the fewest steps (fewer instructions), then the smallest scratchpad
-    footprint, then the weights-outer order; the rest after them. A larger capacity thus changes a plan
-    only for an estimated gain the model can tell from its own error, or for less DRAM traffic at the
-    same estimate."""
+    """Candidates best first: among scores (estimated cycles, energy or energy-delay: the objective)
+    within NEAR of the cheapest, the fewest DRAM bytes (less energy for the same time), then the fewest
+    steps (fewer instructions), then the smallest scratchpad footprint, then the weights-outer order;
+    the rest after them. A larger capacity thus changes a plan only for an estimated gain the model can
+    tell from its own error, or for less DRAM traffic at the same estimate."""
     near = cycles <= _near(cycles.min(), None)
     return np.lexsort((np.arange(len(cycles)), po, spad, steps, dma, ~near))
 
@@ -286,7 +327,7 @@ def _binding(every, dma, steps, spad, po, ok, fits_spad, acc, arch: ArchConfig):
 
 
 @functools.lru_cache(maxsize=1024)
-def search(g: ConvGeom, arch: ArchConfig) -> tuple[MatmulTiling, Estimate, str] | None:
+def search(g: ConvGeom, arch: ArchConfig, objective: str = "cycles") -> tuple[MatmulTiling, Estimate, str] | None:
     """The best fitting tiling by ``_rank`` (cached: networks repeat layer shapes, and both keys are
     frozen). Every candidate is priced at once with numpy (``_estimate_all``)."""
     c = arch.core
@@ -295,14 +336,14 @@ def search(g: ConvGeom, arch: ArchConfig) -> tuple[MatmulTiling, Estimate, str] 
     c_opts = _choices(g.c, c.simd_lanes) if g.kh * g.kw == 1 else _choices(g.c)
     if g.depthwise:
         c_opts = [0]                # c_t follows k_t
-    if g.fmt == "nm":               # channel tiles keep whole N:M blocks
-        c_opts = [ct for ct in c_opts if ct % g.nm[1] == 0 or ct == g.c] or [g.c]
+    whole = g.channel_unit()        # channel tiles keep whole N:M blocks and scale groups
+    c_opts = [ct for ct in c_opts if ct % whole == 0 or ct == g.c] or [g.c]
 
     # first tiles of at least a quarter of the output columns (and of the input channels for packed
     # weights, where narrow tiles only add padding); narrower ones only if nothing fits
     def wide(opts, total, keep):
         return [v for v in opts if 4 * v >= total or not keep]
-    phases = ((_choices(g.oh), wide(_choices(g.ow), g.ow, True), wide(c_opts, g.c, g.fmt != "dense")),
+    phases = ((_choices(g.oh), wide(_choices(g.ow), g.ow, True), wide(c_opts, g.c, g.fmt.packed)),
               (_choices(g.oh), _choices(g.ow), c_opts))
     for heights, widths, chans in phases:
         orders = (0,) if g.depthwise else (0, 1)          # depthwise: pixels_outer takes the same steps
@@ -313,7 +354,7 @@ def search(g: ConvGeom, arch: ArchConfig) -> tuple[MatmulTiling, Estimate, str] 
         if g.depthwise:
             c_t = k_t.copy()
         ih, iw = _max_in(oh_t, g.sh, g.dh, g.kh, g.h), _max_in(ow_t, g.sw, g.dw, g.kw, g.w)
-        spad = 2 * (_align(_align(g.weight_tile_bytes(k_t, c_t, c.simd_lanes)) + 8 * k_t) + _align(ih * iw * c_t)
+        spad = 2 * (_align(_align(g.weight_tile_bytes(k_t, c_t, g.lanes(c))) + 8 * k_t) + _align(ih * iw * c_t)
                     + _align(oh_t * ow_t * k_t * g.out_bytes))
         acc_used = k_t * oh_t * ow_t
         fits_spad, fits_acc = spad <= c.scratchpad_bytes, acc_used <= arch.acc_entries
@@ -323,7 +364,8 @@ def search(g: ConvGeom, arch: ArchConfig) -> tuple[MatmulTiling, Estimate, str] 
         # with a vector unit of its own, a tile whose accumulator fits twice alternates halves
         two = c.vector_own_path & (2 * acc_used <= arch.acc_entries)
         acc_used = acc_used * np.where(two, 2, 1)
-        every, _, dma_all, _, _ = _estimate_all(g, k_t, c_t, oh_t, ow_t, po == 1, arch, two)
+        every, _, dma_all, _, _, dram_all = _estimate_all(g, k_t, c_t, oh_t, ow_t, po == 1, arch, two)
+        every = objective_score(objective, every, energy_estimate(g, every, dram_all, arch))
         steps = -(-g.k // k_t) * -(-g.c // c_t) * -(-g.oh // oh_t) * -(-g.ow // ow_t)
         binds = _binding(every, dma_all, steps, spad, po, ok, fits_spad, acc_used, arch)
         k_t, c_t, oh_t, ow_t, po, two = k_t[ok], c_t[ok], oh_t[ok], ow_t[ok], po[ok], two[ok]
@@ -335,12 +377,13 @@ def search(g: ConvGeom, arch: ArchConfig) -> tuple[MatmulTiling, Estimate, str] 
         bound = "compute-bound" if e.compute >= e.dma else "DMA-bound"
         reason = (f"{_fmt_name(g)} k_t={t.k_t} oh_t={t.oh_t} ow_t={t.ow_t} c_t={t.c_t} {t.order}"
                   f"{', two accumulator buffers' if t.acc_buffers == 2 else ''}: est {e.cycles} "
-                  f"cycles (compute {e.compute}, DMA {e.dma}, {bound}; weights fetched {e.w_loads}x, inputs "
-                  f"{e.x_loads}x), best of {len(cycles)} fitting candidates (within 1 % of the cheapest estimate, "
-                  f"the fewest DRAM bytes); {binds(rank[0])}")
+                  f"cycles, {e.energy_pj / 1e6:.4g} µJ (compute {e.compute}, DMA {e.dma}, {bound}; weights fetched "
+                  f"{e.w_loads}x, inputs {e.x_loads}x), best of {len(cycles)} fitting candidates (within 1 % of the "
+                  f"cheapest {'cycles' if objective == 'cycles' else objective} estimate, the fewest DRAM bytes); "
+                  f"{binds(rank[0])}")
         if len(tiling) > 1:
             t2 = tiling[1]
             reason += (f"; runner-up k_t={t2.k_t} oh_t={t2.oh_t} ow_t={t2.ow_t} c_t={t2.c_t} "
-                       f"{t2.order} at {int(cycles[rank[1]])}")
+                       f"{t2.order} at {_score(objective, cycles[rank[1]])}")
         return t, e, reason
     return None

@@ -30,33 +30,39 @@ from sieve.threads import blas_threads
 
 def compile(model: ModelLike, arch: str | Path | ArchConfig = "default", *, calibrate: Data | None = None,
             calibration: str = "minmax", percentile: float = 99.99, prune: str | float | None = None,
-            prune_scope: str = "layer", keep_ends: bool = False, balance: bool = True, dense_twin: bool = True,
-            partition: str = "auto", fusion: str = "auto", tile: int | None = None, overlap: str | None = None,
+            prune_scope: str = "layer", keep_ends: bool = False, weights: str = "int8", group: int = 0,
+            weight_clip: str = "mse", balance: bool = True, dense_twin: bool = True, partition: str = "auto",
+            fusion: str = "auto", tile: int | None = None, overlap: str | None = None, objective: str = "cycles",
             batch: int | None = None, seed: int = 0, progress: Progress = _no_progress) -> Program:
     """Compile a model (.onnx/.sv file, onnx.ModelProto or Graph) for an arch (preset name, TOML file
     or ArchConfig). ``calibrate``: calibration data for a float model (a .npy/.npz file, a folder of
     images, an array or a dict of arrays by input name); ``prune``: a fraction (0.9) or "N:M";
+    ``weights``: "int8" or "int4" (per output channel, or with ``group``: integer scale multipliers per
+    that many input channels; clipping by ``weight_clip``, "mse" or "minmax"; docs/low-bit.md);
     ``partition``: how conv/dense layers are split across the arch's cores ("channels", "rows",
     "batch", or "auto": the cost model's choice per layer), or "pipeline": consecutive layers on
     different cores (docs/memory.md); ``fusion``: consecutive image layers as fused stacks, "auto" where
     the cost model finds they pay, "max" wherever they fit, "none"; ``tile``: output rows per band of a
-    stack; ``overlap``: "recompute" or "cache" the rows neighbouring bands share (docs/fusion.md)."""
+    stack; ``overlap``: "recompute" or "cache" the rows neighbouring bands share (docs/fusion.md);
+    ``objective``: what each layer's format, tiling and partition minimize, "cycles", "energy" or "edp"
+    (the cost model's estimates; docs/low-bit.md)."""
     return compile_model(model, arch, calibrate=calibrate, calibration=calibration, percentile=percentile,
-                         prune=prune, prune_scope=prune_scope, keep_ends=keep_ends, balance=balance,
+                         prune=prune, prune_scope=prune_scope, keep_ends=keep_ends, weights=weights, group=group,
+                         weight_clip=weight_clip, balance=balance,
                          dense_twin=dense_twin, partition=partition, fusion=fusion, tile=tile, overlap=overlap,
-                         batch=batch, seed=seed, progress=progress).program
+                         objective=objective, batch=batch, seed=seed, progress=progress).program
 
 
 def quantize(model: ModelLike, *, calibrate: Data | None = None, calibration: str = "minmax",
              percentile: float = 99.99, prune: str | float | None = None, prune_scope: str = "layer",
-             keep_ends: bool = False, batch: int | None = None, seed: int = 0,
-             progress: Progress = _no_progress):
+             keep_ends: bool = False, weights: str = "int8", group: int = 0, weight_clip: str = "mse",
+             batch: int | None = None, seed: int = 0, progress: Progress = _no_progress):
     """The model Sieve compiles (calibrated, pruned, BN folded) as a QDQ onnx.ModelProto that onnxruntime
     runs to exactly Sieve's integers; compiling it gives the same binary as compiling ``model``."""
     from sieve.frontend.onnx_export import export_qdq
     lowered = integer_model(model, calibrate=calibrate, calibration=calibration, percentile=percentile,
-                            prune=prune, prune_scope=prune_scope, keep_ends=keep_ends, batch=batch, seed=seed,
-                            progress=progress)
+                            prune=prune, prune_scope=prune_scope, keep_ends=keep_ends, weights=weights, group=group,
+                            weight_clip=weight_clip, batch=batch, seed=seed, progress=progress)
     return export_qdq(lowered.qgraph)
 
 
@@ -105,7 +111,8 @@ class Interpretation:
 
 def interpret(model: ModelLike, inputs: Data, *, float_model: bool = False, calibrate: Data | None = None,
               calibration: str = "minmax", percentile: float = 99.99, prune: str | float | None = None,
-              prune_scope: str = "layer", keep_ends: bool = False, batch: int | None = None, seed: int = 0,
+              prune_scope: str = "layer", keep_ends: bool = False, weights: str = "int8", group: int = 0,
+              weight_clip: str = "mse", batch: int | None = None, seed: int = 0,
               threads: int | None = 1) -> Interpretation:
     """The golden model: the integer reference interpreter on the graph ``compile`` would compile
     (same calibration and pruning options give the same integers), or with ``float_model`` the float
@@ -120,7 +127,8 @@ def interpret(model: ModelLike, inputs: Data, *, float_model: bool = False, cali
             graph = dequantize_graph(graph)
     else:
         graph = integer_model(source, calibrate=calibrate, calibration=calibration, percentile=percentile,
-                              prune=prune, prune_scope=prune_scope, keep_ends=keep_ends, seed=seed).qgraph
+                              prune=prune, prune_scope=prune_scope, keep_ends=keep_ends, weights=weights,
+                              group=group, weight_clip=weight_clip, seed=seed).qgraph
     arrays = {by_io[k].name: v for k, v in arrays.items()}
     with blas_threads(threads):
         if float_model:

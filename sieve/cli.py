@@ -109,6 +109,7 @@ def _threads(args, default: int | None) -> int | None:
 def _front_options(args) -> dict:
     return {"calibrate": args.calibrate, "calibration": args.calibration, "percentile": args.percentile,
             "prune": args.prune, "prune_scope": args.prune_scope, "keep_ends": args.keep_ends,
+            "weights": args.weights, "group": args.group, "weight_clip": args.weight_clip,
             "batch": args.batch, "seed": args.seed}
 
 
@@ -133,7 +134,7 @@ def cmd_compile(args) -> None:
     with _progress(args) as progress, blas_threads(_threads(args, None)):
         c = compile_model(args.model, args.arch, **_front_options(args), balance=not args.no_balance,
                           dense_twin=not args.no_twin, partition=args.partition, fusion=args.fusion,
-                          tile=tile, overlap=args.overlap, progress=progress)
+                          tile=tile, overlap=args.overlap, objective=args.objective, progress=progress)
     size = api.save(c.program, out)
     elapsed = time.perf_counter() - t0
     program, qgraph = c.program, c.lowered.qgraph
@@ -159,6 +160,11 @@ def cmd_compile(args) -> None:
         con.print(t)
         con.print(_model_size(c.lowered.graph, program))
         con.print(_footprint(c))
+        from sieve.pipeline import objective_costs
+        costs = objective_costs(qgraph, program.arch, args.partition)
+        con.print("cost model, conv and dense layers one by one: " + "; ".join(
+            f"{'[bold]' if k == args.objective else ''}--objective {k}: {cyc:,} cycles, {e / 1e6:,.4g} µJ"
+            f"{'[/bold]' if k == args.objective else ''}" for k, (cyc, e) in costs.items()))
     stages = ", ".join(f"{k} {v:.2f} s" for k, v in c.seconds.items() if v >= 0.005)
     print("quantization: " + ("a quantized model, its own scales kept" if c.lowered.quantized_input else
                               f"by Sieve, {args.calibration} calibration"))
@@ -192,8 +198,8 @@ def _model_size(graph, program) -> str:
     f32 = 4 * (weights + biases)
     int8 = weights + 8 * biases                      # int8 weights, int32 bias, float32 scale
     packed = len(program.data)
-    return (f"model size: float32 {f32:,} B; int8 {int8:,} B; as compiled (int8, packed where sparse, with "
-            f"index metadata, bias, scales and alignment) {packed:,} B = {f32 / max(packed, 1):.2f}x smaller "
+    return (f"model size: float32 {f32:,} B; int8 {int8:,} B; as compiled (at its weight width, packed where "
+            f"sparse, with index metadata, bias, scales and alignment) {packed:,} B = {f32 / max(packed, 1):.2f}x smaller "
             f"than float32, {int8 / max(packed, 1):.2f}x than dense int8")
 
 
@@ -233,12 +239,18 @@ def _evaluate(con, args, c) -> None:
     acc = {"float": top1(api.interpret(lowered.graph, x, float_model=True, **float_opts, threads=threads).floats)}
     acc["pruned"] = top1(api.interpret(lowered.graph, x, float_model=True, **opts, threads=threads).floats) \
         if args.prune else None
-    acc["int8"] = top1(api.interpret(lowered.qgraph, x, threads=threads).floats)
+    low = args.weights != "int8"
+    if low:                                          # the same model with int8 weights, beside the int4 one
+        int8_opts = {**opts, "weights": "int8", "group": 0}
+        acc["int8"] = top1(api.interpret(lowered.graph, x, **int8_opts, threads=threads).floats)
+    acc[args.weights] = top1(api.interpret(lowered.qgraph, x, threads=threads).floats)
     acc["compiled"] = top1(api.simulate(c.program, x, threads=threads).floats)
     label = " (dequantized weights)" if lowered.quantized_input else ""
+    width = f"{args.weights}" + (f" g{args.group}" if args.group else "")
     t = Table(title=f"top-1 on {len(y)} examples of {args.eval}", title_justify="left")
     for col in (f"float32{label}", f"float32 pruned {args.prune}" if args.prune else "float32 pruned",
-                "int8 (reference)", "int8 compiled (simulated)"):
+                *(["int8 weights (reference)"] if low else []), f"{width} (reference)",
+                f"{width} compiled (simulated)"):
         t.add_column(col, justify="right", no_wrap=True)
     t.add_row(*("-" if v is None else f"{100 * v:.2f} %" for v in acc.values()))
     con.print(t)
@@ -585,7 +597,15 @@ def _calibration_options(p: argparse.ArgumentParser, prune: bool = True) -> None
                    "(0.9 = 90 %% zeros) or N:M along the input channels (2:4)")
     p.add_argument("--prune-scope", choices=("layer", "global"), default="layer",
                    help="magnitude pruning per layer or over all layers together (default %(default)s)")
-    p.add_argument("--keep-ends", action="store_true", help="keep the first and last layers dense")
+    p.add_argument("--keep-ends", action="store_true", help="keep the first and last layers dense and int8")
+    p.add_argument("--weights", choices=("int8", "int4"), default="int8",
+                   help="weight width of conv and dense layers (default %(default)s; docs/low-bit.md)")
+    p.add_argument("--group", type=int, default=0, metavar="G",
+                   help="int4: an integer scale multiplier per G input channels (a power of two) besides the "
+                        "per-channel scale (default: per channel only)")
+    p.add_argument("--weight-clip", choices=("mse", "minmax"), default="mse",
+                   help="int4: the clipping range of each channel or group, by least squared error or the "
+                        "largest magnitude (default %(default)s)")
 
 
 def _common(p: argparse.ArgumentParser, top: bool) -> None:
@@ -666,6 +686,10 @@ def parser() -> argparse.ArgumentParser:
                    "columns (tiles narrower than a row recompute their overlap); default: the cost model's choice")
     c.add_argument("--overlap", choices=("recompute", "cache"), help="rows that neighbouring bands share: "
                    "computed again in each band, or kept in the scratchpad (default: the cheaper per stack)")
+    c.add_argument("--objective", choices=("cycles", "energy", "edp"), default="cycles",
+                   help="what each layer's weight format, tiling and partition minimize by the cost model's "
+                        "estimates: cycles, energy, or their product (default %(default)s); the plan "
+                        "(-v) shows the others' cycles and energy")
     c.add_argument("--no-balance", action="store_true",
                    help="keep output channels in their natural order on the PE rows (for comparison)")
     c.add_argument("--no-twin", action="store_true", help="skip compiling and simulating the dense and unfused "

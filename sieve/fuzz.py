@@ -125,7 +125,9 @@ class Seeds:
         s.graphs = [integer_model(graph).qgraph for graph in floats]
         for graph, arch, opts in ((s.graphs[0], s.small, {}), (s.graphs[0], two, {"fusion": "max"}),
                                   (s.graphs[1], s.small, {}), (s.graphs[2], two, {}),
-                                  (floats[0], s.small, {"prune": "2:4"}), (floats[0], s.small, {"prune": 0.7})):
+                                  (floats[0], s.small, {"prune": "2:4"}), (floats[0], s.small, {"prune": 0.7}),
+                                  (floats[0], s.small, {"weights": "int4", "group": 4, "prune": "2:4"}),
+                                  (floats[0], two, {"weights": "int4", "prune": 0.7})):
             prog = compile_model(graph, arch, dense_twin=False, **opts)
             s.programs.append(encode_program(prog))
             s.asm.append(disassemble(prog))

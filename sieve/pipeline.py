@@ -1,6 +1,6 @@
 """The pipeline, written once: a model becomes an integer graph, a schedule, a program.
 
-    load -> prune -> fuse activations -> calibrate -> quantize      (integer_model)
+    load -> prune -> low-bit weights -> fuse activations -> calibrate -> quantize      (integer_model)
          -> schedule (fused stacks) -> codegen -> unfused twin, stacks checked -> dense twin   (compile_model)
 
 Every function here is a plain function of what it is handed; the command line, the
@@ -20,7 +20,7 @@ from sieve.codegen import generate
 from sieve.data import Data, calibration_inputs
 from sieve.errors import UsageError
 from sieve.frontend import FrontendError, load_onnx, load_sv
-from sieve.ir import DType, Graph, verify
+from sieve.ir import DType, Graph, IRError, verify
 from sieve.ir import passes
 from sieve.scheduler import Schedule, fuse, only, schedule, unfuse
 
@@ -98,6 +98,27 @@ def prune_model(graph: Graph, spec: str | float | None, scope: str = "layer", ke
         raise UsageError(f"prune takes a fraction (0.9) or N:M (2:4), got '{spec}'") from None
 
 
+WEIGHTS = ("int8", "int4")
+
+
+def lowbit_model(graph: Graph, weights: str = "int8", group: int = 0, clip: str = "mse",
+                 keep_ends: bool = False) -> Graph:
+    """weights="int4": every conv and dense layer's float weights on its int4 grid (per output channel, or
+    with integer multipliers per ``group`` input channels; clipping by ``clip``), before calibration."""
+    if weights not in WEIGHTS:
+        raise UsageError(f"weights are {' or '.join(WEIGHTS)}, got '{weights}'")
+    if weights == "int8":
+        if group:
+            raise UsageError("a scale group (--group) is for int4 weights (--weights int4)")
+        return graph
+    if is_quantized(graph):
+        raise UsageError("int4 weights need a float model; a quantized model keeps its own weights")
+    try:
+        return verify(passes.lowbit_weights(graph, 4, group, clip, keep_ends))
+    except IRError as err:
+        raise UsageError(str(err)) from None
+
+
 @dataclass(frozen=True)
 class Lowered:
     """The front half's result: the model as imported, after pruning, and as integers."""
@@ -110,8 +131,8 @@ class Lowered:
 
 def integer_model(model: ModelLike, *, calibrate: Data | None = None, calibration: str = "minmax",
                   percentile: float = 99.99, prune: str | float | None = None, prune_scope: str = "layer",
-                  keep_ends: bool = False, batch: int | None = None, seed: int = 0,
-                  progress: Progress = _no_progress) -> Lowered:
+                  keep_ends: bool = False, weights: str = "int8", group: int = 0, weight_clip: str = "mse",
+                  batch: int | None = None, seed: int = 0, progress: Progress = _no_progress) -> Lowered:
     """Model -> int8 graph. A quantized model keeps its own scales; a float one is pruned (if asked),
     calibrated and quantized. The passes, in order:"""
     seconds: dict[str, float] = {}
@@ -119,6 +140,8 @@ def integer_model(model: ModelLike, *, calibrate: Data | None = None, calibratio
         graph = load_model(model, batch)                     # ONNX / .sv import, BN folded, verified
     with _stage("prune", seconds):
         pruned = prune_model(graph, prune, prune_scope, keep_ends)   # on the float weights
+    with _stage("low-bit weights", seconds):
+        pruned = lowbit_model(pruned, weights, group, weight_clip, keep_ends)   # int4 grids, float weights
     if is_quantized(pruned):
         if calibrate is not None:
             log.warning("the model is already quantized; its own scales are kept and calibration data is ignored")
@@ -150,19 +173,21 @@ class Compiled:
 
 def compile_model(model: ModelLike, arch: str | Path | ArchConfig = "default", *, calibrate: Data | None = None,
                   calibration: str = "minmax", percentile: float = 99.99, prune: str | float | None = None,
-                  prune_scope: str = "layer", keep_ends: bool = False, balance: bool = True,
-                  dense_twin: bool = True, partition: str = "auto", fusion: str = "auto", tile: int | None = None,
-                  overlap: str | None = None, batch: int | None = None, seed: int = 0,
+                  prune_scope: str = "layer", keep_ends: bool = False, weights: str = "int8", group: int = 0,
+                  weight_clip: str = "mse", balance: bool = True, dense_twin: bool = True, partition: str = "auto",
+                  fusion: str = "auto", tile: int | None = None, overlap: str | None = None,
+                  objective: str = "cycles", batch: int | None = None, seed: int = 0,
                   progress: Progress = _no_progress) -> Compiled:
     """The whole compiler. The stages, in order:"""
     arch = resolve_arch(arch)
     lowered = integer_model(model, calibrate=calibrate, calibration=calibration, percentile=percentile,
-                            prune=prune, prune_scope=prune_scope, keep_ends=keep_ends, batch=batch, seed=seed,
+                            prune=prune, prune_scope=prune_scope, keep_ends=keep_ends, weights=weights,
+                            group=group, weight_clip=weight_clip, batch=batch, seed=seed,
                             progress=progress)                       # load, prune, calibrate, quantize
     seconds = dict(lowered.seconds)
     with _stage("schedule", seconds):
         plain = schedule(lowered.qgraph, arch, balance=balance,      # format, tiling, cores per layer
-                         partition=partition, progress=lambda d, t: progress("schedule", d, t))
+                         partition=partition, objective=objective, progress=lambda d, t: progress("schedule", d, t))
     with _stage("fuse", seconds):
         sched = fuse(plain, fusion, tile, overlap, partition)        # fused stacks
     with _stage("codegen", seconds):
@@ -179,8 +204,19 @@ def compile_model(model: ModelLike, arch: str | Path | ArchConfig = "default", *
     if dense_twin:
         with _stage("dense twin", seconds):
             program = with_dense_twin(lowered.qgraph, arch, program, partition, fusion, tile,
-                                      overlap)                       # dense reference, --report
+                                      overlap, objective)            # dense reference, --report
     return Compiled(program, lowered, sched, seconds)
+
+
+def objective_costs(qgraph: Graph, arch: ArchConfig, partition: str = "auto") -> dict[str, tuple[int, float]]:
+    """Per objective (cycles, energy, edp): the cost model's cycles and energy (pJ) of the conv and dense
+    layers as that objective would schedule them, layer by layer: what each choice would cost."""
+    out = {}
+    for objective in ("cycles", "energy", "edp"):
+        plans = [p for p in schedule(qgraph, arch, partition=partition, objective=objective).layers
+                 if p.kind == "matmul"]
+        out[objective] = (sum(p.est_cycles for p in plans), sum(p.est_energy_pj for p in plans))
+    return out
 
 
 def simulate_timing(program: Program):
@@ -217,13 +253,15 @@ def keep_paying_stacks(sched: Schedule, program: Program, plain: Schedule, plain
 
 
 def with_dense_twin(qgraph: Graph, arch: ArchConfig, program: Program, partition: str = "auto",
-                    fusion: str = "none", tile: int | None = None, overlap: str | None = None) -> Program:
+                    fusion: str = "none", tile: int | None = None, overlap: str | None = None,
+                    objective: str = "cycles") -> Program:
     """Record, per layer, the same layer compiled dense on the same arch and simulated (timing only); a fused
     stack only where the dense program fused the same layers."""
     from sieve.simulator import run as simulate_program
     if all(s.weight_format == "dense" for s in program.layers):
         return program
-    dense_sched = schedule(qgraph, arch, sparse=False, partition=partition, fusion=fusion, tile=tile, overlap=overlap)
+    dense_sched = schedule(qgraph, arch, sparse=False, partition=partition, fusion=fusion, tile=tile, overlap=overlap,
+                           objective=objective)
     dense_program = generate(dense_sched)
     dense = simulate_program(dense_program, functional=False).stats
     ref = {layer.name: layer for layer in dense.layers}

@@ -15,7 +15,8 @@ def energy_pj(counts: np.ndarray, cycles: int, arch: ArchConfig, cores: int) -> 
     e = arch.energy_table
     c = counts
     return {
-        "mac": float(c[E["macs"]] * e.mac_pj),
+        "mac": float((c[E["macs"]] - c[E["int4_macs"]] + c[E["scale_mults"]]) * e.mac_pj
+                     + c[E["int4_macs"]] * e.mac_int4_pj),
         "accumulator": float(c[E["acc_adds"]] * e.acc_add_pj + c[E["acc_bytes"]] * e.acc_pj_per_byte),
         "scratchpad": float((c[E["spad_read_bytes"]] + c[E["spad_write_bytes"]]) * e.spad_pj_per_byte),
         "metadata": float(c[E["metadata_bytes"]] * e.metadata_pj_per_byte),

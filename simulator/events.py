@@ -12,14 +12,15 @@ from typing import Callable
 import numpy as np
 
 from sieve.arch.config import ArchConfig
+from sieve.arch.formats import BITS_OF, KIND_OF, group_lanes, multiplier_count, tile_layout
 from sieve.arch.isa import Instruction, Opcode
 from sieve.arch.stream import Stream
 
 # event counters, in the order of the ``counts`` vector; the memory events of a transfer come from the
 # memory system (``simulator.memory``) when the timing runs, the others from ``COST`` here
 MEMORY_EVENTS = ("dram_read_bytes", "dram_write_bytes", "l2_hits", "l2_misses", "l2_writebacks", "l2_bytes")
-EVENTS = ("macs", "dense_macs", "lane_slots", "mac_slots", "acc_adds", "acc_bytes", "spad_read_bytes",
-          "spad_write_bytes", "metadata_bytes", "vector_ops", "weight_blocks", "spad_port_stall_cycles") + MEMORY_EVENTS
+EVENTS = ("macs", "int4_macs", "dense_macs", "lane_slots", "mac_slots", "acc_adds", "scale_mults", "acc_bytes",
+          "spad_read_bytes", "spad_write_bytes", "metadata_bytes", "vector_ops", "weight_blocks", "spad_port_stall_cycles") + MEMORY_EVENTS
 E = {name: i for i, name in enumerate(EVENTS)}
 Fields = dict[str, np.ndarray]
 
@@ -72,19 +73,23 @@ def _matmul(f: Fields, arch: ArchConfig) -> tuple[np.ndarray, dict]:
     taps = f["kernel_h"] * f["kernel_w"]
     dw = f["depthwise"] == 1
     r = np.where(dw, taps, taps * f["in_c"])
-    packed = (f["fmt"] == 1) | (f["fmt"] == 2)
+    code = f["fmt"]                                 # a weight format (arch.formats; verified)
+    packed, bits = KIND_OF[code] != 0, BITS_OF[code]
+    lanes = group_lanes(code, c.simd_lanes, c.int4_macs_per_lane)   # reduction values per SIMD group
     acc_bytes = 4 * k * cols * np.where(f["accumulate"] == 1, 2, 1)
-    # dense (fmt 0) and wide int16 (fmt 3, two passes): every reduction value, whole SIMD groups
-    passes = np.where(f["fmt"] == 3, 2, 1)
-    groups, batches = _cdiv(r, c.simd_lanes) * passes, _cdiv(k, c.pe_rows)
-    # packed (fmt 1 unstructured, fmt 2 N:M): the group counts the instruction carries
-    values = f["groups"] * c.simd_lanes
-    meta = np.where(f["fmt"] == 1, 4 * k + 2 * values, (values + 1) // 2)
+    # dense: every reduction value, whole SIMD groups (int16 weights: two passes)
+    passes = np.where(bits == 16, 2, 1)
+    groups, batches = _cdiv(r, lanes) * passes, _cdiv(k, c.pe_rows)
+    # packed (unstructured, N:M): the group counts the instruction carries
+    values = f["groups"] * lanes
+    mults = multiplier_count(k, f["in_c"], f["w_group"], f["depthwise"])
+    _, head, meta_at, mult_at, end = tile_layout(code, k, r, values, f["nm_n"], f["nm_m"], mults)
+    meta = head + mult_at - meta_at + mults          # row table, indices or offsets, scale multipliers
     blocks = np.where(packed, f["batch_groups"], batches * groups)
-    # what the array reads: weights once; activations once per block row batch (a depthwise batch
-    # reads its own channels for every row)
-    w_read = np.where(packed, values + meta, k * r * passes)
-    x_read = np.where(packed, f["batch_groups"] * c.simd_lanes * cols,
+    # what the array reads: the weight tile once; activations once per block row batch (a depthwise
+    # batch reads its own channels for every row)
+    w_read = end
+    x_read = np.where(packed, f["batch_groups"] * lanes * cols,
                       np.where(dw, k * r * cols, batches * r * cols))
     # the scratchpad: banks interleaved every port-width bytes, so a contiguous stream spreads over all of
     # them; together they deliver banks x port bytes per cycle to the array (weights and activations)
@@ -95,15 +100,18 @@ def _matmul(f: Fields, arch: ArchConfig) -> tuple[np.ndarray, dict]:
     per_block = cols if c.weights_double_buffered else cols + load + c.matmul_fill_cycles
     mac_cycles = blocks * per_block
     cycles = np.maximum(mac_cycles, port) + c.matmul_fill_cycles
+    macs = np.where(packed, f["nnz"] * cols, k * r * cols)          # effective: only nonzero weights
     ev = {
-        "macs": np.where(packed, f["nnz"] * cols, k * r * cols),       # effective: only nonzero weights
+        "macs": macs,
+        "int4_macs": np.where(bits == 4, macs, 0),
         "dense_macs": k * r * cols,
         "lane_slots": np.where(packed, values * cols, k * r * cols),
-        "mac_slots": blocks * c.pe_rows * c.simd_lanes * cols,
+        "mac_slots": blocks * c.pe_rows * lanes * cols,
         "acc_adds": np.where(packed, f["groups"], k * groups) * cols,
+        "scale_mults": mults * taps * cols,        # a group's partial sum times its multiplier, per tap
         "acc_bytes": acc_bytes,
-        "metadata_bytes": np.where(packed, meta, 0),
-        "spad_read_bytes": w_read + x_read - np.where(packed, meta, 0),
+        "metadata_bytes": meta,
+        "spad_read_bytes": w_read + x_read - meta,
         "weight_blocks": blocks,
         "spad_port_stall_cycles": np.maximum(port - mac_cycles, 0),
     }
@@ -215,10 +223,11 @@ COST: dict[Opcode, Callable[[Fields, ArchConfig], tuple[np.ndarray, dict]]] = {
 def _matmul_touches(f: Fields, arch: ArchConfig) -> dict:
     c = arch.core
     taps = f["kernel_h"] * f["kernel_w"]
-    values = f["groups"] * c.simd_lanes
-    w = np.select([f["fmt"] == 1, f["fmt"] == 2, f["depthwise"] == 1],
-                  [4 * f["k"] + 3 * values, values + (values + 1) // 2, f["k"] * taps],
-                  f["k"] * taps * f["in_c"]) * np.where(f["fmt"] == 3, 2, 1)
+    code = f["fmt"]
+    r = np.where(f["depthwise"] == 1, taps, taps * f["in_c"])
+    values = f["groups"] * group_lanes(code, c.simd_lanes, c.int4_macs_per_lane)
+    mults = multiplier_count(f["k"], f["in_c"], f["w_group"], f["depthwise"])
+    w = tile_layout(code, f["k"], r, values, f["nm_n"], f["nm_m"], mults)[-1]
     pitch = np.where(f["x_pitch"] > 0, f["x_pitch"], f["in_c"])
     x_end = f["x_addr"] + (f["in_h"] * f["in_w"] - 1) * pitch + f["in_c"]
     return {"w": (f["w_addr"], f["w_addr"] + w), "x": (f["x_addr"], np.maximum(x_end, f["x_addr"])),

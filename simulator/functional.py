@@ -11,6 +11,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from sieve.arch.binary import Program
+from sieve.arch.formats import BITS_OF, CODES, KIND_OF, MAX_MULTIPLIER, group_lanes, multiplier_count, tile_layout
 from sieve.arch.isa import Instruction, Opcode
 from sieve_numerics import integer, tables
 
@@ -25,6 +26,7 @@ class CoreState:
     acc: np.ndarray       # int32
     lanes: int = 16       # simd_lanes: the width of a packed weight group
     pe_rows: int = 16
+    int4_rate: int = 2    # int4_macs_per_lane: an int4 group holds lanes x this many values
 
 
 @dataclass
@@ -37,7 +39,8 @@ class Machine:
         dram = np.zeros(p.dram_bytes, np.uint8)
         dram[:len(p.data)] = np.frombuffer(p.data, np.uint8)
         cores = [CoreState(np.zeros(p.arch.core.scratchpad_bytes, np.uint8), np.zeros(p.arch.acc_entries, np.int32),
-                           p.arch.core.simd_lanes, p.arch.core.pe_rows) for _ in range(p.arch.cores)]
+                           p.arch.core.simd_lanes, p.arch.core.pe_rows, p.arch.core.int4_macs_per_lane)
+                 for _ in range(p.arch.cores)]
         return cls(dram, cores)
 
 
@@ -95,7 +98,6 @@ def _windows(x: np.ndarray, out_h: int, out_w: int, kh: int, kw: int, sh: int, s
 
 def _matmul(m: Machine, core: CoreState, ins: Instruction) -> None:
     k, c, taps = ins.k, ins.in_c, ins.kernel_h * ins.kernel_w
-    wide = ins.fmt == 3                             # int16 weights, two bytes each
     if ins.depthwise and c != k:
         raise OutOfBounds(f"depthwise matmul needs in_c == k, got in_c={c}, k={k}")
     pitch = ins.x_pitch or c                        # bytes from one pixel to the next
@@ -107,11 +109,10 @@ def _matmul(m: Machine, core: CoreState, ins: Instruction) -> None:
     win = _windows(x, ins.out_h, ins.out_w, ins.kernel_h, ins.kernel_w, ins.stride_h, ins.stride_w,
                    ins.dil_h, ins.dil_w, ins.pad_top, ins.pad_left, 0.0)     # [oh][ow][kh][kw][C]
     if ins.depthwise:                               # output channel j reads input channel j only
-        w = _weights(core, ins.w_addr, k * taps, wide).reshape(k, taps)
+        w = _tile_weights(core, ins, taps)
         part = np.einsum("ptc,ct->pc", win.reshape(-1, taps, c), w)
     else:
-        w = _sparse_weights(core, ins, taps * c) if ins.fmt in (1, 2) else \
-            _weights(core, ins.w_addr, k * taps * c, wide).reshape(k, -1)
+        w = _tile_weights(core, ins, taps * c)
         part = win.reshape(-1, taps * c) @ w.T                              # [cols][k]
     # |x - zp| <= 255 and |w| <= 255: below 33,026 products every sum fits int32 and converts exactly;
     # beyond, through int64, so that an overflow wraps as the int32 accumulator does
@@ -124,43 +125,76 @@ def _matmul(m: Machine, core: CoreState, ins: Instruction) -> None:
         acc[:] = part
 
 
-def _weights(core: CoreState, addr: int, count: int, wide: bool) -> np.ndarray:
-    if wide:
-        return _span(core.spad, addr, 2 * count, "scratchpad weights").view("<i2").astype(np.float64)
-    return _i8(core.spad, addr, count, "scratchpad weights").astype(np.float64)
+def _tile_weights(core: CoreState, ins: Instruction, r: int) -> np.ndarray:
+    """The [k][r] weights a tile in format ``fmt`` stands for (arch.formats, docs/isa.md), scale
+    multipliers applied, as float64."""
+    if ins.fmt >= len(CODES):
+        raise OutOfBounds(f"matmul fmt {ins.fmt} is not a weight format")
+    k, kind, bits = ins.k, int(KIND_OF[ins.fmt]), int(BITS_OF[ins.fmt])
+    lanes = int(group_lanes(ins.fmt, core.lanes, core.int4_rate))
+    mults = int(multiplier_count(k, ins.in_c, ins.w_group, ins.depthwise))
+    count, head, meta_at, mult_at, end = (int(v) for v in tile_layout(
+        ins.fmt, k, r, ins.groups * lanes, ins.nm_n, ins.nm_m, mults))
+    raw = _span(core.spad, ins.w_addr, end, "scratchpad weights")
+    values = _values(raw[head:meta_at], count, bits)
+    if kind == 0:
+        w = values.reshape(k, r)
+    elif kind == 1:
+        w = _unstructured(core, ins, raw, values, meta_at, count, lanes, r)
+    else:
+        w = _nm(ins, raw, values, meta_at, count, r)
+    if mults:
+        q = raw[mult_at:end].astype(np.float64).reshape(k, -1)
+        if ((q < 1) | (q > MAX_MULTIPLIER)).any():
+            raise OutOfBounds(f"a weight scale multiplier is outside 1..{MAX_MULTIPLIER}")
+        group = np.arange(r) % ins.in_c >> ins.w_group                # reduction index -> channel group
+        w = w * q[:, group]
+    return w
 
 
-def _sparse_weights(core: CoreState, ins: Instruction, r: int) -> np.ndarray:
-    """The [k][r] weights a packed tile stands for, gathered by its indices (docs/isa.md)."""
-    k, lanes = ins.k, core.lanes
+def _values(raw: np.ndarray, count: int, bits: int) -> np.ndarray:
+    """``count`` weight values of ``bits`` each (int4: two per byte, low nibble first, sign-extended)."""
+    if bits == 8:
+        return raw[:count].view(np.int8).astype(np.float64)
+    if bits == 16:
+        return raw[:2 * count].view("<i2").astype(np.float64)
+    nib = np.empty(2 * raw.size, np.int64)
+    nib[0::2], nib[1::2] = raw & 15, raw >> 4
+    return (((nib[:count] + 8) & 15) - 8).astype(np.float64)
+
+
+def _unstructured(core: CoreState, ins: Instruction, raw: np.ndarray, values: np.ndarray, index_at: int, count: int,
+                  lanes: int, r: int) -> np.ndarray:
+    """Each row's groups of ``lanes`` values gathered by their u16 reduction indices (row table first)."""
+    k = ins.k
+    header = raw[:4 * k].view("<u2").reshape(k, 2)
+    orig, groups = header[:, 0].astype(np.int64), header[:, 1].astype(np.int64)
+    if groups.sum() != ins.groups or _batch_cost(groups, core.pe_rows) != ins.batch_groups:
+        raise OutOfBounds("the sparse tile's row table disagrees with the instruction's group counts")
+    if (orig >= k).any():
+        raise OutOfBounds("a sparse row names an output channel outside the tile")
+    index = raw[index_at:index_at + 2 * count].view("<u2")
+    if count and index.max() >= r:
+        raise OutOfBounds(f"a sparse index {int(index.max())} is outside the tile's reduction length {r}")
     w = np.zeros((k, r), np.float64)
-    if ins.fmt == 1:
-        header = _span(core.spad, ins.w_addr, 4 * k, "scratchpad sparse row table").view("<u2").reshape(k, 2)
-        orig, groups = header[:, 0].astype(np.int64), header[:, 1].astype(np.int64)
-        total = int(groups.sum()) * lanes
-        if groups.sum() != ins.groups or _batch_cost(groups, core.pe_rows) != ins.batch_groups:
-            raise OutOfBounds("the sparse tile's row table disagrees with the instruction's group counts")
-        if (orig >= k).any():
-            raise OutOfBounds("a sparse row names an output channel outside the tile")
-        base = ins.w_addr + 4 * k
-        values = _i8(core.spad, base, total, "scratchpad sparse values").astype(np.float64)
-        index = _span(core.spad, base + total + total % 2, 2 * total, "scratchpad sparse indices").view("<u2")
-        if total and index.max() >= r:
-            raise OutOfBounds(f"a sparse index {int(index.max())} is outside the tile's reduction length {r}")
-        np.add.at(w, (np.repeat(orig, groups * lanes), index.astype(np.int64)), values)
-        return w
-    n, m = ins.nm_n, ins.nm_m
+    np.add.at(w, (np.repeat(orig, groups * lanes), index.astype(np.int64)), values)
+    return w
+
+
+def _nm(ins: Instruction, raw: np.ndarray, values: np.ndarray, offs_at: int, count: int, r: int) -> np.ndarray:
+    """N values per block of M, each placed by its offset (2 bits for M <= 4, else 4; LSB first)."""
+    n, m, k = ins.nm_n, ins.nm_m, ins.k
     nb = -(-r // m)
-    count = k * nb * n
-    vals = _i8(core.spad, ins.w_addr, count, "scratchpad N:M values").astype(np.float64).reshape(k, nb, n)
-    packed = _span(core.spad, ins.w_addr + count, (count + 1) // 2, "scratchpad N:M offsets")
-    offs = np.empty(2 * packed.size, np.int64)
-    offs[0::2], offs[1::2] = packed & 15, packed >> 4
-    offs = offs[:count].reshape(k, nb, n)
+    bits = 2 if m <= 4 else 4
+    packed = raw[offs_at:offs_at + (count * bits + 7) // 8].astype(np.int64)
+    offs = np.empty((packed.size, 8 // bits), np.int64)
+    for i in range(8 // bits):
+        offs[:, i] = (packed >> (i * bits)) & ((1 << bits) - 1)
+    offs = offs.ravel()[:count].reshape(k, nb, n)
     if (offs >= m).any():
         raise OutOfBounds(f"an N:M offset is outside its block of {m}")
     dense = np.zeros((k, nb, m))
-    np.put_along_axis(dense, offs, vals, axis=2)
+    np.put_along_axis(dense, offs, values.reshape(k, nb, n), axis=2)
     return dense.reshape(k, -1)[:, :r]
 
 

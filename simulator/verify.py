@@ -22,6 +22,7 @@ from sieve_numerics.integer import LAYERNORM_MAX_COLS
 from sieve_numerics.limits import MAX_INSTRUCTION_WORK
 
 from sieve.arch.binary import Program
+from sieve.arch.formats import BITS_OF, CODES, KIND_OF, group_lanes, multiplier_count, tile_layout
 from sieve.arch.isa import Opcode
 from sieve.arch.stream import Stream
 from sieve.simulator.errors import Trap
@@ -40,7 +41,7 @@ def _end(addr, rows, row_bytes, stride):
 class Spaces:
     def __init__(self, p: Program):
         self.size = {"spad": p.arch.core.scratchpad_bytes, "acc": p.arch.acc_entries, "dram": p.dram_bytes}
-        self.lanes = p.arch.core.simd_lanes
+        self.lanes, self.int4_rate = p.arch.core.simd_lanes, p.arch.core.int4_macs_per_lane
 
 
 def _finite(f: Fields, *names: str) -> Rule:
@@ -72,13 +73,15 @@ def _flat(space: str, mode: str, name: str, f: Fields, addr: str, n) -> Access:
     return (space, mode, name, f[addr], np.ones_like(n), n, n, (addr,))
 
 
-def _matmul_weight_bytes(f: Fields, lanes: int) -> np.ndarray:
-    k = f["k"]
-    r = np.where(f["depthwise"] == 1, 1, f["in_c"]) * f["kernel_h"] * f["kernel_w"]
-    values = f["groups"] * lanes
-    nm_count = k * (-(-r // np.maximum(f["nm_m"], 1))) * f["nm_n"]
-    return np.select([f["fmt"] == 1, f["fmt"] == 2, f["fmt"] == 3],
-                     [4 * k + values + values % 2 + 2 * values, nm_count + (nm_count + 1) // 2, 2 * k * r], k * r)
+def _matmul_weight_bytes(f: Fields, s: Spaces) -> np.ndarray:
+    """A weight tile's bytes in its format (arch.formats), multipliers included; an undefined fmt: 0
+    (refused by its rule)."""
+    code = np.where(f["fmt"] < len(CODES), f["fmt"], 0)
+    dw = f["depthwise"] == 1
+    r = np.where(dw, 1, f["in_c"]) * f["kernel_h"] * f["kernel_w"]
+    values = f["groups"] * group_lanes(code, s.lanes, s.int4_rate)
+    mults = multiplier_count(f["k"], f["in_c"], f["w_group"], f["depthwise"])
+    return tile_layout(code, f["k"], r, values, f["nm_n"], f["nm_m"], mults)[-1]
 
 
 def _matmul_access(f: Fields, s: Spaces) -> list[Access]:
@@ -86,7 +89,7 @@ def _matmul_access(f: Fields, s: Spaces) -> list[Access]:
     acc = f["k"] * f["out_h"] * f["out_w"]
     out = [("spad", "r", "input tile", f["x_addr"], f["in_h"] * f["in_w"], f["in_c"], pitch,
             ("x_addr", "in_h", "in_w", "in_c", "x_pitch")),
-           _flat("spad", "r", "weights", f, "w_addr", _matmul_weight_bytes(f, s.lanes)),
+           _flat("spad", "r", "weights", f, "w_addr", _matmul_weight_bytes(f, s)),
            ("acc", "w", "accumulator entries", f["acc_addr"], np.ones_like(acc), acc, acc,
             ("acc_addr", "k", "out_h", "out_w"))]
     if (f["accumulate"] == 1).any():                 # accumulating reads what is there
@@ -161,8 +164,13 @@ def _matmul(f: Fields, s: Spaces) -> list[Rule]:
     cols = f["out_h"] * f["out_w"]
     span_h = (f["out_h"] - 1) * f["stride_h"] + f["dil_h"] * (f["kernel_h"] - 1) + 1
     span_w = (f["out_w"] - 1) * f["stride_w"] + f["dil_w"] * (f["kernel_w"] - 1) + 1
-    nm = f["fmt"] == 2
+    code = np.where(f["fmt"] < len(CODES), f["fmt"], 0)
+    nm = (f["fmt"] < len(CODES)) & (KIND_OF[code] == 2)
+    int4 = (f["fmt"] < len(CODES)) & (BITS_OF[code] == 4)
     return [_at_least_one(f, "k", "in_c", "kernel_h", "kernel_w", "stride_h", "stride_w", "dil_h", "dil_w"),
+            (f"fmt is a weight format (0..{len(CODES) - 1})", f["fmt"] >= len(CODES), ("fmt",)),
+            ("scale groups (w_group) are for int4 weights of a matmul that is not depthwise",
+             (f["w_group"] > 0) & (~int4 | dw), ("w_group", "fmt", "depthwise")),
             ("an N:M block has 1 <= N <= M", nm & ((f["nm_n"] < 1) | (f["nm_n"] > f["nm_m"])), ("nm_n", "nm_m")),
             ("a depthwise matmul has in_c == k", dw & (c != k), ("in_c", "k")),
             ("x_pitch is 0 or at least in_c", pitch < c, ("x_pitch", "in_c")),
@@ -210,7 +218,7 @@ CHECK: dict[Opcode, Callable[[Fields, Spaces], list[Rule]]] = {
          ("count", "c")),
         _finite(f, "sx", "sy"), ("sy is not 0", f["sy"] == 0, ("sy",))],
     Opcode.SOFTMAX: lambda f, s: [
-        ("mode is 0, 1 or 2", f["mode"] > 2, ("mode",)), _finite(f, "ys"), ("ys is not 0", f["ys"] == 0, ("ys",))],
+        _at_least_one(f, "cols"), ("mode is 0, 1 or 2", f["mode"] > 2, ("mode",)), _finite(f, "ys"), ("ys is not 0", f["ys"] == 0, ("ys",))],
     # its sums stay inside int64 (docs/numerics.md): rows of at most LAYERNORM_MAX_COLS, and epsilon plus the
     # largest possible n² x variance (n·255 deviations, 16 fraction bits) below 2^63
     Opcode.LAYERNORM: lambda f, s: [_at_least_one(f, "cols"), _finite(f, "m"),

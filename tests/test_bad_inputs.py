@@ -11,7 +11,7 @@ import pytest
 from onnx import TensorProto, helper, numpy_helper
 
 import sieve
-from sieve.arch import BinaryFormatError, decode_program, load_arch
+from sieve.arch import BinaryFormatError, Instruction, Program, decode_program, load_arch
 from sieve.arch.binary import SectionKind
 from sieve.arch.isa import FIELDS, HEADER_BITS, WORD_BYTES, Opcode
 from sieve.cli import main
@@ -121,6 +121,17 @@ def test_an_nm_block_of_zero_is_refused():
     bad = text.replace(line, line.replace("nm_n=2", "nm_n=0"), 1)
     with pytest.raises(Trap, match=r"an N:M block has 1 <= N <= M .*nm_n=0"):
         sieve.simulate(assemble(bad), timing_only=True)
+
+
+def test_a_softmax_over_empty_rows_is_refused():
+    """Found by the long fuzz run (binary case 158924): cols=0 reached a reduction over nothing."""
+    halt = Instruction.make(Opcode.HALT)
+    soft = Instruction.make(Opcode.SOFTMAX, src_addr=0, dst_addr=64, rows=2, cols=0, table_addr=256, ys=0.5, zy=0,
+                            mode=0)
+    program = Program(load_arch("default"), ((soft, halt),), b"", 1 << 16, (), ())
+    for timing_only in (True, False):
+        with pytest.raises(Trap, match=r"SOFTMAX breaks the rule that these fields are at least 1 .*cols=0"):
+            sieve.simulate(program, inputs=None if timing_only else {}, timing_only=timing_only)
 
 
 # ---------------------------------------------------------------- assembly

@@ -52,7 +52,7 @@ def prune_magnitude(graph: Graph, sparsity: float, scope: str = "layer", keep_en
     return graph.replace_nodes(nodes)
 
 
-def _channels_last(graph: Graph, node: Node) -> tuple[np.ndarray, tuple, tuple]:
+def reduction_order(graph: Graph, node: Node) -> tuple[np.ndarray, tuple, tuple]:
     """Weights as [K, ..., C] in reduction order, with the shapes to undo it."""
     w = node.params["w"]
     if node.op is Op.CONV2D:
@@ -72,7 +72,7 @@ def prune_nm(graph: Graph, n: int, m: int, keep_ends: bool = False) -> Graph:
     nodes = []
     for node in graph:
         if node.name in names:
-            cl, back, shape = _channels_last(graph, node)
+            cl, back, shape = reduction_order(graph, node)
             if cl.shape[-1] % m == 0:
                 blocks = cl.reshape(cl.shape[:-1] + (cl.shape[-1] // m, m))
                 mag = np.abs(blocks)

@@ -11,6 +11,7 @@ import pytest
 from sieve.arch import ArchConfig, Instruction, Opcode, Program, load_arch, with_overrides
 from sieve.arch.isa import Queue
 from sieve.arch.config import CoreConfig, EnergyConfig, MemoryConfig
+from sieve.arch.formats import DENSE, WeightFormat
 from sieve.codegen import generate
 from sieve.frontend import build
 from sieve.scheduler import schedule
@@ -30,11 +31,12 @@ def _load(addr: int, rows: int, row_bytes: int, stride: int, signal: int = 0) ->
                             dram_stride=stride, spad_stride=row_bytes)
 
 
-def _matmul(k: int, c: int, cols: int, depthwise: int = 0, kernel: int = 1, in_w: int = 0, waits=()) -> Instruction:
+def _matmul(k: int, c: int, cols: int, depthwise: int = 0, kernel: int = 1, in_w: int = 0, waits=(),
+            fmt: int = 0) -> Instruction:
     return Instruction.make(Opcode.MATMUL, waits=waits, w_addr=0x8000, x_addr=0, acc_addr=0, k=k, out_h=1,
                             out_w=cols, in_h=kernel, in_w=in_w or cols, in_c=c, kernel_h=kernel, kernel_w=kernel,
                             stride_h=1, stride_w=1, dil_h=1, dil_w=1, pad_top=0, pad_left=0, x_zp=0, accumulate=0,
-                            fmt=0, depthwise=depthwise)
+                            fmt=fmt, depthwise=depthwise)
 
 
 def _streams(arch: ArchConfig):
@@ -49,6 +51,7 @@ def _streams(arch: ArchConfig):
         _load(1 << 18, 8, 64, 8192),
         _matmul(32, 64, 1, waits=((1, 1),)),
         _matmul(32, 64, 40),
+        _matmul(32, 64, 40, fmt=WeightFormat(DENSE, 4).code),      # int4 weights
         _matmul(16, 16, 6, depthwise=1, kernel=3, in_w=8),
         Instruction.make(Opcode.ADD, a_addr=0, b_addr=512, dst_addr=1024, count=4000, za=0, zb=0, zc=0, ma=1.0,
                          mb=1.0, relu=0, hi=127, mode=2, sc=1.0),
@@ -83,6 +86,7 @@ CASES = {
     "clock_mhz": (500.0, "time_us"),
     "core.pe_rows": (8, "compute"),
     "core.simd_lanes": (8, "compute"),
+    "core.int4_macs_per_lane": (1, "compute"),
     "core.scratchpad_bytes": (8192, "model"),
     "core.scratchpad_banks": (2, "compute"),
     "core.scratchpad_port_bytes": (4, "compute"),
@@ -129,7 +133,7 @@ def test_the_field_changes_what_it_claims(key):
     assert a[what] != b[what], (key, a[what])
 
 
-ENERGY_EVENT = {"mac": "mac", "acc_add": "accumulator", "spad": "scratchpad", "acc": "accumulator", "l2": "l2",
+ENERGY_EVENT = {"mac": "mac", "mac_int4": "mac", "acc_add": "accumulator", "spad": "scratchpad", "acc": "accumulator", "l2": "l2",
                 "dram": "dram", "metadata": "metadata", "vector_op": "vector", "leakage": "leakage"}
 
 

@@ -114,3 +114,29 @@ def test_float_accuracy_of_an_already_quantized_model(digits_onnx, tmp_path):
     from sieve.cli import main
     assert main(["compile", str(tmp_path / "q.onnx"), "-o", str(tmp_path / "q.sieve"), "--eval",
                  str(tmp_path / "eval.npz"), "-q"]) == 0
+
+
+def test_int4_top1_within_two_points_of_float(digits_onnx):
+    """INT4 weights with MSE clipping (docs/low-bit.md): the compiled, simulated binary's top-1 within 2
+    points of float, per output channel, with scale groups, and with 2:4 sparsity (against the float
+    model pruned the same way); min-max clipping printed beside it."""
+    path, x, y = digits_onnx
+    graph = load_onnx(path)
+    x_test, y_test = x[1400:], y[1400:]
+    out = graph.outputs[0]
+
+    def top1(q) -> float:
+        result = run(generate(schedule(q, load_arch("default"))), {"x": x_test})
+        return float((result.floats[out].argmax(1) == y_test).mean())
+
+    acc = {"float": float((run_float(graph, {"x": x_test})[out].argmax(1) == y_test).mean())}
+    from sieve.pipeline import prune_model
+    acc["float 2:4"] = float((run_float(prune_model(graph, "2:4"), {"x": x_test})[out].argmax(1) == y_test).mean())
+    for name, opts in {"int8": {}, "int4": {"weights": "int4"}, "int4 g8": {"weights": "int4", "group": 8},
+                       "int4 minmax": {"weights": "int4", "weight_clip": "minmax"},
+                       "int4 2:4": {"weights": "int4", "prune": "2:4"}}.items():
+        acc[name] = top1(integer_model(graph, calibrate={"x": x[:200]}, **opts).qgraph)
+    print("digits top-1:", {k: round(v, 4) for k, v in acc.items()})
+    assert acc["float"] > 0.9
+    assert acc["int4"] >= acc["float"] - 0.02 and acc["int4 g8"] >= acc["float"] - 0.02
+    assert acc["int4 2:4"] >= acc["float 2:4"] - 0.02

@@ -75,7 +75,6 @@ def test_sparse_layers_in_fused_stacks_are_bitexact(prune, fmt):
     q = integer_model(g, prune=prune).qgraph
     arch = load_arch("default")
     sched = schedule(q, arch, fusion="max")
-    formats = {m.geom.fmt if m.geom.fmt != "nm" else f"{m.geom.nm[0]}:{m.geom.nm[1]}"
-               for p in sched.layers if p.stack is not None for m in p.stack.members if m.kind == "matmul"}
+    formats = {m.geom.fmt.name for p in sched.layers if p.stack is not None for m in p.stack.members if m.kind == "matmul"}
     assert fmt in formats, formats
     check_bitexact(q, arch, random_calibration(g, np.random.default_rng(2), 1), fusion="max")

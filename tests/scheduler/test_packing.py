@@ -24,7 +24,7 @@ def tiles(draw):
 def test_unstructured_packing_is_exact(w, lanes, pe_rows, balance):
     t = pack_unstructured(w, lanes, pe_rows, balance)
     k, r = w.shape
-    np.testing.assert_array_equal(unpack(t.blob, 1, k, r, lanes), w)        # each nonzero once, in place
+    np.testing.assert_array_equal(unpack(t.blob, t.fmt, k, r, lanes), w)        # each nonzero once, in place
     assert t.nnz == np.count_nonzero(w)
     assert t.groups == int(row_groups(w, lanes).sum())
     header = np.frombuffer(t.blob[:4 * k], "<u2").reshape(k, 2)
@@ -56,7 +56,7 @@ def test_nm_packing_is_exact(w, nm, lanes):
     w = blocks.reshape(k, -1)[:, :r].copy()
     assert nm_ok(w, n, m)
     t = pack_nm(w, n, m, lanes, 4)
-    np.testing.assert_array_equal(unpack(t.blob, 2, k, r, lanes, (n, m)), w)
+    np.testing.assert_array_equal(unpack(t.blob, t.fmt, k, r, lanes), w)
     assert t.groups == k * -(-(-(-r // m) * n) // lanes)
 
 

@@ -4,6 +4,7 @@ import numpy as np
 import pytest
 
 from sieve.arch import load_arch
+from sieve.arch.config import CoreConfig
 from sieve.frontend import build
 from sieve.scheduler import ScheduleError, schedule
 from sieve.scheduler.plan import ConvGeom, MatmulTiling
@@ -54,7 +55,7 @@ def test_bigger_scratchpad_never_costs_more():
 
 def test_spad_layout_is_double_buffered():
     g = ConvGeom(1, 8, 8, 4, 16, 8, 8, 3, 3, 1, 1, 1, 1, 1, 1)
-    layout = matmul_spad(g, MatmulTiling(16, 4, 8, 4, "k_outer"), 16)
+    layout = matmul_spad(g, MatmulTiling(16, 4, 8, 4, "k_outer"), CoreConfig())
     offs = layout.offsets()
     assert set(offs) == {"w", "x", "out"}
     assert all(b - a >= size for (name, size), (a, b) in zip(layout.regions, offs.values()))
