@@ -216,7 +216,8 @@ def _footprint(c) -> str:
 
 
 def _evaluate(con, args, c) -> None:
-    """Top-1 of the float model, the pruned float model, the int8 reference and the compiled binary."""
+    """Top-1 of the float model, the pruned float model, the reference (with int4 weights: the int8-weight model
+    beside it) and the compiled binary."""
     import numpy as np
     from rich.table import Table
     from sieve import api
@@ -694,8 +695,9 @@ def parser() -> argparse.ArgumentParser:
                    help="keep output channels in their natural order on the PE rows (for comparison)")
     c.add_argument("--no-twin", action="store_true", help="skip compiling and simulating the dense and unfused "
                    "twins that `sieve run --report` compares sparse layers and fused stacks against")
-    c.add_argument("--eval", metavar="NPZ", help="report top-1 of the float, pruned float, int8 reference and "
-                   "compiled models on an .npz with 'x' (inputs) and 'y' (labels)")
+    c.add_argument("--eval", metavar="NPZ", help="report top-1 of the float, pruned float, reference (int8, and "
+                   "int4 beside int8 weights with --weights int4) and compiled models on an .npz with 'x' (inputs) "
+                   "and 'y' (labels)")
     c.set_defaults(func=cmd_compile)
 
     qz = command("quantize", "write the model Sieve compiles (calibrated, pruned, BN folded) as a QDQ ONNX file")

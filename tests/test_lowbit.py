@@ -153,3 +153,21 @@ def test_int4_halves_weight_bytes_and_prices_int4_macs():
     assert stats["int4"].energy_pj["mac"] == pytest.approx(e4["macs"] * arch.energy.mac_int4_pj)
     busy = {w: sum(layer.mac_cycles for layer in s.layers) for w, s in stats.items()}
     assert busy["int4"] < busy["int8"]
+
+
+def test_cli_int4_eval_and_objective(tmp_path, capsys):
+    """`sieve compile --weights int4 --group 4 --objective energy --eval`: the int8-weight and int4 columns
+    side by side, and the three objectives' estimates."""
+    from sieve.cli import main
+    rng = np.random.default_rng(0)
+    assert main(["zoo", "export", "lenet5", "-o", str(tmp_path / "l.sv")]) == 0
+    np.savez(tmp_path / "eval.npz", x=rng.standard_normal((6, 1, 32, 32)).astype(np.float32), y=rng.integers(0, 10, 6))
+    capsys.readouterr()
+    assert main(["compile", str(tmp_path / "l.sv"), "--weights", "int4", "--group", "4", "--objective", "energy",
+                 "--eval", str(tmp_path / "eval.npz"), "-o", str(tmp_path / "l.sieve")]) == 0
+    out = capsys.readouterr().out
+    assert "int8 weights (reference)" in out and "int4 g4 (reference)" in out and "int4 g4 compiled" in out
+    assert "--objective cycles:" in out and "--objective energy:" in out and "--objective edp:" in out
+    assert main(["compile", str(tmp_path / "l.sv"), "--group", "4", "-o", str(tmp_path / "x.sieve")]) == 1
+    assert "a scale group (--group) is for int4 weights" in capsys.readouterr().err
+    assert not (tmp_path / "x.sieve").exists()
