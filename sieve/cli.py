@@ -160,6 +160,7 @@ def cmd_compile(args) -> None:
         con.print(t)
         con.print(_model_size(c.lowered.graph, program))
         con.print(_footprint(c))
+    if args.verbose and con is not None:           # the cost model under each objective: three schedules
         from sieve.pipeline import objective_costs
         costs = objective_costs(qgraph, program.arch, args.partition)
         con.print("cost model, conv and dense layers one by one: " + "; ".join(
@@ -689,8 +690,8 @@ def parser() -> argparse.ArgumentParser:
                    "computed again in each band, or kept in the scratchpad (default: the cheaper per stack)")
     c.add_argument("--objective", choices=("cycles", "energy", "edp"), default="cycles",
                    help="what each layer's weight format, tiling and partition minimize by the cost model's "
-                        "estimates: cycles, energy, or their product (default %(default)s); the plan "
-                        "(-v) shows the others' cycles and energy")
+                        "estimates: cycles, energy, or their product (default %(default)s); with -v the plans show the "
+                        "other choices' cycles and energy, and the summary each objective's totals")
     c.add_argument("--no-balance", action="store_true",
                    help="keep output channels in their natural order on the PE rows (for comparison)")
     c.add_argument("--no-twin", action="store_true", help="skip compiling and simulating the dense and unfused "

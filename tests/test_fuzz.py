@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from sieve.fuzz import BAD, fuzz, report
 
-CASES = {"binary": 4000, "asm": 500, "onnx": 1500, "sv": 500, "arch": 1200, "inputs": 2500}
+CASES = {"binary": 2500, "asm": 250, "onnx": 800, "sv": 250, "arch": 600, "inputs": 1200}
 
 
 def test_bounded_fuzz_run_finds_no_defect():
