@@ -38,7 +38,6 @@ CODES = ((DENSE, 8), (UNSTRUCTURED, 8), (NM, 8), (DENSE, 16), (DENSE, 4), (UNSTR
 KIND_OF = np.array([KINDS.index(k) for k, _ in CODES], np.int64)     # 0 dense, 1 unstructured, 2 nm
 BITS_OF = np.array([b for _, b in CODES], np.int64)
 MAX_MULTIPLIER = 15                  # a group's scale multiplier: 4 bits, 1..15
-INT4_RANGE = (-8, 7)
 
 
 @dataclass(frozen=True)
