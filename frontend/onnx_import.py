@@ -59,6 +59,7 @@ class _Q:
         # so, or when it converts an int8 QuantizeLinear -> DequantizeLinear pair (see ort_u8 below)
         self.ort_u8 = unsigned if ort_u8 is None else ort_u8
         self.as_int8 = False        # a uint8 tensor that stands for Sieve's int8 (+ 128): see onnx_export
+        self.axis, self.block = 1, 0   # a weight's DequantizeLinear: the scales' axis and block size
 
     def same(self, other: "_Q") -> bool:
         return (np.array_equal(self.scale, other.scale) and np.array_equal(self.zp, other.zp)

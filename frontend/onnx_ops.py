@@ -1,6 +1,8 @@
 """Per-op ONNX handlers: float ops, QOperator ops, and the QDQ groups that fold into integer ops."""
 from __future__ import annotations
 
+import copy
+import logging
 import math
 
 import numpy as np
@@ -8,10 +10,14 @@ from sieve_numerics.integer import int_softmax_table, qlinear_softmax_table
 from sieve_numerics.tables import FUNCTIONS, build_table
 
 from sieve.frontend.onnx_import import HANDLERS, View, _Importer, _Q
+from sieve.frontend.onnx_lowbit import Grid, is_low_bit, to_grid, unpack_nbits
 from sieve.ir.graph import Op
 from sieve.ir.registry import bmm_multiplier, gap_scale, row_major
 from sieve.frontend.errors import FrontendError
 from sieve.ir.types import DType, TensorType
+
+
+log = logging.getLogger("sieve")
 
 
 def handles(*ops: str):
@@ -82,10 +88,72 @@ def _int_weights(w: np.ndarray, wq: _Q, k_axis: int) -> np.ndarray:
     return wi.astype(np.int16)
 
 
-def _requant(xq: _Q, wq: _Q, yq: _Q, k: int) -> np.ndarray:
+def _requant(xq: _Q, w_scale: np.ndarray, yq: _Q, k: int) -> np.ndarray:
     """onnxruntime's multiplier: float32(x_scale * w_scale[k]) / y_scale, per output channel."""
-    ws = np.broadcast_to(wq.scale, (k,)) if wq.scale.size == 1 else wq.scale
+    ws = np.broadcast_to(w_scale, (k,)) if w_scale.size == 1 else w_scale
     return (np.float32(xq.scale[0]) * ws.astype(np.float32) / np.float32(yq.scale[0])).astype(np.float32)
+
+
+def _grid(imp: _Importer, node, w: np.ndarray, wq: _Q | None, k_axis: int, red_axis: int | None,
+          quiet: bool = False) -> Grid | None:
+    """Low-bit weights (INT4/UINT4, or scales per block) on Sieve's grid; None for 8-bit weights with
+    one scale per tensor or channel. A grid that only approximates the model's weights is logged."""
+    if wq is None or not (is_low_bit(w) or wq.block):
+        return None
+    axis = wq.axis + w.ndim if wq.axis < 0 else wq.axis
+    if wq.scale.size > 1 and not 0 <= axis < w.ndim:
+        raise imp.error(f"DequantizeLinear axis {wq.axis} is outside weights of rank {w.ndim}", node)
+    scale = wq.scale.reshape(_block_shape(w.shape, axis, wq.block)) if wq.block else wq.scale
+    zp = wq.zp.reshape(scale.shape) if wq.zp.size > 1 else wq.zp
+    grid = to_grid(w, scale, zp, axis, wq.block, k_axis, red_axis, is_low_bit(w))
+    name = node.name or node.output[0]
+    if quiet:
+        return grid
+    if grid.scale_error:
+        log.warning("%s: the block scales of '%s' are not integer multiples of one step per output channel: "
+                    "Sieve rounds them to step x 1..15 (largest scale error %.1f%%)", imp.source, name,
+                    100 * grid.scale_error)
+    if grid.value_error:
+        log.warning("%s: the int4 weights of '%s' do not fit Sieve's int4 grid (blocks that are not groups of "
+                    "input channels, or values outside -8..7 after the zero point): they are rounded to int8 "
+                    "per channel (largest error %.2f of a step)", imp.source, name, grid.value_error)
+    return grid
+
+
+def _block_shape(shape: tuple[int, ...], axis: int, block: int) -> tuple[int, ...]:
+    return tuple(-(-d // block) if i == axis else d for i, d in enumerate(shape))
+
+
+def _grid_params(grid: Grid) -> tuple[dict, dict]:
+    """(attrs, params) that mark a layer's weights as int4 (what ``passes.lowbit_weights`` records)."""
+    if grid.bits != 4:
+        return {}, {}
+    params = {"w_step": grid.step} | ({"w_mult": grid.mult} if grid.mult is not None else {})
+    return {"w_bits": 4, "w_group": grid.group}, params
+
+
+def _float_weights(imp: _Importer, node, w: np.ndarray, wq: _Q | None, k_axis: int,
+                   red_axis: int | None) -> tuple[np.ndarray, dict, dict]:
+    """Weights of a float layer (its input not quantized): float32, dequantized when a DequantizeLinear
+    holds them, with the int4 grid's attrs and params when they are low-bit."""
+    if wq is None:
+        return w, {}, {}
+    grid = _grid(imp, node, w, wq, k_axis, red_axis)
+    if grid is not None:
+        return grid.float_weights(), *_grid_params(grid)
+    scale = wq.scale.reshape([-1 if i == k_axis else 1 for i in range(w.ndim)]) if wq.scale.size > 1 else wq.scale[0]
+    zp = wq.zp.reshape([-1 if i == k_axis else 1 for i in range(w.ndim)]) if wq.zp.size > 1 else wq.zp[0]
+    return ((w.astype(np.float32) - np.float32(zp)) * scale).astype(np.float32), {}, {}
+
+
+def _reordered(imp: _Importer, a: str) -> bool:
+    """Whether the accelerator reduces a dense layer's input in another order than the model's (a
+    flattened image, read channels-last): scale groups cannot follow the model's blocks then."""
+    if a in imp.views:
+        return len(imp.base_shape(imp.views[a].base)) == 4
+    name = imp.names.get(a)
+    node = imp.b.nodes.get(name) if name is not None else None
+    return node is None or (node.op is Op.FLATTEN and len(imp.b.nodes[node.inputs[0]].out.shape) == 4)
 
 
 def emit_int_conv(imp: _Importer, node, out: str, x: str, xq: _Q, w, wq: _Q, bias, yq: _Q | None,
@@ -93,15 +161,20 @@ def emit_int_conv(imp: _Importer, node, out: str, x: str, xq: _Q, w, wq: _Q, bia
     _int_input(imp, x, xq)
     ca = _conv_attrs(imp, node, imp.shape(x), w.shape[2:])
     k = w.shape[0]
-    params = {"w": _int_weights(w, wq, 0),
+    grid = _grid(imp, node, w, wq, 0, 1 if ca["group"] == 1 else None)
+    params = {"w": _int_weights(w, wq, 0) if grid is None else grid.ints,
               "b": np.zeros(k, np.int32) if bias is None else np.asarray(bias).astype(np.int32)}
     attrs = {"out_channels": k, "kernel": ca["kernel"], "stride": ca["stride"], "pad": ca["pad"],
              "dilation": ca["dilation"], "groups": ca["group"]}
     if yq is None:                                   # ConvInteger: raw int32 output
         imp.emit(out, Op.CONV2D, [x], attrs, params, DType.INT32)
         return
-    params["requant"] = _requant(xq, wq, yq, k)
-    params["w_scale"] = np.broadcast_to(wq.scale, (k,)).astype(np.float32)
+    w_scale = wq.scale if grid is None else grid.step
+    params["requant"] = _requant(xq, w_scale, yq, k)
+    params["w_scale"] = np.broadcast_to(w_scale, (k,)).astype(np.float32)
+    if grid is not None:
+        low_attrs, low_params = _grid_params(grid)
+        attrs, params = {**attrs, **low_attrs}, {**params, **low_params}
     imp.emit(out, Op.CONV2D, [x], {**attrs, **_act_attrs(act)}, params, DType.INT8, yq.activation())
     imp.qinfo[out] = yq
 
@@ -116,16 +189,23 @@ def emit_int_dense(imp: _Importer, node, out: str, a: str, aq: _Q, w_ck, wq: _Q,
         raise imp.error(f"input of rank {len(x_shape)} with weights of rank {w_ck.ndim} is not supported "
                         "(2-D weights take [batch, features] or [batch, tokens, features])", node)
     k = w.shape[-2]
-    wi = _int_weights(w, wq, w.ndim - 2)
+    grid = _grid(imp, node, w_ck, wq, 1, None if _reordered(imp, a) else 0) if w_ck.ndim == 2 else None
+    wi = _int_weights(w, wq, w.ndim - 2) if grid is None else np.ascontiguousarray(grid.ints.T)
     per_k = w.shape[:-1]
     params = {"w": wi, "b": np.broadcast_to(np.zeros(1, np.int32) if bias is None else
                                             np.asarray(bias).astype(np.int32), per_k).copy()}
     if yq is None:
         imp.emit(out, Op.DENSE, [a], {"out_features": k}, params, DType.INT32)
         return
-    params["requant"] = np.broadcast_to(_requant(aq, wq, yq, k), per_k).astype(np.float32).copy()
-    params["w_scale"] = np.broadcast_to(wq.scale if wq.scale.size > 1 else wq.scale[0], per_k).astype(np.float32)
-    imp.emit(out, Op.DENSE, [a], {"out_features": k, **_act_attrs(act)}, params, DType.INT8, yq.activation())
+    w_scale = wq.scale if grid is None else grid.step
+    params["requant"] = np.broadcast_to(_requant(aq, w_scale, yq, k), per_k).astype(np.float32).copy()
+    params["w_scale"] = np.broadcast_to(w_scale if w_scale.size > 1 else w_scale[0], per_k).astype(np.float32)
+    low_attrs = {}
+    if grid is not None:
+        low_attrs, low_params = _grid_params(grid)
+        params.update(low_params)
+    imp.emit(out, Op.DENSE, [a], {"out_features": k, **_act_attrs(act), **low_attrs}, params, DType.INT8,
+             yq.activation())
     imp.qinfo[out] = yq
 
 
@@ -155,7 +235,7 @@ def _same_quant(imp: _Importer, out: str, x: str) -> tuple[DType, object]:
 def _q_of(imp: _Importer, node, scale_i: int, zp_i: int) -> _Q:
     scale = imp.const(node.input[scale_i], node, "scale")
     zp = imp.opt_const(node, zp_i)
-    unsigned = zp is None or zp.dtype == np.uint8
+    unsigned = zp is None or zp.dtype.name in ("uint8", "uint4")
     q = _Q(scale, zp, unsigned)
     q.as_int8 = imp.int8_io
     return q
@@ -166,6 +246,10 @@ def _dequantize(imp: _Importer, node) -> None:
     q = _q_of(imp, node, 1, 2)
     src = node.input[0]
     if src in imp.consts:                            # weights, or an int32 bias
+        a = imp.attrs(node)
+        q.axis, q.block = a.get("axis", 1), a.get("block_size", 0)
+        if q.block < 0:
+            raise imp.error(f"block_size {q.block} is negative", node)
         imp.dq_const[node.output[0]] = (imp.consts[src], q)
         return
     if src in imp.raw_inputs:                        # an integer graph input: its scale is this DQ's
@@ -316,9 +400,11 @@ def _conv(imp: _Importer, node) -> None:
         return
     ca = _conv_attrs(imp, node, imp.shape(x), w.shape[2:])
     b = imp.const(bias_name, node, "bias") if bias_name else np.zeros(w.shape[0], np.float32)
+    w, low_attrs, low_params = _float_weights(imp, node, w, wq, 0, 1 if ca["group"] == 1 else None)
     imp.emit(out, Op.CONV2D, [x], {"out_channels": w.shape[0], "kernel": ca["kernel"], "stride": ca["stride"],
-                                   "pad": ca["pad"], "dilation": ca["dilation"], "groups": ca["group"]},
-             {"w": w, "b": b})
+                                   "pad": ca["pad"], "dilation": ca["dilation"], "groups": ca["group"],
+                                   **low_attrs},
+             {"w": w, "b": b, **low_params})
 
 
 @handles("QLinearConv")
@@ -344,8 +430,17 @@ def _gemm_weights(imp: _Importer, node):
     if a.get("transA", 0):
         raise imp.error("transA=1 is not supported", node)
     w, wq = _const_weight(imp, node, node.input[1])
-    w_ck = w.T if a.get("transB", 0) else w                       # as [C, K]
-    return a, w_ck, wq
+    if not a.get("transB", 0):
+        return a, w, wq                                           # as [C, K]
+    if wq is not None and w.ndim == 2 and wq.scale.size > 1:       # scales along the other axis now
+        axis = wq.axis % 2
+        wq = copy.copy(wq)
+        if wq.block:
+            shape = _block_shape(w.shape, axis, wq.block)
+            wq.scale = wq.scale.reshape(shape).T.ravel()
+            wq.zp = wq.zp.reshape(shape).T.ravel() if wq.zp.size > 1 else wq.zp
+        wq.axis = 1 - axis
+    return a, w.T, wq
 
 
 @handles("Gemm")
@@ -363,7 +458,10 @@ def _gemm(imp: _Importer, node) -> None:
     alpha, beta = a.get("alpha", 1.0), a.get("beta", 1.0)
     k = w_ck.shape[1]
     bias = np.broadcast_to(imp.const(c_name, node, "bias") * beta, (k,)) if c_name else np.zeros(k)
-    imp.emit(out, Op.DENSE, [x], {"out_features": k}, {"w": (w_ck * alpha).T, "b": bias})
+    w_ck, low_attrs, low_params = _float_weights(imp, node, w_ck, wq, 1, None if _reordered(imp, x) else 0)
+    if "w_step" in low_params:
+        low_params["w_step"] = (low_params["w_step"] * np.float32(alpha)).astype(np.float32)
+    imp.emit(out, Op.DENSE, [x], {"out_features": k, **low_attrs}, {"w": (w_ck * alpha).T, "b": bias, **low_params})
 
 
 @handles("MatMul")
@@ -386,7 +484,76 @@ def _matmul(imp: _Importer, node) -> None:
         return
     if w.ndim != 2:
         raise imp.error("a float MatMul needs 2-D constant weights", node)
-    imp.emit(out, Op.DENSE, [x], {"out_features": w.shape[1]}, {"w": w.T})
+    w, low_attrs, low_params = _float_weights(imp, node, w, wq, 1, None if _reordered(imp, x) else 0)
+    imp.emit(out, Op.DENSE, [x], {"out_features": w.shape[1], **low_attrs}, {"w": w.T, **low_params})
+
+
+@handles("MatMulNBits")
+def _matmulnbits(imp: _Importer, node) -> None:
+    """onnxruntime's weight-only quantized MatMul: B [N][blocks][bytes] of 4-bit values (two per byte,
+    the first in the low bits), a scale per (column, block), zero points packed the same way (8 when
+    absent), an optional float bias. A dequantized input makes it one QDQ group with the QuantizeLinear
+    after it; a float input a float dense layer with int4 weights."""
+    a = imp.attrs(node)
+    for req in ("K", "N", "bits", "block_size"):
+        if req not in a:
+            raise imp.error(f"lacks the required attribute '{req}'", node)
+    k, n, bits, block = a["K"], a["N"], a["bits"], a["block_size"]
+    if bits != 4:
+        raise imp.error(f"bits={bits} is not supported (Sieve imports 4-bit MatMulNBits)", node)
+    if k < 1 or n < 1 or block < 16 or block & (block - 1):
+        raise imp.error(f"K={k}, N={n}, block_size={block}: K and N must be positive and block_size a power "
+                        "of two of at least 16", node)
+    if len(node.input) < 3:
+        raise imp.error("needs inputs A, B and scales", node)
+    blocks = -(-k // block)
+    b = imp.const(node.input[1], node, "B")
+    if b.dtype != np.uint8 or b.size != n * blocks * block // 2:
+        raise imp.error(f"B must be uint8 [{n}][{blocks}][{block // 2}], got {b.dtype} {list(b.shape)}", node)
+    scales = imp.const(node.input[2], node, "scales")
+    if scales.dtype != np.float32 or scales.size != n * blocks:
+        raise imp.error(f"scales must be float32 with {n * blocks} values (one per column and block), got "
+                        f"{scales.dtype} {list(scales.shape)}", node)
+    zp_in = imp.opt_const(node, 3)
+    if zp_in is None:
+        zp = np.full((n, blocks), 8, np.int64)
+    elif zp_in.dtype == np.uint8 and zp_in.size == n * -(-blocks // 2):
+        zp = unpack_nbits(zp_in, n, blocks, 4).astype(np.int64)
+    else:
+        raise imp.error(f"zero points must be uint8, two per byte ({n * -(-blocks // 2)} bytes); got "
+                        f"{zp_in.dtype} {list(zp_in.shape)} (float zero points are not supported)", node)
+    g_idx = imp.opt_const(node, 4)
+    if g_idx is not None and not np.array_equal(np.asarray(g_idx).ravel(), np.arange(k) // block):
+        raise imp.error("a g_idx that reorders the blocks (act-order) is not supported", node)
+    bias = imp.opt_const(node, 5)
+    if bias is not None and bias.size != n:
+        raise imp.error(f"bias must have N={n} values, got {bias.size}", node)
+    features = imp.shape(imp.dq.get(node.input[0], node.input[0]))[-1]
+    if features != k:
+        raise imp.error(f"input A has {features} features, K={k}", node)
+    q = unpack_nbits(b, n, k, 4)                                   # [N][K]
+    wq = _Q(scales.reshape(n, blocks).T, zp.T, True)               # [blocks][N], as w_ck is [K][N]
+    wq.axis, wq.block = 0, block
+    w_ck = np.ascontiguousarray(q.T).astype(np.uint8).view(_uint4())
+    x, out = node.input[0], node.output[0]
+    dq = _dq_input(imp, x)
+    if dq is not None:
+        int_bias = None
+        if bias is not None:                       # a float bias, added at the accumulator's scale
+            grid = _grid(imp, node, w_ck, wq, 1, None if _reordered(imp, dq[0]) else 0, quiet=True)
+            s_acc = np.float64(dq[1].scale[0]) * grid.step.astype(np.float64)
+            int_bias = np.clip(np.rint(bias.astype(np.float64) / s_acc), -2**31, 2**31 - 1).astype(np.int32)
+        imp.pending[out] = ("dense", (node, dq[0], dq[1], w_ck, wq, int_bias, ("none", 0, 0)))
+        return
+    w, low_attrs, low_params = _float_weights(imp, node, w_ck, wq, 1, None if _reordered(imp, x) else 0)
+    imp.emit(out, Op.DENSE, [x], {"out_features": n, **low_attrs},
+             {"w": w.T, "b": np.zeros(n, np.float32) if bias is None else bias.astype(np.float32), **low_params})
+
+
+def _uint4():
+    """numpy's uint4 type (ml_dtypes, which onnx uses for INT4/UINT4 tensors)."""
+    import ml_dtypes
+    return np.dtype(ml_dtypes.uint4)
 
 
 def _unswap(imp: _Importer, b: str) -> tuple[str, bool]:
@@ -715,8 +882,21 @@ def _fold_affine(imp: _Importer, node, kind: str) -> None:
         scale = per_k if kind == "mul" else 1.0 / per_k
         w = prod.params["w"].astype(np.float64) * scale.reshape((k,) + (1,) * (prod.params["w"].ndim - 1))
         params = {"w": w.astype(np.float32), "b": (bias * scale).astype(np.float32)}
-    imp.b.nodes[prod.name] = prod.evolve(params=params)
+        prod = _off_grid(imp, prod)
+    imp.b.nodes[prod.name] = prod.evolve(params={**prod.params, **params})
     imp.names[node.output[0]] = prod.name
+
+
+def _off_grid(imp: _Importer, prod):
+    """A layer whose weights a per-channel scale is folded into: off the int4 grid it was imported on
+    (a negative scale takes -8 out of int4), so its weights are quantized as a float layer's."""
+    if prod.attrs.get("w_bits") != 4:
+        return prod
+    log.warning("%s: '%s': a scale folded into its int4 weights takes them off their grid; they are "
+                "quantized again like float weights (to int8, or to int4 with --weights int4)", imp.source, prod.name)
+    attrs = {k: v for k, v in prod.attrs.items() if k not in ("w_bits", "w_group")}
+    params = {k: v for k, v in prod.params.items() if k not in ("w_step", "w_mult")}
+    return prod.evolve(attrs=attrs, params=params)
 
 
 def _float_const(imp: _Importer, node, name: str, what: str) -> np.ndarray:
@@ -764,7 +944,9 @@ def _batchnorm(imp: _Importer, node) -> None:
             and prod.out.dtype is DType.FLOAT32:
         w = prod.params["w"].astype(np.float64) * s[:, None, None, None]
         b = prod.params["b"].astype(np.float64) * s + t
-        imp.b.nodes[prod.name] = prod.evolve(params={"w": w.astype(np.float32), "b": b.astype(np.float32)})
+        prod = _off_grid(imp, prod)
+        imp.b.nodes[prod.name] = prod.evolve(params={**prod.params, "w": w.astype(np.float32),
+                                                     "b": b.astype(np.float32)})
         imp.names[node.output[0]] = prod.name
         return
     c = imp.shape(x)[1]                       # a standalone batch norm: a depthwise 1x1 conv

@@ -94,7 +94,7 @@ def lowbit_weights(graph: Graph, bits: int = 4, group: int = 0, clip: str = "mse
     names = set(lowbit_layers(graph, keep_ends))
     nodes = []
     for node in graph:
-        if node.name in names:
+        if node.name in names and node.attrs.get("w_bits") != 4:   # int4 weights of the model stay its own
             node = _lowbit_node(graph, node, group, clip)
         nodes.append(node)
     return graph.replace_nodes(nodes)
