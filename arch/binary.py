@@ -29,7 +29,7 @@ from sieve.arch.config import VISIBLE, ArchConfig, ArchError, arch_from_dict
 from sieve.arch.isa import Instruction, ISAError, decode_stream, encode_stream
 
 MAGIC = b"SIEVEBIN"
-VERSION = (6, 0)
+VERSION = (7, 0)
 HEADER = struct.Struct("<8sHH32sII8x")
 ENTRY = struct.Struct("<IIQQII")
 

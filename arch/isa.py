@@ -68,7 +68,8 @@ QUEUE_OF = {Opcode.HALT: Queue.COMPUTE, Opcode.LOAD: Queue.LOAD, Opcode.STORE: Q
             Opcode.LERP: Queue.COMPUTE}
 
 _DMA = [("dram_addr", "u", 32), ("spad_addr", "u", 24), ("rows", "u", 16), ("row_bytes", "u", 24),
-        ("dram_stride", "u", 32), ("spad_stride", "u", 24)]
+        ("dram_stride", "u", 32), ("spad_stride", "u", 24), ("zvc", "u", 1), ("zvc_zero", "s", 8),
+        ("zvc_density", "u", 8)]
 
 # The one table; docs/isa.md gives the semantics of every field.
 FIELDS: dict[Opcode, list[tuple[str, str, int]]] = {
@@ -134,6 +135,8 @@ def _f32(x: float) -> float:
 OPTIONAL = {Opcode.MATMUL: {"fmt": 0, "depthwise": 0, "batch_groups": 0, "groups": 0, "nnz": 0, "nm_n": 0,
                             "nm_m": 0, "x_pitch": 0, "w_group": 0},
             Opcode.REQUANT: {"dst_pitch": 0},
+            Opcode.LOAD: {"zvc": 0, "zvc_zero": 0, "zvc_density": 255},
+            Opcode.STORE: {"zvc": 0, "zvc_zero": 0, "zvc_density": 255},
             Opcode.ADD: {"mode": 0, "sc": 0.0, "b_count": 0}}
 
 
@@ -195,6 +198,13 @@ class Instruction:
 
     def with_signal(self, signal: int) -> "Instruction":
         return _CLASSES[self.opcode](self.opcode, self.args, signal, self.waits)
+
+    def with_fields(self, **fields: Any) -> "Instruction":
+        """A copy with some fields changed (values as the table takes them; checked when encoded)."""
+        args = list(self.args)
+        for name, value in fields.items():
+            args[_INDEX[self.opcode][name]] = value
+        return Instruction.of(self.opcode, tuple(args), self.signal, self.waits)
 
     def __getattr__(self, name: str) -> Any:
         try:

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 from sieve.arch.binary import LayerSymbol, Program, TensorDesc
 from sieve.arch.isa import VALUE_BITS
+from sieve.codegen.compress import compress_transfers
 from sieve.codegen.emit import Emitter
 from sieve.codegen.fused import emit_stack, pack_stack
 from sieve.codegen.layout import CodegenError, DataImage, Lifetime, TensorLayout, buffer_bytes, plan_tensors
@@ -102,6 +103,7 @@ def generate(sched: Schedule) -> Program:
                                      _lifetimes(sched, order, kinds),
                                      {name for name, kind in kinds.items() if kind == "fused"})
     ems = [Emitter() for _ in range(arch.cores)]
+    constants = bytes(data.buf) if sched.compress else b""
     # tensor -> (core, images, STORED on that core after the part's last store), per part written
     stored: dict[str, list[tuple[int, tuple[int, int] | None, int]]] = {}
     symbols = []
@@ -125,6 +127,10 @@ def generate(sched: Schedule) -> Program:
             em.wait_core(c, value)
         em.begin_layer()
         EMITTERS[plan.kind](em, graph, node, plan, part, layouts, bundles.get(plan.node))
+        if sched.compress:
+            tensors = [*plan_inputs(graph, plan), *(m.name for m in members)]
+            compress_transfers(em.code, start, graph, tensors + [_source(graph, t, kinds) for t in tensors],
+                               layouts, constants, sched.compress, sched.densities)
         stored.setdefault(node.name, []).append((part.core, part.images, em.stored))
         op = "stack" if plan.stack is not None else node.op.value
         symbols.append(LayerSymbol(node.name, op, part.core, start, len(em.code), n_macs,

@@ -40,15 +40,31 @@ def train(x, y, target: float = 0.0, epochs: int = 30, seed: int = 0, keep_first
     return fit(net, [m.weight for m in layers], x, y, target, epochs)
 
 
-def fit(net, weights, x, y, target: float = 0.0, epochs: int = 30, lr: float = 3e-3):
+def fit(net, weights, x, y, target: float = 0.0, epochs: int = 30, lr: float = 3e-3, teacher=None,
+        temperature: float = 4.0, alpha: float = 0.7):
     """Adam on cross-entropy; with target > 0 each of ``weights`` is pruned by magnitude to a sparsity that
     rises on a cubic schedule (Zhu and Gupta 2017) over the first 2/3 of the epochs, the mask kept between
-    re-prunings. Returns the net in eval mode."""
+    re-prunings. With a ``teacher`` the loss is distillation (Hinton et al. 2015): ``alpha`` x the KL
+    divergence to the teacher's soft labels at ``temperature`` (times its square) plus the rest x
+    cross-entropy. Returns the net in eval mode."""
     import torch
     from torch import nn
     opt = torch.optim.Adam(net.parameters(), lr=lr)
     masks = [torch.ones_like(w) for w in weights]
     xt, yt = torch.from_numpy(x), torch.from_numpy(y).long()
+    if teacher is not None:
+        with torch.no_grad():
+            soft = nn.functional.log_softmax(teacher.eval()(xt) / temperature, dim=1)
+
+    def loss(idx):
+        logits = net(xt[idx])
+        hard = nn.functional.cross_entropy(logits, yt[idx])
+        if teacher is None:
+            return hard
+        kl = nn.functional.kl_div(nn.functional.log_softmax(logits / temperature, dim=1), soft[idx],
+                                  log_target=True, reduction="batchmean")
+        return alpha * temperature ** 2 * kl + (1 - alpha) * hard
+
     ramp = max(1, 2 * epochs // 3)
     for epoch in range(epochs):
         net.train()
@@ -62,7 +78,7 @@ def fit(net, weights, x, y, target: float = 0.0, epochs: int = 30, lr: float = 3
         for i in range(0, len(xt), 64):
             idx = perm[i:i + 64]
             opt.zero_grad()
-            nn.functional.cross_entropy(net(xt[idx]), yt[idx]).backward()
+            loss(idx).backward()
             opt.step()
             with torch.no_grad():
                 for w, mask in zip(weights, masks):

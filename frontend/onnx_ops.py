@@ -149,11 +149,14 @@ def _float_weights(imp: _Importer, node, w: np.ndarray, wq: _Q | None, k_axis: i
 def _reordered(imp: _Importer, a: str) -> bool:
     """Whether the accelerator reduces a dense layer's input in another order than the model's (a
     flattened image, read channels-last): scale groups cannot follow the model's blocks then."""
+    def image(shape) -> bool:                       # an image of more than one pixel: stored channels-last
+        return len(shape) == 4 and shape[2] * shape[3] > 1
+
     if a in imp.views:
-        return len(imp.base_shape(imp.views[a].base)) == 4
+        return image(imp.base_shape(imp.views[a].base))
     name = imp.names.get(a)
     node = imp.b.nodes.get(name) if name is not None else None
-    return node is None or (node.op is Op.FLATTEN and len(imp.b.nodes[node.inputs[0]].out.shape) == 4)
+    return node is None or (node.op is Op.FLATTEN and image(imp.b.nodes[node.inputs[0]].out.shape))
 
 
 def emit_int_conv(imp: _Importer, node, out: str, x: str, xq: _Q, w, wq: _Q, bias, yq: _Q | None,

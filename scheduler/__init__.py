@@ -1,6 +1,7 @@
 """Scheduler: lower each node of an int8 graph to a tiled LayerPlan for one arch."""
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Callable
 
 from sieve.arch.config import ArchConfig
@@ -66,7 +67,7 @@ def fuse(sched: Schedule, fusion: str = "auto", tile: int | tuple[int, int] | No
     if partition == "pipeline" and sched.arch.cores > 1:
         return sched
     plans = choose_stacks(sched.graph, list(sched.layers), sched.arch, sched.orders, fusion, tile, overlap, cores)
-    return Schedule(sched.graph, sched.arch, tuple(plans), sched.orders, emission_order(sched.graph, plans))
+    return replace(sched, layers=tuple(plans), order=emission_order(sched.graph, plans))
 
 
 def unfuse(sched: Schedule, plain: Schedule, stacks: set[str]) -> Schedule:
@@ -74,7 +75,7 @@ def unfuse(sched: Schedule, plain: Schedule, stacks: set[str]) -> Schedule:
     (the same graph scheduled layer by layer)."""
     names = {n for p in sched.layers if p.node in stacks and p.stack is not None for n in p.stack.nodes}
     plans = [plain.plan(p.node) if p.node in names else p for p in sched.layers]
-    return Schedule(sched.graph, sched.arch, tuple(plans), sched.orders, emission_order(sched.graph, plans))
+    return replace(sched, layers=tuple(plans), order=emission_order(sched.graph, plans))
 
 
 def only(sched: Schedule, names: set[str]) -> Schedule:
@@ -82,7 +83,7 @@ def only(sched: Schedule, names: set[str]) -> Schedule:
     what those layers cost where they run alone, as the unfused twin measures them."""
     plans = [p if p.node in names or p.kind in ("alias", "const") else
              LayerPlan(p.node, "skip", reason="left out", parts=()) for p in sched.layers]
-    return Schedule(sched.graph, sched.arch, tuple(plans), sched.orders, emission_order(sched.graph, plans))
+    return replace(sched, layers=tuple(plans), order=emission_order(sched.graph, plans))
 
 
 __all__ = ["schedule", "Schedule", "LayerPlan", "MatmulTiling", "ConvGeom", "SpadLayout", "Part", "PARTITIONS",

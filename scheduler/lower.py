@@ -409,8 +409,13 @@ def _lower_lerp(graph: Graph, node: Node, arch: ArchConfig, opts: Options) -> La
     longest = _longest(parts, "y", oh)
     budget = arch.core.scratchpad_bytes - 2 * align(6 * ow)
 
-    def need(rows: int) -> int:                     # the most input rows a band of ``rows`` output rows reads
-        return max(b - a for a, b in (lerp_rows_in(ty, lo, min(lo + rows, oh)) for lo in range(0, oh, rows)))
+    spans = [p.range("y", oh) for p in parts]
+
+    def need(rows: int) -> int:
+        """The most input rows a band reads: bands of ``rows`` output rows from each part's first row (a part
+        that starts mid-way can straddle one input row more than bands from row 0)."""
+        return max(b - a for y_lo, y_hi in spans for a, b in
+                   (lerp_rows_in(ty, lo, min(lo + rows, y_hi)) for lo in range(y_lo, y_hi, rows)))
     fits = [r for r in range(min(longest, ((1 << 24) - 16) // (ow * c)), 0, -1)
             if 2 * (align(need(r) * w * c) + align(r * ow * c)) <= budget]
     if not fits:

@@ -311,6 +311,10 @@ class Schedule:
     layers: tuple[LayerPlan, ...]
     orders: dict = field(default_factory=dict)   # tensor -> MemoryOrder (scheduler.layout)
     order: tuple[tuple[int, int], ...] = ()      # (layer, part) in emission order; () = layer by layer
+    # zero-value compression of DRAM transfers: "activations" (intermediate int8 tensors) and/or "weights",
+    # with each tensor's estimated fraction of bytes that are not its zero point (the binary's estimate)
+    compress: frozenset = frozenset()
+    densities: dict = field(default_factory=dict)
 
     def plan(self, node: str) -> LayerPlan:
         for p in self.layers:

@@ -33,6 +33,7 @@ def compile(model: ModelLike, arch: str | Path | ArchConfig = "default", *, cali
             prune_scope: str = "layer", keep_ends: bool = False, weights: str = "int8", group: int = 0,
             weight_clip: str = "mse", balance: bool = True, dense_twin: bool = True, partition: str = "auto",
             fusion: str = "auto", tile: int | None = None, overlap: str | None = None, objective: str = "cycles",
+            compress_activations: str = "none", compress_weights: str = "none",
             batch: int | None = None, seed: int = 0, progress: Progress = _no_progress) -> Program:
     """Compile a model (.onnx/.sv file, onnx.ModelProto or Graph) for an arch (preset name, TOML file
     or ArchConfig). ``calibrate``: calibration data for a float model (a .npy/.npz file, a folder of
@@ -45,12 +46,14 @@ def compile(model: ModelLike, arch: str | Path | ArchConfig = "default", *, cali
     the cost model finds they pay, "max" wherever they fit, "none"; ``tile``: output rows per band of a
     stack; ``overlap``: "recompute" or "cache" the rows neighbouring bands share (docs/fusion.md);
     ``objective``: what each layer's format, tiling and partition minimize, "cycles", "energy" or "edp"
-    (the cost model's estimates; docs/low-bit.md)."""
+    (the cost model's estimates; docs/low-bit.md); ``compress_activations`` / ``compress_weights``:
+    "zvc" moves intermediate activations / weights through DMA zero-value compressed (docs/low-bit.md)."""
     return compile_model(model, arch, calibrate=calibrate, calibration=calibration, percentile=percentile,
                          prune=prune, prune_scope=prune_scope, keep_ends=keep_ends, weights=weights, group=group,
                          weight_clip=weight_clip, balance=balance,
                          dense_twin=dense_twin, partition=partition, fusion=fusion, tile=tile, overlap=overlap,
-                         objective=objective, batch=batch, seed=seed, progress=progress).program
+                         objective=objective, compress_activations=compress_activations,
+                         compress_weights=compress_weights, batch=batch, seed=seed, progress=progress).program
 
 
 def quantize(model: ModelLike, *, calibrate: Data | None = None, calibration: str = "minmax",

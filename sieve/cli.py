@@ -134,7 +134,9 @@ def cmd_compile(args) -> None:
     with _progress(args) as progress, blas_threads(_threads(args, None)):
         c = compile_model(args.model, args.arch, **_front_options(args), balance=not args.no_balance,
                           dense_twin=not args.no_twin, partition=args.partition, fusion=args.fusion,
-                          tile=tile, overlap=args.overlap, objective=args.objective, progress=progress)
+                          tile=tile, overlap=args.overlap, objective=args.objective,
+                          compress_activations=args.compress_activations, compress_weights=args.compress_weights,
+                          progress=progress)
     size = api.save(c.program, out)
     elapsed = time.perf_counter() - t0
     program, qgraph = c.program, c.lowered.qgraph
@@ -692,6 +694,11 @@ def parser() -> argparse.ArgumentParser:
                    help="what each layer's weight format, tiling and partition minimize by the cost model's "
                         "estimates: cycles, energy, or their product (default %(default)s); with -v the plans show the "
                         "other choices' cycles and energy, and the summary each objective's totals")
+    c.add_argument("--compress-activations", choices=("none", "zvc"), default="none",
+                   help="zvc: intermediate activations move through DMA as a bitmask plus the bytes that are not "
+                        "their zero point (sizes measured from the data in a run, estimated in a timing-only run)")
+    c.add_argument("--compress-weights", choices=("none", "zvc"), default="none",
+                   help="zvc: weight loads that are at least 1/8 zeros move the same way")
     c.add_argument("--no-balance", action="store_true",
                    help="keep output channels in their natural order on the PE rows (for comparison)")
     c.add_argument("--no-twin", action="store_true", help="skip compiling and simulating the dense and unfused "

@@ -99,6 +99,32 @@ def _onnx_zoo():
     return [_onnx_cnn(), zoo_onnx.bert(1, 16, 2, 32, 8, 0, "fuzz_bert"), zoo_onnx.fsrcnn(size=8, d=8, s=4, m=1)]
 
 
+def _onnx_int4():
+    """Int4 weights as ONNX holds them: a Conv behind an INT4 DequantizeLinear (per channel), a
+    MatMulNBits with two blocks and packed zero points."""
+    from onnx import TensorProto as T
+    from onnx import helper as h
+    from onnx import numpy_helper as nh
+    rng = np.random.default_rng(4)
+    w = rng.integers(-8, 8, (32, 4, 3, 3))
+    q = rng.integers(0, 16, (10, 32)).astype(np.uint8)
+    inits = [h.make_tensor("w", T.INT4, w.shape, w.ravel().tolist()),
+             nh.from_array((rng.random(32) * 0.05 + 0.01).astype(np.float32), "ws"),
+             nh.from_array((q[:, 0::2] | (q[:, 1::2] << 4)).reshape(10, 2, 8), "b"),
+             nh.from_array((rng.random(20) * 0.05 + 0.01).astype(np.float32), "sc"),
+             nh.from_array(np.full(10, 0x88, np.uint8), "zp")]
+    nodes = [h.make_node("DequantizeLinear", ["w", "ws"], ["wd"], axis=0),
+             h.make_node("Conv", ["x", "wd"], ["c"], pads=[1, 1, 1, 1]), h.make_node("Relu", ["c"], ["r"]),
+             h.make_node("GlobalAveragePool", ["r"], ["g"]), h.make_node("Flatten", ["g"], ["f"]),
+             h.make_node("MatMulNBits", ["f", "b", "sc", "zp"], ["y"], domain="com.microsoft", K=32, N=10, bits=4,
+                         block_size=16)]
+    graph = h.make_graph(nodes, "fuzz_int4", [h.make_tensor_value_info("x", T.FLOAT, [1, 4, 6, 6])],
+                         [h.make_tensor_value_info("y", T.FLOAT, [1, 10])], inits)
+    model = h.make_model(graph, opset_imports=[h.make_opsetid("", 21), h.make_opsetid("com.microsoft", 1)])
+    model.ir_version = 10
+    return model
+
+
 @dataclass
 class Seeds:
     """What every mutation starts from, built once per worker."""
@@ -124,13 +150,16 @@ class Seeds:
         two = with_overrides(s.small, {"name": "fuzz2", "cores": 2})
         s.onnx = _onnx_zoo()
         floats = [import_model(model) for model in s.onnx]
+        s.onnx.append(_onnx_int4())                      # mutated as ONNX only
         s.sv = [sv_text(graph)[0] for graph in floats]
         s.graphs = [integer_model(graph).qgraph for graph in floats]
         for graph, arch, opts in ((s.graphs[0], s.small, {}), (s.graphs[0], two, {"fusion": "max"}),
                                   (s.graphs[1], s.small, {}), (s.graphs[2], two, {}),
                                   (floats[0], s.small, {"prune": "2:4"}), (floats[0], s.small, {"prune": 0.7}),
                                   (floats[0], s.small, {"weights": "int4", "group": 4, "prune": "2:4"}),
-                                  (floats[0], two, {"weights": "int4", "prune": 0.7})):
+                                  (floats[0], two, {"weights": "int4", "prune": 0.7}),
+                                  (floats[0], two, {"prune": 0.5, "compress_activations": "zvc",
+                                                    "compress_weights": "zvc"})):
             prog = compile_model(graph, arch, dense_twin=False, **opts)
             s.programs.append(encode_program(prog))
             s.asm.append(disassemble(prog))
@@ -608,7 +637,7 @@ def run_case(surface: str, index: int, seeds: Seeds, seed: int = 0) -> None:
             _simulate(assemble_file(path), rng)
         elif surface in ("onnx", "sv"):
             from sieve.api import compile as compile_model
-            i = int(rng.integers(len(seeds.onnx)))
+            i = int(rng.integers(len(seeds.onnx if surface == "onnx" else seeds.sv)))
             if surface == "onnx":
                 path = where / "model.onnx"              # the bytes as they are (onnx.save would check them)
                 path.write_bytes(mutate_onnx(seeds.onnx[i], rng).SerializeToString())

@@ -19,8 +19,12 @@ from sieve.arch.stream import Stream
 # event counters, in the order of the ``counts`` vector; the memory events of a transfer come from the
 # memory system (``simulator.memory``) when the timing runs, the others from ``COST`` here
 MEMORY_EVENTS = ("dram_read_bytes", "dram_write_bytes", "l2_hits", "l2_misses", "l2_writebacks", "l2_bytes")
+# what zero-value compression did to the transfers that use it: their bytes as stored, and the mask and
+# nonzero bytes moved instead (``simulator.timing``, from the data or the binary's estimate)
+ZVC_EVENTS = ("zvc_raw_bytes", "zvc_bytes")
 EVENTS = ("macs", "int4_macs", "dense_macs", "lane_slots", "mac_slots", "acc_adds", "scale_mults", "acc_bytes",
-          "spad_read_bytes", "spad_write_bytes", "metadata_bytes", "vector_ops", "weight_blocks", "spad_port_stall_cycles") + MEMORY_EVENTS
+          "spad_read_bytes", "spad_write_bytes", "metadata_bytes", "vector_ops", "weight_blocks",
+          "spad_port_stall_cycles") + ZVC_EVENTS + MEMORY_EVENTS
 E = {name: i for i, name in enumerate(EVENTS)}
 Fields = dict[str, np.ndarray]
 

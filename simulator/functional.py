@@ -64,6 +64,11 @@ def _region(mem: np.ndarray, addr: int, rows: int, row_bytes: int, stride: int, 
     return np.lib.stride_tricks.as_strided(mem[addr:], (rows, row_bytes), (stride, 1), writeable=True)
 
 
+def dram_region(mem: np.ndarray, addr: int, rows: int, row_bytes: int, stride: int) -> np.ndarray:
+    """The [rows][row_bytes] bytes a transfer touches in DRAM."""
+    return _region(mem, addr, rows, row_bytes, stride, "DRAM")
+
+
 def _i8(mem: np.ndarray, addr: int, n: int, what: str) -> np.ndarray:
     return _span(mem, addr, n, what).view(np.int8)
 

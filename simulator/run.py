@@ -12,7 +12,7 @@ from sieve.arch.binary import BinaryFormatError, Program, TensorDesc, check_comp
 from sieve.arch.config import ArchConfig
 from sieve.arch.isa import Opcode
 from sieve.simulator.errors import SimulatorError, Trap
-from sieve.simulator.functional import EXECUTE, Machine, OutOfBounds
+from sieve.simulator.functional import EXECUTE, Machine, OutOfBounds, dram_region
 from sieve.simulator.stats import RunStats, collect
 from sieve.simulator.timing import Timeline, simulate_timing
 
@@ -72,8 +72,21 @@ class RunResult:
         return {d.name: d.to_model(self.outputs[d.name]) for d in self.program.outputs}
 
 
-def _execute(p: Program, t: Timeline, inputs: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+def _execute(p: Program, t: Timeline, inputs: Mapping[str, np.ndarray],
+             nonzeros: tuple[np.ndarray, ...] | None = None) -> dict[str, np.ndarray]:
+    """The outputs of one inference. ``nonzeros`` (per core, per instruction) receives the bytes of
+    each zero-value-compressed transfer that are not its zero value, counted in DRAM as it runs."""
     m = Machine.for_program(p)
+    counted = {}
+    if nonzeros is not None:
+        for core, s in enumerate(t.streams):
+            for op in (Opcode.LOAD, Opcode.STORE):
+                if op in s.fields:
+                    at, f = s.fields[op]
+                    for j in np.flatnonzero(f["zvc"] == 1):
+                        counted[core, int(at[j])] = (int(f["dram_addr"][j]), int(f["rows"][j]),
+                                                     int(f["row_bytes"][j]), int(f["dram_stride"][j]),
+                                                     int(f["zvc_zero"][j]))
     for d in p.inputs:
         mem = d.to_memory(inputs[d.name]).view(np.uint8).ravel()
         m.dram[d.dram_addr:d.dram_addr + mem.size] = mem
@@ -88,6 +101,10 @@ def _execute(p: Program, t: Timeline, inputs: Mapping[str, np.ndarray]) -> dict[
             handlers[opcodes[core][idx]](m, cores[core], records[core][idx])
         except OutOfBounds as err:
             raise Trap(str(err), core, idx, p.layer_of(core, idx)) from None
+        if counted and (core, idx) in counted:
+            addr, rows, row_bytes, stride, zero = counted[core, idx]
+            region = dram_region(m.dram, addr, rows, row_bytes, stride)
+            nonzeros[core][idx] = int(np.count_nonzero(region.view(np.int8) != zero))
     return {d.name: d.from_memory(m.dram[d.dram_addr:d.dram_addr + d.nbytes].view(d.stored_dtype())).copy()
             for d in p.outputs}
 
@@ -96,9 +113,8 @@ def run(p: Program, inputs: Mapping[str, np.ndarray] | None = None, functional: 
     """Run ``p``. Inputs may be float (quantized here with the binary's scales) or int8; a batch
     larger than the compiled one runs as consecutive inferences with the same timing."""
     timeline = simulate_timing(p)
-    stats = collect(p, timeline)
     if not functional:
-        return RunResult({}, {}, stats, 0, p, timeline)
+        return RunResult({}, {}, collect(p, timeline), 0, p, timeline)
     inputs = dict(inputs or {})
     batch = None
     q_inputs = {}
@@ -111,8 +127,15 @@ def run(p: Program, inputs: Mapping[str, np.ndarray] | None = None, functional: 
                                  f"{list(d.shape)} (or a multiple of its batch)")
         q_inputs[d.name] = d.from_model(x) if x.dtype in (np.int8, np.uint8) else quantize(x, d)
         batch = x.shape[0] // d.shape[0]
-    parts = [_execute(p, timeline, {d.name: q_inputs[d.name][i * d.shape[0]:(i + 1) * d.shape[0]]
-                                    for d in p.inputs}) for i in range(batch or 1)]
+    def one(i: int) -> dict[str, np.ndarray]:
+        return {d.name: q_inputs[d.name][i * d.shape[0]:(i + 1) * d.shape[0]] for d in p.inputs}
+
+    if timeline.zvc:       # compressed transfers: their sizes come from the first inference's data
+        nonzeros = tuple(np.full(len(s), -1, np.int64) for s in timeline.streams)
+        _execute(p, timeline, one(0), nonzeros)
+        timeline = simulate_timing(p, nonzeros)
+    stats = collect(p, timeline)
+    parts = [_execute(p, timeline, one(i)) for i in range(batch or 1)]
     outputs = {d.name: np.concatenate([part[d.name] for part in parts]) for d in p.outputs}
     floats = {d.name: _host_post(dequantize(outputs[d.name], d), d) for d in p.outputs if d.dtype != "int32"}
     return RunResult(outputs, floats, stats, batch or 1, p, timeline)

@@ -163,4 +163,7 @@ def _memory(arch, ev: dict, t: Timeline) -> dict:
         l2 = {"capacity_bytes": m.l2_bytes, "hits": ev["l2_hits"], "misses": ev["l2_misses"],
               "write_backs": ev["l2_writebacks"], "hit_rate": ev["l2_hits"] / lines if lines else 0.0,
               "bytes": ev["l2_bytes"], "dirty_lines_at_end": t.l2_dirty_lines}
-    return {"l2": l2, "dram": dram}
+    zvc = None
+    if t.zvc:                   # zero-value-compressed transfers: bytes as stored, bytes moved (mask + nonzeros)
+        zvc = {"raw_bytes": ev["zvc_raw_bytes"], "moved_bytes": ev["zvc_bytes"], "sizes": t.zvc}
+    return {"l2": l2, "dram": dram, "zvc": zvc}

@@ -49,17 +49,23 @@ class Timeline:
     streams: tuple[Stream, ...] = ()      # the array form the timing was computed from
     stalls: tuple[np.ndarray, ...] = ()   # [instructions][len(STALLS)]
     l2_dirty_lines: int = 0               # dirty L2 lines left at the end (not written back)
+    zvc: str = ""                         # compressed transfers sized "measured" (from the data) or "estimated"
 
 
 def as_streams(p: Program) -> tuple[Stream, ...]:
     return tuple(s if isinstance(s, Stream) else Stream.of(s) for s in p.streams)
 
 
-def simulate_timing(p: Program) -> Timeline:
+def simulate_timing(p: Program, nonzeros: tuple[np.ndarray, ...] | None = None) -> Timeline:
+    """The timeline of ``p``. Zero-value-compressed transfers move a mask bit per byte and the bytes
+    that are not their zero value: ``nonzeros`` (per core, per instruction; -1 elsewhere) counts them
+    from the data; without it each transfer's ``zvc_density`` estimates them."""
     arch = p.arch
     streams = as_streams(p)
     verify(p, streams)
     priced = [costs(s, arch) for s in streams]
+    zvc = [_zvc(s, None if nonzeros is None else nonzeros[core]) for core, s in enumerate(streams)]
+    any_zvc = any(z[0].size for z in zvc)
     n_cores = len(streams)
     # every queue's instructions in program order, one flat array per field; queue k = 3 * core + queue
     cols = {name: [] for name in ("core", "index", "cycles", "signal", "wc0", "wv0", "wc1", "wv1", "rcore", "rctr",
@@ -68,6 +74,10 @@ def simulate_timing(p: Program) -> Timeline:
     for core, (s, (cycles, _)) in enumerate(zip(streams, priced)):
         remote = _remote_waits(p, s, core, n_cores)
         dma = _dma_fields(s)
+        where, moved, raw = zvc[core]
+        dma[2][where] = moved
+        priced[core][1][where, E["zvc_raw_bytes"]] = raw
+        priced[core][1][where, E["zvc_bytes"]] = moved * dma[1][where]
         unit, dep = units(s, arch)
         flat_of = np.zeros(len(s), np.int64)             # stream index -> position in the flat arrays
         np.add.at(signals[core], s.signal, 1)
@@ -124,7 +134,8 @@ def simulate_timing(p: Program) -> Timeline:
     total = int(max((e.max() for e in ends if e.size), default=0))
     issue = tuple(zip(flat["core"][order].tolist(), flat["index"][order].tolist()))
     return Timeline(starts, ends, tuple(counts), busy, issue, total, streams, tuple(stalls),
-                    int((mem.dirty != 0).sum()) if arch.memory.l2_bytes else 0)
+                    int((mem.dirty != 0).sum()) if arch.memory.l2_bytes else 0,
+                    ("measured" if nonzeros is not None else "estimated") if any_zvc else "")
 
 
 @njit(cache=True, nogil=True)
@@ -300,6 +311,27 @@ def _remote_waits(p: Program, s: Stream, core: int, n_cores: int) -> tuple[np.nd
                                  p.layer_of(core, i))
         rc[pos], rw[pos], rv[pos] = f["core"], f["counter"], f["value"]
     return rc, rw, rv
+
+
+def _zvc(s: Stream, nonzeros: np.ndarray | None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The zero-value-compressed transfers of a stream: (indices, bytes each of their rows moves, raw
+    bytes). A row moves its mask (a bit per byte) and its share of the transfer's nonzero bytes."""
+    where, moved, raw = [], [], []
+    for op in (Opcode.LOAD, Opcode.STORE):
+        if op in s.fields:
+            at, f = s.fields[op]
+            z = np.flatnonzero(f["zvc"] == 1)
+            rows, rb = f["rows"][z].astype(np.int64), f["row_bytes"][z].astype(np.int64)
+            n = rows * rb
+            nnz = -(-f["zvc_density"][z].astype(np.int64) * n // 255)          # the estimate, rounded up
+            if nonzeros is not None:
+                nnz = np.where(nonzeros[at[z]] >= 0, nonzeros[at[z]], nnz)
+            where.append(at[z])
+            moved.append(-(-rb // 8) + -(-nnz // np.maximum(rows, 1)))
+            raw.append(n)
+    if not where:
+        return np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0, np.int64)
+    return np.concatenate(where), np.concatenate(moved), np.concatenate(raw)
 
 
 def _dma_fields(s: Stream) -> list[np.ndarray]:

@@ -49,7 +49,7 @@ def test_wrong_version(lenet_bytes):
     table = lenet_bytes[HEADER.size:HEADER.size + 32 * count]
     head = HEADER.pack(magic, 9, minor, fp, count, 0)
     head = HEADER.pack(magic, 9, minor, fp, count, zlib.crc32(head[:48] + table))
-    with pytest.raises(BinaryFormatError, match=r"format version 9\.0, this Sieve reads 6\.x"):
+    with pytest.raises(BinaryFormatError, match=r"format version 9\.0, this Sieve reads 7\.x"):
         decode_program(head + lenet_bytes[HEADER.size:], "x.sieve")
 
 

@@ -2,7 +2,7 @@
 over shapes, scales, functions, archs, cores and partitions; MUL's three arithmetics equal onnxruntime."""
 import numpy as np
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 from onnx import helper
 
@@ -226,6 +226,9 @@ def test_softmax_inside_the_network_is_bitexact(arch, b, t, d, spread, partition
        sh=st.integers(1, 4), sw=st.integers(1, 4), coord=st.sampled_from(["half_pixel", "pytorch_half_pixel",
                                                                           "align_corners", "asymmetric"]),
        partition=st.sampled_from(["auto", "pipeline"]), seed=st.integers(0, 2**16))
+# a part that starts mid-way (core 1's rows 5..9 of 20) straddles one input row more than bands from row 0:
+# its input slot was sized for two rows and the load of three overran the next slot
+@example(arch="multicore", n=1, c=13, h=5, w=9, sh=4, sw=4, coord="half_pixel", partition="auto", seed=0)
 def test_bilinear_resize_is_bitexact(arch, n, c, h, w, sh, sw, coord, partition, seed):
     """conv -> bilinear resize -> conv, every coordinate mode, factors per axis, through the simulator; the
     integer interpolation (10-bit weights per axis) within one step of the float one on the same integers."""
