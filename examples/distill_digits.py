@@ -54,9 +54,14 @@ def models(epochs: int = 30):
     torch.manual_seed(0)
     student = ex.make_net()
     pruned = ex.fit(student, _prunable(student), xs, ys, target=0.75, epochs=epochs, teacher=teacher)
+    torch.manual_seed(0)
+    student = ex.make_net()
+    nm = ex.fit(student, _prunable(student), xs, ys, epochs=epochs, teacher=teacher, nm=(2, 4),
+                images={1: (32, 4, 4)})                       # the Linear reads the flattened 32x4x4 image
     return [("teacher", teacher, "int8"), ("student, trained alone", alone, "int8"),
             ("student, distilled", distilled, "int8"), ("distilled, pruned 75 %", pruned, "int8"),
-            ("distilled, pruned 75 %, int4", pruned, "int4")]
+            ("distilled, pruned 75 %, int4", pruned, "int4"), ("distilled, 2:4", nm, "int8"),
+            ("distilled, 2:4, int4", nm, "int4")]
 
 
 def table(rows_in, out: Path, arch: str = "default") -> list[dict]:
@@ -67,8 +72,9 @@ def table(rows_in, out: Path, arch: str = "default") -> list[dict]:
     top1 = lambda outputs: float((next(iter(outputs.values())).argmax(1) == y_test).mean())   # noqa: E731
     rows = []
     for name, net, weights in rows_in:
-        path = ex.export(net, out / f"{name.split(',')[0].replace(' ', '_')}.onnx")
-        program = sieve.compile(path, arch, calibrate=x_cal, weights=weights, dense_twin=False)
+        path = ex.export(net, out / f"{name.replace(',', '').replace(' ', '_').replace('%', 'pc')}.onnx")
+        prune = "2:4" if "2:4" in name else None       # the trained zeros, compiled as N:M blocks
+        program = sieve.compile(path, arch, calibrate=x_cal, weights=weights, prune=prune, dense_twin=False)
         result = sieve.simulate(program, x_test)
         n_weights = sum(p.numel() for p in net.parameters() if p.dim() > 1)
         nonzero = sum(int((p != 0).sum()) for p in net.parameters() if p.dim() > 1)

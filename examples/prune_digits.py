@@ -40,13 +40,37 @@ def train(x, y, target: float = 0.0, epochs: int = 30, seed: int = 0, keep_first
     return fit(net, [m.weight for m in layers], x, y, target, epochs)
 
 
+def nm_mask(w, n: int, m: int, image=None):
+    """Keep the n largest of every m weights along the accelerator's reduction order: a conv's input
+    channels at each kernel tap; a Linear's features, or (``image`` = (C, H, W) of the flattened input it
+    reads) the channels at each pixel, as Sieve stores images channels-last."""
+    import torch
+    k = w.shape[0]
+    if w.dim() == 4:
+        v = w.detach().permute(0, 2, 3, 1)                     # [K][kh][kw][C]
+    elif image is not None:
+        v = w.detach().reshape(k, *image).permute(0, 2, 3, 1)  # [K][H][W][C]
+    else:
+        v = w.detach().reshape(k, 1, 1, -1)
+    blocks = v.abs().reshape(*v.shape[:-1], v.shape[-1] // m, m)
+    keep = torch.zeros_like(blocks)
+    keep.scatter_(-1, blocks.topk(n, dim=-1).indices, 1.0)
+    keep = keep.reshape(v.shape)
+    if w.dim() == 4 or image is not None:
+        keep = keep.permute(0, 3, 1, 2)
+    return keep.reshape(w.shape)
+
+
 def fit(net, weights, x, y, target: float = 0.0, epochs: int = 30, lr: float = 3e-3, teacher=None,
-        temperature: float = 4.0, alpha: float = 0.7):
+        temperature: float = 4.0, alpha: float = 0.7, nm=None, images=None):
     """Adam on cross-entropy; with target > 0 each of ``weights`` is pruned by magnitude to a sparsity that
     rises on a cubic schedule (Zhu and Gupta 2017) over the first 2/3 of the epochs, the mask kept between
-    re-prunings. With a ``teacher`` the loss is distillation (Hinton et al. 2015): ``alpha`` x the KL
-    divergence to the teacher's soft labels at ``temperature`` (times its square) plus the rest x
-    cross-entropy. Returns the net in eval mode."""
+    re-prunings. With ``nm`` = (N, M) the weights are pruned N:M instead (``nm_mask``, ``images`` giving
+    the (C, H, W) a Linear reads, by index in ``weights``): dense for the first third of the epochs, then
+    the mask recomputed from the magnitudes every epoch (as NVIDIA's ASP recipe prunes and retrains). With a
+    ``teacher`` the loss is distillation (Hinton et al. 2015): ``alpha`` x the KL divergence to the
+    teacher's soft labels at ``temperature`` (times its square) plus the rest x cross-entropy. Returns the
+    net in eval mode."""
     import torch
     from torch import nn
     opt = torch.optim.Adam(net.parameters(), lr=lr)
@@ -69,7 +93,11 @@ def fit(net, weights, x, y, target: float = 0.0, epochs: int = 30, lr: float = 3
     for epoch in range(epochs):
         net.train()
         sparsity = target * (1 - (1 - min(epoch + 1, ramp) / ramp) ** 3)
-        for w, mask in zip(weights, masks):                   # re-prune to this epoch's sparsity
+        for i, (w, mask) in enumerate(zip(weights, masks)):   # re-prune to this epoch's sparsity
+            if nm is not None:
+                if epoch >= epochs // 3:
+                    mask.copy_(nm_mask(w, *nm, (images or {}).get(i)))
+                continue
             a = w.detach().abs().flatten()
             k = int(sparsity * a.numel())
             if k:

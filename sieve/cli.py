@@ -330,7 +330,7 @@ def cmd_run(args) -> None:
     with blas_threads(_threads(args, 1)):
         result = run(program, inputs, functional=not args.timing_only)
     elapsed = time.perf_counter() - t1
-    from sieve.report import fusion_report, sparsity_report, summary_line
+    from sieve.report import fusion_report, sparsity_report, summary_line, zvc_line
     report = sparsity_report(program, result.stats) if (args.report or stats_path) else None
     fused = fusion_report(program, result.stats) if (args.report == "fusion" or stats_path) else None
     if out:
@@ -348,14 +348,14 @@ def cmd_run(args) -> None:
     tail = [f"loaded {args.binary} ({n:,} instructions) in {t_load:.3f} s",
             f"simulated in {elapsed:.3f} s ({how})" + "".join(f"; wrote {p}" for p in (out, stats_path, trace_path)
                                                              if p)]
+    zvc = [line for line in [zvc_line(result.stats)] if line]   # the memory table's caption, when quiet
     if args.quiet and not args.report:                # plain lines: no table library to load
-        print(summary_line(result.stats))
-        print("\n".join(tail))
+        print("\n".join([summary_line(result.stats), *zvc, *tail]))
         return
     from sieve.report import cores_table, energy_table, fusion_tables, memory_table, sparsity_tables, stats_table
     con = _console()
     if args.quiet:
-        con.print(summary_line(result.stats))
+        con.print("\n".join([summary_line(result.stats), *zvc]))
     else:
         con.print(stats_table(result.stats, f"per layer, one inference on arch '{result.stats.arch}'", program))
         if len(result.stats.cores) > 1:

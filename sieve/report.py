@@ -241,13 +241,19 @@ def memory_table(stats: RunStats):
                   f"{l2['misses']:,}", f"{l2['write_backs']:,}", f"{100 * l2['hit_rate']:.1f} %", "")
     t.add_row("DRAM", _kb(dram["read_bytes"]), _kb(dram["write_bytes"]), "", "", "", "",
               f"{100 * dram['bandwidth_utilization']:.1f} %")
-    zvc = stats.memory.get("zvc")
-    if zvc:
-        t.caption = (f"zero-value compression: {_kb(zvc['moved_bytes'])} KiB moved for {_kb(zvc['raw_bytes'])} KiB "
-                     f"of compressed tensors ({100 * zvc['moved_bytes'] / max(zvc['raw_bytes'], 1):.0f} %); sizes "
-                     + ("measured from the data" if zvc["sizes"] == "measured" else
-                        "estimated from the binary's densities (timing-only run)"))
+    t.caption = zvc_line(stats)
     return t
+
+
+def zvc_line(stats: RunStats) -> str | None:
+    """What zero-value compression moved, and whether the sizes were measured or estimated."""
+    zvc = (stats.memory or {}).get("zvc")
+    if not zvc:
+        return None
+    return (f"zero-value compression: {_kb(zvc['moved_bytes'])} KiB moved for {_kb(zvc['raw_bytes'])} KiB of "
+            f"compressed tensors ({100 * zvc['moved_bytes'] / max(zvc['raw_bytes'], 1):.0f} %); sizes "
+            + ("measured from the data" if zvc["sizes"] == "measured" else
+               "estimated from the binary's densities (timing-only run)"))
 
 
 def energy_table(stats: RunStats):

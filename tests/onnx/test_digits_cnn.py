@@ -140,3 +140,32 @@ def test_int4_top1_within_two_points_of_float(digits_onnx):
     assert acc["float"] > 0.9
     assert acc["int4"] >= acc["float"] - 0.02 and acc["int4 g8"] >= acc["float"] - 0.02
     assert acc["int4 2:4"] >= acc["float 2:4"] - 0.02
+
+
+def test_int4_with_2_4_pruned_while_training_is_within_two_points_of_float(digits_onnx, tmp_path):
+    """int4 + 2:4 against the dense float model: pruned 2:4 while training (the example's N:M masks in the
+    accelerator's reduction order, dense for the first third of the epochs), compiled with int4 weights
+    and N:M blocks, simulated."""
+    import torch
+    from torch import nn
+    path, x, y = digits_onnx
+    graph = load_onnx(path)
+    x_test, y_test = x[1400:], y[1400:]
+    out = graph.outputs[0]
+    dense = float((run_float(graph, {"x": x_test})[out].argmax(1) == y_test).mean())
+    ex = _example()
+    torch.manual_seed(0)
+    net = ex.make_net()
+    layers = [m.weight for m in net.modules() if isinstance(m, (nn.Conv2d, nn.Linear))][1:]
+    net = ex.fit(net, layers, x[:1400], y[:1400], epochs=15, nm=(2, 4), images={1: (32, 4, 4)})
+    for w in layers:                                                  # 2 of every 4 are zeros
+        assert (w == 0).float().mean() >= 0.5
+    sparse = load_onnx(ex.export(net, tmp_path / "nm.onnx"))
+    q = integer_model(sparse, calibrate={"x": x[:200]}, weights="int4", prune="2:4").qgraph
+
+    plan = schedule(q, load_arch("default"))
+    assert any(p.geom is not None and p.geom.fmt.nm == (2, 4) and p.geom.fmt.bits == 4 for p in plan.layers)
+    result = run(generate(plan), {"x": x_test})
+    acc = float((result.floats[q.io_name(q.outputs[0])].argmax(1) == y_test).mean())
+    print(f"digits top-1: float {dense:.4f}, int4 + 2:4 trained {acc:.4f}")
+    assert acc >= dense - 0.02
