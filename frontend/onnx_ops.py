@@ -103,9 +103,16 @@ def _grid(imp: _Importer, node, w: np.ndarray, wq: _Q | None, k_axis: int, red_a
     axis = wq.axis + w.ndim if wq.axis < 0 else wq.axis
     if wq.scale.size > 1 and not 0 <= axis < w.ndim:
         raise imp.error(f"DequantizeLinear axis {wq.axis} is outside weights of rank {w.ndim}", node)
+    tiny = np.finfo(np.float32).tiny
+    bad = ~np.isfinite(wq.scale) | (wq.scale < 0) | ((wq.scale > 0) & (wq.scale < tiny))
+    if bad.any():
+        raise imp.error(f"its low-bit weights' scale {float(wq.scale[bad][0])!r} is not a finite positive "
+                        f"float32 of at least {tiny:.3g} (or 0)", node)
     scale = wq.scale.reshape(_block_shape(w.shape, axis, wq.block)) if wq.block else wq.scale
     zp = wq.zp.reshape(scale.shape) if wq.zp.size > 1 else wq.zp
     grid = to_grid(w, scale, zp, axis, wq.block, k_axis, red_axis, is_low_bit(w))
+    if np.abs(grid.ints).max(initial=0) * float(grid.step.max(initial=0)) > float(np.finfo(np.float32).max):
+        raise imp.error("its dequantized low-bit weights overflow float32", node)
     name = node.name or node.output[0]
     if quiet:
         return grid

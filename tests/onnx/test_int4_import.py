@@ -234,3 +234,27 @@ def test_a_batch_norm_folded_into_int4_weights_takes_them_off_the_grid(caplog):
     from sieve.api import interpret
     got = next(iter(interpret(graph, x, float_model=True).floats.values()))
     np.testing.assert_allclose(got, ort_run(model, {"x": x})[0], rtol=1e-4, atol=1e-5)
+
+
+@pytest.mark.parametrize("scale, message", [
+    (np.inf, "scale inf is not a finite positive"), (np.nan, "scale nan is not a finite positive"),
+    (1e-45, "is not a finite positive float32 of at least"), (-0.5, "scale -0.5 is not"),
+    (3e38, "overflow float32")])
+def test_broken_low_bit_scales_are_one_clear_error(scale, message):
+    """Found by the long fuzz run: a non-finite, negative, subnormal or huge scale of int4 weights reached
+    numpy as RuntimeWarnings and NaN weights."""
+    rng = np.random.default_rng(0)
+    node, inits = _nbits(rng, 32, 4, 16, "none")
+    inits[1] = nh.from_array(np.array([scale] + [0.01] * 7, np.float32), "sc")
+    with pytest.raises(FrontendError, match=message):
+        import_model(_model([node], inits, [1, 32], [1, 4]))
+    w = rng.integers(-8, 8, (4, 3, 1, 1)).astype(np.int8)
+    g = h.make_graph([h.make_node("DequantizeLinear", ["w", "ws"], ["wd"], axis=0),
+                      h.make_node("Conv", ["x", "wd"], ["y"])], "g",
+                     [h.make_tensor_value_info("x", T.FLOAT, [1, 3, 2, 2])],
+                     [h.make_tensor_value_info("y", T.FLOAT, [1, 4, 2, 2])],
+                     [_int4("w", w), nh.from_array(np.array([scale, 1, 1, 1], np.float32), "ws")])
+    model = h.make_model(g, opset_imports=[h.make_opsetid("", 21)])
+    model.ir_version = 10
+    with pytest.raises(FrontendError, match=message):
+        import_model(model)
