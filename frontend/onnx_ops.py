@@ -108,7 +108,7 @@ def _grid(imp: _Importer, node, w: np.ndarray, wq: _Q | None, k_axis: int, red_a
     if bad.any():
         raise imp.error(f"its low-bit weights' scale {float(wq.scale[bad][0])!r} is not a finite positive "
                         f"float32 of at least {tiny:.3g} (or 0)", node)
-    scale = wq.scale.reshape(_block_shape(w.shape, axis, wq.block)) if wq.block else wq.scale
+    scale = wq.scale.reshape(_block_shape(w.shape, axis, wq.block)) if wq.block and wq.scale.size > 1 else wq.scale
     zp = wq.zp.reshape(scale.shape) if wq.zp.size > 1 else wq.zp
     grid = to_grid(w, scale, zp, axis, wq.block, k_axis, red_axis, is_low_bit(w))
     if np.abs(grid.ints).max(initial=0) * float(grid.step.max(initial=0)) > float(np.finfo(np.float32).max):

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from sieve.fuzz import BAD, fuzz, report
 
-CASES = {"binary": 2500, "asm": 250, "onnx": 800, "sv": 250, "arch": 600, "inputs": 1200}
+CASES = {"binary": 1500, "asm": 150, "onnx": 800, "sv": 150, "arch": 400, "inputs": 800}
 
 
 def test_bounded_fuzz_run_finds_no_defect():

@@ -13,7 +13,7 @@ import logging
 
 import numpy as np
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 from onnx import TensorProto as T
 from onnx import helper as h
@@ -94,6 +94,7 @@ def test_int4_qdq_conv_equals_onnxruntime(c, k, block, unsigned, kernel, seed):
 @SETTINGS
 @given(c=st.sampled_from([16, 32, 64]), n=st.integers(1, 20), block=st.sampled_from([0, 4, 16]),
        unsigned=st.booleans(), gemm=st.booleans(), seed=st.integers(0, 2 ** 16))
+@example(c=16, n=1, block=16, unsigned=False, gemm=True, seed=0)      # one block of one column: one scale
 def test_int4_qdq_matmul_and_gemm_equal_onnxruntime(c, n, block, unsigned, gemm, seed):
     rng = np.random.default_rng(seed)
     w = _values(rng, (c, n), unsigned)                            # MatMul's [C][N]
