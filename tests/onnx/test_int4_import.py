@@ -69,11 +69,13 @@ def _values(rng, shape, unsigned):
 @SETTINGS
 @given(c=st.sampled_from([4, 8, 16, 32]), k=st.integers(1, 12), block=st.sampled_from([0, 2, 4, 8]),
        unsigned=st.booleans(), kernel=st.sampled_from([1, 3]), seed=st.integers(0, 2 ** 16))
+@example(c=4, k=1, block=8, unsigned=False, kernel=1, seed=0)        # one block wider than the channels
 def test_int4_qdq_conv_equals_onnxruntime(c, k, block, unsigned, kernel, seed):
     rng = np.random.default_rng(seed)
     w = _values(rng, (k, c, kernel, kernel), unsigned)
     if block:      # one scale per (output channel, block of input channels), the same over the kernel taps
-        scale = np.broadcast_to(_pow2(rng, (k, c // block, 1, 1)), (k, c // block, kernel, kernel)).copy()
+        blocks = -(-c // block)                                   # a last block may be short (or the only one)
+        scale = np.broadcast_to(_pow2(rng, (k, blocks, 1, 1)), (k, blocks, kernel, kernel)).copy()
         dq = h.make_node("DequantizeLinear", ["w", "ws"] + (["wz"] if unsigned else []), ["wd"], axis=1,
                          block_size=block)
     else:
