@@ -1,6 +1,5 @@
 from __future__ import annotations
 
-import struct
 import zlib
 
 import numpy as np

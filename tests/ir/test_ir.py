@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from sieve.frontend import build
-from sieve.ir import DType, GraphBuilder, IRError, Node, Op, TensorType, run_float, run_int, verify
+from sieve.ir import IRError, Node, Op, TensorType, run_float, run_int, verify
 from sieve_numerics.integer import quantize, requantize
 from sieve.ir.passes import calibrate_minmax, fuse_activations, quantize_graph
 from tests.helpers import quantize as quantize_model, random_calibration

@@ -3,7 +3,6 @@ scales, zero points at the extremes, saturation, uint8 and int8 activations."""
 from __future__ import annotations
 
 import numpy as np
-import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 

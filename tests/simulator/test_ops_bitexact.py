@@ -210,7 +210,6 @@ def test_softmax_runs_on_the_host():
     probs = result.floats["p"]
     np.testing.assert_allclose(probs.sum(axis=1), 1.0, rtol=1e-6)
     assert result.program.outputs[0].post == "softmax"
-    from sieve.ir import run_int, quantize_inputs
     assert result.stats.layers[-1].name == "logits"          # no accelerator work for the softmax
 
 
