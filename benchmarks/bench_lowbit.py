@@ -14,7 +14,6 @@ input, measures the real sizes and is reported beside them.
 """
 from __future__ import annotations
 
-import json
 import time
 from dataclasses import replace
 from pathlib import Path
@@ -22,7 +21,7 @@ from pathlib import Path
 import numpy as np
 
 import sieve
-from benchmarks.common import out_dir
+from benchmarks.common import publish
 from sieve.codegen import generate
 from sieve.pipeline import activation_densities
 
@@ -126,8 +125,4 @@ def plot(rep: dict, path: Path) -> None:
 
 if __name__ == "__main__":
     report = main()
-    out = out_dir()
-    (out / "lowbit.json").write_text(json.dumps(report, indent=1))
-    (out / "lowbit.md").write_text(markdown(report))
-    plot(report, out / "lowbit.png")
-    print(markdown(report))
+    publish("lowbit", report, markdown(report), plot)

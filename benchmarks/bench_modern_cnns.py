@@ -19,7 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
-from benchmarks.common import SIEVE, by_kind, kinds_table, out_dir, timed
+from benchmarks.common import SIEVE, by_kind, kinds_table, publish, timed
 
 REPEAT = 3
 MODELS = (("efficientnet_b0", 224), ("mobilenetv3", 224), ("yolo_like", 320))
@@ -82,7 +82,4 @@ def markdown(rows: list[dict]) -> str:
 
 if __name__ == "__main__":
     result = main()
-    OUT = out_dir()
-    (OUT / "modern_cnns.json").write_text(json.dumps(result, indent=1))
-    (OUT / "modern_cnns.md").write_text(markdown(result))
-    print(markdown(result))
+    publish("modern_cnns", result, markdown(result))

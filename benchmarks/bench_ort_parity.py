@@ -9,7 +9,6 @@ images; the count of differing values and the largest difference in quantization
 """
 from __future__ import annotations
 
-import json
 import logging
 import sys
 import tempfile
@@ -19,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
-from benchmarks.common import out_dir
+from benchmarks.common import publish
 import onnx
 
 import sieve
@@ -109,7 +108,4 @@ def markdown(rows: list[dict]) -> str:
 if __name__ == "__main__":
     names = tuple(a for a in sys.argv[1:] if not a.startswith("--")) or MODELS
     result = main("--quick" in sys.argv, names)
-    OUT = out_dir()
-    (OUT / "ort_parity.json").write_text(json.dumps(result, indent=1))
-    (OUT / "ort_parity.md").write_text(markdown(result))
-    print(markdown(result))
+    publish("ort_parity", result, markdown(result))

@@ -23,7 +23,7 @@ from pathlib import Path
 
 import numpy as np
 
-from benchmarks.common import out_dir
+from benchmarks.common import publish
 
 REPEAT = 7
 SIEVE = str(Path(sys.executable).with_name("sieve"))
@@ -104,7 +104,4 @@ def markdown(r: dict) -> str:
 
 if __name__ == "__main__":
     rep = main()
-    out = out_dir()
-    (out / "resnet50.json").write_text(json.dumps(rep, indent=1))
-    (out / "resnet50.md").write_text(markdown(rep))
-    print(markdown(rep))
+    publish("resnet50", rep, markdown(rep))

@@ -8,7 +8,6 @@
 """
 from __future__ import annotations
 
-import json
 import platform
 import statistics
 import tempfile
@@ -18,7 +17,7 @@ from pathlib import Path
 import numpy as np
 
 import sieve
-from benchmarks.common import out_dir
+from benchmarks.common import publish
 
 REPEAT = 5
 
@@ -117,7 +116,4 @@ def markdown(report: dict) -> str:
 
 if __name__ == "__main__":
     rep = main()
-    out = out_dir()
-    (out / "skeleton.json").write_text(json.dumps(rep, indent=1))
-    (out / "skeleton.md").write_text(markdown(rep))
-    print(markdown(rep))
+    publish("skeleton", rep, markdown(rep))

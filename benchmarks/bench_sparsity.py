@@ -8,7 +8,6 @@ to the float model before calibration on 8 seeded inputs; cycles come from the t
 """
 from __future__ import annotations
 
-import json
 import tempfile
 import time
 from pathlib import Path
@@ -16,7 +15,7 @@ from pathlib import Path
 import numpy as np
 
 import sieve
-from benchmarks.common import out_dir
+from benchmarks.common import publish
 
 POINTS = ("0", "0.5", "0.75", "0.9", "0.95", "2:4")
 
@@ -97,8 +96,4 @@ def plot(rep: dict, path: Path) -> None:
 
 if __name__ == "__main__":
     rep = main()
-    out = out_dir()
-    (out / "sparsity.json").write_text(json.dumps(rep, indent=1))
-    (out / "sparsity.md").write_text(markdown(rep))
-    plot(rep, out / "sparsity.png")
-    print(markdown(rep))
+    publish("sparsity", rep, markdown(rep), plot)

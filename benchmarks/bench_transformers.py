@@ -24,7 +24,7 @@ from pathlib import Path
 
 import numpy as np
 
-from benchmarks.common import SIEVE, by_kind, kinds_table, out_dir, timed
+from benchmarks.common import SIEVE, by_kind, kinds_table, publish, timed
 
 REPEAT = 3
 SEQ = 128
@@ -159,7 +159,4 @@ def markdown(rows: list[dict], num: list[dict]) -> str:
 
 if __name__ == "__main__":
     result, num = bert(), numerics()
-    OUT = out_dir()
-    (OUT / "transformers.json").write_text(json.dumps({"bert": result, "numerics": num}, indent=1))
-    (OUT / "transformers.md").write_text(markdown(result, num))
-    print(markdown(result, num))
+    publish("transformers", {"bert": result, "numerics": num}, markdown(result, num))

@@ -2,6 +2,7 @@
 (`make bench OUT=benchmarks/results` publishes into the tracked results)."""
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -15,6 +16,17 @@ def out_dir() -> Path:
     path = Path(os.environ.get("SIEVE_BENCH_OUT") or Path(__file__).parent / "out")
     path.mkdir(parents=True, exist_ok=True)
     return path
+
+
+def publish(name: str, report, text: str, plot=None) -> None:
+    """Write a benchmark's results as ``name``.json (``report``) and ``name``.md (``text``), and
+    ``name``.png when ``plot(report, path)`` draws one; print the text."""
+    out = out_dir()
+    (out / f"{name}.json").write_text(json.dumps(report, indent=1))
+    (out / f"{name}.md").write_text(text)
+    if plot is not None:
+        plot(report, out / f"{name}.png")
+    print(text)
 
 
 def timed(argv: list[str], cwd: Path) -> float:
