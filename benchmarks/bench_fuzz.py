@@ -37,7 +37,8 @@ def write(tallies: dict[str, Tally], wall: float, workers: int) -> None:
                                               indent=1))
     lines = ["# Fuzz run", "",
              f"{sum(t.cases for t in tallies.values()):,} cases on {workers} worker processes in {wall / 60:.0f} "
-             "minutes; a case over 10 s is a hang, a worker over 2 GiB resident a memory blow-up.", "",
+             "minutes; a case over 10 s of CPU time is a hang, a worker over 2 GiB resident a memory blow-up. "
+             "Slowest s and ms/case are CPU time of one case in its worker.", "",
              "| surface | cases | clean rejections | accepted | internal errors | warnings | hangs | memory | "
              "peak MiB | slowest s | ms/case |", "|---|---|---|---|---|---|---|---|---|---|---|"]
     for s, r in rows.items():
