@@ -12,11 +12,13 @@ from pathlib import Path
 import pytest
 
 import sieve
+from tests.helpers import skip_unless_ort_exact
 
 ROOT = Path(__file__).parent.parent
 
 
 def test_the_python_api_doc_example_runs(capsys):
+    skip_unless_ort_exact()
     text = (ROOT / "docs" / "python-api.md").read_text()
     blocks = re.findall(r"```python\n(.*?)```", text, re.S)
     assert len(blocks) >= 4

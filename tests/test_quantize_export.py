@@ -10,12 +10,14 @@ import pytest
 import sieve
 from sieve.arch import encode_program
 from tests.onnx.test_ort_defaults import _integers, _ort
+from tests.helpers import skip_unless_ort_exact
 
 
 @pytest.mark.parametrize("name,prune", [("resnet18", None), ("resnet18", "0.9"), ("resnet18", "2:4"),
                                         ("mobilenetv2", "0.5"), ("lenet5", "2:4"), ("mlp", None),
                                         ("efficientnet_b0", None), ("mobilenetv3", "0.5")])
 def test_quantized_export_runs_in_onnxruntime_to_sieves_integers(tmp_path, name, prune):
+    skip_unless_ort_exact()
     rng = np.random.default_rng(0)
     if name in ("lenet5", "mlp"):                      # built in code: a float sieve Graph
         model = sieve.zoo.graph(name)

@@ -9,10 +9,13 @@ import subprocess
 import sys
 from pathlib import Path
 
+from tests.helpers import skip_unless_ort_exact
+
 ROOT = Path(__file__).parent.parent
 
 
 def test_readme_walkthrough_runs(tmp_path):
+    skip_unless_ort_exact()
     text = (ROOT / "README.md").read_text()
     blocks = re.findall(r"```sh\n(.*?)```", text, re.S)
     assert len(blocks) == 1 and "sieve compile" in blocks[0]

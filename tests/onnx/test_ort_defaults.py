@@ -21,6 +21,7 @@ import pytest
 import sieve
 from sieve.ir import Op
 from tests.onnx.ort_models import IR_VERSION
+from tests.helpers import skip_unless_ort_exact
 
 SIZE = 32
 MODELS = ("resnet18", "resnet50", "mobilenetv2", "efficientnet_b0", "mobilenetv3")
@@ -84,6 +85,7 @@ CASES = [(m, f, a, pc) for m in MODELS for f in ("QDQ", "QOperator") for a in ("
 
 @pytest.mark.parametrize("name,fmt,act,per_channel", CASES)
 def test_quantized_zoo_model_matches_onnxruntime_default_session(workdir, name, fmt, act, per_channel):
+    skip_unless_ort_exact()
     path = _quantize(workdir, name, fmt, act, per_channel)
     x = np.random.default_rng(1).standard_normal((2, 3, SIZE, SIZE)).astype(np.float32)
     want = _ort(path, x)
@@ -107,6 +109,7 @@ def test_models_quantized_without_pre_processing_match_too(workdir, name, fmt, a
     """Without quant_pre_process, quantize_static leaves every BatchNormalization in float between a
     DequantizeLinear and a QuantizeLinear (QOperator: followed by a float Relu and MaxPool). onnxruntime
     runs them in float32; Sieve emulates that arithmetic exactly with its AFFINE instruction."""
+    skip_unless_ort_exact()
     path = _quantize(workdir, name, fmt, act, True, preprocess=False)
     ops = Counter(n.op_type for n in onnx.load(str(path)).graph.node)
     assert ops["BatchNormalization"] > 10
@@ -133,6 +136,7 @@ def test_a_float_op_onnxruntime_cannot_be_matched_on_is_refused_by_name(workdir)
 def test_int8_qdq_layers_onnxruntime_runs_in_float_are_reported(workdir, name, caplog):
     """Sieve's account of onnxruntime's x86 choices equals the session's optimized graph: the float
     convolutions it warns about, the float Adds, and the int8/uint8 QLinearAdds."""
+    skip_unless_ort_exact()
     path = _quantize(workdir, name, "QDQ", "QInt8", True)
     x = np.random.default_rng(1).standard_normal((1, 3, SIZE, SIZE)).astype(np.float32)
     optimized = workdir / f"{name}_qdq_int8_optimized.onnx"
@@ -155,6 +159,7 @@ def test_int8_qdq_layers_onnxruntime_runs_in_float_are_reported(workdir, name, c
 
 def test_int8_qdq_without_shared_tensors_is_bit_exact(tmp_path):
     """A plain CNN (no tensor read twice): onnxruntime converts every tensor to uint8 and fuses all."""
+    skip_unless_ort_exact()
     from onnx import TensorProto, helper, numpy_helper
     rng = np.random.default_rng(0)
     init = lambda name, shape: numpy_helper.from_array((rng.standard_normal(shape) * 0.3).astype(np.float32), name)  # noqa
