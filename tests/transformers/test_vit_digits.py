@@ -51,7 +51,7 @@ def _linears(net: nn.Module) -> list[torch.Tensor]:
     return ws
 
 
-def train(sparsity: float = 0.0, epochs: int = 40):
+def train(sparsity: float = 0.0, epochs: int = 60):
     """The ViT trained on the first digits, every Linear pruned gradually to ``sparsity`` (the example's
     schedule, examples/prune_digits.py)."""
     from tests.onnx.test_digits_cnn import _example
@@ -109,7 +109,7 @@ def test_int8_top1_within_one_point_of_float(models, digits, which):
         assert min(dense_linears) >= 0.49
     int_acc = (sieve.interpret(q, {"x": x_test}).floats["logits"].argmax(1) == y_test).mean()
     print(f"{which}: float {float_acc:.4f}, int8 {int_acc:.4f}")
-    assert float_acc > 0.85                 # it learned (training numerics vary by CPU: 87 % on one AVX2 host)
+    assert float_acc > 0.9
     assert int_acc >= float_acc - 0.01, (which, float_acc, int_acc)
     # the golden model is what the accelerator computes: a few held-out digits through the binary
     program = sieve.compile(q, arch="default")
